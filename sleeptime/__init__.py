@@ -1,0 +1,54 @@
+"""sleeptime: sleep-time compute for LLM agents.
+
+Think about a context before the user asks, so questions are answered faster,
+cheaper and better when they come (Lin et al. 2025, arXiv 2504.13171).
+"""
+
+from sleeptime.api import SleepTime
+from sleeptime.errors import (
+    ContextNotFound,
+    InvalidInput,
+    ModelCallError,
+    ModelOutputError,
+    SleepTimeError,
+    StoreUnavailable,
+    UnknownModel,
+)
+from sleeptime.llm import FakeChatModel, RetryPolicy, resolve_model
+from sleeptime.models import (
+    Answer,
+    Artifacts,
+    Budget,
+    ContextVersion,
+    Ledger,
+    PredictedQA,
+    SleepReport,
+    Usage,
+)
+from sleeptime.settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Answer",
+    "Artifacts",
+    "Budget",
+    "ContextNotFound",
+    "ContextVersion",
+    "FakeChatModel",
+    "InvalidInput",
+    "Ledger",
+    "ModelCallError",
+    "ModelOutputError",
+    "PredictedQA",
+    "RetryPolicy",
+    "Settings",
+    "SleepReport",
+    "SleepTime",
+    "SleepTimeError",
+    "StoreUnavailable",
+    "UnknownModel",
+    "Usage",
+    "__version__",
+    "resolve_model",
+]

@@ -1,0 +1,37 @@
+"""Exceptions. Every error a user can cause derives from :class:`SleepTimeError`
+and carries a one-line message that says what to do about it."""
+
+from __future__ import annotations
+
+
+class SleepTimeError(Exception):
+    """Base class: a problem the caller can act on (bad input, missing data, config)."""
+
+
+class ContextNotFound(SleepTimeError):
+    def __init__(self, namespace: str, context_id: str) -> None:
+        super().__init__(
+            f"no context {context_id!r} in namespace {namespace!r}: ingest it first"
+        )
+        self.namespace = namespace
+        self.context_id = context_id
+
+
+class InvalidInput(SleepTimeError):
+    """Empty text, oversized context, bad identifiers, out-of-range budgets."""
+
+
+class UnknownModel(SleepTimeError):
+    """The model spec could not be resolved to a chat model."""
+
+
+class ModelOutputError(SleepTimeError):
+    """The model kept producing output we could not parse, even after repair and retries."""
+
+
+class ModelCallError(SleepTimeError):
+    """A model call failed permanently (4xx, bad request, context window exceeded)."""
+
+
+class StoreUnavailable(SleepTimeError):
+    """The SQL database could not be reached."""

@@ -1,0 +1,115 @@
+"""The online query pipeline: retrieve artifacts -> predicted answer (0 tokens) |
+answer from c' (+ context) at the requested budget | cold answer from the context.
+
+Two nodes and one keyed lookup, so the framework adds well under a millisecond
+around the model call. It never waits for sleep-time work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from sleeptime import prompts
+from sleeptime.errors import ContextNotFound
+from sleeptime.llm.gateway import ModelGateway
+from sleeptime.models import Answer, Artifacts, Budget, Usage
+from sleeptime.retrieval import Matcher
+from sleeptime.settings import Settings
+from sleeptime.store.sql import SQLStore
+
+#: (namespace, context id) -> (current version, its artifacts) or None if unknown.
+ArtifactSource = Callable[[str, str], tuple[int, Artifacts] | None]
+
+
+class QueryState(TypedDict, total=False):
+    namespace: str
+    context_id: str
+    question: str
+    budget: Budget
+    version: int
+    artifacts: Artifacts
+    answer: Answer
+
+
+@dataclass
+class QueryDeps:
+    store: SQLStore
+    gateway: Callable[[], ModelGateway]
+    matcher: Matcher
+    settings: Settings
+    artifacts: ArtifactSource
+
+
+def retrieve(state: QueryState, runtime: Runtime[QueryDeps]) -> dict[str, Any]:
+    deps = runtime.context
+    ns, cid = state["namespace"], state["context_id"]
+    found = deps.artifacts(ns, cid)
+    if found is None:
+        raise ContextNotFound(ns, cid)
+    version, arts = found
+    out: dict[str, Any] = {"version": version, "artifacts": arts}
+    if arts.qas:
+        match = deps.matcher.best(state["question"], [qa.question for qa in arts.qas])
+        if match is not None and match.score >= deps.settings.match_threshold:
+            qa = arts.qas[match.index]
+            out["answer"] = Answer(
+                text=qa.answer,
+                source="predicted",
+                usage=Usage(),
+                latency_ms=0.0,
+                version=version,
+                matched_question=qa.question,
+                match_score=round(match.score, 4),
+            )
+    return out
+
+
+def route_retrieve(state: QueryState) -> str:
+    return END if "answer" in state else "generate"
+
+
+def generate(state: QueryState, runtime: Runtime[QueryDeps]) -> dict[str, Any]:
+    deps = runtime.context
+    ns, cid, version = state["namespace"], state["context_id"], state["version"]
+    arts, budget = state["artifacts"], state["budget"]
+    ctx = deps.store.get_context(ns, cid, version)
+    if ctx is None:  # the version vanished between the two reads
+        raise ContextNotFound(ns, cid)
+    if arts.learned:
+        source = "learned"
+        context = ctx.text if deps.settings.include_raw_context else None
+    else:
+        source = "cold"
+        budget = Budget(verbosity=max(budget.verbosity, deps.settings.cold_verbosity), max_tokens=budget.max_tokens)
+        context = ctx.text
+    gateway = deps.gateway()
+
+    def record(phase: Any, step: str, usage: Usage, latency_ms: float) -> None:
+        deps.store.record_call(
+            ns, cid, version, phase=phase, step=step, model=gateway.name, usage=usage, latency_ms=latency_ms
+        )
+
+    messages = prompts.query_messages(
+        state["question"], context=context, learned=arts.learned, verbosity=budget.verbosity
+    )
+    res = gateway.call(messages, phase="test", step=source, max_tokens=budget.token_cap, recorder=record)
+    return {
+        "answer": Answer(
+            text=res.text.strip(), source=source, usage=res.usage, latency_ms=0.0, version=version
+        )
+    }
+
+
+def build_query_graph() -> Any:
+    g = StateGraph(QueryState, context_schema=QueryDeps)
+    g.add_node("retrieve", retrieve)
+    g.add_node("generate", generate)
+    g.add_edge(START, "retrieve")
+    g.add_conditional_edges("retrieve", route_retrieve, ["generate", END])
+    g.add_edge("generate", END)
+    return g.compile(name="sleeptime-query")

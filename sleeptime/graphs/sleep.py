@@ -1,0 +1,251 @@
+"""The sleep-time pipeline: context -> learned context c' (k rethinks, merged) ->
+predicted questions -> precomputed answers -> persisted.
+
+Every step persists its output idempotently before the next starts, and every step
+first looks for its output in the store, so a run killed halfway resumes where it
+stopped and re-running a finished version costs nothing.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.messages import AIMessage, BaseMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
+from sleeptime import prompts
+from sleeptime.errors import ModelOutputError
+from sleeptime.llm.gateway import CallResult, ModelGateway
+from sleeptime.llm.parsing import parse_questions
+from sleeptime.models import Usage
+from sleeptime.settings import Settings
+from sleeptime.store.sql import LEARNED, MANIFEST, QA, QUESTIONS, SQLStore
+
+DRAFT = "draft"
+#: Verbosity used to precompute answers to predicted questions (sleep time is cheap).
+ANSWER_VERBOSITY = 3
+
+
+def add_usage(a: Usage | None, b: Usage | None) -> Usage:
+    return (a or Usage()) + (b or Usage())
+
+
+class SleepState(TypedDict, total=False):
+    namespace: str
+    context_id: str
+    version: int
+    text: str
+    rethink: int
+    drafts: Annotated[list[str], operator.add]
+    learned: str | None
+    questions: list[str]
+    qas: list[dict[str, str]]
+    usage: Annotated[Usage, add_usage]
+    skipped: bool
+
+
+@dataclass
+class SleepDeps:
+    """What the nodes need, handed over through LangGraph's ``Runtime.context``."""
+
+    store: SQLStore
+    gateway: ModelGateway
+    settings: Settings
+    k: int
+    n_questions: int
+    progress: Callable[[str], None] | None = None
+
+    def say(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message)
+
+    def call(
+        self,
+        state: SleepState,
+        messages: list[BaseMessage],
+        step: str,
+        *,
+        temperature: float | None = None,
+    ) -> CallResult:
+        def record(phase: Any, step_: str, usage: Usage, latency_ms: float) -> None:
+            self.store.record_call(
+                state["namespace"],
+                state["context_id"],
+                state["version"],
+                phase=phase,
+                step=step_,
+                model=self.gateway.name,
+                usage=usage,
+                latency_ms=latency_ms,
+            )
+
+        return self.gateway.call(
+            messages,
+            phase="sleep",
+            step=step,
+            max_tokens=self.settings.sleep_max_tokens,
+            temperature=temperature,
+            recorder=record,
+        )
+
+    def nonempty(
+        self, state: SleepState, messages: list[BaseMessage], step: str, **kw: Any
+    ) -> tuple[str, Usage]:
+        """Call until the model says something (twice at most); never store an empty artifact."""
+        usage = Usage()
+        for _ in range(2):
+            res = self.call(state, messages, step, **kw)
+            usage = usage + res.usage
+            if res.text.strip():
+                return res.text.strip(), usage
+        raise ModelOutputError(f"model {self.gateway.name} returned empty output twice on {step}")
+
+    def put(self, state: SleepState, kind: str, key: str, payload: dict[str, Any], usage: Usage) -> None:
+        self.store.put_artifact(
+            state["namespace"],
+            state["context_id"],
+            state["version"],
+            kind,
+            key,
+            payload,
+            model=self.gateway.name,
+            usage=usage,
+        )
+
+    def get(self, state: SleepState, kind: str, key: str) -> dict[str, Any] | None:
+        return self.store.get_artifact(
+            state["namespace"], state["context_id"], state["version"], kind, key
+        )
+
+
+def plan(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
+    deps = runtime.context
+    if deps.get(state, MANIFEST, "0") is not None:
+        arts = deps.store.load_artifacts(state["namespace"], state["context_id"], state["version"])
+        return {
+            "skipped": True,
+            "learned": arts.learned,
+            "qas": [qa.model_dump() for qa in arts.qas],
+        }
+    learned = deps.get(state, LEARNED, "0")
+    return {"skipped": False, "learned": learned["text"] if learned else None}
+
+
+def route_plan(state: SleepState, runtime: Runtime[SleepDeps]) -> Any:
+    if state.get("skipped"):
+        return END
+    if state.get("learned"):
+        return "predict"
+    base = {k: state[k] for k in ("namespace", "context_id", "version", "text")}  # type: ignore[literal-required]
+    return [Send("rethink", {**base, "rethink": i}) for i in range(runtime.context.k)]
+
+
+def rethink(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
+    deps = runtime.context
+    i = state["rethink"]
+    found = deps.get(state, DRAFT, str(i))
+    if found is not None:
+        return {"drafts": [found["text"]]}
+    deps.say(f"learning the context (rethink {i + 1}/{deps.k})")
+    temperature = deps.settings.sleep_temperature if deps.k > 1 else None
+    text, usage = deps.nonempty(state, prompts.learn_messages(state["text"]), "learn", temperature=temperature)
+    if deps.k > 1:
+        deps.put(state, DRAFT, str(i), {"text": text}, usage)
+    return {"drafts": [text], "usage": usage}
+
+
+def merge(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
+    deps = runtime.context
+    drafts = state.get("drafts", [])
+    usage = Usage()
+    if len(drafts) == 1:
+        learned = drafts[0]
+    else:
+        deps.say(f"merging {len(drafts)} rethinks")
+        learned, usage = deps.nonempty(state, prompts.merge_messages(state["text"], drafts), "merge")
+    deps.put(state, LEARNED, "0", {"text": learned, "k": deps.k}, usage)
+    return {"learned": learned, "usage": usage}
+
+
+def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
+    deps = runtime.context
+    n = deps.n_questions
+    found = deps.get(state, QUESTIONS, "0")
+    if found is not None:
+        return {"questions": found["questions"]}
+    if n == 0:
+        return {"questions": []}
+    deps.say(f"predicting {n} questions")
+    messages = prompts.predict_messages(state["text"], state.get("learned"), n)
+    usage = Usage()
+    last = ""
+    for _attempt in range(3):
+        res = deps.call(state, messages, "predict")
+        usage = usage + res.usage
+        questions = parse_questions(res.text, n)
+        if questions:
+            deps.put(state, QUESTIONS, "0", {"questions": questions, "raw": res.text}, usage)
+            return {"questions": questions, "usage": usage}
+        last = res.text
+        messages = [*messages, AIMessage(res.text), prompts.repair_questions_message(n)]
+    raise ModelOutputError(
+        f"model {deps.gateway.name} produced no parseable questions in 3 attempts; "
+        f"last output began {last[:120]!r}"
+    )
+
+
+def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
+    deps = runtime.context
+    questions = state.get("questions", [])
+    qas: list[dict[str, str]] = []
+    usage = Usage()
+    for i, question in enumerate(questions):
+        found = deps.get(state, QA, str(i))
+        if found is not None:
+            qas.append({"question": found["question"], "answer": found["answer"]})
+            continue
+        deps.say(f"answering predicted question {i + 1}/{len(questions)}")
+        messages = prompts.query_messages(
+            question, context=state["text"], learned=state.get("learned"), verbosity=ANSWER_VERBOSITY
+        )
+        text, used = deps.nonempty(state, messages, "answer")
+        usage = usage + used
+        qa = {"question": question, "answer": text}
+        deps.put(state, QA, str(i), qa, used)
+        qas.append(qa)
+    return {"qas": qas, "usage": usage}
+
+
+def finish(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
+    deps = runtime.context
+    deps.put(
+        state,
+        MANIFEST,
+        "0",
+        {"k": deps.k, "questions": len(state.get("qas", [])), "prompts": prompts.PROMPT_VERSION},
+        Usage(),
+    )
+    return {}
+
+
+def build_sleep_graph() -> Any:
+    g = StateGraph(SleepState, context_schema=SleepDeps)
+    g.add_node("plan", plan)
+    g.add_node("rethink", rethink)
+    g.add_node("merge", merge)
+    g.add_node("predict", predict)
+    g.add_node("answer", answer)
+    g.add_node("finish", finish)
+    g.add_edge(START, "plan")
+    g.add_conditional_edges("plan", route_plan, ["rethink", "predict", END])
+    g.add_edge("rethink", "merge")
+    g.add_edge("merge", "predict")
+    g.add_edge("predict", "answer")
+    g.add_edge("answer", "finish")
+    g.add_edge("finish", END)
+    return g.compile(name="sleeptime-sleep")

@@ -1,0 +1,155 @@
+"""The one function every model call goes through: retry policy, usage, ledger."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+
+from sleeptime.errors import ModelCallError
+from sleeptime.llm.retry import RetryPolicy, is_transient
+from sleeptime.models import Phase, Usage
+
+_WORDISH = re.compile(r"\w+|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class CallResult:
+    text: str
+    usage: Usage
+    latency_ms: float
+    finish_reason: str | None = None
+
+
+#: Receives (phase, step, usage, latency_ms) for every finished call.
+Recorder = Callable[[Phase, str, Usage, float], None]
+
+
+def model_name(model: BaseChatModel) -> str:
+    for attr in ("display_name", "model_name", "model", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(model).__name__
+
+
+def count_tokens(model: BaseChatModel, messages: Sequence[BaseMessage], text: str) -> Usage:
+    """Usage when the provider reports none: the model's own counter, else an estimate."""
+    try:
+        prompt = model.get_num_tokens_from_messages(list(messages))
+        completion = model.get_num_tokens(text)
+    except Exception:  # tokenizers may be unavailable offline: estimate
+        prompt = sum(len(_WORDISH.findall(str(m.content))) for m in messages)
+        completion = len(_WORDISH.findall(text))
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, calls=1)
+
+
+def usage_of(model: BaseChatModel, messages: Sequence[BaseMessage], msg: AIMessage) -> Usage:
+    meta = msg.usage_metadata
+    if meta:
+        return Usage(
+            prompt_tokens=int(meta.get("input_tokens", 0)),
+            completion_tokens=int(meta.get("output_tokens", 0)),
+            calls=1,
+        )
+    return count_tokens(model, messages, str(msg.content))
+
+
+def _kwargs(max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if max_tokens is not None:
+        kwargs["max_tokens"] = max_tokens
+    if temperature is not None:
+        kwargs["temperature"] = temperature
+    return kwargs
+
+
+@dataclass
+class ModelGateway:
+    """A chat model plus the policy around it. Accounting cannot be bypassed:
+    the only way the graphs reach a model is :meth:`call`."""
+
+    model: BaseChatModel
+    retry: RetryPolicy
+    recorder: Recorder | None = None
+
+    @property
+    def name(self) -> str:
+        return model_name(self.model)
+
+    def call(
+        self,
+        messages: Sequence[BaseMessage],
+        *,
+        phase: Phase,
+        step: str,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        recorder: Recorder | None = None,
+    ) -> CallResult:
+        kwargs = _kwargs(max_tokens, temperature)
+        start = time.perf_counter()
+        try:
+            for attempt in self.retry.retrying():
+                with attempt:
+                    msg = self.model.invoke(list(messages), **kwargs)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            raise ModelCallError(f"model {self.name} failed on {step}: {exc}") from exc
+        return self._finish(messages, msg, phase, step, start, recorder)
+
+    async def acall(
+        self,
+        messages: Sequence[BaseMessage],
+        *,
+        phase: Phase,
+        step: str,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        recorder: Recorder | None = None,
+    ) -> CallResult:
+        from tenacity import AsyncRetrying
+
+        kwargs = _kwargs(max_tokens, temperature)
+        start = time.perf_counter()
+        sync = self.retry.retrying()
+        try:
+            async for attempt in AsyncRetrying(
+                stop=sync.stop, wait=sync.wait, retry=sync.retry, reraise=True
+            ):
+                with attempt:
+                    msg = await self.model.ainvoke(list(messages), **kwargs)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            raise ModelCallError(f"model {self.name} failed on {step}: {exc}") from exc
+        return self._finish(messages, msg, phase, step, start, recorder)
+
+    def _finish(
+        self,
+        messages: Sequence[BaseMessage],
+        msg: Any,
+        phase: Phase,
+        step: str,
+        start: float,
+        recorder: Recorder | None,
+    ) -> CallResult:
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        if not isinstance(msg, AIMessage):
+            raise ModelCallError(f"model {self.name} returned {type(msg).__name__}, not a message")
+        usage = usage_of(self.model, messages, msg)
+        for rec in (recorder, self.recorder):
+            if rec is not None:
+                rec(phase, step, usage, latency_ms)
+        return CallResult(
+            text=str(msg.text),
+            usage=usage,
+            latency_ms=latency_ms,
+            finish_reason=(msg.response_metadata or {}).get("finish_reason"),
+        )

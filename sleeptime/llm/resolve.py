@@ -1,0 +1,53 @@
+"""Model specs -> LangChain chat models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from langchain_core.language_models import BaseChatModel
+
+from sleeptime.errors import UnknownModel
+from sleeptime.settings import Settings
+
+ModelSpec = str | BaseChatModel
+
+
+def resolve_model(spec: ModelSpec, settings: Settings | None = None) -> BaseChatModel:
+    """Accept a chat model, ``"local"`` (offline llama.cpp, optionally
+    ``"local:/path/model.gguf"``), ``"fake"`` (deterministic, for tests and overhead
+    benchmarks) or any ``init_chat_model`` string such as ``"openai:gpt-4o-mini"``
+    (point it at vLLM / Ollama / llama.cpp server with ``OPENAI_BASE_URL``)."""
+    settings = settings or Settings()
+    if isinstance(spec, BaseChatModel):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise UnknownModel(f"model must be a string spec or a BaseChatModel, not {spec!r}")
+    spec = spec.strip()
+    if spec == "fake":
+        from sleeptime.llm.fake import FakeChatModel
+
+        return FakeChatModel()
+    if spec == "local" or spec.startswith("local:"):
+        from sleeptime.llm.local import LocalChatModel, bundled_model_path
+
+        path = spec.partition(":")[2] or settings.local_model_path or bundled_model_path()
+        if not Path(path).is_file():
+            raise UnknownModel(f"local model file not found: {path}")
+        return LocalChatModel(
+            model_path=str(path), n_ctx=settings.local_n_ctx, n_threads=settings.local_threads
+        )
+    if ":" not in spec:
+        raise UnknownModel(
+            f"unknown model {spec!r}: use 'local', 'fake', 'provider:model' "
+            "(e.g. 'openai:gpt-4o-mini') or pass a BaseChatModel"
+        )
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError as exc:
+        raise UnknownModel(
+            f"model {spec!r} needs the provider packages: pip install 'sleeptime[openai]'"
+        ) from exc
+    try:
+        return init_chat_model(spec)
+    except Exception as exc:  # init_chat_model raises ValueError/ImportError/others
+        raise UnknownModel(f"cannot load model {spec!r}: {exc}") from exc

@@ -1,0 +1,67 @@
+"""Retry policy: transient failures (timeouts, connection resets, 408/429/5xx) are
+retried with exponential backoff and jitter; anything else (4xx, bad requests,
+context-window overflows) fails at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+_TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
+_TRANSIENT_NAMES = (
+    "Timeout",
+    "RateLimit",
+    "APIConnectionError",
+    "ServiceUnavailable",
+    "InternalServerError",
+    "Overloaded",
+    "ConnectionError",
+    "RemoteProtocolError",
+)
+
+
+def status_code(exc: BaseException) -> int | None:
+    """HTTP status carried by provider SDK errors (openai, anthropic, httpx), if any."""
+    for obj in (exc, getattr(exc, "response", None)):
+        code = getattr(obj, "status_code", None) if obj is not None else None
+        if isinstance(code, int):
+            return code
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when trying again later may succeed."""
+    code = status_code(exc)
+    if code is not None:
+        return code in _TRANSIENT_STATUS or code >= 500
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return True
+    name = type(exc).__name__
+    return any(part in name for part in _TRANSIENT_NAMES)
+
+
+class RetryPolicy(BaseModel):
+    """How hard to retry a transient model failure."""
+
+    attempts: int = Field(4, ge=1)
+    initial: float = Field(0.5, ge=0.0)
+    max_wait: float = Field(20.0, ge=0.0)
+    jitter: float = Field(0.5, ge=0.0)
+
+    def retrying(self, **overrides: Any) -> Retrying:
+        return Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential_jitter(
+                initial=self.initial, max=self.max_wait, jitter=self.jitter
+            ),
+            retry=retry_if_exception(is_transient),
+            reraise=True,
+            **overrides,
+        )

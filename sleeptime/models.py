@@ -1,0 +1,131 @@
+"""Pydantic data models shared by the API, the graphs, the store and the CLI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Source = Literal["predicted", "learned", "cold"]
+Phase = Literal["sleep", "test"]
+
+
+class Usage(BaseModel):
+    """Token counts of one or more model calls."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            calls=self.calls + other.calls,
+        )
+
+
+class ContextVersion(BaseModel):
+    """One immutable version of a context; a new text gets a new version."""
+
+    namespace: str
+    context_id: str
+    version: int
+    content_hash: str
+    text: str
+    created_at: datetime | None = None
+    created: bool = Field(False, description="True when this ingest made a new version")
+
+
+class PredictedQA(BaseModel):
+    question: str
+    answer: str
+
+
+class Artifacts(BaseModel):
+    """What sleep-time compute left for one context version (all servable together)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    context_id: str
+    version: int
+    learned: str | None = None
+    qas: tuple[PredictedQA, ...] = ()
+    complete: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self.learned is None and not self.qas
+
+
+class Answer(BaseModel):
+    """The answer to one query, with what it cost at test time."""
+
+    text: str
+    source: Source
+    usage: Usage
+    latency_ms: float
+    version: int
+    matched_question: str | None = None
+    match_score: float | None = None
+
+
+class Ledger(BaseModel):
+    """Sleep-time vs test-time tokens spent on one context, and queries answered."""
+
+    namespace: str
+    context_id: str
+    sleep: Usage = Usage()
+    test: Usage = Usage()
+    queries: int = 0
+    by_source: dict[str, int] = Field(default_factory=dict)
+
+    def cost(self, test_weight: float = 10.0) -> float:
+        """Paper's weighting: a test-time token costs ``test_weight`` sleep-time tokens."""
+        return self.sleep.completion_tokens + test_weight * self.test.completion_tokens
+
+
+class SleepReport(BaseModel):
+    """Outcome of one sleep-time run."""
+
+    namespace: str
+    context_id: str
+    version: int
+    skipped: bool = Field(False, description="artifacts were already complete")
+    learned: str | None = None
+    qas: list[PredictedQA] = Field(default_factory=list)
+    usage: Usage = Usage()
+    seconds: float = 0.0
+
+
+#: Default completion-token caps per verbosity level (0 = answer only ... 4 = thorough).
+VERBOSITY_MAX_TOKENS: dict[int, int] = {0: 32, 1: 96, 2: 192, 3: 384, 4: 768}
+
+
+class Budget(BaseModel):
+    """How much test-time compute one answer may use.
+
+    ``verbosity`` picks the prompt style (the paper's levels 0-4) and a default token
+    cap; ``max_tokens`` overrides the cap. Backends that support thinking control
+    read ``think_tokens`` (cap thinking, then force the answer) and ``extend``
+    (append "Wait" up to this many times when the model stops early), as in s1.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    verbosity: int = Field(1, ge=0, le=4)
+    max_tokens: int | None = Field(None, ge=1)
+    think_tokens: int | None = Field(None, ge=0)
+    extend: int = Field(0, ge=0)
+
+    @property
+    def token_cap(self) -> int:
+        return self.max_tokens if self.max_tokens is not None else VERBOSITY_MAX_TOKENS[self.verbosity]

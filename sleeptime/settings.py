@@ -1,0 +1,46 @@
+"""Settings from the environment (``SLEEPTIME_*``) with sane offline defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All knobs in one place. Every field can be set as ``SLEEPTIME_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SLEEPTIME_", extra="ignore")
+
+    model: str = Field("local", description="'local', 'fake', an init_chat_model spec, ...")
+    database_url: str = "sqlite:///sleeptime.db"
+    redis_url: str | None = None
+
+    # sleep-time
+    sleep_k: int = Field(1, ge=0, le=16, description="independent rethinks of c', merged")
+    n_questions: int = Field(5, ge=0, le=50, description="predicted questions per context")
+    sleep_max_tokens: int = Field(384, ge=16, description="token cap of one sleep-time call")
+    sleep_temperature: float = Field(0.7, ge=0.0, description="used when sleep_k > 1")
+
+    # test-time
+    default_verbosity: int = Field(1, ge=0, le=4)
+    cold_verbosity: int = Field(3, ge=0, le=4, description="budget of a cold answer")
+    match_threshold: float = Field(0.75, gt=0.0, le=1.0)
+    include_raw_context: bool = Field(
+        True, description="give the raw context next to c' when answering from c'"
+    )
+    max_context_chars: int = Field(2_000_000, ge=1)
+
+    # local model
+    local_model_path: Path | None = None
+    local_n_ctx: int = Field(8192, ge=512)
+    local_threads: int | None = None
+
+    # workers (issue #3)
+    idle_after: float = Field(30.0, ge=0.0)
+    max_delay: float = Field(600.0, ge=0.0)
+
+    # KV-prefill blobs (issue #4)
+    kv_dir: Path = Path(".sleeptime/kv")
+    kv_max_bytes: int = Field(1 << 30, ge=0)

@@ -1,0 +1,104 @@
+"""SQL schema (SQLAlchemy 2.x typed ORM).
+
+Artifacts are immutable rows keyed by (namespace, context id, version, kind, key):
+re-running sleep-time on a version inserts nothing twice, and a new version never
+mutates old rows, it only makes them unservable.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class NamespaceRow(Base):
+    __tablename__ = "st_namespaces"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ContextRow(Base):
+    """One version of a context. The newest version is the current one."""
+
+    __tablename__ = "st_contexts"
+
+    namespace: Mapped[str] = mapped_column(String(128), primary_key=True)
+    context_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ArtifactRow(Base):
+    """Something sleep-time compute produced for one context version."""
+
+    __tablename__ = "st_artifacts"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["namespace", "context_id", "version"],
+            ["st_contexts.namespace", "st_contexts.context_id", "st_contexts.version"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    namespace: Mapped[str] = mapped_column(String(128), primary_key=True)
+    context_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    model: Mapped[str] = mapped_column(String(256), default="")
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LedgerRow(Base):
+    """One model call: which phase paid for it and how many tokens it used."""
+
+    __tablename__ = "st_ledger"
+    __table_args__ = (Index("ix_st_ledger_ctx", "namespace", "context_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(128))
+    context_id: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[str] = mapped_column(String(8))
+    step: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(256), default="")
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QueryRow(Base):
+    """One answered query (the online path's log)."""
+
+    __tablename__ = "st_queries"
+    __table_args__ = (Index("ix_st_queries_ctx", "namespace", "context_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(128))
+    context_id: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,369 @@
+"""The durable store: contexts, artifacts, the token ledger and the query log.
+
+SQLite (a file) is the embedded default; PostgreSQL is selected by URL. Every read
+filters by namespace first, so one tenant's artifacts are never served to another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from sleeptime.errors import StoreUnavailable
+from sleeptime.models import Artifacts, ContextVersion, Ledger, Phase, PredictedQA, Usage
+from sleeptime.store.schema import (
+    ArtifactRow,
+    Base,
+    ContextRow,
+    LedgerRow,
+    NamespaceRow,
+    QueryRow,
+)
+
+#: Artifact kinds written by the sleep-time graph.
+LEARNED = "learned"
+QUESTIONS = "questions"
+QA = "qa"
+MANIFEST = "manifest"
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _redact(url: str) -> str:
+    head, sep, tail = url.partition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, _ = head.partition("://")
+    return f"{scheme}://***@{tail}"
+
+
+class SQLStore:
+    """Repository over SQLAlchemy. Thread-safe; cheap to share across threads."""
+
+    def __init__(self, url: str, *, create: bool = True, cache_size: int = 1024) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {"future": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine: Engine = create_engine(url, **kwargs)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise StoreUnavailable(f"bad database URL {_redact(url)!r}: {exc}") from exc
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._cache: OrderedDict[tuple[str, str, int], Artifacts] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        if create:
+            self.create_all()
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def create_all(self) -> None:
+        with self._guard():
+            Base.metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            raise StoreUnavailable(
+                f"database {_redact(self.url)} unavailable: {str(exc.orig).strip()}"
+            ) from exc
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._guard(), self._sessions.begin() as s:
+            yield s
+
+    def _insert_ignore(self, s: Session, row: dict[str, Any], table: Any) -> bool:
+        """INSERT that is a no-op when the primary key exists; True if a row was added."""
+        name = self.engine.dialect.name
+        if name == "sqlite":
+            stmt: Any = sqlite.insert(table).values(**row).on_conflict_do_nothing()
+        elif name == "postgresql":
+            stmt = postgresql.insert(table).values(**row).on_conflict_do_nothing()
+        else:  # generic fallback: savepoint + IntegrityError
+            try:
+                with s.begin_nested():
+                    s.execute(table.insert().values(**row))
+                return True
+            except IntegrityError:
+                return False
+        return bool(s.execute(stmt).rowcount)
+
+    # -- contexts -----------------------------------------------------------------
+
+    def put_context(self, namespace: str, context_id: str, text: str) -> ContextVersion:
+        """Store ``text`` as the newest version unless it equals the newest already."""
+        digest = content_hash(text)
+        for _attempt in range(5):
+            try:
+                with self.session() as s:
+                    self._insert_ignore(s, {"name": namespace}, NamespaceRow.__table__)
+                    latest = s.scalars(
+                        select(ContextRow)
+                        .where(ContextRow.namespace == namespace)
+                        .where(ContextRow.context_id == context_id)
+                        .order_by(ContextRow.version.desc())
+                        .limit(1)
+                    ).first()
+                    if latest is not None and latest.content_hash == digest:
+                        return _ctx(latest, created=False)
+                    row = ContextRow(
+                        namespace=namespace,
+                        context_id=context_id,
+                        version=(latest.version + 1) if latest else 1,
+                        content_hash=digest,
+                        text=text,
+                    )
+                    s.add(row)
+                    s.flush()
+                    return _ctx(row, created=True)
+            except IntegrityError:  # a concurrent ingest took this version number
+                continue
+        raise StoreUnavailable(f"could not store {namespace}/{context_id}: too much contention")
+
+    def get_context(
+        self, namespace: str, context_id: str, version: int | None = None
+    ) -> ContextVersion | None:
+        stmt = select(ContextRow).where(
+            ContextRow.namespace == namespace, ContextRow.context_id == context_id
+        )
+        if version is None:
+            stmt = stmt.order_by(ContextRow.version.desc()).limit(1)
+        else:
+            stmt = stmt.where(ContextRow.version == version)
+        with self.session() as s:
+            row = s.scalars(stmt).first()
+            return _ctx(row) if row else None
+
+    def current_version(self, namespace: str, context_id: str) -> int | None:
+        """The newest version number: one indexed lookup, used on the online path."""
+        with self._guard(), self.engine.connect() as conn:
+            return conn.execute(
+                select(func.max(ContextRow.version)).where(
+                    ContextRow.namespace == namespace, ContextRow.context_id == context_id
+                )
+            ).scalar()
+
+    def list_contexts(self, namespace: str | None = None) -> list[tuple[str, str, int]]:
+        stmt = select(
+            ContextRow.namespace, ContextRow.context_id, func.max(ContextRow.version)
+        ).group_by(ContextRow.namespace, ContextRow.context_id)
+        if namespace is not None:
+            stmt = stmt.where(ContextRow.namespace == namespace)
+        with self.session() as s:
+            return [(ns, cid, int(v)) for ns, cid, v in s.execute(stmt).all()]
+
+    # -- artifacts ----------------------------------------------------------------
+
+    def put_artifact(
+        self,
+        namespace: str,
+        context_id: str,
+        version: int,
+        kind: str,
+        key: str,
+        payload: dict[str, Any],
+        *,
+        model: str = "",
+        usage: Usage | None = None,
+    ) -> bool:
+        """Idempotent write; returns False when the artifact already existed."""
+        usage = usage or Usage()
+        row = {
+            "namespace": namespace,
+            "context_id": context_id,
+            "version": version,
+            "kind": kind,
+            "key": key,
+            "payload": payload,
+            "model": model,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+        }
+        with self.session() as s:
+            return self._insert_ignore(s, row, ArtifactRow.__table__)
+
+    def get_artifact(
+        self, namespace: str, context_id: str, version: int, kind: str, key: str
+    ) -> dict[str, Any] | None:
+        with self.session() as s:
+            row = s.get(ArtifactRow, (namespace, context_id, version, kind, key))
+            return dict(row.payload) if row else None
+
+    def load_artifacts(self, namespace: str, context_id: str, version: int) -> Artifacts:
+        """Everything servable for one version. Complete sets are cached in-process
+        (they are immutable), so repeated queries cost one version lookup."""
+        ck = (namespace, context_id, version)
+        with self._lock:
+            hit = self._cache.get(ck)
+            if hit is not None:
+                self._cache.move_to_end(ck)
+                return hit
+        stmt = select(ArtifactRow.kind, ArtifactRow.key, ArtifactRow.payload).where(
+            ArtifactRow.namespace == namespace,
+            ArtifactRow.context_id == context_id,
+            ArtifactRow.version == version,
+        )
+        with self._guard(), self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        arts = artifacts_from_rows(namespace, context_id, version, rows)
+        if arts.complete:
+            with self._lock:
+                self._cache[ck] = arts
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return arts
+
+    # -- accounting ---------------------------------------------------------------
+
+    def record_call(
+        self,
+        namespace: str,
+        context_id: str,
+        version: int,
+        *,
+        phase: Phase,
+        step: str,
+        model: str,
+        usage: Usage,
+        latency_ms: float,
+    ) -> None:
+        with self.session() as s:
+            s.add(
+                LedgerRow(
+                    namespace=namespace,
+                    context_id=context_id,
+                    version=version,
+                    phase=phase,
+                    step=step,
+                    model=model,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    latency_ms=latency_ms,
+                )
+            )
+
+    def log_query(
+        self,
+        namespace: str,
+        context_id: str,
+        version: int,
+        *,
+        question: str,
+        answer: str,
+        source: str,
+        usage: Usage,
+        latency_ms: float,
+    ) -> None:
+        with self.session() as s:
+            s.add(
+                QueryRow(
+                    namespace=namespace,
+                    context_id=context_id,
+                    version=version,
+                    question=question,
+                    answer=answer,
+                    source=source,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    latency_ms=latency_ms,
+                )
+            )
+
+    def ledger(self, namespace: str, context_id: str) -> Ledger:
+        totals = (
+            select(
+                LedgerRow.phase,
+                func.coalesce(func.sum(LedgerRow.prompt_tokens), 0),
+                func.coalesce(func.sum(LedgerRow.completion_tokens), 0),
+                func.count(),
+            )
+            .where(LedgerRow.namespace == namespace, LedgerRow.context_id == context_id)
+            .group_by(LedgerRow.phase)
+        )
+        sources = (
+            select(QueryRow.source, func.count())
+            .where(QueryRow.namespace == namespace, QueryRow.context_id == context_id)
+            .group_by(QueryRow.source)
+        )
+        with self.session() as s:
+            by_phase = {
+                phase: Usage(prompt_tokens=int(p), completion_tokens=int(c), calls=int(n))
+                for phase, p, c, n in s.execute(totals).all()
+            }
+            by_source = {src: int(n) for src, n in s.execute(sources).all()}
+        return Ledger(
+            namespace=namespace,
+            context_id=context_id,
+            sleep=by_phase.get("sleep", Usage()),
+            test=by_phase.get("test", Usage()),
+            queries=sum(by_source.values()),
+            by_source=by_source,
+        )
+
+
+def artifacts_from_rows(
+    namespace: str, context_id: str, version: int, rows: Any
+) -> Artifacts:
+    """Assemble an :class:`Artifacts` snapshot from (kind, key, payload) rows."""
+    learned: str | None = None
+    qas: list[tuple[int, PredictedQA]] = []
+    complete = False
+    for kind, key, payload in rows:
+        if kind == LEARNED:
+            learned = payload["text"]
+        elif kind == QA:
+            qas.append((int(key), PredictedQA(**payload)))
+        elif kind == MANIFEST:
+            complete = True
+    qas.sort(key=lambda item: item[0])
+    return Artifacts(
+        namespace=namespace,
+        context_id=context_id,
+        version=version,
+        learned=learned,
+        qas=tuple(qa for _, qa in qas),
+        complete=complete,
+    )
+
+
+def _ctx(row: ContextRow, created: bool = False) -> ContextVersion:
+    return ContextVersion(
+        namespace=row.namespace,
+        context_id=row.context_id,
+        version=row.version,
+        content_hash=row.content_hash,
+        text=row.text,
+        created_at=row.created_at,
+        created=created,
+    )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
