@@ -1,0 +1,1 @@
+"""Benchmarks: datasets, the multi-query runner, reports, and overhead/prefill scripts."""

@@ -1,0 +1,256 @@
+"""The ``sleeptime`` command line (typer + rich).
+
+Every user error (missing context, empty text, unknown model, database down) ends
+with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from sleeptime.api import SleepTime
+from sleeptime.bench.cli import app as bench_app
+from sleeptime.errors import InvalidInput, SleepTimeError
+from sleeptime.models import Answer
+from sleeptime.settings import Settings
+
+app = typer.Typer(
+    help="Sleep-time compute: think about a context before the user asks.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(bench_app, name="bench")
+console = Console()
+err = Console(stderr=True)
+
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="model spec (default: $SLEEPTIME_MODEL or 'local')")
+]
+DbOpt = Annotated[
+    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: $SLEEPTIME_DATABASE_URL)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+
+
+def client(model: str | None, database_url: str | None) -> SleepTime:
+    return SleepTime(model=model, database_url=database_url)
+
+
+def _read_text(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    path = Path(source)
+    if not path.is_file():
+        raise InvalidInput(f"no such file: {source}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{source} is not UTF-8 text: {exc.reason}") from exc
+
+
+@app.command()
+def ingest(
+    namespace: str,
+    context_id: str,
+    source: Annotated[str, typer.Argument(help="a text file, or - for stdin")],
+    database_url: DbOpt = None,
+) -> None:
+    """Store a context (a new version when its text changed)."""
+    st = client("fake", database_url)  # ingest never calls a model
+    ctx = st.ingest(namespace, context_id, _read_text(source))
+    state = "new version" if ctx.created else "unchanged"
+    console.print(f"{namespace}/{context_id} v{ctx.version} ({state}, {len(ctx.text):,} chars)")
+
+
+@app.command()
+def sleep(
+    namespace: str,
+    context_id: str,
+    k: Annotated[int | None, typer.Option(help="independent rethinks of the context")] = None,
+    questions: Annotated[int | None, typer.Option(help="questions to predict")] = None,
+    model: ModelOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Run sleep-time compute on the current version now."""
+    st = client(model, database_url)
+    with console.status("sleep-time compute") as status:
+        report = st.sleep(namespace, context_id, k=k, n_questions=questions, progress=status.update)
+    if report.skipped:
+        console.print(f"{namespace}/{context_id} v{report.version}: artifacts already complete")
+    else:
+        console.print(
+            f"{namespace}/{context_id} v{report.version}: learned context + {len(report.qas)} "
+            f"predicted answers, {report.usage.total_tokens:,} tokens, {report.seconds:.1f} s"
+        )
+
+
+@app.command()
+def ask(
+    namespace: str,
+    context_id: str,
+    question: str,
+    verbosity: Annotated[int | None, typer.Option(min=0, max=4, help="0 answer only ... 4 thorough")] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1, help="cap on answer tokens")] = None,
+    as_json: JsonOpt = False,
+    model: ModelOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Answer a question using whatever sleep-time work exists."""
+    st = client(model, database_url)
+    answer = st.ask(namespace, context_id, question, verbosity=verbosity, max_tokens=max_tokens)
+    if as_json:
+        print(answer.model_dump_json(indent=2))
+        return
+    console.print(answer.text)
+    console.print(
+        f"[dim]source={answer.source} test-time tokens={answer.usage.total_tokens} "
+        f"latency={answer.latency_ms:.0f} ms[/dim]"
+    )
+
+
+@app.command()
+def show(
+    namespace: str,
+    context_id: str,
+    as_json: JsonOpt = False,
+    database_url: DbOpt = None,
+) -> None:
+    """Show a context's current version, its artifacts and its token ledger."""
+    st = client("fake", database_url)
+    ctx = st.context(namespace, context_id)
+    arts = st.artifacts(namespace, context_id)
+    ledger = st.ledger(namespace, context_id)
+    if as_json:
+        data: dict[str, Any] = {
+            "context": ctx.model_dump(mode="json", exclude={"text"}) | {"chars": len(ctx.text)},
+            "artifacts": arts.model_dump(mode="json"),
+            "ledger": ledger.model_dump(mode="json"),
+        }
+        print(json.dumps(data, indent=2))
+        return
+    console.print(f"[bold]{namespace}/{context_id}[/bold] v{ctx.version} ({len(ctx.text):,} chars)")
+    console.print(Panel(arts.learned or "[dim](none yet)[/dim]", title="learned context c'"))
+    table = Table("#", "predicted question", "precomputed answer")
+    for i, qa in enumerate(arts.qas, 1):
+        table.add_row(str(i), qa.question, _short(qa.answer, 100))
+    console.print(table)
+    console.print(_ledger_line(ledger))
+
+
+def _short(text: str, n: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _ledger_line(ledger: Any) -> str:
+    return (
+        f"ledger: sleep-time {ledger.sleep.total_tokens:,} tokens in {ledger.sleep.calls} calls; "
+        f"test-time {ledger.test.total_tokens:,} tokens in {ledger.test.calls} calls; "
+        f"{ledger.queries} queries {ledger.by_source}"
+    )
+
+
+DEMO_QUESTIONS = [
+    "How much does the library pay for the whole order, including delivery?",
+    "At what time does Rosa finish baking the muffins?",
+    "How many cookies are kept aside for volunteers?",
+]
+
+
+@app.command()
+def demo(
+    model: ModelOpt = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="default: a fresh temporary SQLite file")
+    ] = None,
+    verbosity: Annotated[int, typer.Option(min=0, max=4)] = 1,
+) -> None:
+    """Sleep-time compute end to end on a bundled context, offline."""
+    settings = Settings()
+    tmp = tempfile.TemporaryDirectory(prefix="sleeptime-demo-")
+    url = database_url or f"sqlite:///{Path(tmp.name) / 'demo.db'}"
+    st = SleepTime(model=model or settings.model, database_url=url, settings=settings)
+    text = resources.files("sleeptime").joinpath("data/sample_context.txt").read_text("utf-8")
+    console.rule("[bold]sleeptime demo")
+    with console.status("loading the model"):
+        name = st.model_name
+    console.print(f"model: {name}    store: {url}")
+    if name.startswith("local:"):
+        console.print(
+            "[yellow]The bundled SmolLM2-135M cannot reason (0/10 on grade-school math): its "
+            "answers show the mechanism (caching, budgets, accounting), not accuracy.[/yellow]"
+        )
+    st.ingest("demo", "bakery", text)
+    st.ingest("demo", "bakery-cold", text)  # the control: never gets sleep-time compute
+    console.print(f"context: {len(text):,} chars, ingested as demo/bakery and demo/bakery-cold")
+
+    with console.status("sleep-time compute") as status:
+        report = st.sleep("demo", "bakery", progress=status.update)
+    console.print(
+        f"sleep time: {report.usage.total_tokens:,} tokens in {report.usage.calls} calls, "
+        f"{report.seconds:.1f} s -> learned context + {len(report.qas)} predicted questions"
+    )
+    console.print(Panel(_short(report.learned or "", 600), title="learned context c' (excerpt)"))
+
+    questions = list(DEMO_QUESTIONS)
+    if report.qas:
+        questions.append(report.qas[0].question)  # a question the model itself predicted
+    rows: list[tuple[str, Answer, Answer]] = []
+    for q in questions:
+        with console.status(f"asking: {_short(q, 60)}"):
+            warm = st.ask("demo", "bakery", q, verbosity=verbosity)
+            cold = st.ask("demo", "bakery-cold", q, verbosity=verbosity)
+        rows.append((q, warm, cold))
+        table = Table(title=q, title_justify="left", expand=True)
+        table.add_column("path", no_wrap=True)
+        table.add_column("source")
+        table.add_column("test-time tokens", justify="right")
+        table.add_column("latency", justify="right")
+        table.add_column("answer", ratio=1)
+        for label, ans in (("with sleep-time", warm), ("cold (no sleep-time)", cold)):
+            table.add_row(
+                label, ans.source, f"{ans.usage.total_tokens:,}", f"{ans.latency_ms:,.0f} ms", _short(ans.text, 90)
+            )
+        console.print(table)
+
+    summary = Table(title="summary over the demo questions", title_justify="left")
+    summary.add_column("path")
+    summary.add_column("test-time tokens (total)", justify="right")
+    summary.add_column("completion tokens", justify="right")
+    summary.add_column("latency (total)", justify="right")
+    for label, idx in (("with sleep-time", 1), ("cold", 2)):
+        answers = [r[idx] for r in rows]
+        summary.add_row(
+            label,
+            f"{sum(a.usage.total_tokens for a in answers):,}",  # type: ignore[attr-defined]
+            f"{sum(a.usage.completion_tokens for a in answers):,}",  # type: ignore[attr-defined]
+            f"{sum(a.latency_ms for a in answers) / 1000:,.2f} s",  # type: ignore[attr-defined]
+        )
+    console.print(summary)
+    console.print(_ledger_line(st.ledger("demo", "bakery")))
+    st.close()
+    tmp.cleanup()
+
+
+def main() -> None:
+    try:
+        app()
+    except SleepTimeError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
