@@ -73,6 +73,9 @@ class SleepTime:
         self.artifact_source: ArtifactSource = self._artifacts_from_sql
         #: Called with each new context version (the worker queue subscribes here).
         self.on_new_version: list[Callable[[ContextVersion], None]] = []
+        #: Called with (namespace, context id) on every ingest and ask, so the idle-time
+        #: scheduler can postpone sleep-time work while a namespace is busy.
+        self.on_activity: list[Callable[[str, str], None]] = []
 
     # -- model --------------------------------------------------------------------
 
@@ -104,10 +107,15 @@ class SleepTime:
                 f"is {self.settings.max_context_chars:,} (SLEEPTIME_MAX_CONTEXT_CHARS)"
             )
         ctx = self.store.put_context(namespace, context_id, text)
+        self._touch(namespace, context_id)
         if ctx.created:
             for hook in self.on_new_version:
                 hook(ctx)
         return ctx
+
+    def _touch(self, namespace: str, context_id: str) -> None:
+        for hook in self.on_activity:
+            hook(namespace, context_id)
 
     def context(self, namespace: str, context_id: str) -> ContextVersion:
         check_ids(namespace, context_id)
@@ -194,10 +202,16 @@ class SleepTime:
         max_tokens: int | None = None,
         budget: Budget | None = None,
     ) -> Answer:
-        """Answer a question about a context with whatever sleep-time work exists."""
+        """Answer a question about a context with whatever sleep-time work exists.
+
+        The budget is ``budget``, else ``verbosity``/``max_tokens``. When none is given,
+        answers from c' use ``default_verbosity`` and cold answers (no artifacts yet)
+        the full ``cold_verbosity``; an explicit budget is honoured on every path.
+        """
         check_ids(namespace, context_id)
         if not isinstance(question, str) or not question.strip():
             raise InvalidInput("question is empty")
+        explicit = budget is not None or verbosity is not None or max_tokens is not None
         if budget is None:
             v = self.settings.default_verbosity if verbosity is None else verbosity
             if not isinstance(v, int) or not 0 <= v <= 4:
@@ -214,9 +228,11 @@ class SleepTime:
             artifacts=self.artifact_source,
         )
         out = _QUERY_GRAPH.invoke(
-            {"namespace": namespace, "context_id": context_id, "question": question.strip(), "budget": budget},
+            {"namespace": namespace, "context_id": context_id, "question": question.strip(), "budget": budget,
+             "explicit_budget": explicit},
             context=deps,
         )
+        self._touch(namespace, context_id)
         answer: Answer = out["answer"]
         answer = answer.model_copy(update={"latency_ms": (time.perf_counter() - start) * 1000.0})
         self.store.log_query(

@@ -31,6 +31,7 @@ class QueryState(TypedDict, total=False):
     context_id: str
     question: str
     budget: Budget
+    explicit_budget: bool
     version: int
     artifacts: Artifacts
     answer: Answer
@@ -85,7 +86,8 @@ def generate(state: QueryState, runtime: Runtime[QueryDeps]) -> dict[str, Any]:
         context = ctx.text if deps.settings.include_raw_context else None
     else:
         source = "cold"
-        budget = Budget(verbosity=max(budget.verbosity, deps.settings.cold_verbosity), max_tokens=budget.max_tokens)
+        if not state.get("explicit_budget"):  # no artifacts to lean on: full budget
+            budget = Budget(verbosity=deps.settings.cold_verbosity)
         context = ctx.text
     gateway = deps.gateway()
 
