@@ -59,7 +59,7 @@ class RetryPolicy(BaseModel):
         return Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential_jitter(
-                initial=self.initial, max=self.max_wait, jitter=self.jitter
+                multiplier=self.initial, max=self.max_wait, jitter=self.jitter
             ),
             retry=retry_if_exception(is_transient),
             reraise=True,
