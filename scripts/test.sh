@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command. Works on a fresh Debian/Ubuntu machine: installs what the
+# tests need (redis-server; the package with its dev/local/postgres extras in .venv),
+# then runs the whole suite. Tests start their own redis-server on free loopback ports;
+# PostgreSQL tests run when a server is reachable (SLEEPTIME_TEST_POSTGRES_URL, default
+# postgresql+psycopg://postgres@127.0.0.1:5432/test) and are skipped otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "installing redis-server ..."
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip >/dev/null
+# llama-cpp-python compiles llama.cpp on first install (~5 min on 2 cores); pip caches it.
+python -m pip install -q -e ".[dev,local,postgres]"
+
+python -m pytest -q -p no:cacheprovider "$@"
