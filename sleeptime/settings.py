@@ -44,3 +44,9 @@ class Settings(BaseSettings):
     # KV-prefill blobs (issue #4)
     kv_dir: Path = Path(".sleeptime/kv")
     kv_max_bytes: int = Field(1 << 30, ge=0)
+    kv_prefill: bool = Field(
+        True, description="save the query-prompt prefix's KV state at sleep time (local models)"
+    )
+    prewarm: bool = Field(
+        True, description="send a 1-token request at sleep time to warm a server's prefix cache"
+    )

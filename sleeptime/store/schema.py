@@ -10,7 +10,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -102,3 +111,22 @@ class QueryRow(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     latency_ms: Mapped[float] = mapped_column(default=0.0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KVBlobRow(Base):
+    """A saved llama.cpp KV state of one exact token prefix (issue #4). The bytes live
+    in a file under ``settings.kv_dir``; this row is the index and the LRU clock."""
+
+    __tablename__ = "st_kv_blobs"
+    __table_args__ = (Index("ix_st_kv_blobs_lookup", "model_key", "namespace", "n_tokens"),)
+
+    namespace: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    prefix_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    n_tokens: Mapped[int] = mapped_column(Integer)
+    context_id: Mapped[str] = mapped_column(String(256), default="")
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    file: Mapped[str] = mapped_column(String(256))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
