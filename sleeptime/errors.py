@@ -10,9 +10,7 @@ class SleepTimeError(Exception):
 
 class ContextNotFound(SleepTimeError):
     def __init__(self, namespace: str, context_id: str) -> None:
-        super().__init__(
-            f"no context {context_id!r} in namespace {namespace!r}: ingest it first"
-        )
+        super().__init__(f"no context {context_id!r} in namespace {namespace!r}: ingest it first")
         self.namespace = namespace
         self.context_id = context_id
 

@@ -128,4 +128,6 @@ class Budget(BaseModel):
 
     @property
     def token_cap(self) -> int:
-        return self.max_tokens if self.max_tokens is not None else VERBOSITY_MAX_TOKENS[self.verbosity]
+        return (
+            self.max_tokens if self.max_tokens is not None else VERBOSITY_MAX_TOKENS[self.verbosity]
+        )

@@ -18,9 +18,9 @@ from langchain_core.embeddings import Embeddings
 
 _WORD = re.compile(r"[a-z]+|\d+(?:\.\d+)?")
 _STOP = frozenset(
-    "a an the of to in on at for by with and or is are was were be been do does did "
-    "what which who whom whose how many much there this that these those it its their "
-    "his her he she they we you i me my our your from as into than then so if".split()
+    """a an the of to in on at for by with and or is are was were be been do does did
+    what which who whom whose how many much there this that these those it its their
+    his her he she they we you i me my our your from as into than then so if""".split()
 )
 
 

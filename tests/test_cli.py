@@ -11,8 +11,16 @@ from pathlib import Path
 import pytest
 
 
-def run(args: list[str], db: str, stdin: str | None = None, model: str = "fake") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SLEEPTIME_DATABASE_URL": db, "SLEEPTIME_MODEL": model, "NO_COLOR": "1", "COLUMNS": "200"}
+def run(
+    args: list[str], db: str, stdin: str | None = None, model: str = "fake"
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "SLEEPTIME_DATABASE_URL": db,
+        "SLEEPTIME_MODEL": model,
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    }
     return subprocess.run(
         [sys.executable, "-m", "sleeptime", *args],
         input=stdin,
@@ -42,7 +50,12 @@ def test_full_flow(sqlite_url: str, tmp_path: Path) -> None:
     question = shown["artifacts"]["qas"][0]["question"]
     answer = json.loads(run(["ask", "acme", "doc-1", question, "--json"], sqlite_url).stdout)
     assert answer["source"] == "predicted" and answer["usage"]["completion_tokens"] == 0
-    answer = json.loads(run(["ask", "acme", "doc-1", "What is Bob's total?", "--json", "--verbosity", "0"], sqlite_url).stdout)
+    answer = json.loads(
+        run(
+            ["ask", "acme", "doc-1", "What is Bob's total?", "--json", "--verbosity", "0"],
+            sqlite_url,
+        ).stdout
+    )
     assert answer["source"] == "learned"
     shown = json.loads(run(["show", "acme", "doc-1", "--json"], sqlite_url).stdout)
     assert shown["ledger"]["queries"] == 2 and shown["ledger"]["test"]["calls"] == 1
@@ -64,12 +77,16 @@ def test_empty_text(sqlite_url: str) -> None:
 
 
 def test_missing_file(sqlite_url: str) -> None:
-    assert_clean_error(run(["ingest", "acme", "doc", "/no/such/file.txt"], sqlite_url), "no such file")
+    assert_clean_error(
+        run(["ingest", "acme", "doc", "/no/such/file.txt"], sqlite_url), "no such file"
+    )
 
 
 def test_unknown_model(sqlite_url: str) -> None:
     run(["ingest", "acme", "doc", "-"], sqlite_url, stdin="Ann has 3 apples.")
-    assert_clean_error(run(["ask", "acme", "doc", "how many?"], sqlite_url, model="gpt-nonsense"), "unknown model")
+    assert_clean_error(
+        run(["ask", "acme", "doc", "how many?"], sqlite_url, model="gpt-nonsense"), "unknown model"
+    )
 
 
 def test_database_down() -> None:

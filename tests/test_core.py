@@ -52,13 +52,17 @@ def test_empty_context_rejected(st: SleepTime, text: str) -> None:
 
 
 def test_huge_context_rejected_with_limit_in_message(database_url: str) -> None:
-    st = SleepTime(model="fake", database_url=database_url, settings=Settings(max_context_chars=1000))
+    st = SleepTime(
+        model="fake", database_url=database_url, settings=Settings(max_context_chars=1000)
+    )
     with pytest.raises(InvalidInput, match="1,000"):
         st.ingest("acme", "doc", "x" * 1001)
     st.ingest("acme", "doc", "x" * 1000)
 
 
-@pytest.mark.parametrize("ns,cid", [("", "doc"), ("has space", "doc"), ("ok", ""), ("ok", "a\x00b"), ("ok", "x" * 300)])
+@pytest.mark.parametrize(
+    "ns,cid", [("", "doc"), ("has space", "doc"), ("ok", ""), ("ok", "a\x00b"), ("ok", "x" * 300)]
+)
 def test_bad_identifiers(st: SleepTime, ns: str, cid: str) -> None:
     with pytest.raises(InvalidInput):
         st.ingest(ns, cid, TEXT)
@@ -78,7 +82,9 @@ def test_sleep_is_idempotent(st: SleepTime) -> None:
     assert artifact_count(st) == rows
 
 
-def test_interrupted_sleep_resumes_without_duplicates(database_url: str, settings: Settings) -> None:
+def test_interrupted_sleep_resumes_without_duplicates(
+    database_url: str, settings: Settings
+) -> None:
     # learn, predict, then the first answer call fails permanently
     model = FakeChatModel()
     st = SleepTime(model=model, database_url=database_url, settings=settings)
@@ -126,7 +132,9 @@ def test_three_sources(st: SleepTime) -> None:
 
 def test_predicted_answers_need_the_same_numbers(st: SleepTime) -> None:
     st.ingest("acme", "doc", TEXT)
-    st.store.put_artifact("acme", "doc", 1, "qa", "0", {"question": "What do 3 apples cost?", "answer": "$6"})
+    st.store.put_artifact(
+        "acme", "doc", 1, "qa", "0", {"question": "What do 3 apples cost?", "answer": "$6"}
+    )
     st.store.put_artifact("acme", "doc", 1, "learned", "0", {"text": "notes"})
     assert st.ask("acme", "doc", "What do 3 apples cost?").source == "predicted"
     assert st.ask("acme", "doc", "What do 5 apples cost?").source == "learned"
@@ -159,7 +167,9 @@ def test_namespaces_are_isolated(st: SleepTime) -> None:
     assert st.ledger("tenant-b", "doc").sleep.calls == 0
 
 
-def test_unparseable_questions_fail_clearly_and_store_nothing(database_url: str, settings: Settings) -> None:
+def test_unparseable_questions_fail_clearly_and_store_nothing(
+    database_url: str, settings: Settings
+) -> None:
     garbage = "I am sorry, I cannot do that."
     model = FakeChatModel(responses=["Notes: Ann has 3 apples.", garbage, garbage, garbage])
     st = SleepTime(model=model, database_url=database_url, settings=settings)
@@ -183,12 +193,17 @@ def test_malformed_questions_are_repaired(database_url: str, settings: Settings)
     st = SleepTime(model=model, database_url=database_url, settings=settings)
     st.ingest("acme", "doc", TEXT)
     report = st.sleep("acme", "doc")
-    assert [qa.question for qa in report.qas] == ["How many apples does Ann buy?", "What does Bob pay?"]
+    assert [qa.question for qa in report.qas] == [
+        "How many apples does Ann buy?",
+        "What does Bob pay?",
+    ]
     assert [qa.answer for qa in report.qas] == ["Ann buys 3. The answer is 3.", "The answer is 6."]
 
 
 def test_empty_model_output_is_never_stored(database_url: str, settings: Settings) -> None:
-    st = SleepTime(model=FakeChatModel(responses=["", "  "]), database_url=database_url, settings=settings)
+    st = SleepTime(
+        model=FakeChatModel(responses=["", "  "]), database_url=database_url, settings=settings
+    )
     st.ingest("acme", "doc", TEXT)
     with pytest.raises(ModelOutputError, match="empty output"):
         st.sleep("acme", "doc")

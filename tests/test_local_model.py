@@ -39,7 +39,9 @@ def test_sleep_then_ask_on_the_real_model(sqlite_url: str) -> None:
 
     ledger = st.ledger("lib", "order")
     assert ledger.sleep.completion_tokens == report.usage.completion_tokens
-    assert ledger.test.completion_tokens == cold.usage.completion_tokens + warm.usage.completion_tokens
+    assert (
+        ledger.test.completion_tokens == cold.usage.completion_tokens + warm.usage.completion_tokens
+    )
     assert ledger.queries == 3
     # re-running sleep-time on the same version is free
     assert st.sleep("lib", "order").skipped

@@ -93,13 +93,22 @@ def generate(state: QueryState, runtime: Runtime[QueryDeps]) -> dict[str, Any]:
 
     def record(phase: Any, step: str, usage: Usage, latency_ms: float) -> None:
         deps.store.record_call(
-            ns, cid, version, phase=phase, step=step, model=gateway.name, usage=usage, latency_ms=latency_ms
+            ns,
+            cid,
+            version,
+            phase=phase,
+            step=step,
+            model=gateway.name,
+            usage=usage,
+            latency_ms=latency_ms,
         )
 
     messages = prompts.query_messages(
         state["question"], context=context, learned=arts.learned, verbosity=budget.verbosity
     )
-    res = gateway.call(messages, phase="test", step=source, max_tokens=budget.token_cap, recorder=record)
+    res = gateway.call(
+        messages, phase="test", step=source, max_tokens=budget.token_cap, recorder=record
+    )
     return {
         "answer": Answer(
             text=res.text.strip(), source=source, usage=res.usage, latency_ms=0.0, version=version

@@ -91,8 +91,11 @@ class FakeChatModel(BaseChatModel):
         context = _section(last, "Context:")
         if "Write the study notes" in last or "Write the merged notes" in last:
             facts = [s for s in _sentences(context) if _NUMBER.search(s)]
-            return "Summary: " + " ".join(_sentences(context)[:1]) + "\nQuantities:\n" + "\n".join(
-                f"- {s}" for s in facts
+            return (
+                "Summary: "
+                + " ".join(_sentences(context)[:1])
+                + "\nQuantities:\n"
+                + "\n".join(f"- {s}" for s in facts)
             )
         m = re.search(r"List (\d+) questions", last)
         if m:

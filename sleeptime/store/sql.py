@@ -323,9 +323,7 @@ class SQLStore:
         )
 
 
-def artifacts_from_rows(
-    namespace: str, context_id: str, version: int, rows: Any
-) -> Artifacts:
+def artifacts_from_rows(namespace: str, context_id: str, version: int, rows: Any) -> Artifacts:
     """Assemble an :class:`Artifacts` snapshot from (kind, key, payload) rows."""
     learned: str | None = None
     qas: list[tuple[int, PredictedQA]] = []
