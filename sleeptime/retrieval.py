@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from langchain_core.embeddings import Embeddings
 
@@ -24,16 +24,11 @@ _STOP = frozenset(
 )
 
 
-class Match(tuple[int, float]):
-    """(index of the predicted question, score in [0, 1])."""
+class Match(NamedTuple):
+    """The best predicted question for a query and its similarity in [0, 1]."""
 
-    @property
-    def index(self) -> int:
-        return self[0]
-
-    @property
-    def score(self) -> float:
-        return self[1]
+    position: int
+    score: float
 
 
 class Matcher(Protocol):
@@ -73,7 +68,7 @@ class LexicalMatcher:
         for i, cand in enumerate(candidates):
             score = lexical_score(question, cand)
             if best is None or score > best.score:
-                best = Match((i, score))
+                best = Match(i, score)
         return best
 
 
@@ -103,7 +98,7 @@ class EmbeddingMatcher:
         for i, vec in enumerate(self._vectors(candidates)):
             score = _cosine(q, vec) if _terms(candidates[i])[1] == nq else 0.0
             if best is None or score > best.score:
-                best = Match((i, score))
+                best = Match(i, score)
         return best
 
 

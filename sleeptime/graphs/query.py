@@ -57,7 +57,7 @@ def retrieve(state: QueryState, runtime: Runtime[QueryDeps]) -> dict[str, Any]:
     if arts.qas:
         match = deps.matcher.best(state["question"], [qa.question for qa in arts.qas])
         if match is not None and match.score >= deps.settings.match_threshold:
-            qa = arts.qas[match.index]
+            qa = arts.qas[match.position]
             out["answer"] = Answer(
                 text=qa.answer,
                 source="predicted",

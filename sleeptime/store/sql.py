@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import CursorResult, Engine, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -108,7 +108,8 @@ class SQLStore:
                 return True
             except IntegrityError:
                 return False
-        return bool(s.execute(stmt).rowcount)
+        result: CursorResult[Any] = s.execute(stmt)  # type: ignore[assignment]
+        return bool(result.rowcount)
 
     # -- contexts -----------------------------------------------------------------
 
