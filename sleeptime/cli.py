@@ -230,13 +230,12 @@ def demo(
     summary.add_column("test-time tokens (total)", justify="right")
     summary.add_column("completion tokens", justify="right")
     summary.add_column("latency (total)", justify="right")
-    for label, idx in (("with sleep-time", 1), ("cold", 2)):
-        answers = [r[idx] for r in rows]
+    for label, answers in (("with sleep-time", [w for _, w, _ in rows]), ("cold", [c for _, _, c in rows])):
         summary.add_row(
             label,
-            f"{sum(a.usage.total_tokens for a in answers):,}",  # type: ignore[attr-defined]
-            f"{sum(a.usage.completion_tokens for a in answers):,}",  # type: ignore[attr-defined]
-            f"{sum(a.latency_ms for a in answers) / 1000:,.2f} s",  # type: ignore[attr-defined]
+            f"{sum(a.usage.total_tokens for a in answers):,}",
+            f"{sum(a.usage.completion_tokens for a in answers):,}",
+            f"{sum(a.latency_ms for a in answers) / 1000:,.2f} s",
         )
     console.print(summary)
     console.print(_ledger_line(st.ledger("demo", "bakery")))

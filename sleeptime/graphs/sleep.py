@@ -141,7 +141,7 @@ def route_plan(state: SleepState, runtime: Runtime[SleepDeps]) -> Any:
         return END
     if state.get("learned"):
         return "predict"
-    base = {k: state[k] for k in ("namespace", "context_id", "version", "text")}  # type: ignore[literal-required]
+    base = {k: state[k] for k in ("namespace", "context_id", "version", "text")}
     return [Send("rethink", {**base, "rethink": i}) for i in range(runtime.context.k)]
 
 
