@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -20,6 +22,9 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr
 
 from sleeptime.errors import UnknownModel
+
+if TYPE_CHECKING:
+    from sleeptime.llm.kv import KVStore, PrefillResult
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -77,8 +82,15 @@ class LocalChatModel(BaseChatModel):
     n_threads: int | None = None
     temperature: float = 0.0
     max_tokens: int = 256
+    #: Budget forcing (s1): cap thinking at this many tokens, then force the answer.
+    think_tokens: int | None = None
+    #: Budget forcing: append "Wait" up to this many times when thinking stops early.
+    extend: int = 0
     _llama: Any = PrivateAttr(default=None)
     _lock: threading.Lock | None = PrivateAttr(default=None)
+    _kv: Any = PrivateAttr(default=None)
+    _formatter: Any = PrivateAttr(default=None)
+    _model_key: str | None = PrivateAttr(default=None)
 
     @property
     def _llm_type(self) -> str:
@@ -98,6 +110,123 @@ class LocalChatModel(BaseChatModel):
         assert self._lock is not None
         return self._llama, self._lock
 
+    # -- prompt formatting ---------------------------------------------------------
+
+    def _get_formatter(self, llama: Any) -> Any:
+        """The GGUF's own chat template, as ``create_chat_completion`` would use it."""
+        if self._formatter is None:
+            template = llama.metadata.get("tokenizer.chat_template")
+            if not template:
+                self._formatter = False
+            else:
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+                eos, bos = llama.token_eos(), llama.token_bos()
+                self._formatter = Jinja2ChatFormatter(
+                    template=template,
+                    eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+                    bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+                    stop_token_ids=[eos],
+                )
+        return self._formatter or None
+
+    def format_prompt(self, messages: list[BaseMessage]) -> PromptParts | None:
+        """The exact prompt text and token ids this model decodes for ``messages``
+        (None when the GGUF has no chat template)."""
+        llama, _ = self.llama()
+        formatter = self._get_formatter(llama)
+        if formatter is None:
+            return None
+        chat = [{"role": _ROLES.get(m.type, "user"), "content": str(m.content)} for m in messages]
+        res = formatter(messages=chat)
+        tokens = llama.tokenize(
+            res.prompt.encode("utf-8"), add_bos=not res.added_special, special=True
+        )
+        stop = res.stop if isinstance(res.stop, list) else [res.stop] if res.stop else []
+        return PromptParts(res.prompt, list(tokens), list(stop), res.stopping_criteria)
+
+    # -- KV-prefill artifacts ----------------------------------------------------------
+
+    @property
+    def kv(self) -> KVStore | None:
+        return self._kv  # type: ignore[no-any-return]
+
+    def attach_kv(self, kv: KVStore | None) -> None:
+        """Restore saved prefix states from ``kv`` before decoding (None: never)."""
+        self._kv = kv
+
+    def model_key(self) -> str:
+        if self._model_key is None:
+            from sleeptime.llm.kv import model_key
+
+            self._model_key = model_key(self.model_path)
+        return self._model_key
+
+    def _restore(self, llama: Any, tokens: list[int]) -> int:
+        """Load the longest saved prefix of ``tokens`` into the KV cache (call with the
+        lock held). Returns the tokens restored; 0 on a miss, when the cache already
+        holds that prefix, or when the blob was bad (then it was dropped)."""
+        from sleeptime.llm.kv import common_prefix, current_namespace, set_seq_state
+
+        kv = self.kv
+        if kv is None or not kv.enabled:
+            return 0
+        blob = kv.find(namespace=current_namespace(), model_key=self.model_key(), tokens=tokens)
+        if blob is None or common_prefix(llama._input_ids, tokens) >= blob.n_tokens:
+            return 0
+        data = kv.load(blob, tokens)
+        if data is None:
+            return 0
+        if not set_seq_state(llama, data, tokens[: blob.n_tokens]):
+            kv.drop(blob)
+            return 0
+        return blob.n_tokens
+
+    def save_prefix(
+        self,
+        kv: KVStore,
+        variants: list[list[BaseMessage]],
+        *,
+        namespace: str,
+        context_id: str = "",
+        version: int = 0,
+    ) -> PrefillResult | None:
+        """Evaluate the token prefix shared by ``variants`` (one prompt with different
+        questions) and save its KV state to ``kv``. Reuses whatever prefix the cache
+        already holds, so right after the sleep-time answers this is nearly free."""
+        from sleeptime.llm.kv import PrefillResult, common_prefix, get_seq_state, stable_prefix
+
+        parts = [self.format_prompt(v) for v in variants]
+        if not parts or any(p is None for p in parts):
+            return None
+        toks = [p.tokens for p in parts if p is not None]
+        llama, lock = self.llama()
+        pieces = [llama.detokenize([t], special=True) for t in toks[0]]
+        n = stable_prefix(toks, pieces)
+        if n == 0 or n >= llama.n_ctx() - 1:
+            return None
+        prefix = toks[0][:n]
+        start = time.perf_counter()
+        with lock:
+            cached = min(common_prefix(llama._input_ids, prefix), n)
+            llama._ctx.kv_cache_seq_rm(-1, cached, -1)
+            llama.n_tokens = cached
+            llama._requires_eval = True
+            if cached < n:
+                llama.eval(prefix[cached:])
+            data = get_seq_state(llama)
+        blob = kv.put(
+            namespace=namespace,
+            model_key=self.model_key(),
+            tokens=prefix,
+            data=data,
+            context_id=context_id,
+            version=version,
+        )
+        return PrefillResult(blob=blob, n_tokens=n, seconds=time.perf_counter() - start)
+
+    # -- generation --------------------------------------------------------------------
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -106,28 +235,80 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         llama, lock = self.llama()
-        chat = [{"role": _ROLES.get(m.type, "user"), "content": str(m.content)} for m in messages]
-        with lock:
-            out = llama.create_chat_completion(
-                messages=chat,
-                max_tokens=int(kwargs.get("max_tokens") or self.max_tokens),
-                temperature=float(kwargs.get("temperature", self.temperature)),
-                stop=stop,
-                seed=int(kwargs.get("seed", 0)),
+        max_tokens = int(kwargs.get("max_tokens") or self.max_tokens)
+        temperature = float(kwargs.get("temperature", self.temperature))
+        seed = int(kwargs.get("seed", 0))
+        # ignore_eos (as in vLLM): decode exactly max_tokens tokens, for benchmarks
+        logit_bias = {llama.token_eos(): -1e9} if kwargs.get("ignore_eos") else None
+        parts = self.format_prompt(messages)
+        think = kwargs.get("think_tokens", self.think_tokens)
+        if parts is not None and think is not None:
+            from sleeptime.llm.budget import local_forced_answer
+
+            msg = local_forced_answer(
+                self,
+                parts,
+                think_tokens=int(think),
+                extend=int(kwargs.get("extend", self.extend)),
+                answer_tokens=max_tokens,
+                temperature=temperature,
+                seed=seed,
             )
+            return ChatResult(generations=[ChatGeneration(message=msg)])
+        restored = 0
+        with lock:
+            if parts is None:
+                out = llama.create_chat_completion(
+                    messages=[
+                        {"role": _ROLES.get(m.type, "user"), "content": str(m.content)}
+                        for m in messages
+                    ],
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    stop=stop,
+                    seed=seed,
+                    logit_bias=logit_bias,
+                )
+                text = out["choices"][0]["message"].get("content") or ""
+            else:
+                restored = self._restore(llama, parts.tokens)
+                out = llama.create_completion(
+                    prompt=parts.tokens,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    stop=[*(stop or []), *parts.stop],
+                    seed=seed,
+                    stopping_criteria=parts.stopping_criteria,
+                    logit_bias=logit_bias,
+                )
+                text = out["choices"][0]["text"]
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         msg = AIMessage(
-            content=choice["message"].get("content") or "",
+            content=text,
             usage_metadata={
                 "input_tokens": int(usage.get("prompt_tokens", 0)),
                 "output_tokens": int(usage.get("completion_tokens", 0)),
                 "total_tokens": int(usage.get("total_tokens", 0)),
             },
-            response_metadata={"finish_reason": choice.get("finish_reason"), "model": self.display_name},
+            response_metadata={
+                "finish_reason": choice.get("finish_reason"),
+                "model": self.display_name,
+                "kv_restored_tokens": restored,
+            },
         )
         return ChatResult(generations=[ChatGeneration(message=msg)])
 
     def get_num_tokens(self, text: str) -> int:
         llama, _ = self.llama()
         return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+@dataclass(frozen=True)
+class PromptParts:
+    """A chat prompt rendered by the model's template: text, token ids, stop strings."""
+
+    text: str
+    tokens: list[int]
+    stop: list[str]
+    stopping_criteria: Any = None
