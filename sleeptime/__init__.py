@@ -7,6 +7,7 @@ cheaper and better when they come (Lin et al. 2025, arXiv 2504.13171).
 from sleeptime.api import SleepTime
 from sleeptime.errors import (
     ContextNotFound,
+    ContextTooLong,
     InvalidInput,
     ModelCallError,
     ModelOutputError,
@@ -34,6 +35,7 @@ __all__ = [
     "Artifacts",
     "Budget",
     "ContextNotFound",
+    "ContextTooLong",
     "ContextVersion",
     "FakeChatModel",
     "InvalidInput",

@@ -85,7 +85,9 @@ class SleepTime:
             with self._gateway_lock:
                 if self._gateway is None:
                     model = resolve_model(self._model_spec, self.settings)
-                    self._gateway = ModelGateway(model=model, retry=self.retry)
+                    self._gateway = ModelGateway(
+                        model=model, retry=self.retry, window=self.settings.context_window
+                    )
         return self._gateway
 
     @property

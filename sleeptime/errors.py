@@ -19,6 +19,10 @@ class InvalidInput(SleepTimeError):
     """Empty text, oversized context, bad identifiers, out-of-range budgets."""
 
 
+class ContextTooLong(InvalidInput):
+    """The context does not fit the model's window on a path that needs all of it."""
+
+
 class UnknownModel(SleepTimeError):
     """The model spec could not be resolved to a chat model."""
 

@@ -59,19 +59,26 @@ def learn_messages(context: str) -> list[BaseMessage]:
     ]
 
 
-def merge_messages(context: str, drafts: list[str]) -> list[BaseMessage]:
+def merge_messages(context: str | None, drafts: list[str]) -> list[BaseMessage]:
+    """Merge notes; ``context`` is None when it is too long to show beside them."""
     body = "\n\n".join(f"Notes {i + 1}:\n{d}" for i, d in enumerate(drafts))
+    head = f"Context:\n{context}\n\n" if context else ""
     return [
         SystemMessage(MERGE_SYSTEM),
-        HumanMessage(f"Context:\n{context}\n\n{body}\n\nWrite the merged notes."),
+        HumanMessage(f"{head}{body}\n\nWrite the merged notes."),
     ]
 
 
-def predict_messages(context: str, learned: str | None, n: int) -> list[BaseMessage]:
-    notes = f"\n\nNotes:\n{learned}" if learned else ""
+def predict_messages(context: str | None, learned: str | None, n: int) -> list[BaseMessage]:
+    parts = []
+    if context:
+        parts.append(f"Context:\n{context}")
+    if learned:
+        parts.append(f"Notes:\n{learned}")
+    body = "\n\n".join(parts)
     return [
         SystemMessage(PREDICT_SYSTEM),
-        HumanMessage(f"Context:\n{context}{notes}\n\nList {n} questions a user is likely to ask."),
+        HumanMessage(f"{body}\n\nList {n} questions a user is likely to ask."),
     ]
 
 

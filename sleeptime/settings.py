@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     )
     max_context_chars: int = Field(2_000_000, ge=1)
 
+    context_window: int | None = Field(
+        None, ge=256, description="model window in tokens (default: known for local models)"
+    )
+
     # local model
     local_model_path: Path | None = None
     local_n_ctx: int = Field(8192, ge=512)

@@ -19,6 +19,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from sleeptime import prompts
+from sleeptime.chunking import split_text
 from sleeptime.errors import ModelOutputError
 from sleeptime.llm.gateway import CallResult, ModelGateway
 from sleeptime.llm.parsing import parse_questions
@@ -105,7 +106,19 @@ class SleepDeps:
                 return res.text.strip(), usage
         raise ModelOutputError(f"model {self.gateway.name} returned empty output twice on {step}")
 
-    def put(self, state: SleepState, kind: str, key: str, payload: dict[str, Any], usage: Usage) -> None:
+    def fitted(
+        self, build: Callable[[str | None], list[BaseMessage]], context: str
+    ) -> list[BaseMessage]:
+        """``build(context)`` when it fits the model's window, else ``build(None)``:
+        for long contexts the later steps work from the learned context alone."""
+        messages = build(context)
+        if self.gateway.fits(messages, self.settings.sleep_max_tokens):
+            return messages
+        return build(None)
+
+    def put(
+        self, state: SleepState, kind: str, key: str, payload: dict[str, Any], usage: Usage
+    ) -> None:
         self.store.put_artifact(
             state["namespace"],
             state["context_id"],
@@ -153,10 +166,58 @@ def rethink(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
         return {"drafts": [found["text"]]}
     deps.say(f"learning the context (rethink {i + 1}/{deps.k})")
     temperature = deps.settings.sleep_temperature if deps.k > 1 else None
-    text, usage = deps.nonempty(state, prompts.learn_messages(state["text"]), "learn", temperature=temperature)
+    messages = prompts.learn_messages(state["text"])
+    if deps.gateway.fits(messages, deps.settings.sleep_max_tokens):
+        text, usage = deps.nonempty(state, messages, "learn", temperature=temperature)
+    else:
+        text, usage = learn_long(state, deps, temperature)
     if deps.k > 1:
         deps.put(state, DRAFT, str(i), {"text": text}, usage)
     return {"drafts": [text], "usage": usage}
+
+
+def learn_long(state: SleepState, deps: SleepDeps, temperature: float | None) -> tuple[str, Usage]:
+    """Map-reduce for a context longer than the window: notes per chunk, then merge
+    the notes in groups that fit until one set remains."""
+    gateway, cap = deps.gateway, deps.settings.sleep_max_tokens
+    window = gateway.context_window or 0
+    room = window - cap - gateway.prompt_tokens(prompts.learn_messages("")) - 16
+    if room < 64:
+        raise ModelOutputError(
+            f"the window of {gateway.name} ({window} tokens) leaves no room to read the "
+            f"context with sleep_max_tokens={cap}"
+        )
+    chunks = split_text(state["text"], room, gateway.count_tokens)
+    usage = Usage()
+    notes: list[str] = []
+    for j, chunk in enumerate(chunks):
+        deps.say(f"learning part {j + 1}/{len(chunks)} of a long context")
+        text, used = deps.nonempty(
+            state, prompts.learn_messages(chunk), "learn_chunk", temperature=temperature
+        )
+        notes.append(text)
+        usage = usage + used
+    while len(notes) > 1:
+        groups: list[list[str]] = [[]]
+        for note in notes:
+            trial = [*groups[-1], note]
+            if groups[-1] and not gateway.fits(prompts.merge_messages(None, trial), cap):
+                groups.append([note])
+            else:
+                groups[-1] = trial
+        if len(groups) == len(notes):  # no two notes fit together: keep them all
+            break
+        merged: list[str] = []
+        for j, group in enumerate(groups):
+            if len(group) == 1:
+                merged.append(group[0])
+                continue
+            deps.say(f"merging notes {j + 1}/{len(groups)}")
+            text, used = deps.nonempty(state, prompts.merge_messages(None, group), "merge_chunks")
+            merged.append(text)
+            usage = usage + used
+        notes = merged
+    return "\n\n".join(notes), usage
 
 
 def merge(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
@@ -167,7 +228,9 @@ def merge(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
         learned = drafts[0]
     else:
         deps.say(f"merging {len(drafts)} rethinks")
-        learned, usage = deps.nonempty(state, prompts.merge_messages(state["text"], drafts), "merge")
+        learned, usage = deps.nonempty(
+            state, deps.fitted(lambda c: prompts.merge_messages(c, drafts), state["text"]), "merge"
+        )
     deps.put(state, LEARNED, "0", {"text": learned, "k": deps.k}, usage)
     return {"learned": learned, "usage": usage}
 
@@ -181,7 +244,8 @@ def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     if n == 0:
         return {"questions": []}
     deps.say(f"predicting {n} questions")
-    messages = prompts.predict_messages(state["text"], state.get("learned"), n)
+    learned = state.get("learned")
+    messages = deps.fitted(lambda c: prompts.predict_messages(c, learned, n), state["text"])
     usage = Usage()
     last = ""
     for _attempt in range(3):
@@ -202,6 +266,7 @@ def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
 def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     deps = runtime.context
     questions = state.get("questions", [])
+    learned = state.get("learned")
     qas: list[dict[str, str]] = []
     usage = Usage()
     for i, question in enumerate(questions):
@@ -210,8 +275,11 @@ def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
             qas.append({"question": found["question"], "answer": found["answer"]})
             continue
         deps.say(f"answering predicted question {i + 1}/{len(questions)}")
-        messages = prompts.query_messages(
-            question, context=state["text"], learned=state.get("learned"), verbosity=ANSWER_VERBOSITY
+        messages = deps.fitted(
+            lambda c, q=question: prompts.query_messages(  # type: ignore[misc]
+                q, context=c, learned=learned, verbosity=ANSWER_VERBOSITY
+            ),
+            state["text"],
         )
         text, used = deps.nonempty(state, messages, "answer")
         usage = usage + used

@@ -46,6 +46,9 @@ class FakeChatModel(BaseChatModel):
     def calls(self) -> int:
         return self._calls
 
+    def get_num_tokens(self, text: str) -> int:
+        return _tokens(text)
+
     def _next_scripted(self) -> tuple[BaseException | None, str | None]:
         with self._lock:
             self._calls += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -77,10 +77,44 @@ class ModelGateway:
     model: BaseChatModel
     retry: RetryPolicy
     recorder: Recorder | None = None
+    window: int | None = None
+    _counts: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
         return model_name(self.model)
+
+    @property
+    def context_window(self) -> int | None:
+        """Tokens the model can attend to: the configured window, else the local
+        model's ``n_ctx``; None (unknown, assume it fits) for remote APIs."""
+        if self.window is not None:
+            return self.window
+        n_ctx = getattr(self.model, "n_ctx", None)
+        return n_ctx if isinstance(n_ctx, int) else None
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in ``text``; long texts (contexts, notes) are counted once and cached."""
+        cached = self._counts.get(text) if len(text) > 512 else None
+        if cached is not None:
+            return cached
+        try:
+            n = int(self.model.get_num_tokens(text))
+        except Exception:  # tokenizer unavailable offline: estimate
+            n = len(_WORDISH.findall(text))
+        if len(text) > 512:
+            if len(self._counts) >= 256:
+                self._counts.clear()
+            self._counts[text] = n
+        return n
+
+    def prompt_tokens(self, messages: Sequence[BaseMessage]) -> int:
+        # a few tokens per message for the chat template's role markers
+        return sum(self.count_tokens(str(m.content)) + 8 for m in messages)
+
+    def fits(self, messages: Sequence[BaseMessage], max_tokens: int) -> bool:
+        window = self.context_window
+        return window is None or self.prompt_tokens(messages) + max_tokens <= window
 
     def call(
         self,
