@@ -22,6 +22,7 @@ from sleeptime import prompts
 from sleeptime.chunking import split_text
 from sleeptime.errors import ModelOutputError
 from sleeptime.llm.gateway import CallResult, ModelGateway
+from sleeptime.llm.kv import sleep_prefill
 from sleeptime.llm.parsing import parse_questions
 from sleeptime.models import Usage
 from sleeptime.settings import Settings
@@ -289,6 +290,28 @@ def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     return {"qas": qas, "usage": usage}
 
 
+def prefill(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
+    """Leave the query prompt's prefix (notes + context, everything before the
+    question) computed: a saved KV state for a llama.cpp model, a warm prefix cache for
+    an OpenAI-compatible server. An optimisation only, so a failure never fails the run."""
+    deps = runtime.context
+    try:
+        note = sleep_prefill(
+            deps.store,
+            deps.gateway,
+            deps.settings,
+            namespace=state["namespace"],
+            context_id=state["context_id"],
+            version=state["version"],
+            context=state["text"],
+            learned=state.get("learned"),
+        )
+    except Exception as exc:  # never fail a run for an optimisation
+        note = f"prefill skipped: {exc}"
+    deps.say(note)
+    return {}
+
+
 def finish(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     deps = runtime.context
     deps.put(
@@ -308,12 +331,14 @@ def build_sleep_graph() -> Any:
     g.add_node("merge", merge)
     g.add_node("predict", predict)
     g.add_node("answer", answer)
+    g.add_node("prefill", prefill)
     g.add_node("finish", finish)
     g.add_edge(START, "plan")
     g.add_conditional_edges("plan", route_plan, ["rethink", "predict", END])
     g.add_edge("rethink", "merge")
     g.add_edge("merge", "predict")
     g.add_edge("predict", "answer")
-    g.add_edge("answer", "finish")
+    g.add_edge("answer", "prefill")
+    g.add_edge("prefill", "finish")
     g.add_edge("finish", END)
     return g.compile(name="sleeptime-sleep")

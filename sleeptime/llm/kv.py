@@ -43,6 +43,7 @@ from sleeptime.store.sql import SQLStore
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
+    from sleeptime.llm.gateway import ModelGateway
     from sleeptime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -524,3 +525,88 @@ def supports_prewarm(model: BaseChatModel) -> bool:
     return (
         getattr(model, "openai_api_base", None) is not None or type(model).__name__ == "ChatOpenAI"
     )
+
+
+def attach_kv(model: BaseChatModel, store: SQLStore, settings: Settings) -> KVStore | None:
+    """Give a llama.cpp model the blob store of ``store`` (idempotent); None for other
+    models or when KV prefill is switched off."""
+    from sleeptime.llm.local import LocalChatModel
+
+    if not isinstance(model, LocalChatModel):
+        return None
+    if not settings.kv_prefill or settings.kv_max_bytes <= 0:
+        model.attach_kv(None)
+        return None
+    kv = model.kv
+    if (
+        kv is None
+        or kv.store is not store
+        or kv.directory != Path(settings.kv_dir)
+        or kv.max_bytes != settings.kv_max_bytes
+    ):
+        kv = KVStore.from_settings(store, settings)
+        model.attach_kv(kv)
+    return kv
+
+
+def sleep_prefill(
+    store: SQLStore,
+    gateway: ModelGateway,
+    settings: Settings,
+    *,
+    namespace: str,
+    context_id: str,
+    version: int,
+    context: str,
+    learned: str | None,
+) -> str:
+    """The sleep-time ``prefill`` step: leave the query prompt's prefix computed for the
+    model behind ``gateway`` -- a saved KV state (llama.cpp) or a warm server prefix
+    cache (OpenAI-compatible servers, one 1-token request, booked as sleep-time).
+    Mirrors the query path's choice to drop the raw context when it does not fit.
+    Returns what was done, for progress output."""
+    from sleeptime.models import Budget, Usage
+
+    raw: str | None = context if settings.include_raw_context else None
+    fits = getattr(gateway, "fits", None)
+    if raw is not None and fits is not None:
+        probe = prewarm_messages(raw, learned)
+        if not fits(probe, Budget(verbosity=settings.default_verbosity).token_cap):
+            raw = None
+    if raw is None and not learned:
+        return "nothing to prefill"
+    model = gateway.model
+    kv = attach_kv(model, store, settings)
+    if kv is not None:
+        with kv_scope(namespace):
+            res = prefill_query_prefix(
+                model,
+                kv,
+                namespace=namespace,
+                context=raw,
+                learned=learned,
+                context_id=context_id,
+                version=version,
+            )
+        if res is None or res.blob is None:
+            return "KV prefill skipped (prompt too long for the window, or over the size cap)"
+        return f"saved the KV state of {res.n_tokens} prefix tokens ({res.blob.size_bytes:,} bytes)"
+    if not settings.prewarm or not supports_prewarm(model):
+        return "no prefix cache to fill"
+
+    def record(phase: Any, step: str, usage: Usage, latency_ms: float) -> None:
+        store.record_call(
+            namespace,
+            context_id,
+            version,
+            phase=phase,
+            step=step,
+            model=gateway.name,
+            usage=usage,
+            latency_ms=latency_ms,
+        )
+
+    gateway.call(
+        prewarm_messages(raw, learned), phase="sleep", step="prewarm", max_tokens=1, recorder=record
+    )
+    return "pre-warmed the server's prefix cache"
