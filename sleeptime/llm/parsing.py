@@ -10,8 +10,8 @@ _JSON_ARRAY = re.compile(r"\[.*\]", re.DOTALL)
 
 
 def _clean(q: str) -> str:
-    q = _LIST_ITEM.sub("", q.strip()).strip().strip('"').strip()
-    q = re.sub(r"^\*\*(.*)\*\*$", r"\1", q).strip()
+    q = q.strip().strip("*_#> ").strip()  # markdown emphasis, headings, quotes
+    q = _LIST_ITEM.sub("", q).strip().strip("*_\"' ").strip()
     return re.sub(r"\s+", " ", q)
 
 

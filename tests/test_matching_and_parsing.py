@@ -1,0 +1,101 @@
+"""Question matching (lexical and embeddings) and parsing of predicted questions."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+from langchain_core.embeddings import Embeddings
+
+from sleeptime.llm.parsing import parse_questions
+from sleeptime.retrieval import EmbeddingMatcher, LexicalMatcher, lexical_score
+
+CANDIDATES = [
+    "How many muffins does the bakery bake?",
+    "What is the total cost of the order after the 15% discount?",
+    "When does Rosa finish baking the cookies?",
+]
+
+
+def test_lexical_match_tolerates_rewording() -> None:
+    m = LexicalMatcher().best(
+        "What's the total cost of the order after the 15% discount?", CANDIDATES
+    )
+    assert m is not None and m.position == 1 and m.score > 0.75
+
+
+def test_lexical_match_rejects_other_topics_and_numbers() -> None:
+    m = LexicalMatcher().best("Who delivers the order on Sunday?", CANDIDATES)
+    assert m is not None and m.score < 0.75
+    assert lexical_score("What do 3 apples cost?", "What do 5 apples cost?") == 0.0
+    assert lexical_score("What do 3 apples cost?", "what do 3 APPLES cost") == 1.0
+    assert lexical_score("Costs $1,200?", "costs 1200?") == 1.0
+
+
+def test_no_candidates() -> None:
+    assert LexicalMatcher().best("anything?", []) is None
+
+
+class BagOfWords(Embeddings):
+    """A tiny deterministic embedding: counts of a fixed vocabulary."""
+
+    VOCAB = ("muffin", "cost", "discount", "rosa", "cookie", "finish", "bake", "total", "order")
+
+    def embed_query(self, text: str) -> list[float]:
+        low = text.lower()
+        return [float(low.count(w)) for w in self.VOCAB]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.calls = getattr(self, "calls", 0) + 1
+        return [self.embed_query(t) for t in texts]
+
+
+def test_embedding_matcher_uses_the_embeddings_and_caches_candidates() -> None:
+    emb = BagOfWords()
+    matcher = EmbeddingMatcher(emb)
+    m = matcher.best("When will Rosa finish the cookies?", CANDIDATES)
+    assert m is not None and m.position == 2 and 0.0 < m.score <= 1.0 + 1e-9
+    matcher.best("How much does the order cost in total?", CANDIDATES)
+    assert emb.calls == 1  # candidate vectors were embedded once
+    guarded = matcher.best("What is the total cost after the 20% discount?", CANDIDATES)
+    assert guarded is not None and guarded.score == 0.0  # 20% != 15%
+
+
+def test_parse_numbered_bulleted_and_json() -> None:
+    text = (
+        "Here are some questions:\n1. How many muffins?\n2) What is the cost?\n- Who bakes them?\n"
+    )
+    assert parse_questions(text, 5) == ["How many muffins?", "What is the cost?", "Who bakes them?"]
+    js = '[{"question": "How many cakes are ordered?"}, "When does baking start?"]'
+    assert parse_questions(js, 5) == ["How many cakes are ordered?", "When does baking start?"]
+    assert parse_questions("**1. What is the total cost?**", 5) == ["What is the total cost?"]
+
+
+def test_parse_drops_prose_duplicates_and_respects_the_limit() -> None:
+    text = "Sure.\n1. How many muffins?\n2. how many muffins?\n3. Why? What?\n4. Is it cheap?"
+    got = parse_questions(text, 2)
+    assert len(got) == 2 and got[0] == "How many muffins?"
+    assert parse_questions("No questions here. Just prose.", 5) == []
+
+
+@given(
+    st.lists(
+        st.text(
+            alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Nd")), min_size=3, max_size=30
+        ).map(lambda s: f"What about {s}?"),
+        min_size=1,
+        max_size=8,
+        unique_by=str.lower,
+    )
+)
+def test_parse_round_trips_numbered_lists(questions: list[str]) -> None:
+    text = "\n".join(f"{i + 1}. {q}" for i, q in enumerate(questions))
+    assert parse_questions(text, len(questions)) == questions
+
+
+def test_cosine_is_bounded() -> None:
+    from sleeptime.retrieval import _cosine
+
+    assert math.isclose(_cosine([1.0, 0.0], [1.0, 0.0]), 1.0)
+    assert _cosine([0.0, 0.0], [1.0, 0.0]) == 0.0
