@@ -15,7 +15,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from sleeptime import prompts
-from sleeptime.errors import ContextNotFound
+from sleeptime.errors import ContextNotFound, ContextTooLong
 from sleeptime.llm.budget import call_max_tokens, with_budget
 from sleeptime.llm.gateway import ModelGateway
 from sleeptime.llm.kv import attach_kv, kv_scope
@@ -106,17 +106,24 @@ def generate(state: QueryState, runtime: Runtime[QueryDeps]) -> dict[str, Any]:
             latency_ms=latency_ms,
         )
 
+    cap = call_max_tokens(gateway.model, budget)
     messages = prompts.query_messages(
         state["question"], context=context, learned=arts.learned, verbosity=budget.verbosity
     )
-    with kv_scope(ns):  # saved prefix states are only shared inside a namespace
-        res = gateway.call(
-            messages,
-            phase="test",
-            step=source,
-            max_tokens=call_max_tokens(gateway.model, budget),
-            recorder=record,
+    if not gateway.fits(messages, cap):
+        if source == "cold":
+            raise ContextTooLong(
+                f"context {ns}/{cid} (~{gateway.count_tokens(ctx.text):,} tokens) does not fit "
+                f"the window of {gateway.name} ({gateway.context_window:,} tokens) with a "
+                f"{cap}-token answer; run sleep-time on it first (its learned context fits) "
+                "or use a model with a larger window"
+            )
+        # the learned context is what makes a long context answerable: drop the raw text
+        messages = prompts.query_messages(
+            state["question"], context=None, learned=arts.learned, verbosity=budget.verbosity
         )
+    with kv_scope(ns):  # saved prefix states are only shared inside a namespace
+        res = gateway.call(messages, phase="test", step=source, max_tokens=cap, recorder=record)
     return {
         "answer": Answer(
             text=res.text.strip(), source=source, usage=res.usage, latency_ms=0.0, version=version
