@@ -29,8 +29,18 @@ GSM8K_SHA256 = "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14
 PLATINUM_SHA256 = "893937ac05f9c54fe7523f008b1b92cbcf161a9874b008036d0b94fe16358bb8"
 #: From ../shared/data/gsm8k-platinum/SOURCE.md, to check the alignment below.
 EXPECTED_REMOVED = 110
-EXPECTED_REVISED = {288: "4", 403: "135", 454: "240", 649: "160000", 749: "6", 823: "18",
-                    952: "1800", 1035: "40", 1071: "257", 1309: "2180"}
+EXPECTED_REVISED = {
+    288: "4",
+    403: "135",
+    454: "240",
+    649: "160000",
+    749: "6",
+    823: "18",
+    952: "1800",
+    1035: "40",
+    1071: "257",
+    1309: "2180",
+}
 
 
 def _rows(path: Path, sha256: str) -> list[dict[str, str]]:
@@ -73,24 +83,39 @@ def build(gsm8k: Path, platinum: Path) -> tuple[list[Item], dict[str, object]]:
         meta: dict[str, object] = {"gsm8k_line": i}
         if label != original:
             meta["gsm8k_answer"] = original
-        items.append(Item(id=f"gsm8k-{i:04d}", context=context,
-                          queries=(Query(question=question, answer=label, meta=meta),)))
+        items.append(
+            Item(
+                id=f"gsm8k-{i:04d}",
+                context=context,
+                queries=(Query(question=question, answer=label, meta=meta),),
+            )
+        )
     if j != len(plat):
         sys.exit(f"alignment failed: matched {j} of {len(plat)} Platinum rows")
     if len(removed) != EXPECTED_REMOVED or revised != EXPECTED_REVISED:
         sys.exit(f"Platinum diff differs from SOURCE.md: removed {len(removed)}, revised {revised}")
-    summary = {"gsm8k_rows": len(gsm), "platinum_rows": len(plat), "removed_by_platinum": len(removed),
-               "revised_by_platinum": len(revised), "dropped_single_sentence": single,
-               "items": len(items)}
+    summary = {
+        "gsm8k_rows": len(gsm),
+        "platinum_rows": len(plat),
+        "removed_by_platinum": len(removed),
+        "revised_by_platinum": len(revised),
+        "dropped_single_sentence": single,
+        "items": len(items),
+    }
     return items, summary
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--gsm8k", type=Path, default=SHARED / "gsm8k" / "test.jsonl")
-    ap.add_argument("--platinum", type=Path,
-                    default=SHARED / "gsm8k-platinum" / "gsm8k_platinum_test.jsonl")
-    ap.add_argument("--out", type=Path, default=ROOT / "sleeptime" / "data" / "stateful_gsm8k.jsonl")
+    ap.add_argument(
+        "--platinum", type=Path, default=SHARED / "gsm8k-platinum" / "gsm8k_platinum_test.jsonl"
+    )
+    ap.add_argument(
+        "--out", type=Path, default=ROOT / "sleeptime" / "data" / "stateful_gsm8k.jsonl"
+    )
     args = ap.parse_args()
     items, summary = build(args.gsm8k, args.platinum)
     write_jsonl(items, args.out)

@@ -5,3 +5,68 @@ from __future__ import annotations
 import typer
 
 app = typer.Typer(help="Benchmarks: multi-query accuracy/cost runs, overhead, prefill.", no_args_is_help=True)
+
+
+# -- multi-query accuracy/cost benchmark (issue #5) ------------------------------------------
+
+
+@app.command("run")
+def run_cmd(
+    dataset: str = typer.Option(
+        ..., "--dataset", "-d",
+        help="stateful-gsm8k, multi-query[:n=50,seed=0,difficulty=2,queries=3-10] or a JSONL path",
+    ),
+    out: str = typer.Option(..., "--out", "-o", help="run directory (re-running resumes it)"),
+    model: str = typer.Option(
+        None, "--model", "-m", help="model spec (default: $SLEEPTIME_MODEL or 'local')"
+    ),
+    limit: int = typer.Option(None, "--limit", min=1, help="first N contexts only"),
+    verbosity: str = typer.Option("0,1,2,3,4", "--verbosity", help="test-time budgets (0-4)"),
+    sleep_k: str = typer.Option("0,1", "--sleep-k", help="rethinks; 0 = test-time only"),
+    samples: int = typer.Option(0, "--samples", min=0, help="parallel baseline, K samples; 0 off"),
+    temperature: float = typer.Option(0.7, "--temperature", help="temperature of the baseline"),
+    concurrency: int = typer.Option(1, "--concurrency", min=1, help="contexts worked on at once"),
+    n_questions: int = typer.Option(3, "--n-questions", min=0, help="predicted questions/context"),
+    t: float = typer.Option(10.0, "--t", help="cost of a test-time token in sleep-time tokens"),
+    report: bool = typer.Option(True, "--report/--no-report", help="write the report when done"),
+) -> None:
+    """Run (or resume) the multi-query benchmark: test-time vs sleep-time vs parallel sampling."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from sleeptime.bench.report import write_report
+    from sleeptime.bench.runner import RunConfig, parse_levels
+    from sleeptime.bench.runner import run as run_bench
+    from sleeptime.settings import Settings
+
+    cfg = RunConfig(
+        dataset=dataset, model=model or Settings().model, out=Path(out), limit=limit,
+        verbosity=parse_levels(verbosity, "--verbosity"),
+        sleep_k=parse_levels(sleep_k, "--sleep-k"),
+        samples=samples, temperature=temperature, concurrency=concurrency, n_questions=n_questions,
+    )
+    console = Console(stderr=True)
+    stats = run_bench(cfg, console=console)
+    console.print(
+        f"{stats.new_results} new answers, {stats.skipped_results} already done, "
+        f"{stats.new_calls} model calls, {stats.errors} failed items, "
+        f"{stats.seconds:.1f} s -> {out}"
+    )
+    if report and (stats.new_results or stats.skipped_results):
+        write_report(out, t=t)
+    if stats.errors:
+        raise typer.Exit(1)
+
+
+@app.command("report")
+def report_cmd(
+    out: str = typer.Argument(..., help="a run directory written by 'sleeptime bench run'"),
+    t: float = typer.Option(10.0, "--t", help="cost of a test-time token in sleep-time tokens"),
+    prices: str = typer.Option(None, "--prices", help='JSON {"model": [usd_in_1M, usd_out_1M]}'),
+    price_model: str = typer.Option(None, "--price-model", help="prices used in the US$ plot"),
+) -> None:
+    """Write report.md, summary.json and PNG plots for a run, and print the summary."""
+    from sleeptime.bench.report import write_report
+
+    write_report(out, t=t, prices_path=prices, price_model=price_model)

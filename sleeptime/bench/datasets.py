@@ -23,8 +23,12 @@ from sleeptime.errors import InvalidInput
 
 GSM8K_FILE = "data/stateful_gsm8k.jsonl"
 DATASET_NAMES = ("stateful-gsm8k", "multi-query")
-_ALIASES = {"gsm8k": "stateful-gsm8k", "stateful_gsm8k": "stateful-gsm8k", "multiquery": "multi-query",
-            "multi_query": "multi-query"}
+_ALIASES = {
+    "gsm8k": "stateful-gsm8k",
+    "stateful_gsm8k": "stateful-gsm8k",
+    "multiquery": "multi-query",
+    "multi_query": "multi-query",
+}
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,9 @@ def split_problem(text: str) -> tuple[str, str]:
     while n_query < len(sentences) and sentences[-n_query].startswith("("):
         n_query += 1
     if len(sentences) <= n_query:
-        raise InvalidInput(f"cannot split a single-sentence problem into context and query: {text[:80]!r}")
+        raise InvalidInput(
+            f"cannot split a single-sentence problem into context and query: {text[:80]!r}"
+        )
     return " ".join(sentences[:-n_query]), " ".join(sentences[-n_query:])
 
 
@@ -236,7 +242,9 @@ def parse_jsonl(lines: list[str], *, source: str = "<data>") -> list[Item]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+            raise InvalidInput(
+                f"{where}: not valid JSON ({exc.msg} at column {exc.colno})"
+            ) from exc
         item = _item_from_json(obj, where)
         if item.id in seen:
             raise InvalidInput(f"{where}: duplicate id {item.id!r} (first on line {seen[item.id]})")
@@ -252,7 +260,9 @@ def _item_from_json(obj: Any, where: str) -> Item:
         raise InvalidInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
     unknown = set(obj) - {"id", "context", "queries", "meta"}
     if unknown:
-        raise InvalidInput(f"{where}: unknown field(s) {sorted(unknown)}; allowed: id, context, queries, meta")
+        raise InvalidInput(
+            f"{where}: unknown field(s) {sorted(unknown)}; allowed: id, context, queries, meta"
+        )
     item_id = obj.get("id")
     if isinstance(item_id, int) and not isinstance(item_id, bool):
         item_id = str(item_id)
