@@ -1,0 +1,169 @@
+"""Redis hot cache in front of the SQL store, on the online ``ask`` path.
+
+``HotCache.wrap(fallback)`` returns an :data:`~sleeptime.graphs.query.ArtifactSource`
+that answers from one Redis round trip (``MGET`` of the cached artifacts and the
+newest known version), falls back to SQL on a miss and fills the cache with complete
+artifact sets (they are immutable per version).
+
+A new context version bumps the version key and deletes the entry, so a stale fill
+racing with an ingest is detected on read (cached version < newest version -> miss).
+When Redis is down the online path keeps answering from SQL: one warning log line,
+then Redis is skipped for ``cooldown`` seconds so no request waits on a dead socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+from redis.exceptions import RedisError
+
+from sleeptime.graphs.query import ArtifactSource
+from sleeptime.models import Artifacts
+from sleeptime.queue.keys import Keys
+from sleeptime.queue.redis_streams import connect
+
+log = logging.getLogger("sleeptime.cache")
+
+_BUMP = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local v = tonumber(ARGV[1])
+if v >= cur then
+  redis.call('SET', KEYS[1], v, 'PX', ARGV[2])
+  redis.call('DEL', KEYS[2])
+end
+return cur
+"""
+
+
+class HotCache:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "sleeptime",
+        ttl_s: float = 3600.0,
+        timeout_s: float = 0.1,
+        cooldown_s: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.keys = Keys(prefix)
+        self.ttl_ms = max(1, int(ttl_s * 1000))
+        self.cooldown_s = cooldown_s
+        self.r: redis.Redis = connect(url, timeout=timeout_s, retries=0)
+        self._bump = self.r.register_script(_BUMP)
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+        #: Invalidations that failed while Redis was down, replayed when it is back.
+        self._pending: dict[tuple[str, str], int] = {}
+        self.hits = 0
+        self.misses = 0
+
+    # -- health -------------------------------------------------------------------
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: Exception) -> None:
+        with self._lock:
+            first = self._down_until <= time.monotonic()
+            self._down_until = time.monotonic() + self.cooldown_s
+        if first:
+            log.warning(
+                "Redis hot cache unavailable (%s); serving artifacts from SQL for the next %.0f s",
+                exc,
+                self.cooldown_s,
+            )
+
+    # -- reads ----------------------------------------------------------------------
+
+    def get(self, namespace: str, context_id: str) -> tuple[int | None, Artifacts | None]:
+        """(newest known version, cached artifacts if fresh); raises RedisError."""
+        raw, ver = self.r.mget(
+            [self.keys.artifacts(namespace, context_id), self.keys.version(namespace, context_id)]
+        )
+        newest = int(ver) if ver else None
+        if not raw:
+            return newest, None
+        arts = Artifacts.model_validate_json(raw)
+        if arts.namespace != namespace or arts.context_id != context_id:  # never cross tenants
+            return newest, None
+        if newest is not None and arts.version < newest:
+            return newest, None
+        return newest, arts
+
+    def put(self, arts: Artifacts) -> None:
+        """Cache a complete artifact set (incomplete ones change as sleep-time runs)."""
+        if not arts.complete:
+            return
+        self.r.set(
+            self.keys.artifacts(arts.namespace, arts.context_id),
+            arts.model_dump_json(),
+            px=self.ttl_ms,
+        )
+
+    def wrap(self, fallback: ArtifactSource) -> ArtifactSource:
+        def source(namespace: str, context_id: str) -> tuple[int, Artifacts] | None:
+            newest: int | None = None
+            if self._available():
+                try:
+                    if self._pending:
+                        self._replay()
+                    newest, arts = self.get(namespace, context_id)
+                    if arts is not None:
+                        self.hits += 1
+                        return arts.version, arts
+                except RedisError as exc:
+                    self._failed(exc)
+            self.misses += 1
+            found = fallback(namespace, context_id)
+            fresh = found is not None and (newest is None or found[0] >= newest)
+            if found is not None and fresh and found[1].complete and self._available():
+                try:
+                    self.put(found[1])
+                except RedisError as exc:
+                    self._failed(exc)
+            return found
+
+        return source
+
+    # -- invalidation ---------------------------------------------------------------
+
+    def invalidate(self, namespace: str, context_id: str, version: int) -> None:
+        """A new version exists: older cached artifacts must not be served any more.
+
+        If Redis is down the invalidation is kept and replayed by this process; other
+        processes may serve the older version until the entry's TTL ends."""
+        try:
+            self._invalidate(namespace, context_id, version)
+        except RedisError as exc:
+            with self._lock:
+                key = (namespace, context_id)
+                self._pending[key] = max(version, self._pending.get(key, 0))
+            self._failed(exc)
+
+    def _invalidate(self, namespace: str, context_id: str, version: int) -> None:
+        self._bump(
+            keys=[
+                self.keys.version(namespace, context_id),
+                self.keys.artifacts(namespace, context_id),
+            ],
+            args=[version, self.ttl_ms * 2],
+        )
+
+    def _replay(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for i, ((ns, cid), version) in enumerate(pending.items()):
+            try:
+                self._invalidate(ns, cid, version)
+            except RedisError:
+                with self._lock:
+                    for key, v in list(pending.items())[i:]:
+                        self._pending[key] = max(v, self._pending.get(key, 0))
+                raise
+
+    def close(self) -> None:
+        self.r.close()

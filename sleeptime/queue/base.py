@@ -1,0 +1,140 @@
+"""The job queue contract both backends (Redis Streams, embedded SQLite) implement.
+
+A job is one sleep-time run of one context version. Delivery is at-least-once: a job
+whose worker dies is handed to another worker after its lease expires. That is safe
+because :meth:`sleeptime.SleepTime.sleep` is idempotent and resumable (artifacts are
+keyed and written once), so a second delivery never duplicates an artifact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from sleeptime.errors import SleepTimeError
+
+#: waiting: enqueued, not yet due (idle scheduling / retry backoff); queued: due and
+#: handed to the ready stream; running: leased by a worker; dead: gave up; done.
+JobState = Literal["waiting", "queued", "running", "dead", "done"]
+#: What ``fail`` did with the job.
+FailOutcome = Literal["retry", "dead", "lost"]
+
+
+class QueueUnavailable(SleepTimeError):
+    """The queue backend (Redis, or the SQLite queue file) could not be reached."""
+
+
+class JobNotFound(SleepTimeError):
+    def __init__(self, job_id: str, detail: str = "") -> None:
+        super().__init__(f"no job {job_id!r}{detail}: see `sleeptime jobs` for the job ids")
+        self.job_id = job_id
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    namespace: str
+    context_id: str
+    version: int
+    state: str = "waiting"
+    deliveries: int = 0
+    priority: float = 0.0
+    enqueued_at: float = 0.0
+    ready_at: float = 0.0
+    worker: str | None = None
+    error: str | None = None
+    #: Backend handle of this delivery (the stream entry id for Redis).
+    receipt: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "namespace": self.namespace,
+            "context_id": self.context_id,
+            "version": self.version,
+            "state": self.state,
+            "deliveries": self.deliveries,
+            "priority": self.priority,
+            "enqueued_at": self.enqueued_at,
+            "ready_at": self.ready_at,
+            "worker": self.worker,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """Policy shared by both backends."""
+
+    idle_after: float = 30.0
+    max_delay: float = 600.0
+    lease_s: float = 60.0
+    max_deliveries: int = 5
+    #: How many waiting jobs one claim looks at to pick the highest-priority due ones.
+    scan: int = 512
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class JobQueue(Protocol):
+    """A durable queue of sleep-time jobs with leases, retries and a dead letter."""
+
+    config: QueueConfig
+
+    def enqueue(
+        self, namespace: str, context_id: str, version: int, priority: float = 0.0
+    ) -> Job | None:
+        """Add a job unless one for (namespace, context id, version) is alive (else None)."""
+        ...
+
+    def touch(self, activity: dict[str, int]) -> None:
+        """Record activity: ``{"<namespace>/<context id>": count}``; postpones idle work."""
+        ...
+
+    def claim(self, worker: str, count: int = 1) -> list[Job]:
+        """Lease up to ``count`` due jobs, highest priority first."""
+        ...
+
+    def reclaim(self, worker: str, count: int = 1) -> list[Job]:
+        """Take over jobs whose lease expired (their worker died)."""
+        ...
+
+    def renew(self, worker: str, jobs: list[Job]) -> list[str]:
+        """Extend the leases of jobs in hand; returns the ids this worker no longer holds."""
+        ...
+
+    def ack(self, worker: str, job: Job) -> bool:
+        """Mark a job done; False if it was already finished elsewhere."""
+        ...
+
+    def fail(
+        self, worker: str, job: Job, error: str, *, delay: float, permanent: bool = False
+    ) -> FailOutcome:
+        """Retry after ``delay`` seconds, or dead-letter (permanent / too many deliveries)."""
+        ...
+
+    def list(self, state: str | None = None, limit: int = 100) -> list[Job]:
+        """Jobs that are pending (waiting + queued), running or dead."""
+        ...
+
+    def retry(self, job_id: str) -> Job:
+        """Bring a dead job back (deliveries reset)."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per state: waiting, queued, running, dead (+ done/retried counters)."""
+        ...
+
+    def heartbeat(self, worker: str, info: dict[str, Any], ttl: float) -> None: ...
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Health records of live workers."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def short_error(exc: BaseException, limit: int = 2000) -> str:
+    """The error text stored with a failed job (type + message, bounded)."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"

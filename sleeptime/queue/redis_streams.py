@@ -1,0 +1,568 @@
+"""The job queue on Redis Streams: durable (AOF), shared by any number of workers.
+
+Layout (names in :mod:`sleeptime.queue.keys`): an enqueued job is a HASH plus an
+entry in the ``waiting`` ZSET (scored by its earliest start). A claim runs one Lua
+script that moves the highest-priority *due* jobs (idle-time rule of
+:mod:`sleeptime.queue.scheduler`, evaluated with the Redis clock so workers on
+different hosts agree) into the ``jobs`` stream and reads them with ``XREADGROUP``:
+the stream's pending-entries list is the set of leases. A worker that dies leaves its
+entries pending; ``XAUTOCLAIM`` hands them to another worker once idle for
+``lease_s``. Running workers keep their leases fresh (``XCLAIM ... JUSTID``). Failures
+go back to ``waiting`` with a backoff, and after ``max_deliveries`` to the ``dead``
+stream with the error text.
+
+Scripts build job keys from prefixes, so the keys must live on one Redis node (no
+cluster sharding).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from sleeptime.queue.base import FailOutcome, Job, JobNotFound, QueueConfig, QueueUnavailable
+from sleeptime.queue.keys import GROUP, Keys, ctx_key
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local nows = string.format('%.6f', now)
+"""
+
+_DEAD = """
+local function dead(jk, id, eid, err, d)
+  if eid and eid ~= '' then
+    redis.call('XACK', stream, group, eid)
+    redis.call('XDEL', stream, eid)
+  end
+  local f = redis.call('HMGET', jk, 'ns', 'cid', 'version')
+  local did = redis.call('XADD', deadkey, '*', 'id', id, 'ns', f[1] or '', 'cid', f[2] or '',
+    'version', f[3] or '', 'error', err, 'deliveries', tostring(d), 'at', nows)
+  redis.call('HSET', jk, 'state', 'dead', 'error', err, 'dead_entry', did, 'finished_at', nows,
+    'worker', '')
+  redis.call('HINCRBY', stats, 'dead', 1)
+end
+"""
+
+ENQUEUE = (
+    _NOW
+    + """
+local jk, dedup, waiting = KEYS[1], KEYS[2], KEYS[3]
+local id, ns, cid, version, priority = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local existing = redis.call('GET', dedup)
+if existing and redis.call('EXISTS', ARGV[6] .. existing) == 1 then
+  return {0, existing}
+end
+redis.call('SET', dedup, id)
+redis.call('HSET', jk, 'id', id, 'ns', ns, 'cid', cid, 'version', version, 'state', 'waiting',
+  'priority', priority, 'enqueued_at', nows, 'ready_at', nows, 'deliveries', 0, 'dedup', dedup)
+redis.call('ZADD', waiting, now, id)
+return {1, id}
+"""
+)
+
+TOUCH = (
+    _NOW
+    + """
+local activity, rate_prefix = KEYS[1], KEYS[2]
+local rk = rate_prefix .. math.floor(now / 60)
+for i = 1, #ARGV, 2 do
+  local ctx = ARGV[i]
+  local ns = string.match(ctx, '^([^/]*)/')
+  redis.call('HSET', activity, ns, nows)
+  redis.call('HINCRBY', rk, ctx, tonumber(ARGV[i + 1]))
+end
+redis.call('EXPIRE', rk, 180)
+return 1
+"""
+)
+
+CLAIM = (
+    _NOW
+    + """
+local waiting, stream, activity = KEYS[1], KEYS[2], KEYS[3]
+local rate_prefix, job_prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local count, idle_after, max_delay, scan = tonumber(ARGV[5]), tonumber(ARGV[6]),
+  tonumber(ARGV[7]), tonumber(ARGV[8])
+local minute = math.floor(now / 60)
+local r1, r0 = rate_prefix .. minute, rate_prefix .. (minute - 1)
+local ids = redis.call('ZRANGEBYSCORE', waiting, '-inf', now, 'LIMIT', 0, scan)
+local cands, seen = {}, {}
+for _, id in ipairs(ids) do
+  local f = redis.call('HMGET', job_prefix .. id, 'ns', 'cid', 'enqueued_at', 'priority')
+  if not f[1] then
+    redis.call('ZREM', waiting, id)
+  else
+    local last = seen[f[1]]
+    if last == nil then
+      last = tonumber(redis.call('HGET', activity, f[1]) or '0')
+      seen[f[1]] = last
+    end
+    local enq = tonumber(f[3])
+    if idle_after <= 0 or now - last >= idle_after or now - enq >= max_delay then
+      local ctx = f[1] .. '/' .. f[2]
+      local rate = tonumber(redis.call('HGET', r1, ctx) or '0')
+        + tonumber(redis.call('HGET', r0, ctx) or '0')
+      cands[#cands + 1] = {id, tonumber(f[4] or '0') + rate, enq}
+    end
+  end
+end
+table.sort(cands, function(a, b)
+  if a[2] ~= b[2] then return a[2] > b[2] end
+  if a[3] ~= b[3] then return a[3] < b[3] end
+  return a[1] < b[1]
+end)
+for i = 1, math.min(count, #cands) do
+  redis.call('ZREM', waiting, cands[i][1])
+  redis.call('XADD', stream, '*', 'id', cands[i][1])
+end
+local out = {}
+local res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
+  'STREAMS', stream, '>')
+if res then
+  for _, e in ipairs(res[1][2]) do
+    local eid, id = e[1], e[2][2]
+    local jk = job_prefix .. id
+    if redis.call('EXISTS', jk) == 0 then
+      redis.call('XACK', stream, group, eid)
+      redis.call('XDEL', stream, eid)
+    else
+      redis.call('HINCRBY', jk, 'deliveries', 1)
+      redis.call('HSET', jk, 'state', 'running', 'worker', consumer, 'entry', eid,
+        'started_at', nows)
+      out[#out + 1] = eid
+      out[#out + 1] = id
+    end
+  end
+end
+return out
+"""
+)
+
+RECLAIM = (
+    _NOW
+    + """
+local stream, deadkey, stats = KEYS[1], KEYS[2], KEYS[3]
+local group, consumer, lease_ms, count, job_prefix, maxd = ARGV[1], ARGV[2], ARGV[3],
+  ARGV[4], ARGV[5], tonumber(ARGV[6])
+"""
+    + _DEAD
+    + """
+local res = redis.call('XAUTOCLAIM', stream, group, consumer, lease_ms, '0-0', 'COUNT', count)
+local out = {}
+for _, e in ipairs(res[2]) do
+  local eid = e[1]
+  local id = e[2] and e[2][2]
+  local jk = id and (job_prefix .. id)
+  if not id or redis.call('EXISTS', jk) == 0 then
+    redis.call('XACK', stream, group, eid)
+    redis.call('XDEL', stream, eid)
+  else
+    local d = redis.call('HINCRBY', jk, 'deliveries', 1)
+    if d > maxd then
+      local last = redis.call('HGET', jk, 'error')
+      local err = 'gave up after ' .. (d - 1) .. ' deliveries: its worker stopped holding the '
+        .. 'lease (killed, or the job kills workers)'
+      if last and last ~= '' then err = err .. '; last error: ' .. last end
+      dead(jk, id, eid, err, d - 1)
+    else
+      redis.call('HSET', jk, 'state', 'running', 'worker', consumer, 'entry', eid,
+        'started_at', nows)
+      out[#out + 1] = eid
+      out[#out + 1] = id
+    end
+  end
+end
+return out
+"""
+)
+
+RENEW = """
+local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local lost = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', stream, group, ARGV[i], ARGV[i], 1)
+  if #p == 0 or p[1][2] ~= consumer then
+    lost[#lost + 1] = ARGV[i]
+  else
+    redis.call('XCLAIM', stream, group, consumer, 0, ARGV[i], 'JUSTID')
+  end
+end
+return lost
+"""
+
+ACK = (
+    _NOW
+    + """
+local stream, waiting, deadkey, stats, jk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local group, eid, id, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+if eid ~= '' then
+  redis.call('XACK', stream, group, eid)
+  redis.call('XDEL', stream, eid)
+end
+local f = redis.call('HMGET', jk, 'state', 'dedup', 'dead_entry')
+if not f[1] or f[1] == 'done' then return 0 end
+if f[1] == 'dead' and f[3] then redis.call('XDEL', deadkey, f[3]) end
+redis.call('ZREM', waiting, id)
+if f[2] and redis.call('GET', f[2]) == id then redis.call('DEL', f[2]) end
+redis.call('HSET', jk, 'state', 'done', 'finished_at', nows, 'error', '')
+redis.call('EXPIRE', jk, ttl)
+redis.call('HINCRBY', stats, 'done', 1)
+return 1
+"""
+)
+
+FAIL = (
+    _NOW
+    + """
+local stream, waiting, deadkey, stats, jk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local group, consumer, eid, id, err, delay, permanent, maxd = ARGV[1], ARGV[2], ARGV[3],
+  ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
+"""
+    + _DEAD
+    + """
+local p = redis.call('XPENDING', stream, group, eid, eid, 1)
+if #p == 0 or p[1][2] ~= consumer or redis.call('EXISTS', jk) == 0 then return 'lost' end
+local d = tonumber(redis.call('HGET', jk, 'deliveries') or '0')
+if permanent == '1' or d >= maxd then
+  dead(jk, id, eid, err, d)
+  return 'dead'
+end
+redis.call('XACK', stream, group, eid)
+redis.call('XDEL', stream, eid)
+local ready = now + delay
+redis.call('HSET', jk, 'state', 'waiting', 'error', err, 'worker', '',
+  'ready_at', string.format('%.6f', ready))
+redis.call('ZADD', waiting, ready, id)
+redis.call('HINCRBY', stats, 'retried', 1)
+return 'retry'
+"""
+)
+
+RETRY = (
+    _NOW
+    + """
+local jk, deadkey, waiting, id = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local f = redis.call('HMGET', jk, 'state', 'dead_entry', 'dedup')
+if not f[1] then return 'missing' end
+if f[1] ~= 'dead' then return f[1] end
+if f[2] and f[2] ~= '' then redis.call('XDEL', deadkey, f[2]) end
+redis.call('HSET', jk, 'state', 'waiting', 'deliveries', 0, 'ready_at', nows)
+redis.call('HDEL', jk, 'dead_entry')
+redis.call('ZADD', waiting, now, id)
+if f[3] then redis.call('SET', f[3], id) end
+return 'ok'
+"""
+)
+
+
+def new_job_id() -> str:
+    """Time-ordered, unique across hosts: ``<ms since epoch>-<random>``."""
+    return f"{int(time.time() * 1000):013d}-{secrets.token_hex(4)}"
+
+
+def _job(fields: dict[str, str], receipt: str = "") -> Job:
+    def num(name: str) -> float:
+        raw = fields.get(name) or "0"
+        try:
+            return float(raw)
+        except ValueError:
+            return 0.0
+
+    return Job(
+        id=fields["id"],
+        namespace=fields.get("ns", ""),
+        context_id=fields.get("cid", ""),
+        version=int(fields.get("version") or 0),
+        state=fields.get("state", "waiting"),
+        deliveries=int(num("deliveries")),
+        priority=num("priority"),
+        enqueued_at=num("enqueued_at"),
+        ready_at=num("ready_at"),
+        worker=fields.get("worker") or None,
+        error=fields.get("error") or None,
+        receipt=receipt or fields.get("entry", ""),
+    )
+
+
+def connect(url: str, *, timeout: float | None = 5.0, retries: int = 3) -> redis.Redis:
+    """A client that retries dropped connections with backoff (Redis restarts)."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+    )
+
+
+class RedisStreamsQueue:
+    """:class:`sleeptime.queue.base.JobQueue` on Redis Streams."""
+
+    def __init__(
+        self, url: str, config: QueueConfig | None = None, *, prefix: str = "sleeptime"
+    ) -> None:
+        self.url = url
+        self.config = config or QueueConfig()
+        self.keys = Keys(prefix)
+        self.r = connect(url)
+        self._scripts = {
+            name: self.r.register_script(src)
+            for name, src in {
+                "enqueue": ENQUEUE,
+                "touch": TOUCH,
+                "claim": CLAIM,
+                "reclaim": RECLAIM,
+                "renew": RENEW,
+                "ack": ACK,
+                "fail": FAIL,
+                "retry": RETRY,
+            }.items()
+        }
+        self._group_ready = False
+
+    # -- plumbing -----------------------------------------------------------------
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise QueueUnavailable(f"Redis at {_redact(self.url)} unavailable: {exc}") from exc
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.r.xgroup_create(self.keys.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a script; recreate the consumer group if Redis lost it (no AOF)."""
+        with self._guard():
+            self._ensure_group()
+            try:
+                return self._scripts[name](keys=keys, args=args)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._group_ready = False
+                self._ensure_group()
+                return self._scripts[name](keys=keys, args=args)
+
+    def _jobs(self, pairs: list[str]) -> list[Job]:
+        """Jobs from a flat [receipt, id, receipt, id, ...] script reply."""
+        if not pairs:
+            return []
+        with self._guard():
+            pipe = self.r.pipeline(transaction=False)
+            for job_id in pairs[1::2]:
+                pipe.hgetall(self.keys.job(job_id))
+            rows = pipe.execute()
+        return [_job(f, receipt) for receipt, f in zip(pairs[0::2], rows, strict=True) if f]
+
+    # -- JobQueue -------------------------------------------------------------------
+
+    def enqueue(
+        self, namespace: str, context_id: str, version: int, priority: float = 0.0
+    ) -> Job | None:
+        job_id = new_job_id()
+        created, job_id = self._run(
+            "enqueue",
+            [
+                self.keys.job(job_id),
+                self.keys.dedup(namespace, context_id, version),
+                self.keys.waiting,
+            ],
+            [job_id, namespace, context_id, version, priority, self.keys.job_prefix],
+        )
+        if not int(created):
+            return None
+        return Job(
+            id=job_id,
+            namespace=namespace,
+            context_id=context_id,
+            version=version,
+            priority=priority,
+        )
+
+    def touch(self, activity: dict[str, int]) -> None:
+        if not activity:
+            return
+        args: list[Any] = []
+        for ctx, n in activity.items():
+            args += [ctx, n]
+        self._run("touch", [self.keys.activity, self.keys.rate_prefix], args)
+
+    def claim(self, worker: str, count: int = 1) -> list[Job]:
+        c = self.config
+        pairs = self._run(
+            "claim",
+            [self.keys.waiting, self.keys.stream, self.keys.activity],
+            [
+                self.keys.rate_prefix,
+                self.keys.job_prefix,
+                GROUP,
+                worker,
+                count,
+                c.idle_after,
+                c.max_delay,
+                c.scan,
+            ],
+        )
+        return self._jobs(pairs)
+
+    def reclaim(self, worker: str, count: int = 1) -> list[Job]:
+        pairs = self._run(
+            "reclaim",
+            [self.keys.stream, self.keys.dead, self.keys.stats],
+            [
+                GROUP,
+                worker,
+                int(self.config.lease_s * 1000),
+                count,
+                self.keys.job_prefix,
+                self.config.max_deliveries,
+            ],
+        )
+        return self._jobs(pairs)
+
+    def renew(self, worker: str, jobs: list[Job]) -> list[str]:
+        receipts = [j.receipt for j in jobs if j.receipt]
+        if not receipts:
+            return []
+        lost = set(self._run("renew", [self.keys.stream], [GROUP, worker, *receipts]))
+        return [j.id for j in jobs if j.receipt in lost]
+
+    def ack(self, worker: str, job: Job) -> bool:
+        done = self._run(
+            "ack",
+            [
+                self.keys.stream,
+                self.keys.waiting,
+                self.keys.dead,
+                self.keys.stats,
+                self.keys.job(job.id),
+            ],
+            [GROUP, job.receipt, job.id, 86400],
+        )
+        return bool(int(done))
+
+    def fail(
+        self, worker: str, job: Job, error: str, *, delay: float, permanent: bool = False
+    ) -> FailOutcome:
+        out: FailOutcome = self._run(
+            "fail",
+            [
+                self.keys.stream,
+                self.keys.waiting,
+                self.keys.dead,
+                self.keys.stats,
+                self.keys.job(job.id),
+            ],
+            [
+                GROUP,
+                worker,
+                job.receipt,
+                job.id,
+                error,
+                max(0.0, delay),
+                "1" if permanent else "0",
+                self.config.max_deliveries,
+            ],
+        )
+        return out
+
+    def list(self, state: str | None = None, limit: int = 100) -> list[Job]:
+        out: list[Job] = []
+        with self._guard():
+            self._ensure_group()
+            if state in (None, "pending", "waiting", "queued"):
+                ids = self.r.zrange(self.keys.waiting, 0, limit - 1)
+                out += self._jobs([x for job_id in ids for x in ("", job_id)])
+            if state in (None, "running"):
+                pending = self.r.xpending_range(self.keys.stream, GROUP, "-", "+", limit)
+                pairs: list[str] = []
+                for p in pending:
+                    entry = self.r.xrange(self.keys.stream, p["message_id"], p["message_id"])
+                    if entry:
+                        pairs += [p["message_id"], entry[0][1]["id"]]
+                out += self._jobs(pairs)
+            if state in (None, "dead"):
+                for eid, f in self.r.xrange(self.keys.dead, "-", "+", count=limit):
+                    job = _job({**f, "state": "dead"}, eid)
+                    out.append(job)
+        return out
+
+    def get(self, job_id: str) -> Job | None:
+        with self._guard():
+            f = self.r.hgetall(self.keys.job(job_id))
+        return _job(f) if f else None
+
+    def retry(self, job_id: str) -> Job:
+        out = self._run(
+            "retry", [self.keys.job(job_id), self.keys.dead, self.keys.waiting], [job_id]
+        )
+        if out == "missing":
+            raise JobNotFound(job_id)
+        if out != "ok":
+            raise JobNotFound(job_id, f" among dead jobs (it is {out})")
+        job = self.get(job_id)
+        assert job is not None
+        return job
+
+    def counts(self) -> dict[str, int]:
+        with self._guard():
+            self._ensure_group()
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zcard(self.keys.waiting)
+            pipe.xpending(self.keys.stream, GROUP)
+            pipe.xlen(self.keys.dead)
+            pipe.hgetall(self.keys.stats)
+            waiting, pending, dead, stats = pipe.execute()
+        return {
+            "waiting": int(waiting),
+            "running": int(pending["pending"]),
+            "dead": int(dead),
+            "done": int(stats.get("done", 0)),
+            "retried": int(stats.get("retried", 0)),
+        }
+
+    def heartbeat(self, worker: str, info: dict[str, Any], ttl: float) -> None:
+        with self._guard():
+            self.r.set(self.keys.worker(worker), json.dumps(info), px=max(1, int(ttl * 1000)))
+
+    def workers(self) -> list[dict[str, Any]]:
+        with self._guard():
+            names = list(self.r.scan_iter(match=self.keys.worker_prefix + "*", count=500))
+            values = self.r.mget(names) if names else []
+        return [json.loads(v) for v in values if v]
+
+    def close(self) -> None:
+        self.r.close()
+
+
+def _redact(url: str) -> str:
+    head, sep, tail = url.partition("@")
+    if not sep or "://" not in head:
+        return url
+    return f"{head.partition('://')[0]}://***@{tail}"
+
+
+__all__ = ["RedisStreamsQueue", "connect", "ctx_key", "new_job_id"]

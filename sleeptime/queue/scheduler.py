@@ -1,0 +1,131 @@
+"""Idle-time scheduling policy, activity recording, backoff and the token cap.
+
+A job is *due* when its namespace has been idle for ``idle_after`` seconds, or when it
+has waited ``max_delay`` seconds (a busy namespace is never starved); ``idle_after=0``
+runs jobs at once. Among due jobs, higher priority (recent activity on that context:
+queries predict more queries) goes first. The Redis backend evaluates the same rule in
+Lua (see :mod:`sleeptime.queue.redis_streams`), the SQLite backend calls :func:`due`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from sleeptime.queue.keys import ctx_key
+
+log = logging.getLogger("sleeptime.queue")
+
+
+def due(
+    now: float, enqueued_at: float, last_activity: float, idle_after: float, max_delay: float
+) -> bool:
+    """True when sleep-time work may start (see the module docstring)."""
+    return idle_after <= 0 or now - last_activity >= idle_after or now - enqueued_at >= max_delay
+
+
+def retry_delay(
+    deliveries: int, initial: float, maximum: float, jitter: float | None = None
+) -> float:
+    """Exponential backoff with jitter before redelivering a failed job (tenacity's rule)."""
+    wait = wait_exponential_jitter(
+        initial=initial, max=maximum, jitter=initial if jitter is None else jitter
+    )
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = max(1, deliveries)
+    return float(wait(state))
+
+
+class ActivityRecorder:
+    """Turns ``on_activity`` calls into queue activity without slowing the online path.
+
+    A call only bumps a counter in a dict (about a microsecond); a daemon thread sends
+    the batch to the queue every ``interval`` seconds, so idle detection is accurate to
+    ``interval``. A failing queue (Redis down) is logged at most once a minute and
+    never reaches the caller.
+    """
+
+    def __init__(self, flush: Callable[[dict[str, int]], None], interval: float = 0.25) -> None:
+        self._flush = flush
+        self.interval = interval
+        self._pending: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._last_warning = 0.0
+
+    def __call__(self, namespace: str, context_id: str) -> None:
+        with self._lock:
+            self._pending[ctx_key(namespace, context_id)] += 1
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._loop, name="sleeptime-activity", daemon=True
+                )
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.interval)
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._pending = dict(self._pending), defaultdict(int)
+        if not batch:
+            return
+        try:
+            self._flush(batch)
+        except Exception as exc:  # the online path must not fail because of the queue
+            now = time.monotonic()
+            if now - self._last_warning > 60:
+                self._last_warning = now
+                log.warning("could not record activity (idle scheduling is approximate): %s", exc)
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.flush()
+
+
+class TokenWindow:
+    """Per-worker cap on sleep-time tokens per minute (0 = no cap).
+
+    Jobs are admitted while the tokens spent in the last 60 s are under the cap; a
+    job's cost is only known when it ends, so one job may overshoot by its own size.
+    """
+
+    def __init__(self, per_minute: int, window: float = 60.0) -> None:
+        self.per_minute = per_minute
+        self.window = window
+        self._spent: deque[tuple[float, int]] = deque()
+        self._lock = threading.Lock()
+
+    def add(self, tokens: int) -> None:
+        with self._lock:
+            self._spent.append((time.monotonic(), tokens))
+
+    def used(self) -> int:
+        cutoff = time.monotonic() - self.window
+        with self._lock:
+            while self._spent and self._spent[0][0] < cutoff:
+                self._spent.popleft()
+            return sum(t for _, t in self._spent)
+
+    def allows(self) -> bool:
+        return self.per_minute <= 0 or self.used() < self.per_minute
+
+    def wait_s(self) -> float:
+        """Seconds until the oldest spend leaves the window (0 when allowed now)."""
+        if self.allows():
+            return 0.0
+        with self._lock:
+            oldest = self._spent[0][0] if self._spent else time.monotonic()
+        return max(0.0, oldest + self.window - time.monotonic())

@@ -1,0 +1,61 @@
+"""Sleep-time worker service: ``sleeptime worker`` or ``python -m workers``.
+
+Workers take sleep-time jobs from the durable queue (Redis Streams when
+``SLEEPTIME_REDIS_URL`` is set, else the embedded SQLite queue), run them when the
+namespace is idle, and survive crashes of each other and restarts of Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from workers.metrics import WorkerMetrics
+from workers.runtime import Worker, worker_name
+
+__all__ = ["Worker", "WorkerMetrics", "serve", "worker_name"]
+
+
+def serve(
+    *,
+    concurrency: int | None = None,
+    model: str | None = None,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    metrics_port: int | None = None,
+    burst: bool = False,
+    log_level: str = "INFO",
+) -> int:
+    """Run one worker process until SIGTERM/SIGINT (or an empty queue with ``burst``).
+
+    Exit code 0 after a clean drain. If jobs were still running when the grace period
+    ended the process exits at once (code 1) and those jobs are reclaimed by others.
+    """
+    from sleeptime.api import SleepTime
+    from sleeptime.queue import attach
+    from sleeptime.settings import Settings
+
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    overrides: dict[str, object] = {}
+    if redis_url is not None:
+        overrides["redis_url"] = redis_url or None
+    if metrics_port is not None:
+        overrides["metrics_port"] = metrics_port
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    st = SleepTime(model=model, database_url=database_url, settings=settings)
+    queue = st.queue or attach(st)
+    worker = Worker(st, queue, concurrency=concurrency)
+    if settings.metrics_port:
+        worker.metrics.serve(settings.metrics_port)
+        logging.getLogger("workers").info("metrics on :%d/metrics", settings.metrics_port)
+    left = worker.run(burst=burst)
+    if left:
+        logging.shutdown()
+        os._exit(1)  # job threads cannot be interrupted; their jobs will be reclaimed
+    st.close()
+    return 0

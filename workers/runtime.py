@@ -1,0 +1,403 @@
+"""The worker runtime: claim due jobs, run sleep-time compute, ack; drain on SIGTERM.
+
+One loop per process hands jobs to a thread pool of ``concurrency`` slots. A side
+thread renews the leases of jobs in hand and writes the health key; a job whose
+worker dies is reclaimed by another worker after ``lease_s``. Running a job twice is
+harmless (``SleepTime.sleep`` is idempotent and resumable), so every step favours
+"at least once" over "maybe never".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from sleeptime.errors import ContextNotFound, InvalidInput
+from sleeptime.llm.retry import is_transient
+from sleeptime.models import SleepReport
+from sleeptime.queue import missing_versions
+from sleeptime.queue.base import Job, JobQueue, QueueUnavailable, short_error
+from sleeptime.queue.scheduler import TokenWindow, retry_delay
+from workers.metrics import WorkerMetrics
+
+if TYPE_CHECKING:
+    from sleeptime.api import SleepTime
+
+log = logging.getLogger("workers")
+T = TypeVar("T")
+
+#: Errors that no retry can fix: the job goes to the dead letter at once.
+PERMANENT = (ContextNotFound, InvalidInput)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Worker:
+    """Processes sleep-time jobs from ``queue`` with ``st`` (its store and model)."""
+
+    def __init__(
+        self,
+        st: SleepTime,
+        queue: JobQueue,
+        *,
+        concurrency: int | None = None,
+        worker_id: str | None = None,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        url = st.store.url
+        if url.startswith("sqlite") and (":memory:" in url or url.rstrip("/") == "sqlite:"):
+            raise InvalidInput(
+                "background workers need a database file or server, not an in-memory SQLite "
+                "database (each thread would see its own empty database)"
+            )
+        self.st = st
+        self.queue = queue
+        self.settings = st.settings
+        self.concurrency = concurrency or self.settings.worker_concurrency
+        self.id = worker_id or worker_name()
+        self.tokens = TokenWindow(self.settings.worker_tokens_per_minute)
+        self.metrics = metrics or WorkerMetrics(queue, st.store)
+        self.grace = self.settings.shutdown_grace_s
+        self.started_at = time.time()
+        self.jobs_done = 0
+        self.jobs_failed = 0
+        self._stop = threading.Event()
+        self._force = threading.Event()
+        self._wake = threading.Event()
+        self._finished = threading.Event()
+        self._lock = threading.Lock()
+        self._in_hand: dict[str, tuple[Job, Future[None]]] = {}
+        self._thread: threading.Thread | None = None
+        self._last_warning = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming; jobs in hand get ``grace`` seconds to finish."""
+        self._stop.set()
+        self._wake.set()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self._stop.is_set():
+            log.warning("second %s: not waiting for jobs in hand", signal.Signals(signum).name)
+            self._force.set()
+        else:
+            log.info(
+                "%s: draining (%d job(s) in hand, grace %.0f s)",
+                signal.Signals(signum).name,
+                len(self._in_hand),
+                self.grace,
+            )
+        self.request_stop()
+
+    def start(self) -> threading.Thread:
+        """Run in a daemon thread of this process (embedded mode)."""
+        self._thread = threading.Thread(
+            target=self.run, kwargs={"install_signals": False}, name="sleeptime-worker", daemon=True
+        )
+        self._thread.start()
+        return self._thread
+
+    def stop(self, grace: float | None = None) -> None:
+        if grace is not None:
+            self.grace = grace
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout=self.grace + 10)
+
+    @property
+    def in_hand(self) -> list[Job]:
+        with self._lock:
+            return [job for job, _ in self._in_hand.values()]
+
+    # -- main loop ------------------------------------------------------------------
+
+    def run(self, *, burst: bool = False, install_signals: bool = True) -> int:
+        """Work until stopped (or, with ``burst``, until the queue is empty).
+        Returns how many jobs were left in hand after the grace period."""
+        if install_signals and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        beat = threading.Thread(
+            target=self._heartbeat_loop, name="sleeptime-heartbeat", daemon=True
+        )
+        beat.start()
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sleeptime-job")
+        log.info(
+            "worker %s: concurrency %d, queue %s",
+            self.id,
+            self.concurrency,
+            type(self.queue).__name__,
+        )
+        next_reclaim = 0.0
+        next_sweep = 0.0
+        backoff = 0.0
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self._sweep()
+                    next_sweep = (
+                        now + self.settings.sweep_s if self.settings.sweep_s else float("inf")
+                    )
+                free = self.concurrency - len(self._in_hand)
+                jobs: list[Job] = []
+                if free > 0 and self.tokens.allows():
+                    try:
+                        if now >= next_reclaim:
+                            jobs += self.queue.reclaim(self.id, free)
+                            next_reclaim = now + min(self.settings.lease_s / 2, 5.0)
+                        if len(jobs) < free:
+                            jobs += self.queue.claim(self.id, free - len(jobs))
+                        backoff = 0.0
+                    except QueueUnavailable as exc:
+                        backoff = min(5.0, max(0.1, backoff * 2))
+                        self._warn(f"queue unavailable, retrying in {backoff:.1f} s: {exc}")
+                        self._stop.wait(backoff)
+                        continue
+                for job in jobs:
+                    self._submit(pool, job)
+                if jobs and len(self._in_hand) < self.concurrency:
+                    continue  # there may be more due work right now
+                if burst and not jobs and not self._in_hand and self._drained():
+                    break
+                timeout = self.settings.poll_s
+                if not self.tokens.allows():
+                    timeout = max(timeout, min(self.tokens.wait_s(), 5.0))
+                self._wake.wait(timeout)
+        finally:
+            left = self._drain(pool)
+            self._stop.set()
+            self._finished.set()
+        return left
+
+    def _drained(self) -> bool:
+        try:
+            counts = self.queue.counts()
+        except QueueUnavailable:
+            return False
+        return counts["waiting"] == 0 and counts["running"] == 0
+
+    def _drain(self, pool: ThreadPoolExecutor) -> int:
+        deadline = time.monotonic() + self.grace
+        while self._in_hand and time.monotonic() < deadline and not self._force.is_set():
+            self._wake.wait(0.05)
+            self._wake.clear()
+        left = self.in_hand
+        pool.shutdown(wait=False, cancel_futures=True)
+        if left:
+            log.warning(
+                "worker %s stopping with %d job(s) unfinished; they will be reclaimed after the "
+                "%.0f s lease: %s",
+                self.id,
+                len(left),
+                self.settings.lease_s,
+                ", ".join(j.id for j in left),
+            )
+        else:
+            log.info(
+                "worker %s drained: %d done, %d failed", self.id, self.jobs_done, self.jobs_failed
+            )
+        return len(left)
+
+    def _submit(self, pool: ThreadPoolExecutor, job: Job) -> None:
+        with self._lock:
+            fut = pool.submit(self._execute, job)
+            self._in_hand[job.id] = (job, fut)
+
+    # -- one job --------------------------------------------------------------------
+
+    def _execute(self, job: Job) -> None:
+        start = time.perf_counter()
+        self.metrics.in_progress.inc()
+        try:
+            current = self.st.store.current_version(job.namespace, job.context_id)
+            if current is not None and current > job.version:
+                self._queue_call(lambda: self.queue.ack(self.id, job))
+                self.metrics.superseded.inc()
+                log.info(
+                    "job %s: %s/%s v%d superseded by v%d",
+                    job.id,
+                    job.namespace,
+                    job.context_id,
+                    job.version,
+                    current,
+                )
+                return
+            report = self._sleep(job)
+        except Exception as exc:
+            self._failed(job, exc)
+        else:
+            self._queue_call(lambda: self.queue.ack(self.id, job))
+            tokens = report.usage.total_tokens
+            self.tokens.add(tokens)
+            self.metrics.sleep_tokens.inc(tokens)
+            self.metrics.done.inc()
+            self.jobs_done += 1
+            self._warm_cache(job)
+        finally:
+            self.metrics.duration.observe(time.perf_counter() - start)
+            self.metrics.in_progress.dec()
+            with self._lock:
+                self._in_hand.pop(job.id, None)
+            self._wake.set()
+
+    def _sleep(self, job: Job) -> SleepReport:
+        """Run the job; transient errors (timeouts, 429/5xx, lost DB) retried in place."""
+        for attempt in Retrying(
+            stop=stop_after_attempt(3),
+            wait=wait_exponential_jitter(initial=0.5, max=5.0, jitter=0.5),
+            retry=retry_if_exception(lambda e: is_transient(e) and not self._force.is_set()),
+            reraise=True,
+        ):
+            with attempt:
+                return self.st.sleep(job.namespace, job.context_id, version=job.version)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failed(self, job: Job, exc: Exception) -> None:
+        self.jobs_failed += 1
+        self.metrics.failed.inc()
+        error = short_error(exc)
+        delay = retry_delay(
+            job.deliveries, self.settings.retry_initial_s, self.settings.retry_max_s
+        )
+        outcome = self._queue_call(
+            lambda: self.queue.fail(
+                self.id, job, error, delay=delay, permanent=isinstance(exc, PERMANENT)
+            )
+        )
+        if outcome == "retry":
+            self.metrics.retried.inc()
+            log.warning(
+                "job %s (%s/%s v%d) failed, delivery %d, retry in %.1f s: %s",
+                job.id,
+                job.namespace,
+                job.context_id,
+                job.version,
+                job.deliveries,
+                delay,
+                error,
+            )
+        elif outcome == "dead":
+            self.metrics.dead.inc()
+            log.error(
+                "job %s (%s/%s v%d) dead after %d deliveries: %s",
+                job.id,
+                job.namespace,
+                job.context_id,
+                job.version,
+                job.deliveries,
+                error,
+            )
+
+    def _queue_call(self, fn: Callable[[], T]) -> T | None:
+        """A queue write that must not be lost to a Redis restart: retried with backoff
+        for up to one lease; after that the job is reclaimed and re-run (idempotent)."""
+        try:
+            for attempt in Retrying(
+                stop=stop_after_delay(self.settings.lease_s),
+                wait=wait_exponential_jitter(initial=0.1, max=2.0, jitter=0.2),
+                retry=retry_if_exception_type(QueueUnavailable),
+                reraise=True,
+            ):
+                with attempt:
+                    if self._force.is_set() and attempt.retry_state.attempt_number > 1:
+                        raise QueueUnavailable("stopping") from None
+                    return fn()
+        except QueueUnavailable as exc:
+            log.error(
+                "worker %s: giving up on a queue write (the job will be reclaimed): %s",
+                self.id,
+                exc,
+            )
+        return None
+
+    def _warm_cache(self, job: Job) -> None:
+        cache = self.st.cache
+        if cache is None:
+            return
+        try:
+            cache.invalidate(job.namespace, job.context_id, job.version)
+            cache.put(self.st.store.load_artifacts(job.namespace, job.context_id, job.version))
+        except Exception as exc:  # the cache is an optimisation
+            log.debug("could not warm the cache: %s", exc)
+
+    # -- background duties ----------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """Enqueue current versions that have no artifacts (ingested while the queue was
+        down, or before the worker service existed); dedup makes this idempotent."""
+        try:
+            found = missing_versions(self.st.store)
+            added = sum(1 for ns, cid, v in found if self.queue.enqueue(ns, cid, v) is not None)
+            if added:
+                log.info("sweep: enqueued %d version(s) without artifacts", added)
+        except Exception as exc:
+            self._warn(f"sweep failed: {exc}")
+
+    def _heartbeat_loop(self) -> None:
+        interval = min(self.settings.heartbeat_s, self.settings.lease_s / 3)
+        while not self._finished.is_set():  # leases are renewed while draining, too
+            self.heartbeat()
+            self._finished.wait(interval)
+        with contextlib.suppress(Exception):  # a last beat that says we are gone
+            self.queue.heartbeat(self.id, self.health() | {"state": "stopped"}, ttl=interval)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "state": "draining" if self._stop.is_set() else "running",
+            "started_at": self.started_at,
+            "beat_at": time.time(),
+            "concurrency": self.concurrency,
+            "in_hand": [j.id for j in self.in_hand],
+            "done": self.jobs_done,
+            "failed": self.jobs_failed,
+            "tokens_last_minute": self.tokens.used(),
+        }
+
+    def heartbeat(self) -> None:
+        interval = min(self.settings.heartbeat_s, self.settings.lease_s / 3)
+        try:
+            jobs = self.in_hand
+            if jobs:
+                lost = self.queue.renew(self.id, jobs)
+                if lost:
+                    log.warning(
+                        "worker %s lost the lease of %s (another worker may re-run it)",
+                        self.id,
+                        ", ".join(lost),
+                    )
+            self.queue.heartbeat(self.id, self.health(), ttl=3 * interval)
+            self.metrics.last_heartbeat.set(time.time())
+        except Exception as exc:
+            self._warn(f"heartbeat failed: {exc}")
+
+    def _warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > 10:
+            self._last_warning = now
+            log.warning("worker %s: %s", self.id, message)
