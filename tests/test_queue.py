@@ -1,0 +1,253 @@
+"""One contract, two backends: every test runs on the embedded SQLite queue and on
+Redis Streams (a real redis-server from the ``redis_server`` fixture)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sleeptime.queue import JobNotFound, JobQueue, QueueConfig, retry_delay
+from sleeptime.queue.redis_streams import RedisStreamsQueue
+from sleeptime.queue.scheduler import ActivityRecorder, TokenWindow, due
+from sleeptime.queue.sqlite import SQLiteQueue
+
+MakeQueue = Callable[..., JobQueue]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeQueue]:
+    made: list[JobQueue] = []
+
+    def make(**cfg: Any) -> JobQueue:
+        config = QueueConfig(**({"idle_after": 0.0, "lease_s": 1.0, "max_deliveries": 3} | cfg))
+        if request.param == "sqlite":
+            q: JobQueue = SQLiteQueue(str(tmp_path / "queue.db"), config)
+        else:
+            server = request.getfixturevalue("redis_server")
+            q = RedisStreamsQueue(server.url, config, prefix="t")
+        made.append(q)
+        return q
+
+    yield make
+    for q in made:
+        q.close()
+
+
+def test_burst_of_identical_enqueues_is_one_job(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    created = [q.enqueue("acme", "doc", 1) for _ in range(20)]
+    assert sum(j is not None for j in created) == 1
+    assert q.enqueue("acme", "doc", 2) is not None  # a new version is a new job
+    assert q.counts()["waiting"] == 2
+    jobs = q.claim("w1", 10)
+    assert sorted(j.version for j in jobs) == [1, 2]
+    for j in jobs:
+        assert q.ack("w1", j)
+    # once done, the same version may be enqueued again (sleep() would skip it)
+    assert q.enqueue("acme", "doc", 1) is not None
+
+
+def test_context_keys_do_not_collide_across_namespaces(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    assert q.enqueue("a:b", "c", 1) is not None
+    assert q.enqueue("a", "b:c", 1) is not None
+    assert q.enqueue("a", "b/c", 1) is not None
+    jobs = q.claim("w", 10)
+    assert {(j.namespace, j.context_id) for j in jobs} >= {("a:b", "c"), ("a", "b:c"), ("a", "b/c")}
+
+
+def test_claim_leases_and_ack_completes(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.enqueue("acme", "doc", 3)
+    [job] = q.claim("w1", 5)
+    assert (job.namespace, job.context_id, job.version, job.deliveries) == ("acme", "doc", 3, 1)
+    assert job.state == "running" and job.worker == "w1"
+    assert q.claim("w2", 5) == []
+    assert q.counts()["running"] == 1
+    assert [j.id for j in q.list("running")] == [job.id]
+    assert q.ack("w1", job) is True
+    assert q.ack("w1", job) is False  # a second ack is a no-op, not a second completion
+    counts = q.counts()
+    assert (counts["waiting"], counts["running"], counts["done"]) == (0, 0, 1)
+
+
+def test_expired_lease_is_reclaimed_by_another_worker(make_queue: MakeQueue) -> None:
+    q = make_queue(lease_s=0.5)
+    q.enqueue("acme", "doc", 1)
+    [job] = q.claim("dead-worker", 1)
+    assert q.reclaim("w2", 5) == []  # lease still valid
+    time.sleep(0.7)
+    [again] = q.reclaim("w2", 5)
+    assert again.id == job.id and again.deliveries == 2 and again.worker == "w2"
+    assert q.renew("dead-worker", [job]) == [job.id]  # the old holder learns it lost it
+    assert q.fail("dead-worker", job, "late failure", delay=0) == "lost"
+    assert q.ack("w2", again)
+    assert q.counts()["done"] == 1
+
+
+def test_renewed_lease_is_not_reclaimed(make_queue: MakeQueue) -> None:
+    q = make_queue(lease_s=0.5)
+    q.enqueue("acme", "doc", 1)
+    [job] = q.claim("w1", 1)
+    for _ in range(6):
+        time.sleep(0.15)
+        assert q.renew("w1", [job]) == []
+    assert q.reclaim("w2", 5) == []
+
+
+def test_failure_is_retried_after_backoff(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.enqueue("acme", "doc", 1)
+    [job] = q.claim("w1", 1)
+    assert q.fail("w1", job, "TimeoutError: slow", delay=0.5) == "retry"
+    assert q.claim("w1", 1) == []  # backing off
+    [pending] = q.list("pending")
+    assert pending.error == "TimeoutError: slow"
+    time.sleep(0.6)
+    [again] = q.claim("w1", 1)
+    assert again.id == job.id and again.deliveries == 2
+    assert q.counts()["retried"] == 1
+
+
+def test_dead_letter_after_max_deliveries_then_retry(make_queue: MakeQueue) -> None:
+    q = make_queue(max_deliveries=3)
+    q.enqueue("acme", "doc", 1)
+    outcomes = []
+    for _ in range(3):
+        [job] = q.claim("w1", 1)
+        outcomes.append(q.fail("w1", job, f"ValueError: boom #{job.deliveries}", delay=0))
+    assert outcomes == ["retry", "retry", "dead"]
+    assert q.claim("w1", 1) == []
+    [dead] = q.list("dead")
+    assert dead.id == job.id and dead.error == "ValueError: boom #3" and dead.deliveries == 3
+    assert q.counts()["dead"] == 1
+    assert q.enqueue("acme", "doc", 1) is None  # dead jobs stay deduplicated until retried
+    with pytest.raises(JobNotFound):
+        q.retry("no-such-job")
+    revived = q.retry(job.id)
+    assert revived.deliveries == 0 and revived.state == "waiting"
+    assert q.list("dead") == [] and q.counts()["dead"] == 0
+    [again] = q.claim("w1", 1)
+    assert again.id == job.id and again.deliveries == 1
+    with pytest.raises(JobNotFound, match="it is running"):
+        q.retry(job.id)
+    assert q.ack("w1", again)
+
+
+def test_permanent_failure_is_dead_at_once(make_queue: MakeQueue) -> None:
+    q = make_queue(max_deliveries=5)
+    q.enqueue("acme", "gone", 1)
+    [job] = q.claim("w1", 1)
+    assert q.fail("w1", job, "ContextNotFound: no context", delay=0, permanent=True) == "dead"
+    assert q.list("dead")[0].error == "ContextNotFound: no context"
+
+
+def test_job_that_keeps_losing_its_worker_goes_dead(make_queue: MakeQueue) -> None:
+    q = make_queue(lease_s=0.2, max_deliveries=2)
+    q.enqueue("acme", "poison", 1)
+    q.claim("w1", 1)
+    time.sleep(0.3)
+    assert len(q.reclaim("w2", 1)) == 1
+    time.sleep(0.3)
+    assert q.reclaim("w3", 1) == []
+    [dead] = q.list("dead")
+    assert "gave up after 2 deliveries" in (dead.error or "")
+
+
+def test_activity_postpones_until_idle(make_queue: MakeQueue) -> None:
+    q = make_queue(idle_after=0.6, max_delay=60)
+    q.touch({"busy/doc": 1})
+    q.enqueue("busy", "doc", 1)
+    q.enqueue("quiet", "doc", 1)
+    [first] = q.claim("w", 5)
+    assert first.namespace == "quiet"  # idleness is per namespace
+    deadline = time.monotonic() + 1.2
+    while time.monotonic() < deadline:  # a busy namespace: postponed
+        q.touch({"busy/doc": 1})
+        assert q.claim("w", 5) == []
+        time.sleep(0.1)
+    quiet_since = time.monotonic()
+    while not (got := q.claim("w", 5)):
+        assert time.monotonic() - quiet_since < 3, "work never started after idleness"
+        time.sleep(0.05)
+    assert got[0].namespace == "busy"
+    assert time.monotonic() - quiet_since >= 0.45
+
+
+def test_max_delay_bounds_the_wait(make_queue: MakeQueue) -> None:
+    q = make_queue(idle_after=30, max_delay=0.8)
+    q.touch({"busy/doc": 1})
+    q.enqueue("busy", "doc", 1)
+    start = time.monotonic()
+    while not (got := q.claim("w", 1)):
+        q.touch({"busy/doc": 1})  # never idle
+        assert time.monotonic() - start < 5
+        time.sleep(0.05)
+    assert got[0].namespace == "busy"
+    assert 0.7 <= time.monotonic() - start < 3
+
+
+def test_priority_prefers_the_busiest_context(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    for cid in ("cold", "hot", "warm"):
+        q.enqueue("acme", cid, 1)
+    q.touch({"acme/hot": 9, "acme/warm": 3})
+    order = []
+    while jobs := q.claim("w", 1):
+        order.append(jobs[0].context_id)
+        q.ack("w", jobs[0])
+    assert order == ["hot", "warm", "cold"]
+    q.enqueue("acme", "vip", 1, priority=100.0)
+    q.enqueue("acme", "plain", 1)
+    assert q.claim("w", 1)[0].context_id == "vip"
+
+
+def test_heartbeat_lists_live_workers(make_queue: MakeQueue) -> None:
+    q = make_queue()
+    q.heartbeat("w1", {"id": "w1", "in_hand": []}, ttl=0.4)
+    assert [w["id"] for w in q.workers()] == ["w1"]
+    time.sleep(0.6)
+    assert q.workers() == []
+
+
+def test_due_rule_and_backoff() -> None:
+    assert due(10, 0, 9, idle_after=0, max_delay=100)
+    assert not due(10, 5, 9, idle_after=5, max_delay=100)
+    assert due(10, 5, 4, idle_after=5, max_delay=100)
+    assert due(10, 0, 9.9, idle_after=5, max_delay=10)
+    delays = [retry_delay(n, 1.0, 30.0, jitter=0) for n in range(1, 7)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
+    assert 1.0 <= retry_delay(1, 1.0, 30.0) <= 2.0
+
+
+def test_token_window_caps_admission() -> None:
+    w = TokenWindow(per_minute=100, window=0.3)
+    assert w.allows()
+    w.add(150)
+    assert not w.allows() and w.wait_s() > 0
+    time.sleep(0.35)
+    assert w.allows()
+    assert TokenWindow(0).allows()
+
+
+def test_activity_recorder_batches_and_never_raises() -> None:
+    sent: list[dict[str, int]] = []
+    rec = ActivityRecorder(sent.append, interval=0.05)
+    for _ in range(5):
+        rec("acme", "doc")
+    rec("other", "x")
+    time.sleep(0.2)
+    assert sum(b.get("acme/doc", 0) for b in sent) == 5
+    assert sum(b.get("other/x", 0) for b in sent) == 1
+
+    def broken(_: dict[str, int]) -> None:
+        raise ConnectionError("redis down")
+
+    rec2 = ActivityRecorder(broken, interval=0.05)
+    rec2("acme", "doc")  # must not raise on the caller's thread
+    rec2.close()
+    rec.close()
