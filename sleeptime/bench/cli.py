@@ -70,3 +70,10 @@ def report_cmd(
     from sleeptime.bench.report import write_report
 
     write_report(out, t=t, prices_path=prices, price_model=price_model)
+
+
+# -- KV-prefill artifact benchmark (issue #4) ------------------------------------------------
+
+from sleeptime.bench.prefill import prefill as prefill_cmd  # noqa: E402
+
+app.command("prefill")(prefill_cmd)

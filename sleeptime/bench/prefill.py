@@ -1,0 +1,236 @@
+"""``sleeptime bench prefill``: time-to-answer with and without the KV-prefill artifact.
+
+On the bundled SmolLM2-135M (llama.cpp, CPU) it builds a query prompt exactly as the
+query path does (system prompt + notes + a >= 1,000-token context, question last),
+saves the KV state of its stable prefix the way the sleep-time ``prefill`` step does,
+then alternates cold answers (empty KV cache: the whole prompt is evaluated) and warm
+answers (the saved state is loaded from disk, only the question is evaluated). Every
+answer is exactly ``answer_tokens`` greedy tokens (EOS suppressed), so the two paths do
+the same decoding work and must produce identical text. Prints one JSON object.
+
+    python -m sleeptime.bench.prefill --runs 5
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from sleeptime import prompts
+from sleeptime.llm.kv import (
+    KVStore,
+    kv_scope,
+    prefill_query_prefix,
+    set_seq_state,
+    tokens_hash,
+)
+from sleeptime.llm.local import LocalChatModel, bundled_model_path
+from sleeptime.store.sql import SQLStore
+
+QUESTION = "How much does the library pay for the whole order, including delivery?"
+NAMESPACE = "bench"
+
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_ITEMS = ("muffins", "cookies", "carrot cakes", "scones", "bagels", "croissants")
+
+
+def build_context(model: LocalChatModel, min_tokens: int) -> str:
+    """The bundled sample context, followed by a deterministic order log until the
+    text has at least ``min_tokens`` tokens."""
+    base = resources.files("sleeptime").joinpath("data/sample_context.txt").read_text("utf-8")
+    lines = [base.strip(), "", "Order log for the past weeks:"]
+    i = 0
+    while model.get_num_tokens("\n".join(lines)) < min_tokens:
+        day, item = _DAYS[i % 7], _ITEMS[i % len(_ITEMS)]
+        qty, price = 3 + (7 * i) % 11, 9 + (5 * i) % 17
+        lines.append(
+            f"- Week {i // 7 + 1}, {day}: {qty} dozen {item} at ${price} a dozen for customer "
+            f"#{1000 + 37 * i % 900}, delivered by van {1 + i % 3}."
+        )
+        i += 1
+    return "\n".join(lines) + "\n"
+
+
+def rss_mib() -> dict[str, float]:
+    """Current and peak resident memory of this process."""
+    current = 0.0
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    current = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"rss_mib": round(current, 1), "peak_rss_mib": round(peak, 1)}
+
+
+def _clear(model: LocalChatModel) -> None:
+    """Empty the llama.cpp KV cache so nothing is reused from the previous run."""
+    llama, lock = model.llama()
+    with lock:
+        llama._ctx.kv_cache_clear()
+        llama.reset()
+
+
+def run(
+    *,
+    runs: int = 5,
+    context_tokens: int = 1200,
+    answer_tokens: int = 16,
+    n_ctx: int = 4096,
+    threads: int | None = None,
+    workdir: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    if runs < 1 or context_tokens < 1 or answer_tokens < 1:
+        raise typer.BadParameter("runs, context-tokens and answer-tokens must be >= 1")
+    tmp = Path(tempfile.mkdtemp(prefix="sleeptime-bench-prefill-")) if workdir is None else workdir
+    tmp.mkdir(parents=True, exist_ok=True)
+    store = SQLStore(f"sqlite:///{tmp / 'bench.db'}")
+    kv = KVStore(store, tmp / "kv", 1 << 30)
+    try:
+        t0 = time.perf_counter()
+        model = LocalChatModel(model_path=str(bundled_model_path()), n_ctx=n_ctx, n_threads=threads)
+        model.llama()
+        load_s = time.perf_counter() - t0
+        context = build_context(model, context_tokens)
+        learned = (
+            "The library's order: 12 dozen muffins, 8 dozen cookies, 6 carrot cakes; 15% "
+            "non-profit discount on the goods; delivery $25, not discounted."
+        )
+        messages = prompts.query_messages(QUESTION, context=context, learned=learned, verbosity=0)
+        parts = model.format_prompt(messages)
+        assert parts is not None, "the bundled model has a chat template"
+
+        _clear(model)
+        model.attach_kv(None)
+        with kv_scope(NAMESPACE):
+            pre = prefill_query_prefix(
+                model, kv, namespace=NAMESPACE, context=context, learned=learned
+            )
+        if pre is None or pre.blob is None:
+            raise RuntimeError("prefill produced no blob")
+        blob = pre.blob
+        # the saved prefix must be a true token prefix of the real query prompt
+        if tokens_hash(parts.tokens[: blob.n_tokens]) != blob.prefix_hash:
+            raise RuntimeError("the saved prefix is not a token prefix of the query prompt")
+
+        # restore alone: read + verify the file, load it into llama.cpp
+        llama, lock = model.llama()
+        restore_ms = []
+        for _ in range(runs):
+            _clear(model)
+            t = time.perf_counter()
+            data = kv.load(blob, parts.tokens)
+            assert data is not None
+            with lock:
+                ok = set_seq_state(llama, data, parts.tokens[: blob.n_tokens])
+            restore_ms.append((time.perf_counter() - t) * 1000)
+            assert ok, "llama.cpp rejected the saved state"
+
+        cold_s: list[float] = []
+        warm_s: list[float] = []
+        cold_text: list[str] = []
+        warm_text: list[str] = []
+        restored: list[int] = []
+        out_tokens: list[int] = []
+        with (
+            Progress(console=Console(stderr=True), disable=not progress) as bar,
+            kv_scope(NAMESPACE),
+        ):
+            task = bar.add_task("cold and warm answers", total=2 * runs)
+            for _ in range(runs):  # alternate, so machine noise hits both alike
+                for warm in (False, True):
+                    _clear(model)
+                    model.attach_kv(kv if warm else None)
+                    t = time.perf_counter()
+                    msg = model.invoke(messages, max_tokens=answer_tokens, ignore_eos=True)
+                    elapsed = time.perf_counter() - t
+                    (warm_s if warm else cold_s).append(elapsed)
+                    (warm_text if warm else cold_text).append(str(msg.content))
+                    if warm:
+                        restored.append(int(msg.response_metadata.get("kv_restored_tokens", 0)))
+                    out_tokens.append(int((msg.usage_metadata or {}).get("output_tokens", 0)))
+                    bar.advance(task)
+        model.attach_kv(None)
+        identical = len(set(cold_text + warm_text)) == 1
+        cold, warm = statistics.median(cold_s), statistics.median(warm_s)
+        import llama_cpp
+
+        return {
+            "benchmark": "prefill",
+            "model": model.display_name,
+            "llama_cpp_python": llama_cpp.__version__,
+            "threads": model.threads,
+            "n_ctx": n_ctx,
+            "runs": runs,
+            "context_tokens": model.get_num_tokens(context),
+            "prompt_tokens": len(parts.tokens),
+            "prefix_tokens": blob.n_tokens,
+            "question_tokens": len(parts.tokens) - blob.n_tokens,
+            "answer_tokens": answer_tokens,
+            "answer_tokens_generated": sorted(set(out_tokens)),
+            "cold_s_median": round(cold, 4),
+            "warm_s_median": round(warm, 4),
+            "speedup": round(cold / warm, 2),
+            "cold_s": [round(x, 4) for x in cold_s],
+            "warm_s": [round(x, 4) for x in warm_s],
+            "warm_restored_tokens": sorted(set(restored)),
+            "restore_ms_median": round(statistics.median(restore_ms), 2),
+            "prefill_s": round(pre.seconds, 3),
+            "blob_bytes": blob.size_bytes,
+            "blob_mib": round(blob.size_bytes / 2**20, 2),
+            "model_load_s": round(load_s, 3),
+            **rss_mib(),
+            "identical_answers": identical,
+            "answer": cold_text[0],
+            "note": "SmolLM2-135M cannot reason; the answer text only has to match.",
+        }
+    finally:
+        store.dispose()
+        if workdir is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def prefill(
+    runs: Annotated[int, typer.Option(help="cold and warm answers each (median reported)")] = 5,
+    context_tokens: Annotated[int, typer.Option(help="minimum context length in tokens")] = 1200,
+    answer_tokens: Annotated[int, typer.Option(help="tokens per answer (EOS suppressed)")] = 16,
+    n_ctx: Annotated[int, typer.Option(help="llama.cpp context window")] = 4096,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all)")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Cold vs warm (KV-prefill artifact) time-to-answer on the bundled local model."""
+    result = run(
+        runs=runs,
+        context_tokens=context_tokens,
+        answer_tokens=answer_tokens,
+        n_ctx=n_ctx,
+        threads=threads,
+        progress=not quiet and sys.stderr.isatty(),
+    )
+    print(json.dumps(result, indent=2))
+    if not result["identical_answers"]:
+        Console(stderr=True).print("[red]warm and cold answers differ[/red]")
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    typer.run(prefill)
+
+
+if __name__ == "__main__":
+    main()
