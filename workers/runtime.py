@@ -27,7 +27,8 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from sleeptime.errors import ContextNotFound, InvalidInput
@@ -267,7 +268,7 @@ class Worker:
         """Run the job; transient errors (timeouts, 429/5xx, lost DB) retried in place."""
         for attempt in Retrying(
             stop=stop_after_attempt(3),
-            wait=wait_exponential_jitter(initial=0.5, max=5.0, jitter=0.5),
+            wait=wait_exponential(multiplier=0.5, max=5.0) + wait_random(0, 0.5),
             retry=retry_if_exception(lambda e: is_transient(e) and not self._force.is_set()),
             reraise=True,
         ):
@@ -317,7 +318,7 @@ class Worker:
         try:
             for attempt in Retrying(
                 stop=stop_after_delay(self.settings.lease_s),
-                wait=wait_exponential_jitter(initial=0.1, max=2.0, jitter=0.2),
+                wait=wait_exponential(multiplier=0.1, max=2.0) + wait_random(0, 0.2),
                 retry=retry_if_exception_type(QueueUnavailable),
                 reraise=True,
             ):

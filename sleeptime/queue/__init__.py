@@ -108,10 +108,13 @@ def attach(st: SleepTime, queue: JobQueue | None = None) -> JobQueue:
         st.artifact_source = st.cache.wrap(st.artifact_source)
     cache = st.cache
 
+    recorder = ActivityRecorder(queue.touch, interval=settings.activity_flush_s)
+
     def on_new_version(ctx: object) -> None:
         ns, cid, version = ctx.namespace, ctx.context_id, ctx.version  # type: ignore[attr-defined]
         if cache is not None:
             cache.invalidate(ns, cid, version)
+        recorder.flush()  # this ingest is activity: record it before the job can be claimed
         try:
             queue.enqueue(ns, cid, version)
         except QueueUnavailable as exc:  # the worker's sweep enqueues it later
@@ -119,7 +122,6 @@ def attach(st: SleepTime, queue: JobQueue | None = None) -> JobQueue:
                 "could not enqueue %s/%s v%s (a worker sweep will): %s", ns, cid, version, exc
             )
 
-    recorder = ActivityRecorder(queue.touch, interval=settings.activity_flush_s)
     st.activity_recorder = recorder
     st.on_new_version.append(on_new_version)
     st.on_activity.append(recorder)

@@ -15,7 +15,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 
-from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity import RetryCallState, wait_exponential, wait_random
 
 from sleeptime.queue.keys import ctx_key
 
@@ -33,9 +33,8 @@ def retry_delay(
     deliveries: int, initial: float, maximum: float, jitter: float | None = None
 ) -> float:
     """Exponential backoff with jitter before redelivering a failed job (tenacity's rule)."""
-    wait = wait_exponential_jitter(
-        initial=initial, max=maximum, jitter=initial if jitter is None else jitter
-    )
+    spread = initial if jitter is None else jitter
+    wait = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, spread)
     state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
     state.attempt_number = max(1, deliveries)
     return float(wait(state))

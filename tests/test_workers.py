@@ -1,0 +1,281 @@
+"""Worker runtime against real Redis and real worker processes: kill -9, Redis
+restarts, dead letters and `jobs retry`, idle scheduling, SIGTERM drain, metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from sleeptime import FakeChatModel, Settings, SleepTime
+from sleeptime.cli import app
+from sleeptime.queue.redis_streams import RedisStreamsQueue
+from sleeptime.store.schema import ArtifactRow
+from workers import Worker
+
+N_QUESTIONS = 2
+#: learned + questions + N answers + manifest
+ARTIFACTS_PER_JOB = 3 + N_QUESTIONS
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def worker_env(redis_url: str | None, database_url: str, **extra: Any) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("SLEEPTIME_REDIS_URL", None)
+    env.update(
+        {
+            "SLEEPTIME_DATABASE_URL": database_url,
+            "SLEEPTIME_N_QUESTIONS": str(N_QUESTIONS),
+            "SLEEPTIME_IDLE_AFTER": "0",
+            "SLEEPTIME_POLL_S": "0.05",
+            "SLEEPTIME_LEASE_S": "2",
+            "SLEEPTIME_HEARTBEAT_S": "0.2",
+            "SLEEPTIME_SWEEP_S": "0",
+        }
+    )
+    if redis_url:
+        env["SLEEPTIME_REDIS_URL"] = redis_url
+    env.update({f"SLEEPTIME_{k.upper()}": str(v) for k, v in extra.items()})
+    return env
+
+
+def spawn(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers", *args],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:  # only the processes this test started
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+
+
+def client(database_url: str, redis_url: str | None = None, **kw: Any) -> SleepTime:
+    settings = Settings(
+        model="fake", n_questions=N_QUESTIONS, idle_after=0.0, redis_url=redis_url, **kw
+    )
+    return SleepTime(model=FakeChatModel(), database_url=database_url, settings=settings)
+
+
+def artifact_rows(st: SleepTime) -> dict[tuple[str, int], int]:
+    stmt = select(ArtifactRow.context_id, ArtifactRow.version, func.count()).group_by(
+        ArtifactRow.context_id, ArtifactRow.version
+    )
+    with st.store.session() as s:
+        return {(cid, v): n for cid, v, n in s.execute(stmt).all()}
+
+
+def complete(st: SleepTime, ns: str, ids: list[str]) -> int:
+    return sum(st.store.get_artifact(ns, cid, 1, "manifest", "0") is not None for cid in ids)
+
+
+def health(q: RedisStreamsQueue, pid: int) -> dict[str, Any] | None:
+    return next((w for w in q.workers() if w["pid"] == pid), None)
+
+
+def test_kill_9_mid_jobs_every_job_completes_exactly_once(
+    redis_server: Any, sqlite_url: str, tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    st = client(sqlite_url, redis_server.url)
+    ids = [f"doc-{i:02d}" for i in range(50)]
+    for i, cid in enumerate(ids):
+        st.ingest("acme", cid, f"Ann has {i} apples. Bob has {i + 3} pears. They share.")
+    q = st.queue
+    assert q.counts()["waiting"] == 50
+    env = worker_env(redis_server.url, sqlite_url)
+    for _ in range(2):
+        procs.append(spawn(env, "--concurrency", "2", "--model", "fake?latency=0.05", log=tmp_path / "w.log"))
+    victim = procs[0]
+    wait_for(lambda: complete(st, "acme", ids) >= 5, 60, "the first jobs")
+    wait_for(lambda: bool((h := health(q, victim.pid)) and h["in_hand"]), 20, "a job in hand")
+    victim.send_signal(signal.SIGKILL)  # no drain, no ack: its leases must expire
+    victim.wait(timeout=10)
+    wait_for(lambda: q.counts()["done"] >= 50, 120, "all 50 jobs")
+
+    counts = q.counts()
+    assert (counts["waiting"], counts["running"], counts["dead"], counts["done"]) == (0, 0, 0, 50)
+    assert complete(st, "acme", ids) == 50
+    rows = artifact_rows(st)
+    assert rows == {(cid, 1): ARTIFACTS_PER_JOB for cid in ids}  # no duplicate, none missing
+    for cid in ids:
+        arts = st.artifacts("acme", cid)
+        assert arts.complete and len(arts.qas) == N_QUESTIONS
+    log = (tmp_path / "w.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+    st.close()
+
+
+def test_redis_restart_during_a_run_loses_nothing(
+    redis_server: Any, sqlite_url: str, tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    st = client(sqlite_url, redis_server.url)
+    ids = [f"doc-{i:02d}" for i in range(30)]
+    for i, cid in enumerate(ids):
+        st.ingest("acme", cid, f"Ann has {i} apples. Bob has {i + 3} pears.")
+    env = worker_env(redis_server.url, sqlite_url)
+    for _ in range(2):
+        procs.append(spawn(env, "--concurrency", "2", "--model", "fake?latency=0.05", log=tmp_path / "w.log"))
+    wait_for(lambda: complete(st, "acme", ids) >= 4, 60, "the first jobs")
+    redis_server.restart()  # AOF (appendfsync always) keeps the queue
+    time.sleep(0.5)
+    wait_for(lambda: complete(st, "acme", ids) == 30, 120, "all jobs after the restart")
+    wait_for(lambda: st.queue.counts()["done"] == 30, 30, "every job acknowledged")
+    counts = st.queue.counts()
+    assert (counts["waiting"], counts["running"], counts["dead"]) == (0, 0, 0)
+    assert artifact_rows(st) == {(cid, 1): ARTIFACTS_PER_JOB for cid in ids}
+    assert all(p.poll() is None for p in procs), "a worker died instead of reconnecting"
+    st.close()
+
+
+@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+def test_permanent_failure_goes_dead_then_jobs_retry_revives_it(
+    backend: str, request: pytest.FixtureRequest, sqlite_url: str
+) -> None:
+    redis_url = request.getfixturevalue("redis_server").url if backend == "redis" else None
+    model = FakeChatModel(errors=[ValueError("provider said 400: bad request")] * 3)
+    settings = Settings(
+        model="fake", n_questions=N_QUESTIONS, idle_after=0.0, redis_url=redis_url, poll_s=0.05,
+        max_deliveries=3, retry_initial_s=0.05, retry_max_s=0.2,
+    )
+    st = SleepTime(model=model, database_url=sqlite_url, settings=settings, background=True)
+    ctx = st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
+    wait_for(lambda: st.queue.counts()["dead"] == 1, 20, "the dead letter")
+    assert model.calls == 3  # exactly N deliveries, then it stopped trying
+    st.stop_worker()
+
+    runner = CliRunner()
+    env = {"SLEEPTIME_REDIS_URL": redis_url or "", "SLEEPTIME_DATABASE_URL": sqlite_url}
+    if redis_url is None:
+        env.pop("SLEEPTIME_REDIS_URL")
+    out = runner.invoke(app, ["jobs", "--state", "dead", "--json"], env=env)
+    assert out.exit_code == 0, out.output
+    listed = json.loads(out.output)
+    [dead] = listed["jobs"]
+    assert (dead["namespace"], dead["context_id"], dead["version"]) == ("acme", "doc", ctx.version)
+    assert "provider said 400: bad request" in dead["error"] and dead["deliveries"] == 3
+    table = runner.invoke(app, ["jobs"], env=env)
+    assert table.exit_code == 0 and "dead 1" in table.output and "0 live worker(s)" in table.output
+
+    bad = runner.invoke(app, ["jobs", "retry", "nope"], env=env)
+    assert bad.exit_code != 0 and "no job 'nope'" in str(bad.exception)
+    ok = runner.invoke(app, ["jobs", "retry", dead["id"]], env=env)
+    assert ok.exit_code == 0 and "pending again" in ok.output
+
+    st.start_worker()  # the model works now: the revived job completes
+    wait_for(lambda: st.queue.counts()["done"] == 1, 20, "the revived job")
+    assert st.artifacts("acme", "doc").complete and st.queue.counts()["dead"] == 0
+    st.close()
+
+
+def test_idle_scheduling_in_embedded_mode(sqlite_url: str) -> None:
+    """No Redis: the worker runs in-process on the SQLite queue. Asking keeps the
+    namespace busy; sleep-time work starts only after ``idle_after`` of quiet."""
+    settings = Settings(
+        model="fake", n_questions=N_QUESTIONS, idle_after=0.8, max_delay=60, poll_s=0.05,
+        activity_flush_s=0.05,
+    )
+    st = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings, background=True)
+    st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
+    busy_until = time.monotonic() + 2.0
+    while time.monotonic() < busy_until:
+        st.ask("acme", "doc", "How many apples does Ann have?")
+        assert not st.artifacts("acme", "doc").complete, "sleep-time work ran while busy"
+        time.sleep(0.1)
+    quiet_since = time.monotonic()
+    wait_for(lambda: st.artifacts("acme", "doc").complete, 10, "work after idleness")
+    assert time.monotonic() - quiet_since >= 0.6
+    assert st.queue.counts()["done"] == 1
+    st.close()
+
+
+def test_sigterm_drains_the_job_in_hand(
+    redis_server: Any, sqlite_url: str, tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    st = client(sqlite_url, redis_server.url)
+    for i in range(4):
+        st.ingest("acme", f"doc-{i}", f"Ann has {i} apples. Bob has 4 pears.")
+    env = worker_env(redis_server.url, sqlite_url, shutdown_grace_s=20)
+    p = spawn(env, "--concurrency", "1", "--model", "fake?latency=0.4", log=tmp_path / "w.log")
+    procs.append(p)
+    wait_for(lambda: bool((h := health(st.queue, p.pid)) and h["in_hand"]), 30, "a job in hand")
+    [job_id] = health(st.queue, p.pid)["in_hand"]  # type: ignore[index]
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=20) == 0
+    counts = st.queue.counts()
+    assert counts["done"] == 1 and counts["running"] == 0 and counts["waiting"] == 3
+    job = st.queue.get(job_id)
+    assert job is not None and job.state == "done"
+    assert st.artifacts("acme", job.context_id).complete
+    log = (tmp_path / "w.log").read_text()
+    assert "draining" in log and "drained" in log
+    st.close()
+
+
+def test_grace_expiry_leaves_the_job_to_be_reclaimed(
+    redis_server: Any, sqlite_url: str, tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    st = client(sqlite_url, redis_server.url)
+    st.ingest("acme", "slow", "Ann has 3 apples. Bob has 4 pears.")
+    env = worker_env(redis_server.url, sqlite_url, shutdown_grace_s=0.2, lease_s=1)
+    p = spawn(env, "--model", "fake?latency=1.0", log=tmp_path / "w.log")
+    procs.append(p)
+    wait_for(lambda: bool((h := health(st.queue, p.pid)) and h["in_hand"]), 30, "a job in hand")
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=10) == 1
+    assert st.queue.counts()["running"] == 1  # still leased: not lost, not done
+    procs.append(spawn(env, "--model", "fake", log=tmp_path / "w.log"))
+    wait_for(lambda: st.queue.counts()["done"] == 1, 30, "the reclaimed job")
+    assert st.artifacts("acme", "slow").complete
+    st.close()
+
+
+def test_metrics_and_health(redis_server: Any, sqlite_url: str) -> None:
+    st = client(sqlite_url, redis_server.url, poll_s=0.05)
+    st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
+    worker = Worker(st, st.queue, concurrency=2)
+    worker.run(burst=True, install_signals=False)
+    text = generate_latest(worker.metrics.registry).decode()
+    assert "sleeptime_jobs_done_total 1.0" in text
+    assert 'sleeptime_queue_depth{state="waiting"} 0.0' in text
+    assert 'sleeptime_ledger_tokens{phase="sleep"}' in text
+    assert "sleeptime_job_duration_seconds_count 1.0" in text
+    tokens = [ln for ln in text.splitlines() if ln.startswith("sleeptime_worker_sleep_tokens_total")]
+    assert tokens and float(tokens[0].split()[-1]) > 0
+    st.close()
+
+
+def test_token_cap_holds_back_claims(sqlite_url: str) -> None:
+    st = client(sqlite_url, None, poll_s=0.05, worker_tokens_per_minute=1)
+    st.ingest("acme", "a", "Ann has 3 apples.")
+    st.ingest("acme", "b", "Bob has 4 pears.")
+    st.start_worker()
+    wait_for(lambda: st.queue.counts()["done"] == 1, 10, "the first job")
+    time.sleep(0.5)
+    assert st.queue.counts()["done"] == 1 and st.queue.counts()["waiting"] == 1
+    st.close()
