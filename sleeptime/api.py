@@ -50,6 +50,10 @@ class SleepTime:
     ``model`` and ``database_url`` default to ``SLEEPTIME_MODEL`` and
     ``SLEEPTIME_DATABASE_URL``. The model is loaded on first use, so ingesting and
     serving precomputed answers never waits for it.
+
+    With ``SLEEPTIME_REDIS_URL`` set, new versions are enqueued for the worker service
+    and answers are read through the Redis hot cache; ``background=True`` also runs a
+    worker in this process (on the embedded SQLite queue when there is no Redis).
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class SleepTime:
         embeddings: Embeddings | None = None,
         retry: RetryPolicy | None = None,
         store: SQLStore | None = None,
+        background: bool = False,
     ) -> None:
         self.settings = settings or Settings()
         self._model_spec: ModelSpec = model if model is not None else self.settings.model
@@ -76,6 +81,17 @@ class SleepTime:
         #: Called with (namespace, context id) on every ingest and ask, so the idle-time
         #: scheduler can postpone sleep-time work while a namespace is busy.
         self.on_activity: list[Callable[[str, str], None]] = []
+        #: Background work (issue #3): the job queue, Redis hot cache, in-process worker.
+        self.queue: Any = None
+        self.cache: Any = None
+        self.activity_recorder: Any = None
+        self.worker: Any = None
+        if background or self.settings.redis_url:
+            from sleeptime.queue import attach
+
+            attach(self)
+        if background:
+            self.start_worker()
 
     # -- model --------------------------------------------------------------------
 
@@ -268,7 +284,30 @@ class SleepTime:
     async def aledger(self, namespace: str, context_id: str) -> Ledger:
         return await asyncio.to_thread(self.ledger, namespace, context_id)
 
+    def start_worker(self, concurrency: int | None = None) -> Any:
+        """Run the worker runtime in this process (threads) on this client's queue:
+        new versions get sleep-time compute in the background, when idle."""
+        if self.worker is None:
+            from sleeptime.queue import attach
+            from workers.runtime import Worker
+
+            queue = self.queue or attach(self)
+            self.worker = Worker(self, queue, concurrency=concurrency)
+            self.worker.start()
+        return self.worker
+
+    def stop_worker(self, grace: float | None = None) -> None:
+        if self.worker is not None:
+            self.worker.stop(grace)
+            self.worker = None
+
     def close(self) -> None:
+        self.stop_worker()
+        if self.activity_recorder is not None:
+            self.activity_recorder.close()
+        for part in (self.queue, self.cache):
+            if part is not None:
+                part.close()
         self.store.dispose()
 
     def __enter__(self) -> SleepTime:

@@ -243,6 +243,110 @@ def demo(
     tmp.cleanup()
 
 
+RedisOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url", help="Redis URL (default: $SLEEPTIME_REDIS_URL; unset: SQLite queue)"
+    ),
+]
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="jobs run at once (threads)")
+    ] = None,
+    model: ModelOpt = None,
+    database_url: DbOpt = None,
+    redis_url: RedisOpt = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve /metrics on this port (0 = off)")
+    ] = None,
+    burst: Annotated[bool, typer.Option(help="exit once the queue is empty")] = False,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    """Run a sleep-time worker until SIGTERM/SIGINT (drains the jobs in hand first)."""
+    from workers import serve
+
+    raise typer.Exit(
+        serve(
+            concurrency=concurrency,
+            model=model,
+            database_url=database_url,
+            redis_url=redis_url,
+            metrics_port=metrics_port,
+            burst=burst,
+            log_level=log_level,
+        )
+    )
+
+
+jobs_app = typer.Typer(help="Inspect the sleep-time job queue; `jobs retry ID` revives a dead job.")
+app.add_typer(jobs_app, name="jobs")
+
+
+def _queue(redis_url: str | None, database_url: str | None) -> Any:
+    from sleeptime.queue import open_queue
+
+    overrides: dict[str, Any] = {"redis_url": redis_url} if redis_url else {}
+    return open_queue(Settings(**overrides), database_url)
+
+
+@jobs_app.callback(invoke_without_command=True)
+def jobs(
+    ctx: typer.Context,
+    state: Annotated[
+        str | None, typer.Option(help="pending, running or dead (default: all three)")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+    as_json: JsonOpt = False,
+    redis_url: RedisOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """List pending, running and dead jobs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if state not in (None, "pending", "running", "dead"):
+        raise InvalidInput(f"--state must be pending, running or dead (got {state!r})")
+    queue = _queue(redis_url, database_url)
+    found = queue.list(state, limit=limit)
+    counts = queue.counts()
+    live = [w for w in queue.workers() if w.get("state") != "stopped"]
+    queue.close()
+    if as_json:
+        print(json.dumps(
+            {"counts": counts, "workers": live, "jobs": [j.to_dict() for j in found]}, indent=2
+        ))
+        return
+    table = Table("state", "context", "v", "tries", "worker", "error")
+    table.add_column("id", no_wrap=True)
+    for j in found:
+        label = "pending" if j.state in ("waiting", "queued") else j.state
+        table.add_row(
+            label, f"{j.namespace}/{j.context_id}", str(j.version), str(j.deliveries),
+            j.worker or "", _short(j.error or "", 60), j.id,
+        )
+    console.print(table)
+    console.print(
+        f"pending {counts['waiting']}, running {counts['running']}, dead {counts['dead']}, "
+        f"done {counts['done']}, retried {counts['retried']}; {len(live)} live worker(s)"
+    )
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    job_id: Annotated[str, typer.Argument(help="a dead job's id (`sleeptime jobs --state dead`)")],
+    redis_url: RedisOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Put a dead job back in the queue with its delivery count reset."""
+    queue = _queue(redis_url, database_url)
+    job = queue.retry(job_id)
+    queue.close()
+    ctx = f"{job.namespace}/{job.context_id} v{job.version}"
+    console.print(f"job {job.id} ({ctx}) is pending again")
+
+
 @app.command("predictability")
 def predictability_cmd(
     namespace: str,

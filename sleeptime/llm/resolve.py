@@ -23,10 +23,18 @@ def resolve_model(spec: ModelSpec, settings: Settings | None = None) -> BaseChat
     if not isinstance(spec, str) or not spec.strip():
         raise UnknownModel(f"model must be a string spec or a BaseChatModel, not {spec!r}")
     spec = spec.strip()
-    if spec == "fake":
+    if spec == "fake" or spec.startswith("fake?"):
+        from urllib.parse import parse_qs
+
         from sleeptime.llm.fake import FakeChatModel
 
-        return FakeChatModel()
+        # "fake?latency=0.05": each call sleeps that long (worker tests and benchmarks)
+        opts = parse_qs(spec.partition("?")[2])
+        try:
+            latency = float(opts.get("latency", ["0"])[0])
+        except ValueError as exc:
+            raise UnknownModel(f"bad fake model spec {spec!r}: latency must be seconds") from exc
+        return FakeChatModel(latency_s=latency)
     if spec == "local" or spec.startswith("local:"):
         from sleeptime.llm.local import LocalChatModel, bundled_model_path
 
