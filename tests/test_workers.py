@@ -110,7 +110,9 @@ def test_kill_9_mid_jobs_every_job_completes_exactly_once(
     assert q.counts()["waiting"] == 50
     env = worker_env(redis_server.url, sqlite_url)
     for _ in range(2):
-        procs.append(spawn(env, "--concurrency", "2", "--model", "fake?latency=0.05", log=tmp_path / "w.log"))
+        procs.append(
+            spawn(env, "--concurrency", "2", "--model", "fake?latency=0.05", log=tmp_path / "w.log")
+        )
     victim = procs[0]
     wait_for(lambda: complete(st, "acme", ids) >= 5, 60, "the first jobs")
     wait_for(lambda: bool((h := health(q, victim.pid)) and h["in_hand"]), 20, "a job in hand")
@@ -126,6 +128,10 @@ def test_kill_9_mid_jobs_every_job_completes_exactly_once(
     for cid in ids:
         arts = st.artifacts("acme", cid)
         assert arts.complete and len(arts.qas) == N_QUESTIONS
+    deliveries = [
+        int(q.r.hget(k, "deliveries")) for k in q.r.scan_iter(match=q.keys.job_prefix + "*")
+    ]
+    assert len(deliveries) == 50 and max(deliveries) >= 2  # the victim's jobs were reclaimed
     log = (tmp_path / "w.log").read_text()
     assert "Traceback" not in log, log[-3000:]
     st.close()
@@ -140,7 +146,9 @@ def test_redis_restart_during_a_run_loses_nothing(
         st.ingest("acme", cid, f"Ann has {i} apples. Bob has {i + 3} pears.")
     env = worker_env(redis_server.url, sqlite_url)
     for _ in range(2):
-        procs.append(spawn(env, "--concurrency", "2", "--model", "fake?latency=0.05", log=tmp_path / "w.log"))
+        procs.append(
+            spawn(env, "--concurrency", "2", "--model", "fake?latency=0.05", log=tmp_path / "w.log")
+        )
     wait_for(lambda: complete(st, "acme", ids) >= 4, 60, "the first jobs")
     redis_server.restart()  # AOF (appendfsync always) keeps the queue
     time.sleep(0.5)
@@ -160,8 +168,14 @@ def test_permanent_failure_goes_dead_then_jobs_retry_revives_it(
     redis_url = request.getfixturevalue("redis_server").url if backend == "redis" else None
     model = FakeChatModel(errors=[ValueError("provider said 400: bad request")] * 3)
     settings = Settings(
-        model="fake", n_questions=N_QUESTIONS, idle_after=0.0, redis_url=redis_url, poll_s=0.05,
-        max_deliveries=3, retry_initial_s=0.05, retry_max_s=0.2,
+        model="fake",
+        n_questions=N_QUESTIONS,
+        idle_after=0.0,
+        redis_url=redis_url,
+        poll_s=0.05,
+        max_deliveries=3,
+        retry_initial_s=0.05,
+        retry_max_s=0.2,
     )
     st = SleepTime(model=model, database_url=sqlite_url, settings=settings, background=True)
     ctx = st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
@@ -197,10 +211,16 @@ def test_idle_scheduling_in_embedded_mode(sqlite_url: str) -> None:
     """No Redis: the worker runs in-process on the SQLite queue. Asking keeps the
     namespace busy; sleep-time work starts only after ``idle_after`` of quiet."""
     settings = Settings(
-        model="fake", n_questions=N_QUESTIONS, idle_after=0.8, max_delay=60, poll_s=0.05,
+        model="fake",
+        n_questions=N_QUESTIONS,
+        idle_after=0.8,
+        max_delay=60,
+        poll_s=0.05,
         activity_flush_s=0.05,
     )
-    st = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings, background=True)
+    st = SleepTime(
+        model=FakeChatModel(), database_url=sqlite_url, settings=settings, background=True
+    )
     st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
     busy_until = time.monotonic() + 2.0
     while time.monotonic() < busy_until:
@@ -265,7 +285,9 @@ def test_metrics_and_health(redis_server: Any, sqlite_url: str) -> None:
     assert 'sleeptime_queue_depth{state="waiting"} 0.0' in text
     assert 'sleeptime_ledger_tokens{phase="sleep"}' in text
     assert "sleeptime_job_duration_seconds_count 1.0" in text
-    tokens = [ln for ln in text.splitlines() if ln.startswith("sleeptime_worker_sleep_tokens_total")]
+    tokens = [
+        ln for ln in text.splitlines() if ln.startswith("sleeptime_worker_sleep_tokens_total")
+    ]
     assert tokens and float(tokens[0].split()[-1]) > 0
     st.close()
 

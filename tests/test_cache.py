@@ -1,0 +1,123 @@
+"""Redis hot cache on the online path (real redis-server): hits skip SQL, a new
+version invalidates, tenants never share entries, Redis down -> SQL + one warning."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from sleeptime import FakeChatModel, Settings, SleepTime
+from sleeptime.cache import HotCache
+from sleeptime.models import Artifacts, PredictedQA
+
+
+@pytest.fixture
+def st(redis_server: Any, sqlite_url: str) -> Any:
+    settings = Settings(model="fake", n_questions=2, idle_after=0.0, redis_url=redis_server.url)
+    client = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings)
+    yield client
+    client.close()
+
+
+def counting_sql(st: SleepTime) -> list[int]:
+    """Count reads that reach SQL (the fallback behind the cache)."""
+    calls = [0]
+    inner = st._artifacts_from_sql
+
+    def fallback(ns: str, cid: str) -> Any:
+        calls[0] += 1
+        return inner(ns, cid)
+
+    st.artifact_source = st.cache.wrap(fallback)
+    return calls
+
+
+def test_complete_artifacts_are_served_from_redis(st: SleepTime) -> None:
+    st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
+    sql = counting_sql(st)
+    st.ask("acme", "doc", "How many apples?")  # no artifacts yet: nothing cached
+    st.ask("acme", "doc", "How many apples?")
+    assert sql[0] == 2
+    st.sleep("acme", "doc")
+    qa = st.artifacts("acme", "doc").qas[0]  # a miss: read from SQL, fills the cache
+    assert sql[0] == 3
+    for _ in range(5):
+        ans = st.ask("acme", "doc", qa.question)
+        assert ans.source == "predicted" and ans.text == qa.answer
+    assert sql[0] == 3  # every ask was a hit
+    assert st.cache.hits >= 5
+
+
+def test_new_version_invalidates(st: SleepTime) -> None:
+    st.ingest("acme", "doc", "Ann has 3 apples.")
+    st.sleep("acme", "doc")
+    old = st.artifacts("acme", "doc")
+    assert old.version == 1 and st.artifacts("acme", "doc").version == 1  # cached now
+    st.ingest("acme", "doc", "Ann has 7 apples.")
+    fresh = st.artifacts("acme", "doc")
+    assert fresh.version == 2 and not fresh.complete
+    ans = st.ask("acme", "doc", old.qas[0].question)
+    assert ans.version == 2 and ans.source != "predicted"
+
+
+def test_stale_fill_racing_an_ingest_is_a_miss(redis_server: Any) -> None:
+    cache = HotCache(redis_server.url, prefix="t")
+    v1 = Artifacts(namespace="acme", context_id="doc", version=1, learned="x", complete=True)
+    cache.invalidate("acme", "doc", 2)  # an ingest made v2 ...
+    cache.put(v1)  # ... while a slow reader was still filling v1
+    newest, arts = cache.get("acme", "doc")
+    assert newest == 2 and arts is None
+    cache.invalidate("acme", "doc", 1)  # an older invalidation never rolls back
+    assert cache.get("acme", "doc")[0] == 2
+    cache.close()
+
+
+def test_tenants_never_share_entries(redis_server: Any) -> None:
+    cache = HotCache(redis_server.url, prefix="t")
+    a = Artifacts(
+        namespace="a:b",
+        context_id="c",
+        version=1,
+        complete=True,
+        qas=(PredictedQA(question="q", answer="secret of a:b"),),
+    )
+    cache.put(a)
+    assert cache.get("a", "b:c")[1] is None
+    assert cache.get("a:b", "c")[1] == a
+    # an entry whose payload names another tenant (corrupt or forged) is ignored
+    cache.r.set(cache.keys.artifacts("other", "c"), a.model_dump_json())
+    assert cache.get("other", "c")[1] is None
+    cache.close()
+
+
+def test_incomplete_artifacts_are_not_cached(redis_server: Any) -> None:
+    cache = HotCache(redis_server.url, prefix="t")
+    cache.put(Artifacts(namespace="acme", context_id="doc", version=1, learned="half"))
+    assert cache.get("acme", "doc") == (None, None)
+    cache.close()
+
+
+def test_redis_down_falls_back_to_sql_with_one_warning(
+    st: SleepTime, redis_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
+    st.sleep("acme", "doc")
+    qa = st.artifacts("acme", "doc").qas[0]
+    redis_server.stop()
+    caplog.set_level(logging.WARNING, logger="sleeptime.cache")
+    start = time.perf_counter()
+    answers = [st.ask("acme", "doc", qa.question) for _ in range(20)]
+    elapsed = time.perf_counter() - start
+    assert all(a.source == "predicted" and a.text == qa.answer for a in answers)
+    warnings = [r for r in caplog.records if "hot cache unavailable" in r.getMessage()]
+    assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+    assert elapsed < 2.0  # no request waits on the dead socket for long
+    redis_server.start()
+    st.cache._down_until = 0.0  # skip the cool-down in the test
+    st.ask("acme", "doc", qa.question)
+    hits = st.cache.hits
+    st.ask("acme", "doc", qa.question)
+    assert st.cache.hits == hits + 1  # back on Redis
