@@ -1,0 +1,251 @@
+"""KV-prefill blobs: the store (real SQLite/PostgreSQL + files) and, marked slow, the
+round trip through llama.cpp on the bundled model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from sleeptime import prompts
+from sleeptime.llm import kv as kvmod
+from sleeptime.llm.kv import KVStore, common_prefix, kv_scope, stable_prefix, tokens_hash
+from sleeptime.store.schema import KVBlobRow
+from sleeptime.store.sql import SQLStore
+
+MODEL = "m" * 40 + ":llama-cpp-python-test"
+TOKENS = list(range(1, 101))
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SQLStore]:
+    s = SQLStore(database_url)
+    yield s
+    s.dispose()
+
+
+def make(store: SQLStore, tmp_path: Path, cap: int = 1 << 20) -> KVStore:
+    return KVStore(store, tmp_path / "kv", cap)
+
+
+def test_put_find_load_round_trip(store: SQLStore, tmp_path: Path) -> None:
+    kv = make(store, tmp_path)
+    data = bytes(range(256)) * 40
+    blob = kv.put(namespace="a", model_key=MODEL, tokens=TOKENS[:60], data=data)
+    assert blob is not None and blob.n_tokens == 60
+    assert (tmp_path / "kv" / blob.file).stat().st_size == blob.size_bytes
+    assert kv.total_bytes() == blob.size_bytes
+    # the longest stored prefix of a longer prompt is found ...
+    kv.put(namespace="a", model_key=MODEL, tokens=TOKENS[:30], data=b"short")
+    found = kv.find(namespace="a", model_key=MODEL, tokens=[*TOKENS, 7, 8])
+    assert (
+        found is not None and found.n_tokens == 60 and found.prefix_hash == tokens_hash(TOKENS[:60])
+    )
+    loaded = kv.load(found, TOKENS)
+    assert loaded is not None and bytes(loaded) == data
+    # ... never one that leaves nothing to decode, nor one that is not a prefix
+    assert kv.find(namespace="a", model_key=MODEL, tokens=TOKENS[:60]).n_tokens == 30  # type: ignore[union-attr]
+    assert kv.find(namespace="a", model_key=MODEL, tokens=[0, *TOKENS]) is None
+
+
+def test_other_namespace_or_model_never_matches(store: SQLStore, tmp_path: Path) -> None:
+    kv = make(store, tmp_path)
+    kv.put(namespace="a", model_key=MODEL, tokens=TOKENS[:50], data=b"x" * 100)
+    assert kv.find(namespace="a", model_key=MODEL, tokens=TOKENS) is not None
+    assert kv.find(namespace="b", model_key=MODEL, tokens=TOKENS) is None
+    assert kv.find(namespace="a", model_key="other" + MODEL, tokens=TOKENS) is None
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "flipped", "garbage", "tokens"])
+def test_stale_or_damaged_blob_is_ignored_and_dropped(
+    store: SQLStore, tmp_path: Path, damage: str
+) -> None:
+    kv = make(store, tmp_path)
+    blob = kv.put(namespace="a", model_key=MODEL, tokens=TOKENS[:50], data=b"state" * 200)
+    assert blob is not None
+    path = tmp_path / "kv" / blob.file
+    raw = path.read_bytes()
+    tokens = TOKENS
+    if damage == "missing":
+        path.unlink()
+    elif damage == "truncated":
+        path.write_bytes(raw[:-10])
+    elif damage == "flipped":
+        path.write_bytes(raw[:-1] + bytes([raw[-1] ^ 0xFF]))
+    elif damage == "garbage":
+        path.write_bytes(b"not a kv file at all")
+    else:  # the row says these tokens, the caller's prompt differs after the hash lookup
+        tokens = [*TOKENS[:10], 999, *TOKENS[11:]]
+    assert kv.load(blob, tokens) is None
+    assert kv.blobs() == [] and not path.exists()
+
+
+def test_lru_eviction_under_the_size_cap(
+    store: SQLStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kvmod, "TOUCH_EVERY", timedelta(0))  # every hit bumps the clock
+    kv = make(store, tmp_path)
+    a = kv.put(namespace="n", model_key=MODEL, tokens=TOKENS[:10], data=b"a" * 1000)
+    b = kv.put(namespace="n", model_key=MODEL, tokens=TOKENS[10:20], data=b"b" * 1000)
+    assert a is not None and b is not None
+    one = max(a.size_bytes, b.size_bytes)
+    kv.max_bytes = 2 * one + 10  # room for two of these blobs, not three
+    assert kv.find(namespace="n", model_key=MODEL, tokens=[*TOKENS[:10], 0]) == a  # a is fresher
+    c = kv.put(namespace="n", model_key=MODEL, tokens=TOKENS[20:30], data=b"c" * 1000)
+    assert c is not None
+    assert {x.prefix_hash for x in kv.blobs()} == {a.prefix_hash, c.prefix_hash}
+    assert kv.total_bytes() <= kv.max_bytes
+    assert sorted(p.name for p in (tmp_path / "kv").iterdir()) == sorted([a.file, c.file])
+    # a blob larger than the whole cap is not stored (and evicts nothing)
+    assert kv.put(namespace="n", model_key=MODEL, tokens=TOKENS[:5], data=b"z" * 5000) is None
+    assert len(kv.blobs()) == 2
+    # lowering the cap and evicting keeps the most recently used one
+    kv.max_bytes = one
+    assert kv.evict() == 1
+    assert len(kv.blobs()) == 1
+
+
+def test_new_context_version_frees_the_old_versions_blobs(store: SQLStore, tmp_path: Path) -> None:
+    kv = make(store, tmp_path)
+    kv.put(namespace="n", model_key=MODEL, tokens=TOKENS[:10], data=b"1", context_id="d", version=1)
+    kv.put(namespace="n", model_key=MODEL, tokens=TOKENS[:20], data=b"2", context_id="d", version=2)
+    with store.session() as s:
+        versions = [r.version for r in s.scalars(select(KVBlobRow))]
+    assert versions == [2]
+
+
+def test_stable_prefix_cuts_at_a_line_end() -> None:
+    pieces = [b"<s>", b"Context", b":\n", b"text", b".\n", b"\n", b"Question", b":", b" What"]
+    a = list(range(len(pieces)))
+    b = [*a[:8], 99]
+    assert common_prefix(a, b) == 8
+    assert stable_prefix([a, b], pieces) == 6  # after ".\n" "\n", before "Question"
+    assert common_prefix([], [1]) == 0 and common_prefix([1, 2], [1, 2, 3]) == 2
+
+
+# -- the real model -------------------------------------------------------------------
+
+CONTEXT = (
+    "The Riverside library ordered 12 dozen muffins at $18 per dozen, 8 dozen cookies at "
+    "$10 per dozen and 6 carrot cakes at $32 each. Delivery costs $25 and is not "
+    "discounted. The bakery gives the library a 15% discount on the food because it is a "
+    "non-profit. The bakery has one oven; a batch of muffins makes 2 dozen in 35 minutes."
+)
+NOTES = "Food: 12*18 + 8*10 + 6*32 = 488 dollars; after 15% off: 414.80; plus delivery: 439.80."
+
+
+@pytest.fixture(scope="module")
+def local_model():  # type: ignore[no-untyped-def]
+    pytest.importorskip("llama_cpp")
+    from sleeptime.llm.local import LocalChatModel, bundled_model_path
+
+    return LocalChatModel(model_path=str(bundled_model_path()), n_ctx=2048)
+
+
+def clear(model) -> None:  # type: ignore[no-untyped-def]
+    llama, lock = model.llama()
+    with lock:
+        llama._ctx.kv_cache_clear()
+        llama.reset()
+
+
+@pytest.mark.slow
+def test_restored_prefix_gives_the_cold_answer(
+    local_model, sqlite_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    store = SQLStore(sqlite_url)
+    kv = KVStore(store, tmp_path / "kv", 1 << 30)
+    question = "How much does the library pay in total?"
+    messages = prompts.query_messages(question, context=CONTEXT, learned=NOTES, verbosity=0)
+    local_model.attach_kv(None)
+    clear(local_model)
+    cold = local_model.invoke(messages, max_tokens=12)
+    assert cold.response_metadata["kv_restored_tokens"] == 0
+
+    clear(local_model)
+    with kv_scope("lib"):
+        res = kvmod.prefill_query_prefix(
+            local_model, kv, namespace="lib", context=CONTEXT, learned=NOTES
+        )
+    assert res is not None and res.blob is not None
+    parts = local_model.format_prompt(messages)
+    assert parts is not None
+    # the saved prefix is a true token prefix of the real prompt, ending before the question
+    assert tokens_hash(parts.tokens[: res.n_tokens]) == res.blob.prefix_hash
+    assert question not in local_model.llama()[0].detokenize(parts.tokens[: res.n_tokens]).decode()
+    assert len(parts.tokens) - res.n_tokens < 40
+
+    local_model.attach_kv(kv)
+    try:
+        clear(local_model)
+        with kv_scope("lib"):
+            warm = local_model.invoke(messages, max_tokens=12)
+        assert warm.response_metadata["kv_restored_tokens"] == res.n_tokens
+        assert warm.content == cold.content
+        assert warm.usage_metadata == cold.usage_metadata
+
+        # another namespace does not get this tenant's state
+        clear(local_model)
+        with kv_scope("other"):
+            other = local_model.invoke(messages, max_tokens=12)
+        assert other.response_metadata["kv_restored_tokens"] == 0 and other.content == cold.content
+
+        # a blob llama.cpp rejects (right tokens, intact file, nonsense state) falls back to cold
+        blob = res.blob
+        kv.drop(blob)
+        bad = kv.put(
+            namespace="lib",
+            model_key=local_model.model_key(),
+            tokens=parts.tokens[: res.n_tokens],
+            data=b"\x00" * 64,
+        )
+        assert bad is not None
+        clear(local_model)
+        with kv_scope("lib"):
+            fallback = local_model.invoke(messages, max_tokens=12)
+        assert fallback.response_metadata["kv_restored_tokens"] == 0
+        assert fallback.content == cold.content
+        assert kv.blobs() == []
+    finally:
+        local_model.attach_kv(None)
+        store.dispose()
+
+
+@pytest.mark.slow
+def test_sleep_saves_the_prefix_the_query_path_restores(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("llama_cpp")
+    from sleeptime import Settings, SleepTime
+
+    settings = Settings(
+        model="local", n_questions=0, sleep_max_tokens=16, kv_dir=tmp_path / "kv", local_n_ctx=2048
+    )
+    st = SleepTime(database_url=sqlite_url, settings=settings)
+    st.ingest("lib", "order", CONTEXT)
+    notes: list[str] = []
+    st.sleep("lib", "order", progress=notes.append)
+    assert any(n.startswith("saved the KV state") for n in notes), notes
+    kv = KVStore(st.store, settings.kv_dir, settings.kv_max_bytes)
+    (blob,) = kv.blobs("lib")
+    assert (blob.context_id, blob.version) == ("order", 1)
+
+    question = "How much does the library pay in total?"
+    monkeypatch.setattr(kvmod, "TOUCH_EVERY", timedelta(0))
+    clear(st.gateway.model)
+    warm = st.ask("lib", "order", question, max_tokens=8)
+    with st.store.session() as s:
+        row = s.scalars(select(KVBlobRow)).one()
+        assert row.last_used_at > row.created_at  # the query path looked it up and used it
+    off = SleepTime(
+        database_url=sqlite_url, settings=settings.model_copy(update={"kv_prefill": False})
+    )
+    clear(off.gateway.model)
+    cold = off.ask("lib", "order", question, max_tokens=8)
+    assert warm.source == cold.source == "learned"
+    assert warm.text == cold.text and warm.usage == cold.usage
+    st.close()
+    off.close()
