@@ -216,12 +216,16 @@ def demo(
         table = Table(title=q, title_justify="left", expand=True)
         table.add_column("path", no_wrap=True)
         table.add_column("source")
-        table.add_column("test-time tokens", justify="right")
+        table.add_column("test-time tokens\nprompt + completion", justify="right")
         table.add_column("latency", justify="right")
         table.add_column("answer", ratio=1)
         for label, ans in (("with sleep-time", warm), ("cold (no sleep-time)", cold)):
             table.add_row(
-                label, ans.source, f"{ans.usage.total_tokens:,}", f"{ans.latency_ms:,.0f} ms", _short(ans.text, 90)
+                label,
+                ans.source,
+                f"{ans.usage.prompt_tokens:,} + {ans.usage.completion_tokens:,}",
+                f"{ans.latency_ms:,.0f} ms",
+                _short(ans.text, 90),
             )
         console.print(table)
 
