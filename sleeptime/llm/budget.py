@@ -97,7 +97,7 @@ def force_budget(
     used = waits = calls = 0
     capped = think_tokens == 0
     while used < think_tokens:
-        out = complete(head + thinking, think_tokens - used, [mk.stop])
+        out = complete(head + thinking, think_tokens - used, [mk.stop] if mk.stop else [])
         calls += 1
         thinking += out.text
         used += out.tokens
