@@ -10,9 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
+from langgraph.runtime import Runtime
 
 from sleeptime.errors import ContextNotFound, InvalidInput
-from sleeptime.graphs.query import ArtifactSource, QueryDeps, build_query_graph
+from sleeptime.graphs.query import ArtifactSource, QueryDeps, build_query_graph, retrieve
 from sleeptime.graphs.sleep import SleepDeps, build_sleep_graph
 from sleeptime.llm.gateway import ModelGateway
 from sleeptime.llm.resolve import ModelSpec, resolve_model
@@ -238,18 +239,23 @@ class SleepTime:
                 raise InvalidInput(f"max_tokens must be >= 1 (got {max_tokens})")
             budget = Budget(verbosity=v, max_tokens=max_tokens)
         start = time.perf_counter()
+        found = self.artifact_source(namespace, context_id)  # read once, used by both paths
         deps = QueryDeps(
             store=self.store,
             gateway=lambda: self.gateway,
             matcher=self.matcher,
             settings=self.settings,
-            artifacts=self.artifact_source,
+            artifacts=lambda _ns, _cid: found,
         )
-        out = _QUERY_GRAPH.invoke(
-            {"namespace": namespace, "context_id": context_id, "question": question.strip(), "budget": budget,
-             "explicit_budget": explicit},
-            context=deps,
-        )
+        state: dict[str, Any] = {
+            "namespace": namespace, "context_id": context_id, "question": question.strip(),
+            "budget": budget, "explicit_budget": explicit,
+        }
+        # A precomputed answer needs only the graph's first node: calling it directly
+        # skips ~1 ms of LangGraph run overhead on the hot path (issue #3 benchmark).
+        out = retrieve(state, Runtime(context=deps))  # type: ignore[arg-type]
+        if "answer" not in out:
+            out = _QUERY_GRAPH.invoke(state, context=deps)
         self._touch(namespace, context_id)
         answer: Answer = out["answer"]
         answer = answer.model_copy(update={"latency_ms": (time.perf_counter() - start) * 1000.0})

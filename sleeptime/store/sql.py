@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import CursorResult, Engine, create_engine, event, func, select
+from sqlalchemy import CursorResult, Engine, bindparam, create_engine, event, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +28,11 @@ from sleeptime.store.schema import (
     NamespaceRow,
     QueryRow,
 )
+
+_CURRENT_VERSION = select(func.max(ContextRow.version)).where(
+    ContextRow.namespace == bindparam("ns"), ContextRow.context_id == bindparam("cid")
+)
+_INSERT_QUERY = insert(QueryRow.__table__)
 
 #: Artifact kinds written by the sleep-time graph.
 LEARNED = "learned"
@@ -158,13 +163,10 @@ class SQLStore:
             return _ctx(row) if row else None
 
     def current_version(self, namespace: str, context_id: str) -> int | None:
-        """The newest version number: one indexed lookup, used on the online path."""
+        """The newest version number: one indexed lookup, used on the online path
+        (a statement built once: rebuilding it cost ~0.15 ms per query)."""
         with self._guard(), self.engine.connect() as conn:
-            return conn.execute(
-                select(func.max(ContextRow.version)).where(
-                    ContextRow.namespace == namespace, ContextRow.context_id == context_id
-                )
-            ).scalar()
+            return conn.execute(_CURRENT_VERSION, {"ns": namespace, "cid": context_id}).scalar()
 
     def list_contexts(self, namespace: str | None = None) -> list[tuple[str, str, int]]:
         stmt = select(
@@ -277,20 +279,21 @@ class SQLStore:
         usage: Usage,
         latency_ms: float,
     ) -> None:
-        with self.session() as s:
-            s.add(
-                QueryRow(
-                    namespace=namespace,
-                    context_id=context_id,
-                    version=version,
-                    question=question,
-                    answer=answer,
-                    source=source,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    latency_ms=latency_ms,
-                )
-            )
+        # A Core INSERT, not an ORM unit of work: this runs on every ask, and the ORM
+        # flush cost ~0.6-1 ms of the online path's 1 ms budget (issue #3 benchmark).
+        row = {
+            "namespace": namespace,
+            "context_id": context_id,
+            "version": version,
+            "question": question,
+            "answer": answer,
+            "source": source,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "latency_ms": latency_ms,
+        }
+        with self._guard(), self.engine.begin() as conn:
+            conn.execute(_INSERT_QUERY, [row])
 
     def ledger(self, namespace: str, context_id: str) -> Ledger:
         totals = (
