@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 
 import redis
 from redis.exceptions import RedisError
@@ -58,6 +59,8 @@ class HotCache:
         self._lock = threading.Lock()
         #: Invalidations that failed while Redis was down, replayed when it is back.
         self._pending: dict[tuple[str, str], int] = {}
+        self._parsed: OrderedDict[tuple[str, str], tuple[str, Artifacts]] = OrderedDict()
+        self._memo_size = 1024
         self.hits = 0
         self.misses = 0
 
@@ -87,12 +90,27 @@ class HotCache:
         newest = int(ver) if ver else None
         if not raw:
             return newest, None
-        arts = Artifacts.model_validate_json(raw)
+        arts = self._parse(namespace, context_id, raw)
         if arts.namespace != namespace or arts.context_id != context_id:  # never cross tenants
             return newest, None
         if newest is not None and arts.version < newest:
             return newest, None
         return newest, arts
+
+    def _parse(self, namespace: str, context_id: str, raw: str) -> Artifacts:
+        """JSON -> Artifacts, memoised on the exact payload (parsing is most of a hit's cost)."""
+        key = (namespace, context_id)
+        with self._lock:
+            memo = self._parsed.get(key)
+            if memo is not None and memo[0] == raw:
+                self._parsed.move_to_end(key)
+                return memo[1]
+        arts = Artifacts.model_validate_json(raw)
+        with self._lock:
+            self._parsed[key] = (raw, arts)
+            while len(self._parsed) > self._memo_size:
+                self._parsed.popitem(last=False)
+        return arts
 
     def put(self, arts: Artifacts) -> None:
         """Cache a complete artifact set (incomplete ones change as sleep-time runs)."""

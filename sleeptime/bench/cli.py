@@ -29,6 +29,10 @@ def run_cmd(
     n_questions: int = typer.Option(3, "--n-questions", min=0, help="predicted questions/context"),
     t: float = typer.Option(10.0, "--t", help="cost of a test-time token in sleep-time tokens"),
     report: bool = typer.Option(True, "--report/--no-report", help="write the report when done"),
+    predictability: bool = typer.Option(
+        None, "--predictability/--no-predictability",
+        help="score log P(question | context) per query (default: when sleeptime.predictability exists)",
+    ),
 ) -> None:
     """Run (or resume) the multi-query benchmark: test-time vs sleep-time vs parallel sampling."""
     from pathlib import Path
@@ -45,6 +49,7 @@ def run_cmd(
         verbosity=parse_levels(verbosity, "--verbosity"),
         sleep_k=parse_levels(sleep_k, "--sleep-k"),
         samples=samples, temperature=temperature, concurrency=concurrency, n_questions=n_questions,
+        predictability=predictability,
     )
     console = Console(stderr=True)
     stats = run_bench(cfg, console=console)
@@ -77,3 +82,10 @@ def report_cmd(
 from sleeptime.bench.prefill import prefill as prefill_cmd  # noqa: E402
 
 app.command("prefill")(prefill_cmd)
+
+
+# -- online-path and worker overhead (issue #3) ----------------------------------------------
+
+from sleeptime.bench.overhead import overhead as overhead_cmd  # noqa: E402
+
+app.command("overhead")(overhead_cmd)

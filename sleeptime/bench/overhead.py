@@ -1,0 +1,283 @@
+"""Overhead benchmark: what the framework adds around the model, online and in workers.
+
+``sleeptime bench overhead`` (or ``python -m sleeptime.bench.overhead``) prints JSON:
+
+* ``online_ms``: latency of ``SleepTime.ask`` excluding model time (model ``fake``),
+  p50/p99 over many calls, for the plain SQLite store, the embedded queue attached
+  (activity recording on the path), and the Redis hot cache. ``predicted`` is the
+  path with no model call at all (a precomputed answer: the full call is overhead);
+  ``learned`` answers from c' and subtracts the model call's own wall time.
+* ``workers``: jobs/s for 1 and 2 worker processes on Redis (from the first claim to
+  the last ack, Redis clock, so process start-up is excluded), the direct
+  ``SleepTime.sleep`` time per job, and the difference: the worker overhead per job.
+
+A benchmark script, not a test: numbers depend on the machine; run it on a quiet one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sleeptime.api import SleepTime
+from sleeptime.llm.fake import FakeChatModel
+from sleeptime.settings import Settings
+
+TEXT = (
+    "Rosa bakes 24 muffins at 7:00 and 36 cookies at 8:30. She keeps 6 cookies for volunteers. "
+    "The library orders 18 muffins at $2.50 each and pays $4 for delivery. "
+    "Tom brings 3 more trays of 12 rolls."
+)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50": round(_pct(values, 0.50), 4),
+        "p99": round(_pct(values, 0.99), 4),
+        "mean": round(statistics.fmean(values), 4),
+    }
+
+
+class _RedisProcess:
+    """A throwaway redis-server (AOF everysec, as in compose.yaml) on a free port."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found (apt-get install -y redis-server)")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(workdir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def _client(db: str, redis_url: str | None = None, background: bool = False) -> SleepTime:
+    settings = Settings(model="fake", n_questions=3, idle_after=0.0, redis_url=redis_url)
+    return SleepTime(
+        model=FakeChatModel(), database_url=db, settings=settings, background=background
+    )
+
+
+def online(
+    db: str, calls: int, redis_url: str | None = None, background: bool = False
+) -> dict[str, Any]:
+    st = _client(db, redis_url, background)
+    st.ingest("bench", "ctx", TEXT)
+    st.sleep("bench", "ctx")
+    predicted_q = st.artifacts("bench", "ctx").qas[0].question
+    model_ms: list[float] = []
+    st.gateway.recorder = lambda _phase, _step, _usage, ms: model_ms.append(ms)
+
+    def measure(question: str, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            model_ms.clear()
+            t0 = time.perf_counter()
+            st.ask("bench", "ctx", question)
+            total = (time.perf_counter() - t0) * 1000.0
+            out.append(total - sum(model_ms))
+        return out
+
+    measure(predicted_q, 200)  # warm-up: caches, SQLite pages, Redis connection
+    predicted = measure(predicted_q, calls)
+    measure("Which tray is the heaviest one?", 50)
+    learned = measure("Which tray is the heaviest one?", max(200, calls // 5))
+    result = {"predicted": _summary(predicted), "learned_excl_model": _summary(learned)}
+    if st.cache is not None:
+        result["cache_hits"] = st.cache.hits
+    st.close()
+    return result
+
+
+def direct_sleep(db: str, jobs: int) -> float:
+    """ms per ``SleepTime.sleep`` run, in this process, no queue at all."""
+    st = _client(db)
+    for i in range(jobs):
+        st.ingest("direct", f"c{i}", f"{TEXT} Note {i}: {i * 7} extra rolls.")
+    t0 = time.perf_counter()
+    for i in range(jobs):
+        st.sleep("direct", f"c{i}")
+    ms = (time.perf_counter() - t0) * 1000.0 / jobs
+    st.close()
+    return ms
+
+
+def worker_run(tmp: Path, redis_url: str, processes: int, jobs: int, tag: str) -> dict[str, Any]:
+    db = f"sqlite:///{tmp / f'workers-{tag}.db'}"
+    prefix = f"bench{tag}"
+    settings = Settings(
+        model="fake", n_questions=3, idle_after=0.0, redis_url=redis_url, redis_prefix=prefix
+    )
+    st = SleepTime(model=FakeChatModel(), database_url=db, settings=settings)
+    for i in range(jobs):
+        st.ingest("bench", f"c{i}", f"{TEXT} Note {i}: {i * 7} extra rolls.")
+    env = dict(os.environ) | {
+        "SLEEPTIME_DATABASE_URL": db,
+        "SLEEPTIME_REDIS_URL": redis_url,
+        "SLEEPTIME_REDIS_PREFIX": prefix,
+        "SLEEPTIME_N_QUESTIONS": "3",
+        "SLEEPTIME_IDLE_AFTER": "0",
+        "SLEEPTIME_POLL_S": "0.01",
+    }
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "workers",
+                "--concurrency",
+                "1",
+                "--model",
+                "fake",
+                "--burst",
+                "--log-level",
+                "WARNING",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(processes)
+    ]
+    for p in procs:
+        p.wait(timeout=600)
+    q = st.queue
+    started, finished = [], []
+    for key in q.r.scan_iter(match=q.keys.job_prefix + "*", count=1000):
+        s, f = q.r.hmget(key, "started_at", "finished_at")
+        if s and f:
+            started.append(float(s))
+            finished.append(float(f))
+    counts = q.counts()
+    st.close()
+    span = max(finished) - min(started)
+    return {
+        "processes": processes,
+        "jobs": jobs,
+        "done": counts["done"],
+        "dead": counts["dead"],
+        "seconds": round(span, 3),
+        "jobs_per_s": round(counts["done"] / span, 2),
+        "ms_per_job_per_process": round(span * 1000.0 * processes / max(1, counts["done"]), 3),
+        "exit_codes": [p.returncode for p in procs],
+    }
+
+
+def run(calls: int = 2000, jobs: int = 200) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="sleeptime-overhead-"))
+    out: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "model": "fake (deterministic, no inference); model call time subtracted",
+        "online_ms": {},
+    }
+    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    say("online path: SQLite")
+    out["online_ms"]["sqlite"] = online(f"sqlite:///{tmp / 'a.db'}", calls)
+    say("online path: SQLite + embedded queue (activity recording, idle in-process worker)")
+    out["online_ms"]["sqlite_embedded_queue"] = online(
+        f"sqlite:///{tmp / 'b.db'}", calls, background=True
+    )
+    redis: _RedisProcess | None = None
+    try:
+        redis = _RedisProcess(tmp)
+    except RuntimeError as exc:
+        out["online_ms"]["redis_cache"] = {"skipped": str(exc)}
+    if redis is not None:
+        try:
+            say("online path: Redis hot cache")
+            out["online_ms"]["redis_cache"] = online(f"sqlite:///{tmp / 'c.db'}", calls, redis.url)
+            say(f"workers: direct sleep() baseline, {jobs} jobs")
+            base = direct_sleep(f"sqlite:///{tmp / 'd.db'}", jobs)
+            say(f"workers: 1 process, {jobs} jobs")
+            one = worker_run(tmp, redis.url, 1, jobs, "1")
+            say(f"workers: 2 processes, {jobs} jobs")
+            two = worker_run(tmp, redis.url, 2, jobs, "2")
+            out["workers"] = {
+                "queue": "redis streams",
+                "direct_sleep_ms_per_job": round(base, 3),
+                "one_process": one,
+                "two_processes": two,
+                "speedup_2_vs_1": round(two["jobs_per_s"] / one["jobs_per_s"], 2),
+                "overhead_ms_per_job": round(one["ms_per_job_per_process"] - base, 3),
+            }
+        finally:
+            redis.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+    online_ms = out["online_ms"]
+    out["targets"] = {"p50_ms": 1.0, "p99_ms": 5.0, "worker_overhead_ms_per_job": 5.0}
+    out["meets_targets"] = {
+        name: r["predicted"]["p50"] <= 1.0 and r["predicted"]["p99"] <= 5.0
+        for name, r in online_ms.items()
+        if "predicted" in r
+    }
+    if "workers" in out:
+        out["meets_targets"]["workers"] = out["workers"]["overhead_ms_per_job"] <= 5.0
+    return out
+
+
+def overhead(
+    calls: int = typer.Option(2000, "--calls", min=100, help="online calls measured per setup"),
+    jobs: int = typer.Option(200, "--jobs", min=10, help="sleep-time jobs per worker run"),
+) -> None:
+    """Online-path and worker overhead of the framework (model `fake`), as JSON."""
+    print(json.dumps(run(calls=calls, jobs=jobs), indent=2))
+
+
+if __name__ == "__main__":
+    typer.run(overhead)
