@@ -153,17 +153,18 @@ def run(
         ):
             task = bar.add_task("cold and warm answers", total=2 * runs)
             for _ in range(runs):  # alternate, so machine noise hits both alike
-                for warm in (False, True):
+                for is_warm in (False, True):
                     _clear(model)
-                    model.attach_kv(kv if warm else None)
+                    model.attach_kv(kv if is_warm else None)
                     t = time.perf_counter()
                     msg = model.invoke(messages, max_tokens=answer_tokens, ignore_eos=True)
                     elapsed = time.perf_counter() - t
-                    (warm_s if warm else cold_s).append(elapsed)
-                    (warm_text if warm else cold_text).append(str(msg.content))
-                    if warm:
+                    (warm_s if is_warm else cold_s).append(elapsed)
+                    (warm_text if is_warm else cold_text).append(str(msg.content))
+                    if is_warm:
                         restored.append(int(msg.response_metadata.get("kv_restored_tokens", 0)))
-                    out_tokens.append(int((msg.usage_metadata or {}).get("output_tokens", 0)))
+                    usage = msg.usage_metadata
+                    out_tokens.append(int(usage["output_tokens"]) if usage else 0)
                     bar.advance(task)
         model.attach_kv(None)
         identical = len(set(cold_text + warm_text)) == 1

@@ -149,7 +149,8 @@ class LocalChatModel(BaseChatModel):
 
     @property
     def kv(self) -> KVStore | None:
-        return self._kv  # type: ignore[no-any-return]
+        kv: KVStore | None = self._kv
+        return kv
 
     def attach_kv(self, kv: KVStore | None) -> None:
         """Restore saved prefix states from ``kv`` before decoding (None: never)."""
