@@ -31,7 +31,7 @@ def run_cmd(
     report: bool = typer.Option(True, "--report/--no-report", help="write the report when done"),
     predictability: bool = typer.Option(
         None, "--predictability/--no-predictability",
-        help="score log P(question | context) per query (default: when sleeptime.predictability exists)",
+        help="score log P(question | context) per query (default: when the scorer is installed)",
     ),
 ) -> None:
     """Run (or resume) the multi-query benchmark: test-time vs sleep-time vs parallel sampling."""

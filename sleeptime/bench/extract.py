@@ -135,39 +135,47 @@ def words_to_number(text: str) -> float | None:
     return float(total + current) if seen else None
 
 
-def last_number(text: str) -> float | None:
-    """The last number written in digits, else the last one written in words."""
+def last_number(text: str, *, first: bool = False) -> float | None:
+    """The last (or first) number written in digits, else one written in words."""
     found = list(_NUMBER.finditer(text))
-    for m in reversed(found):
+    for m in found if first else reversed(found):
         value = parse_number(m.group(0))
         if value is not None:
             return value
     words = list(_WORD_NUMBER.finditer(text))
-    for m in reversed(words):
+    for m in words if first else reversed(words):
         value = words_to_number(m.group(0))
         if value is not None:
             return value
     return None
 
 
-def final_span(text: str) -> str:
-    """The part of a response that holds the final answer (see module docstring)."""
+def _final(text: str) -> tuple[str, bool]:
+    """(span holding the final answer, whether it follows an "answer is" marker)."""
     b = boxed(text)
     if b is not None:
-        return b
+        return b, False
     hashes = _HASH.findall(text)
     if hashes:
-        return str(hashes[-1])
+        return str(hashes[-1]), False
     said = _ANSWER_IS.findall(text)
     if said:
-        return str(said[-1])
-    return text
+        return str(said[-1]), True
+    return text, False
+
+
+def final_span(text: str) -> str:
+    """The part of a response that holds the final answer (see module docstring)."""
+    return _final(text)[0]
 
 
 def extract_number(text: str) -> float | None:
-    """The numeric answer of a response, or None when it has no number."""
-    span = final_span(text)
-    value = last_number(span)
+    """The numeric answer of a response, or None when it has no number.
+
+    After "The answer is" the *first* number counts ("The answer is 18. Check: 9*2=18"),
+    elsewhere the last one (the paper's rule)."""
+    span, marked = _final(text)
+    value = last_number(span, first=marked)
     if value is None and span is not text:
         value = last_number(text)
     return value

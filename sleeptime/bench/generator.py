@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from sleeptime.bench.datasets import Item, Query
 from sleeptime.errors import InvalidInput
@@ -129,12 +130,14 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool]:
     name, she, _ = rng.choice(_PEOPLE)
     n_items = {1: 2, 2: 3, 3: rng.choice([4, 5])}[difficulty]
     goods = rng.sample(_GOODS, n_items)
-    cents = {1: [0], 2: [0, 0.5], 3: [0, 0.25, 0.5, 0.75]}[difficulty]
+    cents: list[float] = {1: [0.0], 2: [0.0, 0.5], 3: [0.0, 0.25, 0.5, 0.75]}[difficulty]
     qty = [rng.randint(2, 9) for _ in goods]
     price = [rng.randint(1, 12) + rng.choice(cents) for _ in goods]
     cost = [q * p for q, p in zip(qty, price, strict=True)]
     subtotal = sum(cost)
-    discount = rng.choice([10, 20, 25]) if difficulty >= 2 else 0
+    # only discounts that leave whole cents, so every label is exact
+    exact = [d for d in (10, 20, 25) if (Fraction(str(subtotal)) * (100 - d)) % 1 == 0]
+    discount = rng.choice(exact) if difficulty >= 2 else 0
     threshold = rng.choice([20, 30, 40, 50]) if difficulty >= 2 else 0
     fee = rng.choice([3, 4, 5, 6]) if difficulty >= 3 else 0
     paid = subtotal * (100 - discount) / 100 if discount and subtotal > threshold else subtotal

@@ -181,7 +181,7 @@ def _prepare_out(cfg: RunConfig, items: list[Item]) -> list[Item]:
     """Create or re-open the run directory; refuse to mix models or changed items."""
     cfg.out.mkdir(parents=True, exist_ok=True)
     run_path = cfg.out / RUN
-    meta = {
+    meta: dict[str, Any] = {
         "dataset": cfg.dataset,
         "model": _model_label(cfg.model),
         "n_questions": cfg.n_questions,
@@ -222,7 +222,7 @@ def _prepare_out(cfg: RunConfig, items: list[Item]) -> list[Item]:
         with open(ds_path, "a", encoding="utf-8") as f:
             for item in fresh:
                 f.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
-    arms = sorted(set(meta.get("arms", [])) | set(cfg.arms()))
+    arms = sorted({*meta.get("arms", []), *cfg.arms()})
     meta.update({"arms": arms, "updated": datetime.now(UTC).isoformat(timespec="seconds")})
     meta.setdefault("started", meta["updated"])
     run_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -231,10 +231,10 @@ def _prepare_out(cfg: RunConfig, items: list[Item]) -> list[Item]:
 
 def _predictability_fn() -> Callable[[str, str], Any] | None:
     try:
-        from sleeptime.predictability import predictability  # type: ignore[import-not-found,unused-ignore]
+        from sleeptime.predictability import predictability
     except ImportError:
         return None
-    return predictability  # type: ignore[no-any-return]
+    return predictability
 
 
 def _as_float(value: Any) -> float | None:
@@ -252,7 +252,12 @@ class Runner:
     """Runs a :class:`RunConfig`; see the module docstring for the arms."""
 
     def __init__(
-        self, cfg: RunConfig, *, settings: Settings | None = None, console: Console | None = None
+        self,
+        cfg: RunConfig,
+        *,
+        settings: Settings | None = None,
+        console: Console | None = None,
+        scorer: Callable[[str, str], Any] | None = None,
     ) -> None:
         cfg.check()
         self.cfg = cfg
@@ -274,7 +279,10 @@ class Runner:
         self.scored = {(r["item"], r["q"]) for r in read_jsonl(cfg.out / PRED)}
         self.stats = RunStats(out=cfg.out, items=len(self.items))
         self._stats_lock = threading.Lock()
-        self._pred_fn = _predictability_fn() if cfg.predictability is not False else None
+        #: predictability(context, question) -> mean log P(q | c); None: not scored
+        self._pred_fn = scorer or (
+            _predictability_fn() if cfg.predictability is not False else None
+        )
         if cfg.predictability and self._pred_fn is None:
             raise InvalidInput(
                 "--predictability needs sleeptime.predictability, which is not installed"
@@ -563,10 +571,17 @@ def _seeded(gateway: Any, i: int) -> Any:
 
 
 def run(
-    cfg: RunConfig, *, settings: Settings | None = None, console: Console | None = None
+    cfg: RunConfig,
+    *,
+    settings: Settings | None = None,
+    console: Console | None = None,
+    scorer: Callable[[str, str], Any] | None = None,
 ) -> RunStats:
-    """Run (or resume) a benchmark; returns what this invocation did."""
-    runner = Runner(cfg, settings=settings, console=console)
+    """Run (or resume) a benchmark; returns what this invocation did.
+
+    ``scorer(context, question)`` replaces :func:`sleeptime.predictability.predictability`.
+    """
+    runner = Runner(cfg, settings=settings, console=console, scorer=scorer)
     try:
         return runner.run()
     finally:

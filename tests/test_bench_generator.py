@@ -1,0 +1,231 @@
+"""Multi-Query generator: deterministic, and every label right.
+
+The labels are recomputed here from the context *text* with regular expressions and
+plain arithmetic, never with the generator's own code, so a bug in a generator formula
+(or a mismatch between what it says and what it computes) fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from fractions import Fraction
+
+import pytest
+
+from sleeptime.bench.datasets import Item, load_dataset
+from sleeptime.bench.generator import FAMILIES, Spec, generate
+from sleeptime.errors import InvalidInput
+
+ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth"]
+
+
+def num(text: str) -> Fraction:
+    return Fraction(text)
+
+
+def hm(minutes: int) -> str:
+    return f"{minutes // 60}:{minutes % 60:02d}"
+
+
+def solve_shopping(ctx: str, q: str) -> str | Fraction:
+    budget = num(re.search(r"goes shopping with \$(\d+)\.", ctx).group(1))  # type: ignore[union-attr]
+    items = {
+        g: (int(n), num(p)) for n, g, p in re.findall(r"buys (\d+) (\w+) at \$([\d.]+) each", ctx)
+    }
+    spent = {g: n * p for g, (n, p) in items.items()}
+    subtotal = sum(spent.values(), Fraction(0))
+    paid = subtotal
+    m = re.search(r"takes (\d+)% off the whole bill when it is over \$(\d+)", ctx)
+    if m and subtotal > int(m.group(2)):
+        paid = subtotal * (100 - int(m.group(1))) / 100
+    fee = re.search(r"delivery fee of \$(\d+)", ctx)
+    if fee:
+        paid += int(fee.group(1))
+    if m2 := re.fullmatch(r"How much more does \w+ spend on (\w+) than on (\w+)\?", q):
+        return spent[m2.group(1)] - spent[m2.group(2)]
+    if m2 := re.fullmatch(r"How much does \w+ spend on (\w+)\?", q):
+        return spent[m2.group(1)]
+    if re.fullmatch(r"How many items does \w+ buy in total\?", q):
+        return Fraction(sum(n for n, _ in items.values()))
+    if "bill before any discount" in q:
+        return subtotal
+    if re.fullmatch(r"How much does \w+ pay in total\?", q):
+        return paid
+    if "have left after paying" in q:
+        return budget - paid
+    if q.startswith("Which goods"):
+        return max(spent, key=lambda g: spent[g])
+    raise AssertionError(f"unrecognised shopping question {q!r}")
+
+
+def solve_travel(ctx: str, q: str) -> Fraction:
+    legs = {
+        o: (int(d), int(s))
+        for o, d, s in re.findall(r"The (\w+) leg is (\d+) miles at (\d+) miles per hour", ctx)
+    }
+    dist = sum(d for d, _ in legs.values())
+    hours = sum((Fraction(d, s) for d, s in legs.values()), Fraction(0))
+    if m := re.fullmatch(r"How many hours does the (\w+) leg take\?", q):
+        d, s = legs[m.group(1)]
+        return Fraction(d, s)
+    if re.fullmatch(r"How many miles does \w+ drive in total\?", q):
+        return Fraction(dist)
+    if re.fullmatch(r"How many hours does \w+ spend driving\?", q):
+        return hours
+    if "longest leg" in q:
+        return Fraction(max(d for d, _ in legs.values()))
+    fuel = re.search(r"one gallon of gas every (\d+) miles, and gas costs \$(\d+) per gallon", ctx)
+    if "gallons of gas" in q:
+        return Fraction(dist, int(fuel.group(1)))  # type: ignore[union-attr]
+    if "gas for the trip cost" in q:
+        return Fraction(dist, int(fuel.group(1))) * int(fuel.group(2))  # type: ignore[union-attr]
+    if "including stops" in q:
+        stop = int(re.search(r"stops for (\d+) minutes between consecutive legs", ctx).group(1))  # type: ignore[union-attr]
+        return hours * 60 + stop * (len(legs) - 1)
+    if "average driving speed" in q:
+        return dist / hours
+    raise AssertionError(f"unrecognised travel question {q!r}")
+
+
+def solve_inventory(ctx: str, q: str) -> Fraction:
+    start = re.search(r"starts the week with (.+?)\. Each box holds (\d+) units", ctx)
+    assert start is not None
+    per_box = int(start.group(2))
+    stock = {p: int(n) for n, p in re.findall(r"(\d+) boxes of (\w+)", start.group(1))}
+    events = re.findall(r"On (\w+) it (receives|ships) (\d+) boxes of (\w+)\.", ctx)
+    received = sum(int(n) for _, verb, n, _ in events if verb == "receives")
+    shipped = sum(int(n) for _, verb, n, _ in events if verb == "ships")
+
+    def after(day: str) -> dict[str, int]:
+        s = dict(stock)
+        for d, verb, n, p in events:
+            s[p] += int(n) if verb == "receives" else -int(n)
+            if d == day:
+                return s
+        raise AssertionError(f"no event on {day}")
+
+    if m := re.fullmatch(
+        r"How many boxes of (\w+) are in stock (?:at the end of|after) (\w+)\?", q
+    ):
+        return Fraction(after(m.group(2))[m.group(1)])
+    if m := re.fullmatch(r"How many units of (\w+) are in stock after (\w+)\?", q):
+        return Fraction(after(m.group(2))[m.group(1)] * per_box)
+    if m := re.fullmatch(r"How many boxes of all products are in stock after (\w+)\?", q):
+        return Fraction(sum(after(m.group(1)).values()))
+    if "receive in total" in q:
+        return Fraction(received)
+    if "ship in total" in q:
+        return Fraction(shipped)
+    raise AssertionError(f"unrecognised inventory question {q!r}")
+
+
+def solve_schedule(ctx: str, q: str) -> str | Fraction:
+    h, m = re.search(r"starts at (\d+):(\d+)\.", ctx).groups()  # type: ignore[union-attr]
+    t0 = int(h) * 60 + int(m)
+    order = ctx.split("in this order: ", 1)[1]
+    sessions = [
+        (name, int(mins))
+        for mins, name in re.findall(r"a (\d+)-minute ([a-z ]+?)(?=,| and |\.$)", order)
+    ]
+    assert sessions, ctx
+    times = {}
+    t = t0
+    for name, mins in sessions:
+        times[name] = (t, t + mins)
+        t += mins
+    if q == "At what time does the workshop end?":
+        return hm(t)
+    if mm := re.fullmatch(r"At what time does the (.+) (start|end)\?", q):
+        start, end = times[mm.group(1)]
+        return hm(start if mm.group(2) == "start" else end)
+    if "minutes long is the whole workshop" in q:
+        return Fraction(t - t0)
+    if "minutes of breaks" in q:
+        return Fraction(sum(mins for name, mins in sessions if name.endswith("break")))
+    raise AssertionError(f"unrecognised schedule question {q!r}")
+
+
+SOLVERS = {
+    "shopping": solve_shopping,
+    "travel": solve_travel,
+    "inventory": solve_inventory,
+    "schedule": solve_schedule,
+}
+
+
+def check(item: Item) -> None:
+    family = item.meta["family"]
+    for q in item.queries:
+        want = SOLVERS[family](item.context, q.question)
+        if isinstance(want, Fraction):
+            assert Fraction(q.answer) == want, (item.context, q.question, q.answer, want)
+        else:
+            assert q.answer == want, (item.context, q.question, q.answer, want)
+
+
+@pytest.mark.parametrize("difficulty", [1, 2, 3])
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_labels_recomputed_from_the_text(difficulty: int, seed: int) -> None:
+    items = generate(Spec(n=60, seed=seed, difficulty=difficulty))
+    assert {it.meta["family"] for it in items} == set(FAMILIES)
+    for item in items:
+        assert 1 <= len(item.queries) <= 10
+        assert len({q.question for q in item.queries}) == len(item.queries)
+        check(item)
+
+
+def test_query_counts_follow_the_knob() -> None:
+    items = generate(Spec(n=40, seed=3, difficulty=3, min_queries=3, max_queries=10))
+    counts = [len(it.queries) for it in items]
+    assert min(counts) >= 3 and max(counts) <= 10 and len(set(counts)) > 2
+    assert all(len(it.queries) == 4 for it in generate(Spec(n=12, min_queries=4, max_queries=4)))
+
+
+def test_deterministic_across_processes() -> None:
+    here = [it.to_json() for it in load_dataset("multi-query:n=12,seed=5,difficulty=3")]
+    assert here == [it.to_json() for it in load_dataset("multi-query:n=12,seed=5,difficulty=3")]
+    code = (
+        "import json; from sleeptime.bench.datasets import load_dataset; "
+        "items = load_dataset('multi-query:n=12,seed=5,difficulty=3'); "
+        "print(json.dumps([i.to_json() for i in items]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "PATH": ""},
+    )
+    assert json.loads(out.stdout) == here
+    other = [it.to_json() for it in load_dataset("multi-query:n=12,seed=6,difficulty=3")]
+    assert other != here
+
+
+def test_prefix_stable_and_limit() -> None:
+    ten = load_dataset("multi-query:n=10,seed=2")
+    assert load_dataset("multi-query:n=4,seed=2") == ten[:4]
+    assert load_dataset("multi-query:seed=2", limit=4) == ten[:4]
+    assert [it.meta["family"] for it in load_dataset("multi-query:n=3,families=travel")] == [
+        "travel"
+    ] * 3
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "multi-query:n=0",
+        "multi-query:difficulty=4",
+        "multi-query:queries=5-3",
+        "multi-query:queries=1-11",
+        "multi-query:families=cooking",
+        "multi-query:colour=red",
+        "multi-query:n=abc",
+        "multi-query:n",
+    ],
+)
+def test_bad_options(spec: str) -> None:
+    with pytest.raises(InvalidInput, match="multi-query"):
+        load_dataset(spec)

@@ -1,0 +1,260 @@
+"""The benchmark runner and report, end to end with the deterministic fake model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sleeptime import FakeChatModel
+from sleeptime.bench.report import bootstrap_ci, write_report
+from sleeptime.bench.runner import CALLS, RESULTS, SLEEP, RunConfig, read_jsonl, run
+from sleeptime.errors import InvalidInput
+
+
+def _dataset(tmp_path: Path) -> Path:
+    """FakeChatModel answers 'The answer is N' with N the last number of the prompt, which
+    is the number in the question: 3 of these 4 golds match it, 1 does not."""
+    rows = [
+        {
+            "id": "shop",
+            "context": "Ann buys 3 pens at $2 each. Bob buys 4 mugs at $5 each.",
+            "queries": [
+                {"question": "Is Ann's bill 6?", "answer": "6"},
+                {"question": "Is Bob's bill 20?", "answer": "20"},
+            ],
+        },
+        {
+            "id": "trip",
+            "context": "Cara drives 120 miles at 60 miles per hour.",
+            "queries": [
+                {"question": "Does the drive take 2 hours?", "answer": "2"},
+                {"question": "Is the distance 100 miles?", "answer": "120"},
+            ],
+        },
+    ]
+    p = tmp_path / "tiny.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return p
+
+
+def _cfg(tmp_path: Path, model: object, **kw: object) -> RunConfig:
+    base: dict[str, object] = {
+        "dataset": str(_dataset(tmp_path)),
+        "model": model,
+        "out": tmp_path / "run",
+        "verbosity": [0, 2],
+        "sleep_k": [0, 1, 2],
+        "samples": 3,
+        "n_questions": 2,
+        "predictability": False,
+    }
+    base.update(kw)
+    return RunConfig(**base)  # type: ignore[arg-type]
+
+
+def test_every_arm_runs_and_every_call_is_recorded(tmp_path: Path) -> None:
+    model = FakeChatModel()
+    stats = run(_cfg(tmp_path, model))
+    out = tmp_path / "run"
+    results = read_jsonl(out / RESULTS)
+    arms = {r["arm"] for r in results}
+    assert arms == {"k0-v0", "k0-v2", "k1-v0", "k1-v2", "k2-v0", "k2-v2", "par3-v0", "par3-v2"}
+    assert len(results) == 8 * 4 == stats.new_results
+    calls = read_jsonl(out / CALLS)
+    assert len(calls) == model.calls == stats.new_calls
+    assert all(c["item"] in ("shop", "trip") and c["arm"] != "?" for c in calls)
+    assert {c["phase"] for c in calls} == {"sleep", "test"}
+    # k=2 rethinks run inside LangGraph's fan-out and are still filed under their arm
+    assert sum(c["step"] == "learn" and c["arm"] == "sleep-k2" for c in calls) == 4
+    # test-time only never touches sleep-time artifacts; sleep arms answer from c'
+    assert {r["source"] for r in results if r["k"] == 0 and r["kind"] == "test"} == {"cold"}
+    assert {r["source"] for r in results if r["k"] > 0} <= {"learned", "predicted"}
+    sleeps = read_jsonl(out / SLEEP)
+    assert {(s["item"], s["k"]) for s in sleeps} == {
+        ("shop", 1),
+        ("shop", 2),
+        ("trip", 1),
+        ("trip", 2),
+    }
+    for s in sleeps:  # the sleep record matches the calls recorded for it
+        mine = [c for c in calls if c["item"] == s["item"] and c["arm"] == f"sleep-k{s['k']}"]
+        assert s["sleep_completion_tokens"] == sum(c["completion_tokens"] for c in mine)
+    par = [r for r in results if r["kind"] == "parallel"]
+    assert all(len(r["samples"]) == 3 for r in par)
+    for r in results:  # the tokens of an answer are those of its recorded test-time calls
+        mine = [
+            c
+            for c in calls
+            if c["item"] == r["item"] and c["arm"] == r["arm"] and c["phase"] == "test"
+        ]
+        assert (
+            r["test_completion_tokens"]
+            == sum(c["completion_tokens"] for c in mine)
+            / len([x for x in results if x["item"] == r["item"] and x["arm"] == r["arm"]])
+            or r["source"] == "predicted"
+        )
+
+
+def test_resume_makes_no_new_model_calls(tmp_path: Path) -> None:
+    first = FakeChatModel()
+    run(_cfg(tmp_path, first))
+    assert first.calls > 0
+    before = (tmp_path / "run" / RESULTS).read_text("utf-8")
+    again = FakeChatModel()
+    stats = run(_cfg(tmp_path, again))
+    assert again.calls == 0 and stats.new_calls == 0 and stats.new_results == 0
+    assert stats.skipped_results == 32
+    assert (tmp_path / "run" / RESULTS).read_text("utf-8") == before
+
+
+def test_resume_after_a_torn_write_redoes_only_the_lost_answer(tmp_path: Path) -> None:
+    run(_cfg(tmp_path, FakeChatModel(), samples=0, sleep_k=[0]))
+    path = tmp_path / "run" / RESULTS
+    lines = path.read_text("utf-8").splitlines(keepends=True)
+    path.write_text(
+        "".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2], encoding="utf-8"
+    )  # crash mid-write
+    model = FakeChatModel()
+    stats = run(_cfg(tmp_path, model, samples=0, sleep_k=[0]))
+    assert stats.new_results == 1 and model.calls == 1
+    assert len(read_jsonl(path)) == len(lines)
+
+
+def test_new_arms_and_items_extend_a_run(tmp_path: Path) -> None:
+    run(_cfg(tmp_path, FakeChatModel(), samples=0, sleep_k=[0], verbosity=[0]))
+    model = FakeChatModel()
+    stats = run(_cfg(tmp_path, model, samples=0, sleep_k=[0, 1], verbosity=[0]))
+    assert stats.new_results == 4 and stats.skipped_results == 4
+    assert model.calls == stats.new_calls > 4  # sleep calls + 4 answers
+
+
+def test_a_run_directory_refuses_another_model(tmp_path: Path) -> None:
+    run(_cfg(tmp_path, FakeChatModel(), samples=0, sleep_k=[0], verbosity=[0]))
+    with pytest.raises(InvalidInput, match="use another --out"):
+        run(_cfg(tmp_path, "fake", samples=0, sleep_k=[0], verbosity=[0]))
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"verbosity": [5]}, "verbosity"),
+        ({"sleep_k": [-1]}, "sleep-k"),
+        ({"samples": 1}, "samples"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"temperature": 0.0}, "temperature"),
+    ],
+)
+def test_bad_config(tmp_path: Path, kw: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        run(_cfg(tmp_path, "fake", **kw))
+
+
+def test_report_on_a_tiny_fake_run(tmp_path: Path) -> None:
+    run(_cfg(tmp_path, "fake", concurrency=2))
+    out = tmp_path / "run"
+    summary = write_report(out, t=10.0, quiet=True)
+    saved = json.loads((out / "summary.json").read_text("utf-8"))
+    assert saved["arms"] == summary["arms"]
+    arms = {a["arm"]: a for a in saved["arms"]}
+    assert set(arms) >= {"k0-v0", "k1-v2", "k2-v0", "par3-v0", "par3-v0:pass@3"}
+    results = read_jsonl(out / RESULTS)
+    sleeps = read_jsonl(out / SLEEP)
+    for name in ("k0-v0", "k1-v0", "k2-v2"):
+        rows = [r for r in results if r["arm"] == name]
+        a = arms[name]
+        acc = sum(r["correct"] for r in rows) / len(rows)
+        assert a["accuracy"] == pytest.approx(acc) == pytest.approx(0.75)
+        assert a["ci95"][0] <= a["accuracy"] <= a["ci95"][1]
+        test_tokens = sum(r["test_completion_tokens"] for r in rows)
+        assert a["mean_test_tokens"] == pytest.approx(test_tokens / len(rows), abs=0.01)
+        k = int(name[1])
+        sleep_tokens = sum(s["sleep_completion_tokens"] for s in sleeps if s["k"] == k)
+        assert a["mean_sleep_tokens"] == pytest.approx(sleep_tokens / 2 if k else 0, abs=0.01)
+        assert a["amortized_cost_per_query"] == pytest.approx(
+            (sleep_tokens * (k > 0) + 10 * test_tokens) / 4, abs=0.01
+        )
+    assert arms["par3-v0"]["mean_test_tokens"] == pytest.approx(
+        3 * arms["k0-v0"]["mean_test_tokens"]
+    )
+    for png in ("pareto.png", "amortization.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text("utf-8")
+    assert "| k1-v0 | 4 | 75.0%" in md and "![pareto](pareto.png)" in md
+    assert "Not available" in md  # predictability: no scorer, said plainly
+    assert not (out / "predictability.png").exists()
+    doubled = write_report(out, t=20.0, quiet=True)
+    k1 = next(a for a in doubled["arms"] if a["arm"] == "k1-v0")
+    assert k1["amortized_cost_per_query"] > arms["k1-v0"]["amortized_cost_per_query"]
+
+
+def test_bootstrap_ci() -> None:
+    lo, hi = bootstrap_ci([True] * 50 + [False] * 50)
+    assert 0.35 < lo < 0.5 < hi < 0.65
+    assert bootstrap_ci([True] * 10) == (1.0, 1.0)
+
+
+def test_cli_run_report_and_errors(tmp_path: Path) -> None:
+    data = _dataset(tmp_path)
+    out = tmp_path / "cli"
+    cmd = [
+        sys.executable,
+        "-m",
+        "sleeptime",
+        "bench",
+        "run",
+        "--dataset",
+        str(data),
+        "--model",
+        "fake",
+        "--out",
+        str(out),
+        "--verbosity",
+        "0",
+        "--sleep-k",
+        "0,1",
+        "--no-predictability",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "k1-v0" in done.stdout and (out / "report.md").exists()
+    rep = subprocess.run(
+        [sys.executable, "-m", "sleeptime", "bench", "report", str(out), "--t", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rep.returncode == 0 and "t=5" in rep.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "context": "c", "queries": []}\n', encoding="utf-8")
+    fail = subprocess.run(
+        [*cmd[:6], str(bad), *cmd[7:]], capture_output=True, text=True, timeout=120
+    )
+    assert fail.returncode == 2
+    assert "bad.jsonl:1: 'queries' must be a non-empty list" in fail.stderr
+    assert "Traceback" not in fail.stderr
+
+
+def test_predictability_quintiles(tmp_path: Path) -> None:
+    """With a scorer, each query gets a score and the report bins the accuracy gain."""
+    seen: list[tuple[str, str]] = []
+
+    def scorer(context: str, question: str) -> float:
+        seen.append((context, question))
+        return -float(len(question))
+
+    run(_cfg(tmp_path, "fake", samples=0, sleep_k=[0, 1], verbosity=[0]), scorer=scorer)
+    assert len(seen) == 4
+    summary = write_report(tmp_path / "run", quiet=True)
+    pred = summary["predictability"]
+    assert pred["scored"] == 4 and set(pred["gain_by_quintile"]) == {"k1-v0"}
+    assert (tmp_path / "run" / "predictability.png").exists()
+    again: list[tuple[str, str]] = []
+    run(
+        _cfg(tmp_path, "fake", samples=0, sleep_k=[0, 1], verbosity=[0]),
+        scorer=lambda c, q: again.append((c, q)),
+    )
+    assert again == []  # scores are resumable too
