@@ -154,8 +154,29 @@ def direct_sleep(db: str, jobs: int) -> float:
     return ms
 
 
-def worker_run(tmp: Path, redis_url: str, processes: int, jobs: int, tag: str) -> dict[str, Any]:
-    db = f"sqlite:///{tmp / f'workers-{tag}.db'}"
+def _database(base: str | None, tmp: Path, tag: str) -> tuple[str, Any]:
+    """A fresh database for one run: a SQLite file, or a new PostgreSQL schema."""
+    if not base or base.startswith("sqlite"):
+        return f"sqlite:///{tmp / f'{tag}.db'}", lambda: None
+    import psycopg
+
+    schema = f"bench_{tag}_{os.getpid()}"
+    raw = base.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(raw, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+
+    def drop() -> None:
+        with psycopg.connect(raw, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}", drop
+
+
+def worker_run(
+    tmp: Path, redis_url: str, processes: int, jobs: int, tag: str, db: str
+) -> dict[str, Any]:
     prefix = f"bench{tag}"
     settings = Settings(
         model="fake", n_questions=3, idle_after=0.0, redis_url=redis_url, redis_prefix=prefix
@@ -215,7 +236,9 @@ def worker_run(tmp: Path, redis_url: str, processes: int, jobs: int, tag: str) -
     }
 
 
-def run(calls: int = 2000, jobs: int = 200) -> dict[str, Any]:
+def run(
+    calls: int = 2000, jobs: int = 200, worker_database_url: str | None = None
+) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="sleeptime-overhead-"))
     out: dict[str, Any] = {
         "machine": {
@@ -242,14 +265,22 @@ def run(calls: int = 2000, jobs: int = 200) -> dict[str, Any]:
         try:
             say("online path: Redis hot cache")
             out["online_ms"]["redis_cache"] = online(f"sqlite:///{tmp / 'c.db'}", calls, redis.url)
-            say(f"workers: direct sleep() baseline, {jobs} jobs")
-            base = direct_sleep(f"sqlite:///{tmp / 'd.db'}", jobs)
-            say(f"workers: 1 process, {jobs} jobs")
-            one = worker_run(tmp, redis.url, 1, jobs, "1")
-            say(f"workers: 2 processes, {jobs} jobs")
-            two = worker_run(tmp, redis.url, 2, jobs, "2")
+            runs = []
+            for tag in ("direct", "p1", "p2"):
+                runs.append(_database(worker_database_url, tmp, tag))
+            try:
+                say(f"workers: direct sleep() baseline, {jobs} jobs")
+                base = direct_sleep(runs[0][0], jobs)
+                say(f"workers: 1 process, {jobs} jobs")
+                one = worker_run(tmp, redis.url, 1, jobs, "1", runs[1][0])
+                say(f"workers: 2 processes, {jobs} jobs")
+                two = worker_run(tmp, redis.url, 2, jobs, "2", runs[2][0])
+            finally:
+                for _, drop in runs:
+                    drop()
             out["workers"] = {
                 "queue": "redis streams",
+                "store": "postgresql" if "postgresql" in runs[0][0] else "sqlite",
                 "direct_sleep_ms_per_job": round(base, 3),
                 "one_process": one,
                 "two_processes": two,
@@ -274,9 +305,17 @@ def run(calls: int = 2000, jobs: int = 200) -> dict[str, Any]:
 def overhead(
     calls: int = typer.Option(2000, "--calls", min=100, help="online calls measured per setup"),
     jobs: int = typer.Option(200, "--jobs", min=10, help="sleep-time jobs per worker run"),
+    worker_database_url: str = typer.Option(
+        None,
+        "--worker-database-url",
+        help="store of the worker runs (default: SQLite files; "
+        "a postgresql+psycopg:// URL gets a fresh schema per run)",
+    ),
 ) -> None:
     """Online-path and worker overhead of the framework (model `fake`), as JSON."""
-    print(json.dumps(run(calls=calls, jobs=jobs), indent=2))
+    print(
+        json.dumps(run(calls=calls, jobs=jobs, worker_database_url=worker_database_url), indent=2)
+    )
 
 
 if __name__ == "__main__":

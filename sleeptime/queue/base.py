@@ -8,6 +8,8 @@ keyed and written once), so a second delivery never duplicates an artifact.
 
 from __future__ import annotations
 
+import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -84,7 +86,8 @@ class JobQueue(Protocol):
     def enqueue(
         self, namespace: str, context_id: str, version: int, priority: float = 0.0
     ) -> Job | None:
-        """Add a job unless one for (namespace, context id, version) is alive (else None)."""
+        """Add a job unless one for (namespace, context id, version) exists (else None).
+        Done jobs count for a day, so a late duplicate of finished work adds nothing."""
         ...
 
     def touch(self, activity: dict[str, int]) -> None:
@@ -132,6 +135,15 @@ class JobQueue(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+#: Done jobs (and their dedup keys) are kept this long, then expire.
+DONE_TTL = 86400.0
+
+
+def new_job_id() -> str:
+    """Time-ordered, unique across hosts: ``<ms since epoch>-<random>``."""
+    return f"{int(time.time() * 1000):013d}-{secrets.token_hex(4)}"
 
 
 def short_error(exc: BaseException, limit: int = 2000) -> str:

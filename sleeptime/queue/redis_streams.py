@@ -18,8 +18,6 @@ cluster sharding).
 from __future__ import annotations
 
 import json
-import secrets
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,7 +29,15 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from sleeptime.queue.base import FailOutcome, Job, JobNotFound, QueueConfig, QueueUnavailable
+from sleeptime.queue.base import (
+    DONE_TTL,
+    FailOutcome,
+    Job,
+    JobNotFound,
+    QueueConfig,
+    QueueUnavailable,
+    new_job_id,
+)
 from sleeptime.queue.keys import GROUP, Keys, ctx_key
 
 _NOW = """
@@ -215,7 +221,9 @@ local f = redis.call('HMGET', jk, 'state', 'dedup', 'dead_entry')
 if not f[1] or f[1] == 'done' then return 0 end
 if f[1] == 'dead' and f[3] then redis.call('XDEL', deadkey, f[3]) end
 redis.call('ZREM', waiting, id)
-if f[2] and redis.call('GET', f[2]) == id then redis.call('DEL', f[2]) end
+-- the dedup key lives as long as the done job: a late duplicate (a sweep racing this
+-- ack) finds it and adds nothing
+if f[2] and redis.call('GET', f[2]) == id then redis.call('EXPIRE', f[2], ttl) end
 redis.call('HSET', jk, 'state', 'done', 'finished_at', nows, 'error', '')
 redis.call('EXPIRE', jk, ttl)
 redis.call('HINCRBY', stats, 'done', 1)
@@ -265,11 +273,6 @@ if f[3] then redis.call('SET', f[3], id) end
 return 'ok'
 """
 )
-
-
-def new_job_id() -> str:
-    """Time-ordered, unique across hosts: ``<ms since epoch>-<random>``."""
-    return f"{int(time.time() * 1000):013d}-{secrets.token_hex(4)}"
 
 
 def _job(fields: dict[str, str], receipt: str = "") -> Job:
@@ -460,7 +463,7 @@ class RedisStreamsQueue:
                 self.keys.stats,
                 self.keys.job(job.id),
             ],
-            [GROUP, job.receipt, job.id, 86400],
+            [GROUP, job.receipt, job.id, int(DONE_TTL)],
         )
         return bool(int(done))
 

@@ -19,9 +19,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sleeptime.queue.base import FailOutcome, Job, JobNotFound, QueueConfig, QueueUnavailable
+from sleeptime.queue.base import (
+    DONE_TTL,
+    FailOutcome,
+    Job,
+    JobNotFound,
+    QueueConfig,
+    QueueUnavailable,
+    new_job_id,
+)
 from sleeptime.queue.keys import ctx_key
-from sleeptime.queue.redis_streams import new_job_id
 from sleeptime.queue.scheduler import due
 
 SCHEMA = """
@@ -56,8 +63,6 @@ _COLUMNS = (
     "id, namespace, context_id, version, state, deliveries, priority, enqueued_at, ready_at, "
     "worker, error, receipt"
 )
-#: Done jobs are kept this long for inspection, then deleted.
-DONE_TTL = 86400.0
 
 
 def sqlite_path(url_or_path: str) -> str:
@@ -263,7 +268,7 @@ class SQLiteQueue:
         now = time.time()
         with self._tx() as db:
             cur = db.execute(
-                "UPDATE st_jobs SET state = 'done', dedup = NULL, error = NULL, worker = NULL, "
+                "UPDATE st_jobs SET state = 'done', error = NULL, worker = NULL, "
                 "finished_at = ? WHERE id = ? AND state != 'done'",
                 (now, job.id),
             )
