@@ -33,7 +33,7 @@ from tenacity import (
 
 from sleeptime.errors import ContextNotFound, InvalidInput
 from sleeptime.llm.retry import is_transient
-from sleeptime.models import SleepReport
+from sleeptime.models import Artifacts, SleepReport
 from sleeptime.queue import missing_versions
 from sleeptime.queue.base import Job, JobQueue, QueueUnavailable, short_error
 from sleeptime.queue.scheduler import TokenWindow, retry_delay
@@ -256,7 +256,7 @@ class Worker:
             self.metrics.sleep_tokens.inc(tokens)
             self.metrics.done.inc()
             self.jobs_done += 1
-            self._warm_cache(job)
+            self._warm_cache(job, report)
         finally:
             self.metrics.duration.observe(time.perf_counter() - start)
             self.metrics.in_progress.dec()
@@ -334,13 +334,22 @@ class Worker:
             )
         return None
 
-    def _warm_cache(self, job: Job) -> None:
+    def _warm_cache(self, job: Job, report: SleepReport) -> None:
+        """Put the finished artifacts in the hot cache (built from the report: no SQL read)."""
         cache = self.st.cache
         if cache is None:
             return
+        arts = Artifacts(
+            namespace=job.namespace,
+            context_id=job.context_id,
+            version=job.version,
+            learned=report.learned,
+            qas=tuple(report.qas),
+            complete=True,
+        )
         try:
             cache.invalidate(job.namespace, job.context_id, job.version)
-            cache.put(self.st.store.load_artifacts(job.namespace, job.context_id, job.version))
+            cache.put(arts)
         except Exception as exc:  # the cache is an optimisation
             log.debug("could not warm the cache: %s", exc)
 

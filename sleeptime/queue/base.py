@@ -72,8 +72,9 @@ class QueueConfig:
     max_delay: float = 600.0
     lease_s: float = 60.0
     max_deliveries: int = 5
-    #: How many waiting jobs one claim looks at to pick the highest-priority due ones.
-    scan: int = 512
+    #: How many of the oldest waiting jobs one claim looks at to pick the highest-priority
+    #: due ones (bounds the Lua script's work per claim; priority applies within them).
+    scan: int = 128
     extra: dict[str, Any] = field(default_factory=dict)
 
 
