@@ -128,6 +128,8 @@ def run(
         if tokens_hash(parts.tokens[: blob.n_tokens]) != blob.prefix_hash:
             raise RuntimeError("the saved prefix is not a token prefix of the query prompt")
 
+        import llama_cpp
+
         # restore alone: read + verify the file, load it into llama.cpp
         llama, lock = model.llama()
         restore_ms = []
@@ -146,6 +148,9 @@ def run(
         cold_text: list[str] = []
         warm_text: list[str] = []
         restored: list[int] = []
+        # llama.cpp's own timers: (prompt eval ms, prompt tokens, decode ms, decoded tokens)
+        cold_perf: list[tuple[float, int, float, int]] = []
+        warm_perf: list[tuple[float, int, float, int]] = []
         out_tokens: list[int] = []
         with (
             Progress(console=Console(stderr=True), disable=not progress) as bar,
@@ -156,9 +161,14 @@ def run(
                 for is_warm in (False, True):
                     _clear(model)
                     model.attach_kv(kv if is_warm else None)
+                    llama_cpp.llama_perf_context_reset(llama.ctx)
                     t = time.perf_counter()
                     msg = model.invoke(messages, max_tokens=answer_tokens, ignore_eos=True)
                     elapsed = time.perf_counter() - t
+                    perf = llama_cpp.llama_perf_context(llama.ctx)
+                    (warm_perf if is_warm else cold_perf).append(
+                        (perf.t_p_eval_ms, perf.n_p_eval, perf.t_eval_ms, perf.n_eval)
+                    )
                     (warm_s if is_warm else cold_s).append(elapsed)
                     (warm_text if is_warm else cold_text).append(str(msg.content))
                     if is_warm:
@@ -169,7 +179,9 @@ def run(
         model.attach_kv(None)
         identical = len(set(cold_text + warm_text)) == 1
         cold, warm = statistics.median(cold_s), statistics.median(warm_s)
-        import llama_cpp
+
+        def med(rows: list[tuple[float, int, float, int]], i: int) -> float:
+            return round(statistics.median(r[i] for r in rows), 1)
 
         return {
             "benchmark": "prefill",
@@ -191,6 +203,13 @@ def run(
             "warm_s": [round(x, 4) for x in warm_s],
             "warm_restored_tokens": sorted(set(restored)),
             "restore_ms_median": round(statistics.median(restore_ms), 2),
+            "cold_prompt_eval": {"tokens": med(cold_perf, 1), "ms_median": med(cold_perf, 0)},
+            "warm_prompt_eval": {"tokens": med(warm_perf, 1), "ms_median": med(warm_perf, 0)},
+            "decode": {
+                "tokens": med(cold_perf, 3),
+                "cold_ms_median": med(cold_perf, 2),
+                "warm_ms_median": med(warm_perf, 2),
+            },
             "prefill_s": round(pre.seconds, 3),
             "blob_bytes": blob.size_bytes,
             "blob_mib": round(blob.size_bytes / 2**20, 2),
