@@ -108,3 +108,13 @@ def _target_logprobs(llama: object, prefix: list[int], targets: list[int]) -> np
         out.append(rows[np.arange(len(batch)), want] - lse)
     ll._requires_eval = True
     return np.concatenate(out)
+
+
+def mean_predictability(
+    context: str, questions: list[str], model: LocalChatModel | None = None
+) -> float | None:
+    """Mean predictability of several questions about one context (e.g. its past queries
+    from the query log): a priority key for the sleep-time scheduler. The context is read
+    once. None when there are no questions."""
+    scores = [score(context, q, model).mean_logprob for q in questions if q.strip()]
+    return float(np.mean(scores)) if scores else None

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sleeptime.errors import InvalidInput
-from sleeptime.predictability import predictability, score
+from sleeptime.predictability import mean_predictability, predictability, score
 
 CONTEXT = (
     "Maple Street Bakery is preparing a catering order for the Riverside library. The "
@@ -71,6 +71,8 @@ def test_on_topic_questions_score_above_off_topic_ones() -> None:
     off = [predictability(CONTEXT, q) for q in OFF_TOPIC]
     assert all(math.isfinite(x) and x < 0 for x in on + off)
     assert np.mean(on) > np.mean(off)
+    assert mean_predictability(CONTEXT, list(ON_TOPIC)) == pytest.approx(np.mean(on), abs=1e-6)
+    assert mean_predictability(CONTEXT, ["  "]) is None
 
 
 @pytest.mark.slow
