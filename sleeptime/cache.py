@@ -17,8 +17,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from typing import Any
 
-import redis
 from redis.exceptions import RedisError
 
 from sleeptime.graphs.query import ArtifactSource
@@ -53,7 +53,7 @@ class HotCache:
         self.keys = Keys(prefix)
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.cooldown_s = cooldown_s
-        self.r: redis.Redis = connect(url, timeout=timeout_s, retries=0)
+        self.r: Any = connect(url, timeout=timeout_s, retries=0)  # str responses
         self._bump = self.r.register_script(_BUMP)
         self._down_until = 0.0
         self._lock = threading.Lock()

@@ -82,6 +82,8 @@ class Worker:
         self.started_at = time.time()
         self.jobs_done = 0
         self.jobs_failed = 0
+        #: Seconds spent inside ``SleepTime.sleep``; the rest of a job's time is overhead.
+        self.sleep_seconds = 0.0
         self._stop = threading.Event()
         self._force = threading.Event()
         self._wake = threading.Event()
@@ -191,6 +193,7 @@ class Worker:
             left = self._drain(pool)
             self._stop.set()
             self._finished.set()
+            beat.join(timeout=5)  # its last beat marks this worker stopped
         return left
 
     def _drained(self) -> bool:
@@ -273,7 +276,11 @@ class Worker:
             reraise=True,
         ):
             with attempt:
-                return self.st.sleep(job.namespace, job.context_id, version=job.version)
+                t0 = time.perf_counter()
+                try:
+                    return self.st.sleep(job.namespace, job.context_id, version=job.version)
+                finally:
+                    self.sleep_seconds += time.perf_counter() - t0
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _failed(self, job: Job, exc: Exception) -> None:
@@ -386,6 +393,7 @@ class Worker:
             "in_hand": [j.id for j in self.in_hand],
             "done": self.jobs_done,
             "failed": self.jobs_failed,
+            "sleep_s": round(self.sleep_seconds, 6),
             "tokens_last_minute": self.tokens.used(),
         }
 

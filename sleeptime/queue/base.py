@@ -8,6 +8,7 @@ keyed and written once), so a second delivery never duplicates an artifact.
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -131,7 +132,7 @@ class JobQueue(Protocol):
 
     def heartbeat(self, worker: str, info: dict[str, Any], ttl: float) -> None: ...
 
-    def workers(self) -> list[dict[str, Any]]:
+    def workers(self) -> builtins.list[dict[str, Any]]:
         """Health records of live workers."""
         ...
 

@@ -17,6 +17,7 @@ cluster sharding).
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -321,7 +322,7 @@ class RedisStreamsQueue:
         self.url = url
         self.config = config or QueueConfig()
         self.keys = Keys(prefix)
-        self.r = connect(url)
+        self.r: Any = connect(url)  # responses are str (decode_responses)
         self._scripts = {
             name: self.r.register_script(src)
             for name, src in {
@@ -551,7 +552,7 @@ class RedisStreamsQueue:
         with self._guard():
             self.r.set(self.keys.worker(worker), json.dumps(info), px=max(1, int(ttl * 1000)))
 
-    def workers(self) -> list[dict[str, Any]]:
+    def workers(self) -> builtins.list[dict[str, Any]]:
         with self._guard():
             names = list(self.r.scan_iter(match=self.keys.worker_prefix + "*", count=500))
             values = self.r.mget(names) if names else []

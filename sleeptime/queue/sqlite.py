@@ -9,6 +9,7 @@ taken over after ``lease_s`` exactly as with Redis.
 
 from __future__ import annotations
 
+import builtins
 import json
 import secrets
 import sqlite3
@@ -364,7 +365,7 @@ class SQLiteQueue:
             )
             db.execute("DELETE FROM st_job_workers WHERE expires < ?", (now - 3600,))
 
-    def workers(self) -> list[dict[str, Any]]:
+    def workers(self) -> builtins.list[dict[str, Any]]:
         rows = self._read("SELECT info FROM st_job_workers WHERE expires >= ?", (time.time(),))
         return [json.loads(r[0]) for r in rows]
 

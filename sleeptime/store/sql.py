@@ -32,7 +32,8 @@ from sleeptime.store.schema import (
 _CURRENT_VERSION = select(func.max(ContextRow.version)).where(
     ContextRow.namespace == bindparam("ns"), ContextRow.context_id == bindparam("cid")
 )
-_INSERT_QUERY = insert(QueryRow.__table__)
+_INSERT_QUERY = insert(QueryRow)
+_INSERT_LEDGER = insert(LedgerRow)
 
 #: Artifact kinds written by the sleep-time graph.
 LEARNED = "learned"
@@ -252,20 +253,19 @@ class SQLStore:
         usage: Usage,
         latency_ms: float,
     ) -> None:
-        with self.session() as s:
-            s.add(
-                LedgerRow(
-                    namespace=namespace,
-                    context_id=context_id,
-                    version=version,
-                    phase=phase,
-                    step=step,
-                    model=model,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    latency_ms=latency_ms,
-                )
-            )
+        row = {
+            "namespace": namespace,
+            "context_id": context_id,
+            "version": version,
+            "phase": phase,
+            "step": step,
+            "model": model,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "latency_ms": latency_ms,
+        }
+        with self._guard(), self.engine.begin() as conn:  # Core INSERT: see log_query
+            conn.execute(_INSERT_LEDGER, [row])
 
     def log_query(
         self,
