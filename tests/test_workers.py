@@ -291,7 +291,7 @@ def test_metrics_and_health(redis_server: Any, sqlite_url: str) -> None:
     assert tokens and float(tokens[0].split()[-1]) > 0
     [beat] = [w for w in st.queue.workers() if w["id"] == worker.id]
     assert beat["state"] == "stopped" and beat["done"] == 1 and beat["in_hand"] == []
-    assert 0 < beat["sleep_s"]
+    assert beat["sleep_s"] > 0
     # the cache was warmed by the worker: the next ask is a hit without touching SQL
     hits = st.cache.hits
     qa = st.artifacts("acme", "doc").qas[0]
