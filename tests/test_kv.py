@@ -249,3 +249,38 @@ def test_sleep_saves_the_prefix_the_query_path_restores(
     assert warm.text == cold.text and warm.usage == cold.usage
     st.close()
     off.close()
+
+
+def test_blob_directory_follows_the_sqlite_file(tmp_path: Path) -> None:
+    from sleeptime import Settings
+    from sleeptime.llm.kv import kv_directory
+
+    db = tmp_path / "sub" / "st.db"
+    db.parent.mkdir()
+    store = SQLStore(f"sqlite:///{db}")
+    assert kv_directory(store, Settings()) == db.parent / ".sleeptime" / "kv"
+    assert kv_directory(store, Settings(kv_dir=tmp_path / "abs")) == tmp_path / "abs"
+    memory = SQLStore("sqlite:///:memory:")
+    tmp = kv_directory(memory, Settings())
+    assert tmp.is_dir() and tmp == kv_directory(memory, Settings())
+    store.dispose()
+    memory.dispose()
+
+
+def test_sweep_removes_only_old_unreferenced_files(store: SQLStore, tmp_path: Path) -> None:
+    import os
+
+    kv = make(store, tmp_path)
+    blob = kv.put(namespace="a", model_key=MODEL, tokens=TOKENS[:5], data=b"kept")
+    assert blob is not None
+    orphan = tmp_path / "kv" / "orphan.kv"
+    fresh = tmp_path / "kv" / "fresh.kv"
+    other = tmp_path / "kv" / "notes.txt"
+    for path in (orphan, fresh, other):
+        path.write_bytes(b"x")
+    old = 1_000_000_000
+    for path in (orphan, other, tmp_path / "kv" / blob.file):
+        os.utime(path, (old, old))
+    assert kv.sweep(older_than=60) == 1
+    assert not orphan.exists() and fresh.exists() and other.exists()
+    assert (tmp_path / "kv" / blob.file).exists()

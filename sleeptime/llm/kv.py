@@ -26,6 +26,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
@@ -154,6 +155,31 @@ def set_seq_state(llama: Any, data: bytearray, tokens: Sequence[int], seq_id: in
 
 # -- the blob store ----------------------------------------------------------------------
 
+_MEMORY_DIRS: dict[int, Path] = {}
+
+
+def kv_directory(store: SQLStore, settings: Settings) -> Path:
+    """Where blob files go. A relative ``kv_dir`` is taken relative to the folder of a
+    SQLite database file, so blobs sit beside the index that names them; an in-memory
+    database gets a temporary folder removed at exit (its rows vanish with the process,
+    files must not outlive them)."""
+    directory = Path(settings.kv_dir)
+    if directory.is_absolute() or store.engine.dialect.name != "sqlite":
+        return directory
+    database = store.engine.url.database
+    if database and database != ":memory:" and not database.startswith("file::memory:"):
+        return Path(database).resolve().parent / directory
+    key = id(store)
+    if key not in _MEMORY_DIRS:
+        import atexit
+        import shutil
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="sleeptime-kv-"))
+        atexit.register(shutil.rmtree, tmp, True)
+        _MEMORY_DIRS[key] = tmp
+    return _MEMORY_DIRS[key]
+
 
 @dataclass(frozen=True)
 class KVBlob:
@@ -193,7 +219,7 @@ class KVStore:
 
     @classmethod
     def from_settings(cls, store: SQLStore, settings: Settings) -> KVStore:
-        return cls(store, settings.kv_dir, settings.kv_max_bytes)
+        return cls(store, kv_directory(store, settings), settings.kv_max_bytes)
 
     @property
     def enabled(self) -> bool:
@@ -302,6 +328,26 @@ class KVStore:
         """Enforce the size cap now (e.g. after lowering it); returns blobs evicted."""
         with self._lock:
             return self._make_room(0)
+
+    def sweep(self, older_than: float = 3600.0) -> int:
+        """Delete files in the directory that no row names (left by a crash between the
+        file write and the row insert, or by a database that was thrown away), if they
+        are older than ``older_than`` seconds. Returns files deleted. Only call it when
+        this store's database is the only one using the directory."""
+        if not self.directory.is_dir():
+            return 0
+        with self.store.session() as s:
+            known = set(s.scalars(select(KVBlobRow.file)).all())
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.directory.iterdir():
+            if not path.name.endswith((".kv", ".tmp")) or path.name in known:
+                continue
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def drop(self, blob: KVBlob) -> None:
         with self.store.session() as s:
@@ -541,7 +587,7 @@ def attach_kv(model: BaseChatModel, store: SQLStore, settings: Settings) -> KVSt
     if (
         kv is None
         or kv.store is not store
-        or kv.directory != Path(settings.kv_dir)
+        or kv.directory != kv_directory(store, settings)
         or kv.max_bytes != settings.kv_max_bytes
     ):
         kv = KVStore.from_settings(store, settings)
