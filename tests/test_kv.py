@@ -209,6 +209,13 @@ def test_restored_prefix_gives_the_cold_answer(
         assert fallback.response_metadata["kv_restored_tokens"] == 0
         assert fallback.content == cold.content
         assert kv.blobs() == []
+
+        # an unreachable blob index never fails the call either
+        down = SQLStore("postgresql+psycopg://nobody@127.0.0.1:9/none", create=False)
+        local_model.attach_kv(KVStore(down, tmp_path / "down", 1 << 30))
+        clear(local_model)
+        with kv_scope("lib"):
+            assert local_model.invoke(messages, max_tokens=12).content == cold.content
     finally:
         local_model.attach_kv(None)
         store.dispose()

@@ -8,6 +8,7 @@ but cannot reason: use it to exercise the real inference path, not for accuracy.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from sleeptime.llm.kv import KVStore, PrefillResult
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+log = logging.getLogger(__name__)
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
 _INSTANCES: dict[tuple[str, int, int], tuple[Any, threading.Lock]] = {}
@@ -272,7 +274,12 @@ class LocalChatModel(BaseChatModel):
                 )
                 text = out["choices"][0]["message"].get("content") or ""
             else:
-                restored = self._restore(llama, parts.tokens)
+                try:
+                    restored = self._restore(llama, parts.tokens)
+                except Exception:  # a saved state is an optimisation: decode cold
+                    log.warning("KV prefix restore failed; evaluating the prompt", exc_info=True)
+                    llama._ctx.kv_cache_clear()
+                    llama.reset()
                 out = llama.create_completion(
                     prompt=parts.tokens,
                     max_tokens=max_tokens,
