@@ -250,6 +250,7 @@ def run(
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         },
         "model": "fake (deterministic, no inference); model call time subtracted",
         "online_ms": {},
@@ -296,6 +297,7 @@ def run(
         finally:
             redis.stop()
     shutil.rmtree(tmp, ignore_errors=True)
+    out["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     online_ms = out["online_ms"]
     out["targets"] = {"p50_ms": 1.0, "p99_ms": 5.0, "worker_overhead_ms_per_job": 5.0}
     out["meets_targets"] = {
