@@ -521,6 +521,8 @@ def write_report(
             (n for n in prices if spec == n or spec.endswith(":" + n) or spec.startswith(n)),
             "gpt-4o-mini",
         )
+        if prices.get(price_model) == (0.0, 0.0):  # a free local model: show a priced one
+            price_model = "gpt-4o-mini" if "gpt-4o-mini" in prices else price_model
     if price_model not in prices:
         raise InvalidInput(
             f"no price for {price_model!r}: known {', '.join(prices)} (add it with --prices)"
