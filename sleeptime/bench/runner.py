@@ -48,6 +48,7 @@ from sleeptime.api import SleepTime
 from sleeptime.bench.datasets import Item, load_dataset, parse_jsonl
 from sleeptime.bench.extract import extract_number, final_span, is_correct
 from sleeptime.errors import InvalidInput, ModelCallError, ModelOutputError
+from sleeptime.llm.gateway import CallResult
 from sleeptime.llm.resolve import ModelSpec
 from sleeptime.models import VERBOSITY_MAX_TOKENS, Usage
 from sleeptime.settings import Settings
@@ -506,13 +507,18 @@ class Runner:
         samples = []
         for i in range(self.cfg.samples):
             gateway = _seeded(base, i)
-            res = gateway.call(
-                messages,
-                phase="test",
-                step="parallel",
-                max_tokens=VERBOSITY_MAX_TOKENS[v],
-                temperature=self.cfg.temperature,
-            )
+            try:
+                res = gateway.call(
+                    messages,
+                    phase="test",
+                    step="parallel",
+                    max_tokens=VERBOSITY_MAX_TOKENS[v],
+                    temperature=self.cfg.temperature,
+                )
+            except ModelCallError as exc:  # permanent (e.g. window overflow): a wrong sample
+                res = CallResult(
+                    text="", usage=Usage(), latency_ms=0.0, finish_reason=f"error: {exc}"
+                )
             samples.append(
                 {
                     "text": res.text,
