@@ -258,3 +258,17 @@ def test_predictability_quintiles(tmp_path: Path) -> None:
         scorer=lambda c, q: again.append((c, q)),
     )
     assert again == []  # scores are resumable too
+
+
+def test_example_script_runs_end_to_end(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "examples" / "multi_query_benchmark.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--model", "fake", "--out", str(tmp_path / "ex")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "ex" / "summary.json").read_text("utf-8"))
+    assert {"k0-v0", "k1-v2", "par3-v0", "par3-v2:pass@3"} <= {a["arm"] for a in summary["arms"]}
+    assert (tmp_path / "ex" / "amortization.png").exists()
