@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sleeptime import SleepTime, prompts
-from sleeptime.bench.runner import _seeded
+from sleeptime.bench.runner import _sample_seed
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +22,13 @@ def test_local_samples_differ_and_repeat() -> None:
     )
 
     def sample(i: int) -> str:
-        res = _seeded(st.gateway, i).call(
-            messages, phase="test", step="parallel", max_tokens=24, temperature=0.9
+        res = st.gateway.call(
+            messages,
+            phase="test",
+            step="parallel",
+            max_tokens=24,
+            temperature=0.9,
+            seed=_sample_seed(st.gateway, i),
         )
         return res.text
 

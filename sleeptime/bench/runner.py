@@ -18,7 +18,6 @@ work and an interrupted run loses at most the call in flight.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import hashlib
 import json
 import os
@@ -503,10 +502,9 @@ class Runner:
 
     def _sample(self, item: Item, qi: int, question: str, gold: str, v: int, arm: str) -> None:
         messages = prompts.query_messages(question, context=item.context, learned=None, verbosity=v)
-        base = self.st.gateway
+        gateway = self.st.gateway
         samples = []
         for i in range(self.cfg.samples):
-            gateway = _seeded(base, i)
             try:
                 res = gateway.call(
                     messages,
@@ -514,6 +512,7 @@ class Runner:
                     step="parallel",
                     max_tokens=VERBOSITY_MAX_TOKENS[v],
                     temperature=self.cfg.temperature,
+                    seed=_sample_seed(gateway, i),
                 )
             except ModelCallError as exc:  # permanent (e.g. window overflow): a wrong sample
                 res = CallResult(
@@ -562,18 +561,16 @@ def _extracted(text: str) -> str | None:
     return span.lower().strip(" .") or None
 
 
-def _seeded(gateway: Any, i: int) -> Any:
-    """The gateway with sample i's seed bound, where the backend takes a seed.
+def _sample_seed(gateway: Any, i: int) -> int | None:
+    """Sample i's seed, where the backend needs one.
 
     The local llama.cpp model samples with a fixed seed, so K calls at temperature > 0
-    would return K identical samples; binding ``seed=i`` makes them independent and
-    reproducible. Remote backends already differ per call and are left alone.
+    would return K identical samples; a seed per sample makes them independent and
+    reproducible. Remote backends already differ per call (and some reject ``seed``).
     """
     from sleeptime.llm.local import LocalChatModel
 
-    if isinstance(gateway.model, LocalChatModel):
-        return dataclasses.replace(gateway, model=gateway.model.bind(seed=1000 + i))
-    return gateway
+    return 1000 + i if isinstance(gateway.model, LocalChatModel) else None
 
 
 def run(

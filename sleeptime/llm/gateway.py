@@ -60,8 +60,10 @@ def usage_of(model: BaseChatModel, messages: Sequence[BaseMessage], msg: AIMessa
     return count_tokens(model, messages, str(msg.content))
 
 
-def _kwargs(max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+def _kwargs(max_tokens: int | None, temperature: float | None, seed: int | None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
+    if seed is not None:
+        kwargs["seed"] = seed
     if max_tokens is not None:
         kwargs["max_tokens"] = max_tokens
     if temperature is not None:
@@ -124,9 +126,10 @@ class ModelGateway:
         step: str,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        seed: int | None = None,
         recorder: Recorder | None = None,
     ) -> CallResult:
-        kwargs = _kwargs(max_tokens, temperature)
+        kwargs = _kwargs(max_tokens, temperature, seed)
         start = time.perf_counter()
         try:
             for attempt in self.retry.retrying():
@@ -146,11 +149,12 @@ class ModelGateway:
         step: str,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        seed: int | None = None,
         recorder: Recorder | None = None,
     ) -> CallResult:
         from tenacity import AsyncRetrying
 
-        kwargs = _kwargs(max_tokens, temperature)
+        kwargs = _kwargs(max_tokens, temperature, seed)
         start = time.perf_counter()
         sync = self.retry.retrying()
         try:
