@@ -271,6 +271,15 @@ def run(
         try:
             say("online path: Redis hot cache")
             out["online_ms"]["redis_cache"] = online(f"sqlite:///{tmp / 'c.db'}", calls, redis.url)
+            if worker_database_url and worker_database_url.startswith("postgresql"):
+                # where the hot cache pays off: the store is a server, not a local file
+                for name, url in (("postgresql", None), ("postgresql_redis_cache", redis.url)):
+                    say(f"online path: {name}")
+                    pg, drop_pg = _database(worker_database_url, tmp, f"online_{name}")
+                    try:
+                        out["online_ms"][name] = online(pg, calls, url)
+                    finally:
+                        drop_pg()
             runs = []
             for tag in ("direct", "p1", "p2"):
                 runs.append(_database(worker_database_url, tmp, tag))
