@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from rich.console import Console
 from rich.progress import Progress
 
@@ -94,6 +95,7 @@ def run(
     threads: int | None = None,
     workdir: Path | None = None,
     progress: bool = True,
+    layout: str = "query",
 ) -> dict[str, Any]:
     if runs < 1 or context_tokens < 1 or answer_tokens < 1:
         raise typer.BadParameter("runs, context-tokens and answer-tokens must be >= 1")
@@ -111,7 +113,25 @@ def run(
             "The library's order: 12 dozen muffins, 8 dozen cookies, 6 carrot cakes; 15% "
             "non-profit discount on the goods; delivery $25, not discounted."
         )
-        messages = prompts.query_messages(QUESTION, context=context, learned=learned, verbosity=0)
+        if layout == "query":  # what the query path sends
+
+            def build(q: str) -> list[BaseMessage]:
+                return prompts.query_messages(q, context=context, learned=learned, verbosity=0)
+
+        elif layout == "instruction-first":  # a possible layout: only the question is new
+
+            def build(q: str) -> list[BaseMessage]:
+                body = prompts.query_prefix(context, learned)
+                return [
+                    SystemMessage(prompts.QUERY_SYSTEM),
+                    HumanMessage(f"{body}\n\n{prompts.VERBOSITY[0]}\nQuestion: {q}"),
+                ]
+
+        else:
+            raise typer.BadParameter(
+                f"layout must be 'query' or 'instruction-first', not {layout!r}"
+            )
+        messages = build(QUESTION)
         parts = model.format_prompt(messages)
         assert parts is not None, "the bundled model has a chat template"
 
@@ -119,7 +139,7 @@ def run(
         model.attach_kv(None)
         with kv_scope(NAMESPACE):
             pre = prefill_query_prefix(
-                model, kv, namespace=NAMESPACE, context=context, learned=learned
+                model, kv, namespace=NAMESPACE, context=context, learned=learned, build=build
             )
         if pre is None or pre.blob is None:
             raise RuntimeError("prefill produced no blob")
@@ -190,6 +210,7 @@ def run(
             "threads": model.threads,
             "n_ctx": n_ctx,
             "runs": runs,
+            "layout": layout,
             "context_tokens": model.get_num_tokens(context),
             "prompt_tokens": len(parts.tokens),
             "prefix_tokens": blob.n_tokens,
@@ -232,6 +253,14 @@ def prefill(
     n_ctx: Annotated[int, typer.Option(help="llama.cpp context window")] = 4096,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all)")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    layout: Annotated[
+        str,
+        typer.Option(
+            help="'query': the prompt the query path sends (verbosity instruction after the "
+            "question); 'instruction-first': a possible layout where only the question follows "
+            "the saved prefix"
+        ),
+    ] = "query",
 ) -> None:
     """Cold vs warm (KV-prefill artifact) time-to-answer on the bundled local model."""
     result = run(
@@ -241,6 +270,7 @@ def prefill(
         n_ctx=n_ctx,
         threads=threads,
         progress=not quiet and sys.stderr.isatty(),
+        layout=layout,
     )
     print(json.dumps(result, indent=2))
     if not result["identical_answers"]:

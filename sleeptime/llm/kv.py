@@ -28,7 +28,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +43,7 @@ from sleeptime.store.sql import SQLStore
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
 
     from sleeptime.llm.gateway import ModelGateway
     from sleeptime.settings import Settings
@@ -539,19 +540,23 @@ def prefill_query_prefix(
     learned: str | None,
     context_id: str = "",
     version: int = 0,
+    build: Callable[[str], list[BaseMessage]] | None = None,
 ) -> PrefillResult | None:
     """Evaluate and save the KV state of the query prompt's stable prefix, exactly as
-    :func:`sleeptime.prompts.query_messages` builds it. None if ``model`` is not a
-    llama.cpp model (servers are pre-warmed instead, see :func:`prewarm_messages`)."""
+    :func:`sleeptime.prompts.query_messages` builds it (or ``build(question)``, for
+    another prompt layout). None if ``model`` is not a llama.cpp model (servers are
+    pre-warmed instead, see :func:`prewarm_messages`)."""
     from sleeptime import prompts
     from sleeptime.llm.local import LocalChatModel
 
     if not isinstance(model, LocalChatModel) or not kv.enabled:
         return None
-    variants = [
-        prompts.query_messages(q, context=context, learned=learned, verbosity=1)
-        for q in PROBE_QUESTIONS
-    ]
+    if build is None:
+
+        def build(q: str) -> list[BaseMessage]:
+            return prompts.query_messages(q, context=context, learned=learned, verbosity=1)
+
+    variants = [build(q) for q in PROBE_QUESTIONS]
     return model.save_prefix(
         kv, variants, namespace=namespace, context_id=context_id, version=version
     )
