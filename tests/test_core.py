@@ -255,3 +255,19 @@ def test_async_twins(st: SleepTime) -> None:
         return answer.source
 
     assert asyncio.run(flow()) == "predicted"
+
+
+def test_a_concurrent_run_of_the_same_version_keeps_the_first_write(st: SleepTime) -> None:
+    """Two workers on one version (a reclaimed lease): the second builds on what the
+    first persisted, so questions and answers always belong together."""
+    from sleeptime.graphs.sleep import SleepDeps
+    from sleeptime.models import Usage
+
+    ctx = st.ingest("acme", "doc", TEXT)
+    deps = SleepDeps(store=st.store, gateway=st.gateway, settings=st.settings, k=1, n_questions=2)
+    state = {"namespace": "acme", "context_id": "doc", "version": ctx.version, "text": TEXT}
+    first = deps.put(state, "questions", "0", {"questions": ["Q from run A?"]}, Usage())  # type: ignore[arg-type]
+    second = deps.put(state, "questions", "0", {"questions": ["Q from run B?"]}, Usage())  # type: ignore[arg-type]
+    assert first == second == {"questions": ["Q from run A?"]}
+    report = st.sleep("acme", "doc")
+    assert [qa.question for qa in report.qas] == ["Q from run A?"]

@@ -119,8 +119,11 @@ class SleepDeps:
 
     def put(
         self, state: SleepState, kind: str, key: str, payload: dict[str, Any], usage: Usage
-    ) -> None:
-        self.store.put_artifact(
+    ) -> dict[str, Any]:
+        """Write an artifact once and return what the store holds. When a concurrent
+        run of the same version (a reclaimed job whose first worker is still alive) got
+        there first, its payload wins, so later steps build on what was persisted."""
+        added = self.store.put_artifact(
             state["namespace"],
             state["context_id"],
             state["version"],
@@ -130,6 +133,9 @@ class SleepDeps:
             model=self.gateway.name,
             usage=usage,
         )
+        if added:
+            return payload
+        return self.get(state, kind, key) or payload
 
     def get(self, state: SleepState, kind: str, key: str) -> dict[str, Any] | None:
         return self.store.get_artifact(
@@ -232,8 +238,8 @@ def merge(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
         learned, usage = deps.nonempty(
             state, deps.fitted(lambda c: prompts.merge_messages(c, drafts), state["text"]), "merge"
         )
-    deps.put(state, LEARNED, "0", {"text": learned, "k": deps.k}, usage)
-    return {"learned": learned, "usage": usage}
+    stored = deps.put(state, LEARNED, "0", {"text": learned, "k": deps.k}, usage)
+    return {"learned": stored["text"], "usage": usage}
 
 
 def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
@@ -254,8 +260,10 @@ def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
         usage = usage + res.usage
         questions = parse_questions(res.text, n)
         if questions:
-            deps.put(state, QUESTIONS, "0", {"questions": questions, "raw": res.text}, usage)
-            return {"questions": questions, "usage": usage}
+            stored = deps.put(
+                state, QUESTIONS, "0", {"questions": questions, "raw": res.text}, usage
+            )
+            return {"questions": stored["questions"], "usage": usage}
         last = res.text
         messages = [*messages, AIMessage(res.text), prompts.repair_questions_message(n)]
     raise ModelOutputError(
@@ -285,8 +293,8 @@ def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
         text, used = deps.nonempty(state, messages, "answer")
         usage = usage + used
         qa = {"question": question, "answer": text}
-        deps.put(state, QA, str(i), qa, used)
-        qas.append(qa)
+        stored = deps.put(state, QA, str(i), qa, used)
+        qas.append({"question": stored["question"], "answer": stored["answer"]})
     return {"qas": qas, "usage": usage}
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import CursorResult, Engine, bindparam, create_engine, event, func, insert, select
+from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -114,8 +114,9 @@ class SQLStore:
                 return True
             except IntegrityError:
                 return False
-        result: CursorResult[Any] = s.execute(stmt)  # type: ignore[assignment]
-        return bool(result.rowcount)
+        # RETURNING, not rowcount: psycopg reports rowcount 1 for a skipped conflict
+        key = next(iter(table.primary_key.columns))
+        return s.execute(stmt.returning(key)).first() is not None
 
     # -- contexts -----------------------------------------------------------------
 
