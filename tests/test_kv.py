@@ -187,6 +187,17 @@ def test_restored_prefix_gives_the_cold_answer(
         assert warm.content == cold.content
         assert warm.usage_metadata == cold.usage_metadata
 
+        # budget forcing starts from the same saved prefix
+        from sleeptime import Budget
+        from sleeptime.llm.budget import apply_budget
+
+        clear(local_model)
+        with kv_scope("lib"):
+            forced = apply_budget(local_model, Budget(think_tokens=4)).invoke(
+                messages, max_tokens=4
+            )
+        assert forced.response_metadata["kv_restored_tokens"] == res.n_tokens
+
         # another namespace does not get this tenant's state
         clear(local_model)
         with kv_scope("other"):

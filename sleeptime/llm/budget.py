@@ -140,11 +140,14 @@ def local_forced_answer(
     llama, lock = model.llama()
     special_stops = parts.stop
 
+    restored: list[int] = []
+
     def complete(text: str, max_tokens: int, stop: list[str]) -> Completion:
         tokens = llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         if parts.tokens[:1] and tokens[:1] != parts.tokens[:1]:
             tokens = parts.tokens[:1] + tokens  # keep the BOS the template relies on
         with lock:
+            restored.append(model.restore_prefix(tokens))  # a saved KV prefix, if any
             out = llama.create_completion(
                 prompt=tokens,
                 max_tokens=max_tokens,
@@ -181,6 +184,7 @@ def local_forced_answer(
             "think_tokens": forced.think_tokens,
             "waits": forced.waits,
             "capped": forced.capped,
+            "kv_restored_tokens": max(restored, default=0),
         },
     )
 

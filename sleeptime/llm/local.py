@@ -185,6 +185,18 @@ class LocalChatModel(BaseChatModel):
             return 0
         return blob.n_tokens
 
+    def restore_prefix(self, tokens: list[int]) -> int:
+        """:meth:`_restore`, but a failure (store down, bad file) only costs a cold
+        evaluation. Call with the lock held."""
+        llama, _ = self.llama()
+        try:
+            return self._restore(llama, tokens)
+        except Exception:  # a saved state is an optimisation: decode cold
+            log.warning("KV prefix restore failed; evaluating the prompt", exc_info=True)
+            llama._ctx.kv_cache_clear()
+            llama.reset()
+            return 0
+
     def save_prefix(
         self,
         kv: KVStore,
@@ -274,12 +286,7 @@ class LocalChatModel(BaseChatModel):
                 )
                 text = out["choices"][0]["message"].get("content") or ""
             else:
-                try:
-                    restored = self._restore(llama, parts.tokens)
-                except Exception:  # a saved state is an optimisation: decode cold
-                    log.warning("KV prefix restore failed; evaluating the prompt", exc_info=True)
-                    llama._ctx.kv_cache_clear()
-                    llama.reset()
+                restored = self.restore_prefix(parts.tokens)
                 out = llama.create_completion(
                     prompt=parts.tokens,
                     max_tokens=max_tokens,
