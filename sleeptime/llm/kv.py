@@ -35,7 +35,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import delete, func, select, update
 
 from sleeptime.store.schema import KVBlobRow
@@ -75,16 +74,25 @@ def current_namespace() -> str:
 
 
 def tokens_hash(tokens: Sequence[int]) -> str:
-    return hashlib.sha256(np.asarray(tokens, dtype="<i4").tobytes()).hexdigest()
+    return hashlib.sha256(token_bytes(tokens)).hexdigest()
 
 
-def common_prefix(a: Sequence[int] | np.ndarray, b: Sequence[int] | np.ndarray) -> int:
+def token_bytes(tokens: Sequence[int]) -> bytes:
+    """Token ids as little-endian int32, the form they are hashed and stored in."""
+    return struct.pack(f"<{len(tokens)}i", *map(int, tokens))
+
+
+def common_prefix(a: Any, b: Any) -> int:
     """Length of the longest common prefix of two token sequences."""
     n = min(len(a), len(b))
     if n == 0:
         return 0
-    eq = np.asarray(a[:n]) == np.asarray(b[:n])
-    return n if bool(eq.all()) else int(np.argmin(eq))
+    xs = a[:n].tolist() if hasattr(a, "tolist") else a[:n]  # numpy arrays: compare ints
+    ys = b[:n].tolist() if hasattr(b, "tolist") else b[:n]
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        if x != y:
+            return i
+    return n
 
 
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
@@ -148,7 +156,7 @@ def set_seq_state(llama: Any, data: bytearray, tokens: Sequence[int], seq_id: in
         llama.reset()
         return False
     n = len(tokens)
-    llama.input_ids[:n] = np.asarray(tokens, dtype=llama.input_ids.dtype)
+    llama.input_ids[:n] = list(tokens)
     llama.n_tokens = n
     llama._requires_eval = True  # logits are not part of the state: decode at least 1 token
     return True
@@ -253,8 +261,8 @@ class KVStore:
                 "crc32": zlib.crc32(data),
             }
         ).encode()
-        token_bytes = np.asarray(tokens, dtype="<i4").tobytes()
-        size = len(MAGIC) + _HEADER_LEN.size + len(header) + len(token_bytes) + len(data)
+        ids = token_bytes(tokens)
+        size = len(MAGIC) + _HEADER_LEN.size + len(header) + len(ids) + len(data)
         if not self.enabled or size > self.max_bytes:
             log.info(
                 "KV blob of %d bytes exceeds the cap of %d bytes: not stored", size, self.max_bytes
@@ -270,7 +278,7 @@ class KVStore:
             self.directory.mkdir(parents=True, exist_ok=True)
             tmp = self._path(f"{file}.{os.getpid()}.{threading.get_ident()}.tmp")
             with open(tmp, "wb") as f:
-                f.write(MAGIC + _HEADER_LEN.pack(len(header)) + header + token_bytes)
+                f.write(MAGIC + _HEADER_LEN.pack(len(header)) + header + ids)
                 f.write(data)
             os.replace(tmp, self._path(file))
             now = datetime.now(UTC)
@@ -411,12 +419,11 @@ class KVStore:
             )
             if not lengths:
                 return None
-            arr = np.asarray(tokens[: lengths[-1]], dtype="<i4")
             h = hashlib.sha256()
             done = 0
             hashes: list[str] = []
             for n in lengths:
-                h.update(arr[done:n].tobytes())
+                h.update(token_bytes(tokens[done:n]))
                 done = n
                 hashes.append(h.copy().hexdigest())
             row = s.scalars(
@@ -491,8 +498,7 @@ def _check(raw: bytearray, blob: KVBlob, tokens: Sequence[int]) -> str | None:
             return f"{key} mismatch"
     pos += hlen
     n = blob.n_tokens
-    stored = np.frombuffer(bytes(raw[pos : pos + 4 * n]), dtype="<i4")
-    if len(stored) != n or len(tokens) < n or not np.array_equal(stored, np.asarray(tokens[:n])):
+    if len(tokens) < n or bytes(raw[pos : pos + 4 * n]) != token_bytes(tokens[:n]):
         return "token mismatch"
     pos += 4 * n
     data = memoryview(raw)[pos:]
