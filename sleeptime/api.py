@@ -185,7 +185,12 @@ class SleepTime:
         if n < 0:
             raise InvalidInput(f"n_questions must be >= 0 (got {n})")
         deps = SleepDeps(
-            store=self.store, gateway=self.gateway, settings=self.settings, k=k, n_questions=n, progress=progress
+            store=self.store,
+            gateway=self.gateway,
+            settings=self.settings,
+            k=k,
+            n_questions=n,
+            progress=progress,
         )
         start = time.perf_counter()
         out = _SLEEP_GRAPH.invoke(
@@ -248,8 +253,11 @@ class SleepTime:
             artifacts=lambda _ns, _cid: found,
         )
         state: dict[str, Any] = {
-            "namespace": namespace, "context_id": context_id, "question": question.strip(),
-            "budget": budget, "explicit_budget": explicit,
+            "namespace": namespace,
+            "context_id": context_id,
+            "question": question.strip(),
+            "budget": budget,
+            "explicit_budget": explicit,
         }
         # A precomputed answer needs only the graph's first node: calling it directly
         # skips ~1 ms of LangGraph run overhead on the hot path (issue #3 benchmark).

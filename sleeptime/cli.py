@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,10 +35,12 @@ console = Console()
 err = Console(stderr=True)
 
 ModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="model spec (default: $SLEEPTIME_MODEL or 'local')")
+    str | None,
+    typer.Option("--model", "-m", help="model spec (default: $SLEEPTIME_MODEL or 'local')"),
 ]
 DbOpt = Annotated[
-    str | None, typer.Option("--database-url", help="SQLAlchemy URL (default: $SLEEPTIME_DATABASE_URL)")
+    str | None,
+    typer.Option("--database-url", help="SQLAlchemy URL (default: $SLEEPTIME_DATABASE_URL)"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 
@@ -101,7 +102,9 @@ def ask(
     namespace: str,
     context_id: str,
     question: str,
-    verbosity: Annotated[int | None, typer.Option(min=0, max=4, help="0 answer only ... 4 thorough")] = None,
+    verbosity: Annotated[
+        int | None, typer.Option(min=0, max=4, help="0 answer only ... 4 thorough")
+    ] = None,
     max_tokens: Annotated[int | None, typer.Option(min=1, help="cap on answer tokens")] = None,
     as_json: JsonOpt = False,
     model: ModelOpt = None,
@@ -234,7 +237,10 @@ def demo(
     summary.add_column("test-time tokens (total)", justify="right")
     summary.add_column("completion tokens", justify="right")
     summary.add_column("latency (total)", justify="right")
-    for label, answers in (("with sleep-time", [w for _, w, _ in rows]), ("cold", [c for _, _, c in rows])):
+    for label, answers in (
+        ("with sleep-time", [w for _, w, _ in rows]),
+        ("cold", [c for _, _, c in rows]),
+    ):
         summary.add_row(
             label,
             f"{sum(a.usage.total_tokens for a in answers):,}",
@@ -318,17 +324,24 @@ def jobs(
     live = [w for w in queue.workers() if w.get("state") != "stopped"]
     queue.close()
     if as_json:
-        print(json.dumps(
-            {"counts": counts, "workers": live, "jobs": [j.to_dict() for j in found]}, indent=2
-        ))
+        print(
+            json.dumps(
+                {"counts": counts, "workers": live, "jobs": [j.to_dict() for j in found]}, indent=2
+            )
+        )
         return
     table = Table("state", "context", "v", "tries", "worker", "error")
     table.add_column("id", no_wrap=True)
     for j in found:
         label = "pending" if j.state in ("waiting", "queued") else j.state
         table.add_row(
-            label, f"{j.namespace}/{j.context_id}", str(j.version), str(j.deliveries),
-            j.worker or "", _short(j.error or "", 60), j.id,
+            label,
+            f"{j.namespace}/{j.context_id}",
+            str(j.version),
+            str(j.deliveries),
+            j.worker or "",
+            _short(j.error or "", 60),
+            j.id,
         )
     console.print(table)
     console.print(

@@ -42,9 +42,7 @@ def test_long_context_is_learned_in_chunks(database_url: str) -> None:
     report = st.sleep("acme", "big")
     assert report.learned and len(report.qas) == 2
     with st.store.session() as s:
-        steps = dict(
-            s.execute(select(LedgerRow.step, func.count()).group_by(LedgerRow.step)).all()
-        )
+        steps = dict(s.execute(select(LedgerRow.step, func.count()).group_by(LedgerRow.step)).all())
     assert steps["learn_chunk"] >= 3 and "learn" not in steps
     answer = st.ask("acme", "big", "How many apples are in crate 7?", max_tokens=16)
     assert answer.source == "learned"

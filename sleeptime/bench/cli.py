@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="Benchmarks: multi-query accuracy/cost runs, overhead, prefill.", no_args_is_help=True)
+app = typer.Typer(
+    help="Benchmarks: multi-query accuracy/cost runs, overhead, prefill.", no_args_is_help=True
+)
 
 
 # -- multi-query accuracy/cost benchmark (issue #5) ------------------------------------------
@@ -13,7 +15,9 @@ app = typer.Typer(help="Benchmarks: multi-query accuracy/cost runs, overhead, pr
 @app.command("run")
 def run_cmd(
     dataset: str = typer.Option(
-        ..., "--dataset", "-d",
+        ...,
+        "--dataset",
+        "-d",
         help="stateful-gsm8k, multi-query[:n=50,seed=0,difficulty=2,queries=3-10] or a JSONL path",
     ),
     out: str = typer.Option(..., "--out", "-o", help="run directory (re-running resumes it)"),
@@ -30,7 +34,8 @@ def run_cmd(
     t: float = typer.Option(10.0, "--t", help="cost of a test-time token in sleep-time tokens"),
     report: bool = typer.Option(True, "--report/--no-report", help="write the report when done"),
     predictability: bool = typer.Option(
-        None, "--predictability/--no-predictability",
+        None,
+        "--predictability/--no-predictability",
         help="score log P(question | context) per query (default: when the scorer is installed)",
     ),
 ) -> None:
@@ -45,10 +50,16 @@ def run_cmd(
     from sleeptime.settings import Settings
 
     cfg = RunConfig(
-        dataset=dataset, model=model or Settings().model, out=Path(out), limit=limit,
+        dataset=dataset,
+        model=model or Settings().model,
+        out=Path(out),
+        limit=limit,
         verbosity=parse_levels(verbosity, "--verbosity"),
         sleep_k=parse_levels(sleep_k, "--sleep-k"),
-        samples=samples, temperature=temperature, concurrency=concurrency, n_questions=n_questions,
+        samples=samples,
+        temperature=temperature,
+        concurrency=concurrency,
+        n_questions=n_questions,
         predictability=predictability,
     )
     console = Console(stderr=True)
