@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 import typer
 
 from sleeptime.api import SleepTime
+from sleeptime.bench.redis_server import RedisServer
 from sleeptime.llm.fake import FakeChatModel
 from sleeptime.settings import Settings
 
@@ -54,53 +54,6 @@ def _summary(values: list[float]) -> dict[str, float]:
         "p99": round(_pct(values, 0.99), 4),
         "mean": round(statistics.fmean(values), 4),
     }
-
-
-class _RedisProcess:
-    """A throwaway redis-server (AOF everysec, as in compose.yaml) on a free port."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server not found (apt-get install -y redis-server)")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(workdir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 def _client(db: str, redis_url: str | None = None, background: bool = False) -> SleepTime:
@@ -262,9 +215,9 @@ def run(
     out["online_ms"]["sqlite_embedded_queue"] = online(
         f"sqlite:///{tmp / 'b.db'}", calls, background=True
     )
-    redis: _RedisProcess | None = None
+    redis: RedisServer | None = None
     try:
-        redis = _RedisProcess(tmp)
+        redis = RedisServer(tmp).start()
     except RuntimeError as exc:
         out["online_ms"]["redis_cache"] = {"skipped": str(exc)}
     if redis is not None:

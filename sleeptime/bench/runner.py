@@ -462,42 +462,31 @@ class Runner:
     def _ask(
         self, item: Item, qi: int, question: str, gold: str, ns: str, k: int, v: int, arm: str
     ) -> None:
+        fields: dict[str, Any]
         try:
             ans = self.st.ask(ns, item.id, question, verbosity=v)
+            fields = {
+                "response": ans.text,
+                "extracted": _extracted(ans.text),
+                "correct": is_correct(ans.text, gold),
+                "source": ans.source,
+                "test_prompt_tokens": ans.usage.prompt_tokens,
+                "test_completion_tokens": ans.usage.completion_tokens,
+                "latency_ms": round(ans.latency_ms, 2),
+            }
         except ModelCallError as exc:  # permanent (bad request, window overflow): a wrong answer
-            self._result(
-                item,
-                qi,
-                arm,
-                kind="sleep" if k else "test",
-                k=k,
-                verbosity=v,
-                gold=gold,
-                response="",
-                extracted=None,
-                correct=False,
-                source="error",
-                error=str(exc),
-                test_prompt_tokens=0,
-                test_completion_tokens=0,
-                latency_ms=0.0,
-            )
-            return
+            fields = {
+                "response": "",
+                "extracted": None,
+                "correct": False,
+                "source": "error",
+                "error": str(exc),
+                "test_prompt_tokens": 0,
+                "test_completion_tokens": 0,
+                "latency_ms": 0.0,
+            }
         self._result(
-            item,
-            qi,
-            arm,
-            kind="sleep" if k else "test",
-            k=k,
-            verbosity=v,
-            gold=gold,
-            response=ans.text,
-            extracted=_extracted(ans.text),
-            correct=is_correct(ans.text, gold),
-            source=ans.source,
-            test_prompt_tokens=ans.usage.prompt_tokens,
-            test_completion_tokens=ans.usage.completion_tokens,
-            latency_ms=round(ans.latency_ms, 2),
+            item, qi, arm, kind="sleep" if k else "test", k=k, verbosity=v, gold=gold, **fields
         )
 
     def _sample(self, item: Item, qi: int, question: str, gold: str, v: int, arm: str) -> None:

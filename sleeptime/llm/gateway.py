@@ -141,34 +141,6 @@ class ModelGateway:
             raise ModelCallError(f"model {self.name} failed on {step}: {exc}") from exc
         return self._finish(messages, msg, phase, step, start, recorder)
 
-    async def acall(
-        self,
-        messages: Sequence[BaseMessage],
-        *,
-        phase: Phase,
-        step: str,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-        recorder: Recorder | None = None,
-    ) -> CallResult:
-        from tenacity import AsyncRetrying
-
-        kwargs = _kwargs(max_tokens, temperature, seed)
-        start = time.perf_counter()
-        sync = self.retry.retrying()
-        try:
-            async for attempt in AsyncRetrying(
-                stop=sync.stop, wait=sync.wait, retry=sync.retry, reraise=True
-            ):
-                with attempt:
-                    msg = await self.model.ainvoke(list(messages), **kwargs)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            raise ModelCallError(f"model {self.name} failed on {step}: {exc}") from exc
-        return self._finish(messages, msg, phase, step, start, recorder)
-
     def _finish(
         self,
         messages: Sequence[BaseMessage],
