@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,6 +34,12 @@ _CURRENT_VERSION = select(func.max(ContextRow.version)).where(
 )
 _INSERT_QUERY = insert(QueryRow)
 _INSERT_LEDGER = insert(LedgerRow)
+
+#: Contexts up to this size are cached in-process (bounds the cache to ~64 MiB).
+_CACHED_CONTEXT_CHARS = 256_000
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 #: Artifact kinds written by the sleep-time graph.
 LEARNED = "learned"
@@ -71,9 +77,9 @@ class SQLStore:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._cache: OrderedDict[tuple[str, str, int], Artifacts] = OrderedDict()
-        self._cache_size = cache_size
-        self._lock = threading.Lock()
+        # immutable rows keyed by version: safe to cache in-process, across processes
+        self._artifacts: LRU[tuple[str, str, int], Artifacts] = LRU(cache_size)
+        self._contexts: LRU[tuple[str, str, int], ContextVersion] = LRU(cache_size // 4)
         if create:
             self.create_all()
 
@@ -159,10 +165,18 @@ class SQLStore:
         if version is None:
             stmt = stmt.order_by(ContextRow.version.desc()).limit(1)
         else:
+            hit = self._contexts.get((namespace, context_id, version))
+            if hit is not None:
+                return hit
             stmt = stmt.where(ContextRow.version == version)
         with self.session() as s:
             row = s.scalars(stmt).first()
-            return _ctx(row) if row else None
+            if row is None:
+                return None
+            ctx = _ctx(row)
+        if len(ctx.text) <= _CACHED_CONTEXT_CHARS:
+            self._contexts.put((namespace, context_id, ctx.version), ctx)
+        return ctx
 
     def current_version(self, namespace: str, context_id: str) -> int | None:
         """The newest version number: one indexed lookup, used on the online path
@@ -220,11 +234,9 @@ class SQLStore:
         """Everything servable for one version. Complete sets are cached in-process
         (they are immutable), so repeated queries cost one version lookup."""
         ck = (namespace, context_id, version)
-        with self._lock:
-            hit = self._cache.get(ck)
-            if hit is not None:
-                self._cache.move_to_end(ck)
-                return hit
+        hit = self._artifacts.get(ck)
+        if hit is not None:
+            return hit
         stmt = select(ArtifactRow.kind, ArtifactRow.key, ArtifactRow.payload).where(
             ArtifactRow.namespace == namespace,
             ArtifactRow.context_id == context_id,
@@ -234,10 +246,7 @@ class SQLStore:
             rows = conn.execute(stmt).all()
         arts = artifacts_from_rows(namespace, context_id, version, rows)
         if arts.complete:
-            with self._lock:
-                self._cache[ck] = arts
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+            self._artifacts.put(ck, arts)
         return arts
 
     # -- accounting ---------------------------------------------------------------
@@ -331,6 +340,29 @@ class SQLStore:
             queries=sum(by_source.values()),
             by_source=by_source,
         )
+
+
+class LRU(Generic[K, V]):
+    """A small thread-safe LRU map for immutable rows."""
+
+    def __init__(self, size: int) -> None:
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._size = max(1, size)
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
 
 
 def artifacts_from_rows(namespace: str, context_id: str, version: int, rows: Any) -> Artifacts:
