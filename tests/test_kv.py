@@ -302,3 +302,31 @@ def test_sweep_removes_only_old_unreferenced_files(store: SQLStore, tmp_path: Pa
     assert kv.sweep(older_than=60) == 1
     assert not orphan.exists() and fresh.exists() and other.exists()
     assert (tmp_path / "kv" / blob.file).exists()
+
+
+@pytest.mark.slow
+def test_an_evicted_prefix_is_rebuilt_by_the_next_sleep(sqlite_url: str, tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    from sleeptime import Settings, SleepTime
+
+    settings = Settings(
+        model="local", n_questions=0, sleep_max_tokens=16, kv_dir=tmp_path / "kv", local_n_ctx=2048
+    )
+    st = SleepTime(database_url=sqlite_url, settings=settings)
+    st.ingest("lib", "order", CONTEXT)
+    st.sleep("lib", "order")
+    kv = KVStore(st.store, settings.kv_dir, settings.kv_max_bytes)
+    (blob,) = kv.blobs("lib")
+    kv.drop(blob)  # as eviction under the size cap would
+    assert kv.blobs("lib") == []
+    notes: list[str] = []
+    calls = st.ledger("lib", "order").sleep.calls
+    report = st.sleep("lib", "order", progress=notes.append)
+    assert report.skipped  # the artifacts were complete: no model call ...
+    assert st.ledger("lib", "order").sleep.calls == calls
+    assert any(n.startswith("saved the KV state") for n in notes), notes  # ... but a new state
+    assert len(kv.blobs("lib")) == 1
+    notes.clear()
+    assert st.sleep("lib", "order", progress=notes.append).skipped
+    assert notes == []  # stored: nothing to rebuild
+    st.close()

@@ -22,7 +22,7 @@ from sleeptime import prompts
 from sleeptime.chunking import split_text
 from sleeptime.errors import ModelOutputError
 from sleeptime.llm.gateway import CallResult, ModelGateway
-from sleeptime.llm.kv import sleep_prefill
+from sleeptime.llm.kv import prefill_missing, sleep_prefill
 from sleeptime.llm.parsing import parse_questions
 from sleeptime.models import Usage
 from sleeptime.settings import Settings
@@ -49,6 +49,7 @@ class SleepState(TypedDict, total=False):
     qas: list[dict[str, str]]
     usage: Annotated[Usage, add_usage]
     skipped: bool
+    rebuild_kv: bool
 
 
 @dataclass
@@ -147,8 +148,20 @@ def plan(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     deps = runtime.context
     if deps.get(state, MANIFEST, "0") is not None:
         arts = deps.store.load_artifacts(state["namespace"], state["context_id"], state["version"])
+        try:
+            rebuild = prefill_missing(
+                deps.store,
+                deps.gateway,
+                deps.settings,
+                namespace=state["namespace"],
+                context_id=state["context_id"],
+                version=state["version"],
+            )
+        except Exception:  # an optimisation: never fail a finished version for it
+            rebuild = False
         return {
             "skipped": True,
+            "rebuild_kv": rebuild,
             "learned": arts.learned,
             "qas": [qa.model_dump() for qa in arts.qas],
         }
@@ -158,7 +171,7 @@ def plan(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
 
 def route_plan(state: SleepState, runtime: Runtime[SleepDeps]) -> Any:
     if state.get("skipped"):
-        return END
+        return "prefill" if state.get("rebuild_kv") else END
     if state.get("learned"):
         return "predict"
     base = {k: state[k] for k in ("namespace", "context_id", "version", "text")}
@@ -342,7 +355,7 @@ def build_sleep_graph() -> Any:
     g.add_node("prefill", prefill)
     g.add_node("finish", finish)
     g.add_edge(START, "plan")
-    g.add_conditional_edges("plan", route_plan, ["rethink", "predict", END])
+    g.add_conditional_edges("plan", route_plan, ["rethink", "predict", "prefill", END])
     g.add_edge("rethink", "merge")
     g.add_edge("merge", "predict")
     g.add_edge("predict", "answer")

@@ -393,6 +393,21 @@ class KVStore:
         with self.store.session() as s:
             return [_blob(r) for r in s.scalars(q).all()]
 
+    def has(self, namespace: str, context_id: str, version: int, model_key: str) -> bool:
+        """Whether a prefix state of this context version is stored for this model."""
+        q = (
+            select(KVBlobRow.prefix_hash)
+            .where(
+                KVBlobRow.namespace == namespace,
+                KVBlobRow.context_id == context_id,
+                KVBlobRow.version == version,
+                KVBlobRow.model_key == model_key,
+            )
+            .limit(1)
+        )
+        with self.store.session() as s:
+            return s.scalars(q).first() is not None
+
     def total_bytes(self) -> int:
         with self.store.session() as s:
             return int(s.scalar(select(func.coalesce(func.sum(KVBlobRow.size_bytes), 0))) or 0)
@@ -604,6 +619,25 @@ def attach_kv(model: BaseChatModel, store: SQLStore, settings: Settings) -> KVSt
         kv = KVStore.from_settings(store, settings)
         model.attach_kv(kv)
     return kv
+
+
+def prefill_missing(
+    store: SQLStore,
+    gateway: ModelGateway,
+    settings: Settings,
+    *,
+    namespace: str,
+    context_id: str,
+    version: int,
+) -> bool:
+    """True when a finished version should get its KV prefix state (again): the model
+    is a llama.cpp model with KV prefill on, and no state is stored (e.g. evicted
+    under the size cap), so a re-run of sleep-time rebuilds just that."""
+    model = gateway.model
+    kv = attach_kv(model, store, settings)
+    if kv is None or not kv.enabled:
+        return False
+    return not kv.has(namespace, context_id, version, model.model_key())  # type: ignore[attr-defined]
 
 
 def sleep_prefill(
