@@ -37,6 +37,15 @@ def add_usage(a: Usage | None, b: Usage | None) -> Usage:
     return (a or Usage()) + (b or Usage())
 
 
+def where(state: SleepState) -> dict[str, Any]:
+    """The context version a run works on, as keyword arguments."""
+    return {
+        "namespace": state["namespace"],
+        "context_id": state["context_id"],
+        "version": state["version"],
+    }
+
+
 class SleepState(TypedDict, total=False):
     namespace: str
     context_id: str
@@ -149,14 +158,7 @@ def plan(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     if deps.get(state, MANIFEST, "0") is not None:
         arts = deps.store.load_artifacts(state["namespace"], state["context_id"], state["version"])
         try:
-            rebuild = prefill_missing(
-                deps.store,
-                deps.gateway,
-                deps.settings,
-                namespace=state["namespace"],
-                context_id=state["context_id"],
-                version=state["version"],
-            )
+            rebuild = prefill_missing(deps.store, deps.gateway, deps.settings, **where(state))
         except Exception:  # an optimisation: never fail a finished version for it
             rebuild = False
         return {
@@ -321,9 +323,7 @@ def prefill(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
             deps.store,
             deps.gateway,
             deps.settings,
-            namespace=state["namespace"],
-            context_id=state["context_id"],
-            version=state["version"],
+            **where(state),
             context=state["text"],
             learned=state.get("learned"),
         )
