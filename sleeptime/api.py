@@ -7,7 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 from langgraph.runtime import Runtime
@@ -22,6 +22,12 @@ from sleeptime.models import Answer, Artifacts, Budget, ContextVersion, Ledger, 
 from sleeptime.retrieval import EmbeddingMatcher, LexicalMatcher, Matcher
 from sleeptime.settings import Settings
 from sleeptime.store.sql import SQLStore
+
+if TYPE_CHECKING:
+    from sleeptime.cache import HotCache
+    from sleeptime.queue.base import JobQueue
+    from sleeptime.queue.scheduler import ActivityRecorder
+    from workers.runtime import Worker
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -83,10 +89,10 @@ class SleepTime:
         #: scheduler can postpone sleep-time work while a namespace is busy.
         self.on_activity: list[Callable[[str, str], None]] = []
         #: Background work (issue #3): the job queue, Redis hot cache, in-process worker.
-        self.queue: Any = None
-        self.cache: Any = None
-        self.activity_recorder: Any = None
-        self.worker: Any = None
+        self.queue: JobQueue | None = None
+        self.cache: HotCache | None = None
+        self.activity_recorder: ActivityRecorder | None = None
+        self.worker: Worker | None = None
         if background or self.settings.redis_url:
             from sleeptime.queue import attach
 

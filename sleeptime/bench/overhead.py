@@ -33,6 +33,7 @@ import typer
 from sleeptime.api import SleepTime
 from sleeptime.bench.redis_server import RedisServer
 from sleeptime.llm.fake import FakeChatModel
+from sleeptime.queue.redis_streams import RedisStreamsQueue
 from sleeptime.settings import Settings
 
 TEXT = (
@@ -87,7 +88,10 @@ def online(
     predicted = measure(predicted_q, calls)
     measure("Which tray is the heaviest one?", 50)
     learned = measure("Which tray is the heaviest one?", max(200, calls // 5))
-    result = {"predicted": _summary(predicted), "learned_excl_model": _summary(learned)}
+    result: dict[str, Any] = {
+        "predicted": _summary(predicted),
+        "learned_excl_model": _summary(learned),
+    }
     if st.cache is not None:
         result["cache_hits"] = st.cache.hits
     st.close()
@@ -168,6 +172,7 @@ def worker_run(
     for p in procs:
         p.wait(timeout=600)
     q = st.queue
+    assert isinstance(q, RedisStreamsQueue), "the worker benchmark runs on Redis"
     started, finished = [], []
     for key in q.r.scan_iter(match=q.keys.job_prefix + "*", count=1000):
         s, f = q.r.hmget(key, "started_at", "finished_at")
