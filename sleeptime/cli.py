@@ -22,7 +22,7 @@ from rich.table import Table
 from sleeptime.api import SleepTime
 from sleeptime.bench.cli import app as bench_app
 from sleeptime.errors import InvalidInput, SleepTimeError
-from sleeptime.models import Answer
+from sleeptime.models import Answer, Budget
 from sleeptime.settings import Settings
 
 app = typer.Typer(
@@ -106,13 +106,29 @@ def ask(
         int | None, typer.Option(min=0, max=4, help="0 answer only ... 4 thorough")
     ] = None,
     max_tokens: Annotated[int | None, typer.Option(min=1, help="cap on answer tokens")] = None,
+    think_tokens: Annotated[
+        int | None, typer.Option(min=0, help="budget forcing: cap thinking, then force the answer")
+    ] = None,
+    extend: Annotated[
+        int, typer.Option(min=0, help="budget forcing: append 'Wait' up to N times")
+    ] = 0,
     as_json: JsonOpt = False,
     model: ModelOpt = None,
     database_url: DbOpt = None,
 ) -> None:
     """Answer a question using whatever sleep-time work exists."""
     st = client(model, database_url)
-    answer = st.ask(namespace, context_id, question, verbosity=verbosity, max_tokens=max_tokens)
+    budget = None
+    if think_tokens is not None or extend:
+        budget = Budget(
+            verbosity=st.settings.default_verbosity if verbosity is None else verbosity,
+            max_tokens=max_tokens,
+            think_tokens=think_tokens,
+            extend=extend,
+        )
+    answer = st.ask(
+        namespace, context_id, question, verbosity=verbosity, max_tokens=max_tokens, budget=budget
+    )
     if as_json:
         print(answer.model_dump_json(indent=2))
         return

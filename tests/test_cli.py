@@ -98,3 +98,15 @@ def test_database_down() -> None:
 def test_usage_errors_exit_2(sqlite_url: str, args: list[str]) -> None:
     proc = run(args, sqlite_url)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_budget_forcing_options(sqlite_url: str) -> None:
+    run(["ingest", "acme", "doc", "-"], sqlite_url, stdin="Ann has 3 apples and buys 4 more.")
+    out = run(
+        ["ask", "acme", "doc", "How many?", "--think-tokens", "8", "--extend", "1", "--json"],
+        sqlite_url,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["source"] == "cold"
+    bad = run(["ask", "acme", "doc", "How many?", "--think-tokens", "-1"], sqlite_url)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
