@@ -131,8 +131,13 @@ class SleepTime:
                 f"context {namespace}/{context_id} has {len(text):,} characters; the limit "
                 f"is {self.settings.max_context_chars:,} (SLEEPTIME_MAX_CONTEXT_CHARS)"
             )
-        ctx = self.store.put_context(namespace, context_id, text)
+        # Activity first, persisted before the new version becomes visible: a worker's
+        # catch-up sweep may enqueue the version the moment it is committed, and must
+        # then see a busy namespace, not an idle one.
         self._touch(namespace, context_id)
+        if self.activity_recorder is not None:
+            self.activity_recorder.flush()
+        ctx = self.store.put_context(namespace, context_id, text)
         if ctx.created:
             for hook in self.on_new_version:
                 hook(ctx)

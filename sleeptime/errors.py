@@ -31,6 +31,11 @@ class ModelOutputError(SleepTimeError):
     """The model kept producing output we could not parse, even after repair and retries."""
 
 
+class ModelUnavailable(SleepTimeError):
+    """A model call kept failing transiently (timeouts, 429, 5xx) through every retry.
+    Trying again later may succeed; the provider's exception is the ``__cause__``."""
+
+
 class ModelCallError(SleepTimeError):
     """A model call failed permanently (4xx, bad request, context window exceeded)."""
 

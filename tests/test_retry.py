@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import HumanMessage
 
-from sleeptime import FakeChatModel, ModelCallError, RetryPolicy
+from sleeptime import FakeChatModel, ModelCallError, ModelUnavailable, RetryPolicy
 from sleeptime.llm.gateway import ModelGateway
 from sleeptime.llm.retry import is_transient
 
@@ -76,9 +76,11 @@ def test_permanent_error_is_not_retried() -> None:
 
 def test_transient_errors_give_up_after_the_attempts() -> None:
     model = FakeChatModel(responses=["late"], errors=[HTTPError(500)] * 5)
-    with pytest.raises(HTTPError):
+    with pytest.raises(ModelUnavailable, match="after 3 attempts: HTTPError: HTTP 500") as info:
         call(model, RetryPolicy(attempts=3, initial=0.0, max_wait=0.0, jitter=0.0))
     assert model.calls == 3
+    assert isinstance(info.value.__cause__, HTTPError)
+    assert is_transient(info.value)  # workers retry the job later
 
 
 def test_backoff_waits_grow() -> None:

@@ -309,3 +309,24 @@ def test_token_cap_holds_back_claims(sqlite_url: str) -> None:
     time.sleep(0.5)
     assert st.queue.counts()["done"] == 1 and st.queue.counts()["waiting"] == 1
     st.close()
+
+
+def test_ingest_records_activity_before_the_version_is_visible(sqlite_url: str) -> None:
+    """A worker's catch-up sweep can enqueue a version the moment it is committed; the
+    namespace must already look busy then, or the job would run at once (a race seen
+    under CPU load before activity was persisted ahead of the context row)."""
+    import sqlite3
+
+    from sleeptime.queue import attach
+    from sleeptime.queue.sqlite import sqlite_path
+
+    settings = Settings(model="fake", idle_after=30.0, activity_flush_s=10.0)
+    st = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings)
+    attach(st)
+    ctx = st.ingest("acme", "doc", "Ann has 3 apples.")
+    with sqlite3.connect(sqlite_path(sqlite_url)) as db:
+        (at,) = db.execute("SELECT at FROM st_job_activity WHERE namespace = 'acme'").fetchone()
+    assert ctx.created_at is not None
+    assert at <= ctx.created_at.timestamp()
+    assert st.queue is not None and st.queue.claim("w1") == []  # busy: not due
+    st.close()

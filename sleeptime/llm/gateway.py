@@ -11,7 +11,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
-from sleeptime.errors import ModelCallError
+from sleeptime.errors import ModelCallError, ModelUnavailable
 from sleeptime.llm.retry import RetryPolicy, is_transient
 from sleeptime.models import Phase, Usage
 
@@ -137,7 +137,10 @@ class ModelGateway:
                     msg = self.model.invoke(list(messages), **kwargs)
         except Exception as exc:
             if is_transient(exc):
-                raise
+                raise ModelUnavailable(
+                    f"model {self.name} still failing on {step} after "
+                    f"{self.retry.attempts} attempts: {type(exc).__name__}: {exc}"
+                ) from exc
             raise ModelCallError(f"model {self.name} failed on {step}: {exc}") from exc
         return self._finish(messages, msg, phase, step, start, recorder)
 

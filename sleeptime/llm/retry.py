@@ -14,6 +14,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from sleeptime.errors import ModelUnavailable
+
 _TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
 _TRANSIENT_NAMES = (
     "Timeout",
@@ -38,6 +40,8 @@ def status_code(exc: BaseException) -> int | None:
 
 def is_transient(exc: BaseException) -> bool:
     """True when trying again later may succeed."""
+    if isinstance(exc, ModelUnavailable):
+        return True
     code = status_code(exc)
     if code is not None:
         return code in _TRANSIENT_STATUS or code >= 500

@@ -54,6 +54,7 @@ class ActivityRecorder:
         self.interval = interval
         self._pending: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()  # one flush at a time, so flush() is a barrier
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -74,17 +75,24 @@ class ActivityRecorder:
             self.flush()
 
     def flush(self) -> None:
-        with self._lock:
-            batch, self._pending = dict(self._pending), defaultdict(int)
-        if not batch:
-            return
-        try:
-            self._flush(batch)
-        except Exception as exc:  # the online path must not fail because of the queue
-            now = time.monotonic()
-            if now - self._last_warning > 60:
-                self._last_warning = now
-                log.warning("could not record activity (idle scheduling is approximate): %s", exc)
+        """Send what was recorded so far. When this returns, every activity recorded
+        before the call is in the queue, even a batch the background thread took a
+        moment earlier: an ingest flushes before it enqueues, so its own job can never
+        be claimed as if the namespace were idle."""
+        with self._flushing:
+            with self._lock:
+                batch, self._pending = dict(self._pending), defaultdict(int)
+            if not batch:
+                return
+            try:
+                self._flush(batch)
+            except Exception as exc:  # the online path must not fail because of the queue
+                now = time.monotonic()
+                if now - self._last_warning > 60:
+                    self._last_warning = now
+                    log.warning(
+                        "could not record activity (idle scheduling is approximate): %s", exc
+                    )
 
     def close(self) -> None:
         self._closed = True
