@@ -50,6 +50,8 @@ class QueryDeps:
 
 def retrieve(state: QueryState, runtime: Runtime[QueryDeps]) -> dict[str, Any]:
     deps = runtime.context
+    if "artifacts" in state:  # already retrieved (and unmatched) by the caller
+        return {}
     ns, cid = state["namespace"], state["context_id"]
     found = deps.artifacts(ns, cid)
     if found is None:
