@@ -96,18 +96,7 @@ def generate(state: QueryState, runtime: Runtime[QueryDeps]) -> dict[str, Any]:
     gateway = with_budget(deps.gateway(), budget)
     attach_kv(gateway.model, deps.store, deps.settings)
 
-    def record(phase: Any, step: str, usage: Usage, latency_ms: float) -> None:
-        deps.store.record_call(
-            ns,
-            cid,
-            version,
-            phase=phase,
-            step=step,
-            model=gateway.name,
-            usage=usage,
-            latency_ms=latency_ms,
-        )
-
+    record = deps.store.recorder(ns, cid, version, gateway.name)
     cap = call_max_tokens(gateway.model, budget)
     messages = prompts.query_messages(
         state["question"], context=context, learned=arts.learned, verbosity=budget.verbosity

@@ -84,18 +84,7 @@ class SleepDeps:
         *,
         temperature: float | None = None,
     ) -> CallResult:
-        def record(phase: Any, step_: str, usage: Usage, latency_ms: float) -> None:
-            self.store.record_call(
-                state["namespace"],
-                state["context_id"],
-                state["version"],
-                phase=phase,
-                step=step_,
-                model=self.gateway.name,
-                usage=usage,
-                latency_ms=latency_ms,
-            )
-
+        record = self.store.recorder(**where(state), model=self.gateway.name)
         return self.gateway.call(
             messages,
             phase="sleep",

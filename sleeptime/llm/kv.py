@@ -656,7 +656,7 @@ def sleep_prefill(
     cache (OpenAI-compatible servers, one 1-token request, booked as sleep-time).
     Mirrors the query path's choice to drop the raw context when it does not fit.
     Returns what was done, for progress output."""
-    from sleeptime.models import Budget, Usage
+    from sleeptime.models import Budget
 
     raw: str | None = context if settings.include_raw_context else None
     fits = getattr(gateway, "fits", None)
@@ -685,18 +685,7 @@ def sleep_prefill(
     if not settings.prewarm or not supports_prewarm(model):
         return "no prefix cache to fill"
 
-    def record(phase: Any, step: str, usage: Usage, latency_ms: float) -> None:
-        store.record_call(
-            namespace,
-            context_id,
-            version,
-            phase=phase,
-            step=step,
-            model=gateway.name,
-            usage=usage,
-            latency_ms=latency_ms,
-        )
-
+    record = store.recorder(namespace, context_id, version, gateway.name)
     gateway.call(
         prewarm_messages(raw, learned), phase="sleep", step="prewarm", max_tokens=1, recorder=record
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
@@ -250,6 +250,25 @@ class SQLStore:
         return arts
 
     # -- accounting ---------------------------------------------------------------
+
+    def recorder(
+        self, namespace: str, context_id: str, version: int, model: str
+    ) -> Callable[[Phase, str, Usage, float], None]:
+        """A ``ModelGateway`` recorder that books every call on this context version."""
+
+        def record(phase: Phase, step: str, usage: Usage, latency_ms: float) -> None:
+            self.record_call(
+                namespace,
+                context_id,
+                version,
+                phase=phase,
+                step=step,
+                model=model,
+                usage=usage,
+                latency_ms=latency_ms,
+            )
+
+        return record
 
     def record_call(
         self,
