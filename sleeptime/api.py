@@ -24,10 +24,11 @@ from sleeptime.settings import Settings
 from sleeptime.store.sql import SQLStore
 
 if TYPE_CHECKING:
+    from sleeptime.background import Background
     from sleeptime.cache import HotCache
     from sleeptime.queue.base import JobQueue
     from sleeptime.queue.scheduler import ActivityRecorder
-    from workers.runtime import Worker
+    from sleeptime.worker.runtime import Worker
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -88,17 +89,33 @@ class SleepTime:
         #: Called with (namespace, context id) on every ingest and ask, so the idle-time
         #: scheduler can postpone sleep-time work while a namespace is busy.
         self.on_activity: list[Callable[[str, str], None]] = []
-        #: Background work (issue #3): the job queue, Redis hot cache, in-process worker.
+        #: Background work: the job queue new versions go to, the Redis hot cache in
+        #: front of SQL, the activity recorder of idle-time scheduling, and a worker
+        #: running in this process (``background=True``). Opened by :meth:`open_queue`.
         self.queue: JobQueue | None = None
         self.cache: HotCache | None = None
         self.activity_recorder: ActivityRecorder | None = None
         self.worker: Worker | None = None
+        self._background: Background | None = None
         if background or self.settings.redis_url:
-            from sleeptime.queue import attach
-
-            attach(self)
+            self.open_queue()
         if background:
             self.start_worker()
+
+    def open_queue(self) -> JobQueue:
+        """This client's job queue, opened on first use together with the hot cache and
+        the activity recorder: from then on new versions are enqueued, ingests and asks
+        postpone idle work, and (with Redis) answers are read through the cache."""
+        if self._background is None:
+            from sleeptime.background import open_background
+
+            bg = self._background = open_background(self.settings, self.store.url)
+            self.queue, self.cache, self.activity_recorder = bg.queue, bg.cache, bg.recorder
+            if bg.cache is not None:
+                self.artifact_source = bg.cache.wrap(self.artifact_source)
+            self.on_new_version.append(bg.new_version)
+            self.on_activity.append(bg.recorder)
+        return self._background.queue
 
     # -- model --------------------------------------------------------------------
 
@@ -300,24 +317,58 @@ class SleepTime:
     async def aingest(self, namespace: str, context_id: str, text: str) -> ContextVersion:
         return await asyncio.to_thread(self.ingest, namespace, context_id, text)
 
-    async def asleep(self, namespace: str, context_id: str, **kwargs: Any) -> SleepReport:
-        return await asyncio.to_thread(lambda: self.sleep(namespace, context_id, **kwargs))
+    async def asleep(
+        self,
+        namespace: str,
+        context_id: str,
+        *,
+        version: int | None = None,
+        k: int | None = None,
+        n_questions: int | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> SleepReport:
+        """:meth:`sleep` in a worker thread."""
+        return await asyncio.to_thread(
+            self.sleep,
+            namespace,
+            context_id,
+            version=version,
+            k=k,
+            n_questions=n_questions,
+            progress=progress,
+        )
 
-    async def aask(self, namespace: str, context_id: str, question: str, **kwargs: Any) -> Answer:
-        return await asyncio.to_thread(lambda: self.ask(namespace, context_id, question, **kwargs))
+    async def aask(
+        self,
+        namespace: str,
+        context_id: str,
+        question: str,
+        *,
+        verbosity: int | None = None,
+        max_tokens: int | None = None,
+        budget: Budget | None = None,
+    ) -> Answer:
+        """:meth:`ask` in a worker thread."""
+        return await asyncio.to_thread(
+            self.ask,
+            namespace,
+            context_id,
+            question,
+            verbosity=verbosity,
+            max_tokens=max_tokens,
+            budget=budget,
+        )
 
     async def aledger(self, namespace: str, context_id: str) -> Ledger:
         return await asyncio.to_thread(self.ledger, namespace, context_id)
 
-    def start_worker(self, concurrency: int | None = None) -> Any:
+    def start_worker(self, concurrency: int | None = None) -> Worker:
         """Run the worker runtime in this process (threads) on this client's queue:
         new versions get sleep-time compute in the background, when idle."""
         if self.worker is None:
-            from sleeptime.queue import attach
-            from workers.runtime import Worker
+            from sleeptime.worker.runtime import Worker
 
-            queue = self.queue or attach(self)
-            self.worker = Worker(self, queue, concurrency=concurrency)
+            self.worker = Worker(self, self.open_queue(), concurrency=concurrency)
             self.worker.start()
         return self.worker
 
@@ -328,11 +379,8 @@ class SleepTime:
 
     def close(self) -> None:
         self.stop_worker()
-        if self.activity_recorder is not None:
-            self.activity_recorder.close()
-        for part in (self.queue, self.cache):
-            if part is not None:
-                part.close()
+        if self._background is not None:
+            self._background.close()
         self.store.dispose()
 
     def __enter__(self) -> SleepTime:

@@ -292,7 +292,7 @@ def worker(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
     """Run a sleep-time worker until SIGTERM/SIGINT (drains the jobs in hand first)."""
-    from workers import serve
+    from sleeptime.worker.service import serve
 
     raise typer.Exit(
         serve(
@@ -406,7 +406,7 @@ def predictability_cmd(
         raise InvalidInput(
             f"predictability needs a llama.cpp model ('local' or 'local:PATH'), not {spec!r}"
         )
-    res = score(ctx.text, question, llm)
+    res = score(ctx.text, question, llm, namespace=namespace)
     out = {"namespace": namespace, "context_id": context_id, "version": ctx.version}
     out |= {"question": question, "model": llm.display_name, **res.__dict__}
     print(json.dumps(out, indent=2))

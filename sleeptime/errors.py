@@ -42,3 +42,23 @@ class ModelCallError(SleepTimeError):
 
 class StoreUnavailable(SleepTimeError):
     """The SQL database could not be reached."""
+
+
+class QueueUnavailable(SleepTimeError):
+    """The job queue (Redis, or the embedded SQLite queue file) could not be reached.
+    Sleep-time work is delayed, not lost: the worker's sweep enqueues what was missed."""
+
+    def __init__(self, queue: str, reason: str) -> None:
+        super().__init__(f"{queue} unavailable: {reason}")
+        self.queue = queue
+        self.reason = reason
+
+
+class JobNotFound(SleepTimeError):
+    """No job with that id (or, for ``jobs retry``, it is not dead but ``state``)."""
+
+    def __init__(self, job_id: str, state: str | None = None) -> None:
+        where = f" among dead jobs (it is {state})" if state else ""
+        super().__init__(f"no job {job_id!r}{where}: see `sleeptime jobs` for the job ids")
+        self.job_id = job_id
+        self.state = state

@@ -9,20 +9,21 @@ so the result is <= 0; closer to 0 = more predictable). A scheduler can rank con
 by it to spend sleep-time compute where queries are foreseeable.
 
 The context's KV cache is reused across calls, so scoring several questions about one
-context reads the context once.
+context reads the context once (within one ``namespace``: scoring claims the model's
+prompt cache for it, see :meth:`~sleeptime.llm.local.LocalChatModel.claim_cache`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from sleeptime.errors import InvalidInput
-from sleeptime.llm.kv import common_prefix
+from sleeptime.llm import llama_internals as lli
 from sleeptime.llm.local import LocalChatModel, bundled_model_path
+from sleeptime.llm.tokens import common_prefix
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,15 @@ def default_model() -> LocalChatModel:
     return _DEFAULT
 
 
-def score(context: str, question: str, model: LocalChatModel | None = None) -> Predictability:
-    """Mean log P(question tokens | context) under ``model`` (default: bundled SmolLM2)."""
+def score(
+    context: str,
+    question: str,
+    model: LocalChatModel | None = None,
+    *,
+    namespace: str | None = None,
+) -> Predictability:
+    """Mean log P(question tokens | context) under ``model`` (default: bundled SmolLM2),
+    for the tenant ``namespace`` (None: no tenant, e.g. a benchmark)."""
     if not isinstance(context, str) or not context.strip():
         raise InvalidInput("context is empty")
     if not isinstance(question, str) or not question.strip():
@@ -67,7 +75,8 @@ def score(context: str, question: str, model: LocalChatModel | None = None) -> P
         keep = 1 if prefix and prefix[0] == llama.token_bos() else 0
         prefix = prefix[:keep] + prefix[len(prefix) - (room - keep) :]
     with lock:
-        lps = _target_logprobs(llama, prefix, targets)
+        model.claim_cache(namespace)
+        lps = lli.target_logprobs(llama, prefix, targets)
     mean = float(np.mean(lps))
     if not math.isfinite(mean):
         raise RuntimeError(f"non-finite log-probability {mean} from {model.display_name}")
@@ -77,37 +86,6 @@ def score(context: str, question: str, model: LocalChatModel | None = None) -> P
 def predictability(context: str, question: str, model: LocalChatModel | None = None) -> float:
     """Mean log P(question | context): a finite number <= 0, higher = more predictable."""
     return score(context, question, model).mean_logprob
-
-
-def _target_logprobs(llama: object, prefix: list[int], targets: list[int]) -> np.ndarray:
-    """Evaluate ``prefix`` (reusing the cached part) and return log P of each target
-    token. Call with the model's lock held."""
-    ll: Any = llama
-    # evaluate all but the last prefix token normally; the last one opens the scored batch
-    cached = min(common_prefix(ll._input_ids, prefix), len(prefix) - 1)
-    ll._ctx.kv_cache_seq_rm(-1, cached, -1)
-    ll.n_tokens = cached
-    ll._requires_eval = True
-    if cached < len(prefix) - 1:
-        ll.eval(prefix[cached:-1])
-    seq = [prefix[-1], *targets[:-1]]
-    n_vocab = ll.n_vocab()
-    out: list[np.ndarray] = []
-    for i in range(0, len(seq), ll.n_batch):
-        batch = seq[i : i + ll.n_batch]
-        want = np.asarray(targets[i : i + ll.n_batch])
-        n_past = ll.n_tokens
-        ll._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
-        ll._ctx.decode(ll._batch)
-        ll.input_ids[n_past : n_past + len(batch)] = batch
-        ll.n_tokens += len(batch)
-        logits = np.ctypeslib.as_array(ll._ctx.get_logits(), shape=(len(batch) * n_vocab,))
-        rows = logits.reshape(len(batch), n_vocab).astype(np.float64)
-        top = rows.max(axis=1, keepdims=True)
-        lse = top[:, 0] + np.log(np.exp(rows - top).sum(axis=1))
-        out.append(rows[np.arange(len(batch)), want] - lse)
-    ll._requires_eval = True
-    return np.concatenate(out)
 
 
 def mean_predictability(

@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from sleeptime import prompts
-from sleeptime.llm import kv as kvmod
-from sleeptime.llm.kv import KVStore, common_prefix, kv_scope, stable_prefix, tokens_hash
+from sleeptime.llm import llama_internals as lli
+from sleeptime.llm.kv import KVStore, prefill_query_prefix
+from sleeptime.llm.tokens import common_prefix, stable_prefix, tokens_hash
+from sleeptime.store import kv_index
 from sleeptime.store.schema import KVBlobRow
 from sleeptime.store.sql import SQLStore
 
@@ -86,7 +88,7 @@ def test_stale_or_damaged_blob_is_ignored_and_dropped(
 def test_lru_eviction_under_the_size_cap(
     store: SQLStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kvmod, "TOUCH_EVERY", timedelta(0))  # every hit bumps the clock
+    monkeypatch.setattr(kv_index, "TOUCH_EVERY", timedelta(0))  # every hit bumps the clock
     kv = make(store, tmp_path)
     a = kv.put(namespace="n", model_key=MODEL, tokens=TOKENS[:10], data=b"a" * 1000)
     b = kv.put(namespace="n", model_key=MODEL, tokens=TOKENS[10:20], data=b"b" * 1000)
@@ -148,8 +150,7 @@ def local_model():  # type: ignore[no-untyped-def]
 def clear(model) -> None:  # type: ignore[no-untyped-def]
     llama, lock = model.llama()
     with lock:
-        llama._ctx.kv_cache_clear()
-        llama.reset()
+        lli.clear_cache(llama)
 
 
 @pytest.mark.slow
@@ -166,10 +167,7 @@ def test_restored_prefix_gives_the_cold_answer(
     assert cold.response_metadata["kv_restored_tokens"] == 0
 
     clear(local_model)
-    with kv_scope("lib"):
-        res = kvmod.prefill_query_prefix(
-            local_model, kv, namespace="lib", context=CONTEXT, learned=NOTES
-        )
+    res = prefill_query_prefix(local_model, kv, namespace="lib", context=CONTEXT, learned=NOTES)
     assert res is not None and res.blob is not None
     parts = local_model.format_prompt(messages)
     assert parts is not None
@@ -181,8 +179,7 @@ def test_restored_prefix_gives_the_cold_answer(
     local_model.attach_kv(kv)
     try:
         clear(local_model)
-        with kv_scope("lib"):
-            warm = local_model.invoke(messages, max_tokens=12)
+        warm = local_model.invoke(messages, max_tokens=12, namespace="lib")
         assert warm.response_metadata["kv_restored_tokens"] == res.n_tokens
         assert warm.content == cold.content
         assert warm.usage_metadata == cold.usage_metadata
@@ -192,17 +189,15 @@ def test_restored_prefix_gives_the_cold_answer(
         from sleeptime.llm.budget import apply_budget
 
         clear(local_model)
-        with kv_scope("lib"):
-            forced = apply_budget(local_model, Budget(think_tokens=4)).invoke(
-                messages, max_tokens=4
-            )
+        forced = apply_budget(local_model, Budget(think_tokens=4)).invoke(
+            messages, max_tokens=4, namespace="lib"
+        )
         assert forced.response_metadata["kv_restored_tokens"] == res.n_tokens
 
-        # another namespace does not get this tenant's state
-        clear(local_model)
-        with kv_scope("other"):
-            other = local_model.invoke(messages, max_tokens=12)
+        # another namespace gets neither this tenant's saved state nor its cached prompt
+        other = local_model.invoke(messages, max_tokens=12, namespace="other")
         assert other.response_metadata["kv_restored_tokens"] == 0 and other.content == cold.content
+        assert other.response_metadata["prompt_cached_tokens"] == 0
 
         # a blob llama.cpp rejects (right tokens, intact file, nonsense state) falls back to cold
         blob = res.blob
@@ -215,8 +210,7 @@ def test_restored_prefix_gives_the_cold_answer(
         )
         assert bad is not None
         clear(local_model)
-        with kv_scope("lib"):
-            fallback = local_model.invoke(messages, max_tokens=12)
+        fallback = local_model.invoke(messages, max_tokens=12, namespace="lib")
         assert fallback.response_metadata["kv_restored_tokens"] == 0
         assert fallback.content == cold.content
         assert kv.blobs() == []
@@ -225,8 +219,7 @@ def test_restored_prefix_gives_the_cold_answer(
         down = SQLStore("postgresql+psycopg://nobody@127.0.0.1:9/none", create=False)
         local_model.attach_kv(KVStore(down, tmp_path / "down", 1 << 30))
         clear(local_model)
-        with kv_scope("lib"):
-            assert local_model.invoke(messages, max_tokens=12).content == cold.content
+        assert local_model.invoke(messages, max_tokens=12, namespace="lib").content == cold.content
     finally:
         local_model.attach_kv(None)
         store.dispose()
@@ -252,7 +245,7 @@ def test_sleep_saves_the_prefix_the_query_path_restores(
     assert (blob.context_id, blob.version) == ("order", 1)
 
     question = "How much does the library pay in total?"
-    monkeypatch.setattr(kvmod, "TOUCH_EVERY", timedelta(0))
+    monkeypatch.setattr(kv_index, "TOUCH_EVERY", timedelta(0))
     clear(st.gateway.model)
     warm = st.ask("lib", "order", question, max_tokens=8)
     with st.store.session() as s:
@@ -329,4 +322,40 @@ def test_an_evicted_prefix_is_rebuilt_by_the_next_sleep(sqlite_url: str, tmp_pat
     notes.clear()
     assert st.sleep("lib", "order", progress=notes.append).skipped
     assert notes == []  # stored: nothing to rebuild
+    st.close()
+
+
+@pytest.mark.slow
+def test_prompt_cache_is_not_shared_across_namespaces(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama.cpp keeps the last prompt's KV cells and skips re-evaluating a common
+    prefix. A cold ask in one namespace right after another namespace asked about the
+    same text must evaluate the whole prompt (else its latency tells one tenant what
+    another asked about); within one namespace the prefix is reused."""
+    pytest.importorskip("llama_cpp")
+    from sleeptime import Settings, SleepTime
+    from sleeptime.llm.local import LocalChatModel
+
+    calls: list[tuple[str | None, int]] = []
+    generate = LocalChatModel._generate
+
+    def spy(self: LocalChatModel, messages: list, stop=None, run_manager=None, **kw):  # type: ignore[no-untyped-def]
+        out = generate(self, messages, stop, run_manager, **kw)
+        meta = out.generations[0].message.response_metadata
+        calls.append((kw.get("namespace"), int(meta["prompt_cached_tokens"])))
+        return out
+
+    monkeypatch.setattr(LocalChatModel, "_generate", spy)
+    settings = Settings(model="local", kv_prefill=False, kv_dir=tmp_path / "kv", local_n_ctx=2048)
+    st = SleepTime(database_url=sqlite_url, settings=settings)
+    for ns in ("alice", "mallory"):
+        st.ingest(ns, "order", CONTEXT)
+    question = "How much does the library pay in total?"
+    assert st.ask("alice", "order", question, max_tokens=4).source == "cold"
+    st.ask("mallory", "order", question, max_tokens=4)  # same text, right after alice
+    st.ask("mallory", "order", "How many muffins were ordered?", max_tokens=4)
+    assert [ns for ns, _ in calls] == ["alice", "mallory", "mallory"]
+    assert calls[1][1] == 0, "mallory's first prompt reused alice's cached tokens"
+    assert calls[2][1] > 100, "a namespace's own context prefix is reused"
     st.close()

@@ -22,7 +22,7 @@ from sleeptime import FakeChatModel, Settings, SleepTime
 from sleeptime.cli import app
 from sleeptime.queue.redis_streams import RedisStreamsQueue
 from sleeptime.store.schema import ArtifactRow
-from workers import Worker
+from sleeptime.worker import Worker
 
 N_QUESTIONS = 2
 #: learned + questions + N answers + manifest
@@ -59,7 +59,7 @@ def worker_env(redis_url: str | None, database_url: str, **extra: Any) -> dict[s
 
 def spawn(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "workers", *args],
+        [sys.executable, "-m", "sleeptime.worker", *args],
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
@@ -249,9 +249,9 @@ def test_sigterm_drains_the_job_in_hand(
     assert p.wait(timeout=20) == 0
     counts = st.queue.counts()
     assert counts["done"] == 1 and counts["running"] == 0 and counts["waiting"] == 3
-    job = st.queue.get(job_id)
-    assert job is not None and job.state == "done"
-    assert st.artifacts("acme", job.context_id).complete
+    job = st.queue.r.hgetall(st.queue.keys.job(job_id))
+    assert job["state"] == "done"
+    assert st.artifacts("acme", job["cid"]).complete
     log = (tmp_path / "w.log").read_text()
     assert "draining" in log and "drained" in log
     st.close()
@@ -317,12 +317,11 @@ def test_ingest_records_activity_before_the_version_is_visible(sqlite_url: str) 
     under CPU load before activity was persisted ahead of the context row)."""
     import sqlite3
 
-    from sleeptime.queue import attach
     from sleeptime.queue.sqlite import sqlite_path
 
     settings = Settings(model="fake", idle_after=30.0, activity_flush_s=10.0)
     st = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings)
-    attach(st)
+    st.open_queue()
     ctx = st.ingest("acme", "doc", "Ann has 3 apples.")
     with sqlite3.connect(sqlite_path(sqlite_url)) as db:
         (at,) = db.execute("SELECT at FROM st_job_activity WHERE namespace = 'acme'").fetchone()

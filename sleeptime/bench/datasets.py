@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sleeptime.bench.items import Item, Query
 from sleeptime.errors import InvalidInput
 
 GSM8K_FILE = "data/stateful_gsm8k.jsonl"
@@ -29,36 +29,6 @@ _ALIASES = {
     "multiquery": "multi-query",
     "multi_query": "multi-query",
 }
-
-
-@dataclass(frozen=True)
-class Query:
-    question: str
-    answer: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Item:
-    """One context and the queries asked about it."""
-
-    id: str
-    context: str
-    queries: tuple[Query, ...]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "context": self.context,
-            "queries": [
-                {"question": q.question, "answer": q.answer, **({"meta": q.meta} if q.meta else {})}
-                for q in self.queries
-            ],
-        }
-        if self.meta:
-            out["meta"] = self.meta
-        return out
 
 
 # -- sentence splitting ------------------------------------------------------------------

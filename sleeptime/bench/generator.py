@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sleeptime.bench.datasets import Item, Query
+from sleeptime.bench.items import Item, Query
 from sleeptime.errors import InvalidInput
 
 FAMILIES = ("shopping", "travel", "inventory", "schedule")

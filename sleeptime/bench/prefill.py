@@ -30,14 +30,10 @@ from rich.console import Console
 from rich.progress import Progress
 
 from sleeptime import prompts
-from sleeptime.llm.kv import (
-    KVStore,
-    kv_scope,
-    prefill_query_prefix,
-    set_seq_state,
-    tokens_hash,
-)
+from sleeptime.llm import llama_internals as lli
+from sleeptime.llm.kv import KVStore, prefill_query_prefix
 from sleeptime.llm.local import LocalChatModel, bundled_model_path
+from sleeptime.llm.tokens import tokens_hash
 from sleeptime.store.sql import SQLStore
 
 QUESTION = "How much does the library pay for the whole order, including delivery?"
@@ -82,8 +78,7 @@ def _clear(model: LocalChatModel) -> None:
     """Empty the llama.cpp KV cache so nothing is reused from the previous run."""
     llama, lock = model.llama()
     with lock:
-        llama._ctx.kv_cache_clear()
-        llama.reset()
+        lli.clear_cache(llama)
 
 
 def run(
@@ -137,18 +132,15 @@ def run(
 
         _clear(model)
         model.attach_kv(None)
-        with kv_scope(NAMESPACE):
-            pre = prefill_query_prefix(
-                model, kv, namespace=NAMESPACE, context=context, learned=learned, build=build
-            )
+        pre = prefill_query_prefix(
+            model, kv, namespace=NAMESPACE, context=context, learned=learned, build=build
+        )
         if pre is None or pre.blob is None:
             raise RuntimeError("prefill produced no blob")
         blob = pre.blob
         # the saved prefix must be a true token prefix of the real query prompt
         if tokens_hash(parts.tokens[: blob.n_tokens]) != blob.prefix_hash:
             raise RuntimeError("the saved prefix is not a token prefix of the query prompt")
-
-        import llama_cpp
 
         # restore alone: read + verify the file, load it into llama.cpp
         llama, lock = model.llama()
@@ -159,7 +151,7 @@ def run(
             data = kv.load(blob, parts.tokens)
             assert data is not None
             with lock:
-                ok = set_seq_state(llama, data, parts.tokens[: blob.n_tokens])
+                ok = lli.set_seq_state(llama, data, parts.tokens[: blob.n_tokens])
             restore_ms.append((time.perf_counter() - t) * 1000)
             assert ok, "llama.cpp rejected the saved state"
 
@@ -172,23 +164,19 @@ def run(
         cold_perf: list[tuple[float, int, float, int]] = []
         warm_perf: list[tuple[float, int, float, int]] = []
         out_tokens: list[int] = []
-        with (
-            Progress(console=Console(stderr=True), disable=not progress) as bar,
-            kv_scope(NAMESPACE),
-        ):
+        with Progress(console=Console(stderr=True), disable=not progress) as bar:
             task = bar.add_task("cold and warm answers", total=2 * runs)
             for _ in range(runs):  # alternate, so machine noise hits both alike
                 for is_warm in (False, True):
                     _clear(model)
                     model.attach_kv(kv if is_warm else None)
-                    llama_cpp.llama_perf_context_reset(llama.ctx)
+                    lli.perf_reset(llama)
                     t = time.perf_counter()
-                    msg = model.invoke(messages, max_tokens=answer_tokens, ignore_eos=True)
-                    elapsed = time.perf_counter() - t
-                    perf = llama_cpp.llama_perf_context(llama.ctx)
-                    (warm_perf if is_warm else cold_perf).append(
-                        (perf.t_p_eval_ms, perf.n_p_eval, perf.t_eval_ms, perf.n_eval)
+                    msg = model.invoke(
+                        messages, max_tokens=answer_tokens, ignore_eos=True, namespace=NAMESPACE
                     )
+                    elapsed = time.perf_counter() - t
+                    (warm_perf if is_warm else cold_perf).append(lli.perf(llama))
                     (warm_s if is_warm else cold_s).append(elapsed)
                     (warm_text if is_warm else cold_text).append(str(msg.content))
                     if is_warm:
@@ -206,7 +194,7 @@ def run(
         return {
             "benchmark": "prefill",
             "model": model.display_name,
-            "llama_cpp_python": llama_cpp.__version__,
+            "llama_cpp_python": lli.binding_version(),
             "threads": model.threads,
             "n_ctx": n_ctx,
             "runs": runs,

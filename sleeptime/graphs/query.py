@@ -18,7 +18,7 @@ from sleeptime import prompts
 from sleeptime.errors import ContextNotFound, ContextTooLong
 from sleeptime.llm.budget import call_max_tokens, with_budget
 from sleeptime.llm.gateway import ModelGateway
-from sleeptime.llm.kv import attach_kv, kv_scope
+from sleeptime.llm.kv import attach_kv
 from sleeptime.models import Answer, Artifacts, Budget, Usage
 from sleeptime.retrieval import Matcher
 from sleeptime.settings import Settings
@@ -113,8 +113,9 @@ def generate(state: QueryState, runtime: Runtime[QueryDeps]) -> dict[str, Any]:
         messages = prompts.query_messages(
             state["question"], context=None, learned=arts.learned, verbosity=budget.verbosity
         )
-    with kv_scope(ns):  # saved prefix states are only shared inside a namespace
-        res = gateway.call(messages, phase="test", step=source, max_tokens=cap, recorder=record)
+    res = gateway.call(
+        messages, phase="test", step=source, max_tokens=cap, recorder=record, namespace=ns
+    )
     return {
         "answer": Answer(
             text=res.text.strip(), source=source, usage=res.usage, latency_ms=0.0, version=version

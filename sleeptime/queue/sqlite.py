@@ -110,7 +110,7 @@ class SQLiteQueue:
             with self._lock:
                 self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
-            raise QueueUnavailable(f"job queue {self.path} unavailable: {exc}") from exc
+            raise QueueUnavailable(f"job queue {self.path}", str(exc)) from exc
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -125,14 +125,14 @@ class SQLiteQueue:
                     raise
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise QueueUnavailable(f"job queue {self.path} unavailable: {exc}") from exc
+                raise QueueUnavailable(f"job queue {self.path}", str(exc)) from exc
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
-                raise QueueUnavailable(f"job queue {self.path} unavailable: {exc}") from exc
+                raise QueueUnavailable(f"job queue {self.path}", str(exc)) from exc
 
     @staticmethod
     def _bump(db: sqlite3.Connection, name: str) -> None:
@@ -326,7 +326,7 @@ class SQLiteQueue:
         )
         return [_job(r) for r in rows]
 
-    def get(self, job_id: str) -> Job | None:
+    def _get(self, job_id: str) -> Job | None:
         rows = self._read(f"SELECT {_COLUMNS} FROM st_jobs WHERE id = ?", (job_id,))
         return _job(rows[0]) if rows else None
 
@@ -336,12 +336,12 @@ class SQLiteQueue:
             if row is None:
                 raise JobNotFound(job_id)
             if row[0] != "dead":
-                raise JobNotFound(job_id, f" among dead jobs (it is {row[0]})")
+                raise JobNotFound(job_id, state=row[0])
             db.execute(
                 "UPDATE st_jobs SET state = 'waiting', deliveries = 0, ready_at = ? WHERE id = ?",
                 (time.time(), job_id),
             )
-        job = self.get(job_id)
+        job = self._get(job_id)
         assert job is not None
         return job
 

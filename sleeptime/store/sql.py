@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, select
+from sqlalchemy import Engine, and_, bindparam, create_engine, event, exists, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -184,12 +184,28 @@ class SQLStore:
         with self._guard(), self.engine.connect() as conn:
             return conn.execute(_CURRENT_VERSION, {"ns": namespace, "cid": context_id}).scalar()
 
-    def list_contexts(self, namespace: str | None = None) -> list[tuple[str, str, int]]:
-        stmt = select(
-            ContextRow.namespace, ContextRow.context_id, func.max(ContextRow.version)
-        ).group_by(ContextRow.namespace, ContextRow.context_id)
-        if namespace is not None:
-            stmt = stmt.where(ContextRow.namespace == namespace)
+    def missing_versions(self, limit: int = 10_000) -> list[tuple[str, str, int]]:
+        """Current versions without a complete artifact set, as (namespace, context id,
+        version), in one query: what a worker's sweep enqueues (versions ingested while
+        the queue was unreachable, or before any worker existed)."""
+        latest = (
+            select(
+                ContextRow.namespace.label("ns"),
+                ContextRow.context_id.label("cid"),
+                func.max(ContextRow.version).label("v"),
+            )
+            .group_by(ContextRow.namespace, ContextRow.context_id)
+            .subquery()
+        )
+        done = exists().where(
+            and_(
+                ArtifactRow.namespace == latest.c.ns,
+                ArtifactRow.context_id == latest.c.cid,
+                ArtifactRow.version == latest.c.v,
+                ArtifactRow.kind == MANIFEST,
+            )
+        )
+        stmt = select(latest.c.ns, latest.c.cid, latest.c.v).where(~done).limit(limit)
         with self.session() as s:
             return [(ns, cid, int(v)) for ns, cid, v in s.execute(stmt).all()]
 
@@ -309,7 +325,7 @@ class SQLStore:
         latency_ms: float,
     ) -> None:
         # A Core INSERT, not an ORM unit of work: this runs on every ask, and the ORM
-        # flush cost ~0.6-1 ms of the online path's 1 ms budget (issue #3 benchmark).
+        # flush cost ~0.6-1 ms of the online path's 1 ms budget (bench overhead).
         row = {
             "namespace": namespace,
             "context_id": context_id,
@@ -328,6 +344,15 @@ class SQLStore:
                 # it never corrupts them, and artifacts/ledger writes stay synchronous.
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             conn.execute(_INSERT_QUERY, [row])
+
+    def tokens_by_phase(self) -> dict[str, int]:
+        """Tokens (prompt + completion) in the whole ledger by phase, for metrics."""
+        stmt = select(
+            LedgerRow.phase,
+            func.coalesce(func.sum(LedgerRow.prompt_tokens + LedgerRow.completion_tokens), 0),
+        ).group_by(LedgerRow.phase)
+        with self.session() as s:
+            return {phase: int(n) for phase, n in s.execute(stmt).all()}
 
     def ledger(self, namespace: str, context_id: str) -> Ledger:
         totals = (

@@ -9,13 +9,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from sleeptime.queue.base import JobQueue
-from sleeptime.store.schema import LedgerRow
 from sleeptime.store.sql import SQLStore
 
-log = logging.getLogger("workers")
+log = logging.getLogger("sleeptime.worker")
 
 
 class _StateCollector(Collector):
@@ -47,12 +45,7 @@ class _StateCollector(Collector):
             labels=["phase"],
         )
         try:
-            stmt = select(
-                LedgerRow.phase,
-                func.coalesce(func.sum(LedgerRow.prompt_tokens + LedgerRow.completion_tokens), 0),
-            ).group_by(LedgerRow.phase)
-            with self.store.session() as s:
-                found = dict(s.execute(stmt).all())
+            found = self.store.tokens_by_phase()
             for phase in ("sleep", "test"):
                 tokens.add_metric([phase], float(found.get(phase, 0)))
             yield tokens

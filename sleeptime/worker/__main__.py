@@ -1,4 +1,4 @@
-"""``python -m workers [--concurrency N] ...``: the same as ``sleeptime worker``."""
+"""``python -m sleeptime.worker [--concurrency N] ...``: the same as ``sleeptime worker``."""
 
 from __future__ import annotations
 

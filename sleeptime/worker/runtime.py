@@ -31,18 +31,17 @@ from tenacity import (
     wait_random,
 )
 
-from sleeptime.errors import ContextNotFound, InvalidInput
+from sleeptime.errors import ContextNotFound, InvalidInput, QueueUnavailable
 from sleeptime.llm.retry import is_transient
 from sleeptime.models import Artifacts, SleepReport
-from sleeptime.queue import missing_versions
-from sleeptime.queue.base import Job, JobQueue, QueueUnavailable, short_error
+from sleeptime.queue.base import Job, JobQueue, short_error
 from sleeptime.queue.scheduler import TokenWindow, retry_delay
-from workers.metrics import WorkerMetrics
+from sleeptime.worker.metrics import WorkerMetrics
 
 if TYPE_CHECKING:
     from sleeptime.api import SleepTime
 
-log = logging.getLogger("workers")
+log = logging.getLogger("sleeptime.worker")
 T = TypeVar("T")
 
 #: Errors that no retry can fix: the job goes to the dead letter at once.
@@ -331,7 +330,7 @@ class Worker:
             ):
                 with attempt:
                     if self._force.is_set() and attempt.retry_state.attempt_number > 1:
-                        raise QueueUnavailable("stopping") from None
+                        raise QueueUnavailable("job queue", "this worker is stopping") from None
                     return fn()
         except QueueUnavailable as exc:
             log.error(
@@ -366,7 +365,7 @@ class Worker:
         """Enqueue current versions that have no artifacts (ingested while the queue was
         down, or before the worker service existed); dedup makes this idempotent."""
         try:
-            found = missing_versions(self.st.store)
+            found = self.st.store.missing_versions()
             added = sum(1 for ns, cid, v in found if self.queue.enqueue(ns, cid, v) is not None)
             if added:
                 log.info("sweep: enqueued %d version(s) without artifacts", added)

@@ -1,9 +1,4 @@
-"""Sleep-time worker service: ``sleeptime worker`` or ``python -m workers``.
-
-Workers take sleep-time jobs from the durable queue (Redis Streams when
-``SLEEPTIME_REDIS_URL`` is set, else the embedded SQLite queue), run them when the
-namespace is idle, and survive crashes of each other and restarts of Redis.
-"""
+"""One worker process: what ``sleeptime worker`` and ``python -m sleeptime.worker`` run."""
 
 from __future__ import annotations
 
@@ -11,10 +6,7 @@ import logging
 import os
 import sys
 
-from workers.metrics import WorkerMetrics
-from workers.runtime import Worker, worker_name
-
-__all__ = ["Worker", "WorkerMetrics", "serve", "worker_name"]
+from sleeptime.worker.runtime import Worker
 
 
 def serve(
@@ -32,8 +24,7 @@ def serve(
     Exit code 0 after a clean drain. If jobs were still running when the grace period
     ended the process exits at once (code 1) and those jobs are reclaimed by others.
     """
-    from sleeptime.api import SleepTime
-    from sleeptime.queue import attach
+    from sleeptime.api import SleepTime  # the worker process's own client
     from sleeptime.settings import Settings
 
     logging.basicConfig(
@@ -48,11 +39,10 @@ def serve(
         overrides["metrics_port"] = metrics_port
     settings = Settings(**overrides)  # type: ignore[arg-type]
     st = SleepTime(model=model, database_url=database_url, settings=settings)
-    queue = st.queue or attach(st)
-    worker = Worker(st, queue, concurrency=concurrency)
+    worker = Worker(st, st.open_queue(), concurrency=concurrency)
     if settings.metrics_port:
         worker.metrics.serve(settings.metrics_port)
-        logging.getLogger("workers").info("metrics on :%d/metrics", settings.metrics_port)
+        logging.getLogger("sleeptime.worker").info("metrics on :%d/metrics", settings.metrics_port)
     left = worker.run(burst=burst)
     if left:
         logging.shutdown()

@@ -1,0 +1,127 @@
+"""The package's layout rules, checked on the source: imports point one way (no import
+cycles between modules, function-level imports included), and nothing in ``sleeptime``
+imports the top-level ``workers/`` folder (deploy material, not a package)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import sleeptime
+
+ROOT = Path(sleeptime.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+KNOWN = modules()
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def imported_names(path: Path, name: str) -> list[str]:
+    """Every module name imported anywhere in the file (module level, inside functions,
+    classes, try blocks), except under ``if TYPE_CHECKING:`` (never executed)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    is_package = path.name == "__init__.py"
+    package = name if is_package else name.rpartition(".")[0]
+    found: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join([*base, node.module] if node.module else base)
+            else:
+                mod = node.module or ""
+            for alias in node.names:  # ``from pkg import mod`` imports pkg.mod, else pkg
+                sub = f"{mod}.{alias.name}"
+                found.append(sub if sub in KNOWN else mod)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the sleeptime modules it imports. A parent package that Python runs
+    on the way (``sleeptime/__init__.py``) is not an edge: it would make every module
+    part of one cycle with the package's facade."""
+    return {
+        name: {t for t in imported_names(path, name) if t in KNOWN and t != name}
+        for name, path in KNOWN.items()
+    }
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    stack: list[str] = []
+
+    def dfs(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (cycle := dfs(nxt)) is not None:
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := dfs(node)) is not None:
+            return cycle
+    return None
+
+
+def test_graph_sees_function_level_imports() -> None:
+    """The checker itself: a function-level import is an edge, a TYPE_CHECKING one not."""
+    graph = import_graph()
+    assert "sleeptime.worker.runtime" in graph["sleeptime.api"]  # inside start_worker()
+    assert "sleeptime.api" in graph["sleeptime.worker.service"]  # inside serve()
+    assert "sleeptime.api" not in graph["sleeptime.worker.runtime"]  # TYPE_CHECKING only
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycles() -> None:
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_nothing_imports_the_workers_folder() -> None:
+    offenders = [
+        f"{name} imports {target}"
+        for name, path in KNOWN.items()
+        for target in imported_names(path, name)
+        if target == "workers" or target.startswith("workers.")
+    ]
+    assert offenders == []
+    assert not (ROOT.parent / "workers" / "__init__.py").exists(), "workers/ is not a package"
+
+
+def test_worker_deploy_material_is_there() -> None:
+    folder = ROOT.parent / "workers"
+    assert (folder / "README.md").is_file()
+    assert not list(folder.glob("*.py")), "the worker code lives in sleeptime/worker/"
