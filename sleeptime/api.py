@@ -78,7 +78,7 @@ class SleepTime:
         self.settings = settings or Settings()
         self._model_spec: ModelSpec = model if model is not None else self.settings.model
         self.store = store or SQLStore(database_url or self.settings.database_url)
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy.from_settings(self.settings)
         self.matcher: Matcher = EmbeddingMatcher(embeddings) if embeddings else LexicalMatcher()
         self._gateway: ModelGateway | None = None
         self._gateway_lock = threading.Lock()

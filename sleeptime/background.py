@@ -62,6 +62,7 @@ def open_background(settings: Settings, database_url: str | None = None) -> Back
             prefix=settings.redis_prefix,
             ttl_s=settings.cache_ttl_s,
             timeout_s=settings.cache_timeout_s,
+            cooldown_s=settings.cache_cooldown_s,
         )
     recorder = ActivityRecorder(queue.touch, interval=settings.activity_flush_s)
     return Background(queue=queue, cache=cache, recorder=recorder)

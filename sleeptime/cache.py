@@ -25,6 +25,7 @@ from sleeptime.graphs.query import ArtifactSource
 from sleeptime.models import Artifacts
 from sleeptime.queue.keys import Keys
 from sleeptime.queue.redis_streams import connect
+from sleeptime.settings import default
 
 log = logging.getLogger("sleeptime.cache")
 
@@ -44,10 +45,10 @@ class HotCache:
         self,
         url: str,
         *,
-        prefix: str = "sleeptime",
-        ttl_s: float = 3600.0,
-        timeout_s: float = 0.1,
-        cooldown_s: float = 2.0,
+        prefix: str = default("redis_prefix"),
+        ttl_s: float = default("cache_ttl_s"),
+        timeout_s: float = default("cache_timeout_s"),
+        cooldown_s: float = default("cache_cooldown_s"),
     ) -> None:
         self.url = url
         self.keys = Keys(prefix)

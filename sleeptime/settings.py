@@ -1,8 +1,14 @@
-"""Settings from the environment (``SLEEPTIME_*``) with sane offline defaults."""
+"""Settings from the environment (``SLEEPTIME_*``) with sane offline defaults.
+
+This class is the one source of defaults: the queue, the hot cache, the retry policy
+and the local model take theirs from here (:func:`default`). README.md documents every
+field in one table; ``tests/test_settings_doc.py`` keeps the two in step.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +22,12 @@ class Settings(BaseSettings):
     model: str = Field("local", description="'local', 'fake', an init_chat_model spec, ...")
     database_url: str = "sqlite:///sleeptime.db"
     redis_url: str | None = None
+
+    # model calls (the gateway's retry policy, sleeptime.RetryPolicy)
+    retry_attempts: int = Field(4, ge=1, description="tries of one model call (1 = no retry)")
+    retry_wait_s: float = Field(0.5, ge=0.0, description="first wait before a retry, doubling")
+    retry_max_wait_s: float = Field(20.0, ge=0.0, description="longest wait between tries")
+    retry_jitter_s: float = Field(0.5, ge=0.0, description="random extra wait, up to this")
 
     # sleep-time
     sleep_k: int = Field(1, ge=0, le=16, description="independent rethinks of c', merged")
@@ -41,17 +53,20 @@ class Settings(BaseSettings):
     local_n_ctx: int = Field(8192, ge=512)
     local_threads: int | None = None
 
-    # workers (issue #3)
+    # background work: the job queue, the worker, the hot cache
     idle_after: float = Field(30.0, ge=0.0)
     max_delay: float = Field(600.0, ge=0.0)
+    queue_scan: int = Field(
+        128, ge=1, description="oldest waiting jobs one claim ranks by priority (bounds its cost)"
+    )
     redis_prefix: str = Field("sleeptime", min_length=1, description="prefix of every Redis key")
     queue_path: str | None = Field(
         None, description="SQLite file of the embedded queue (default: the SQLite database)"
     )
     lease_s: float = Field(60.0, gt=0.0, description="a silent worker's jobs are reclaimed then")
     max_deliveries: int = Field(5, ge=1, description="deliveries before a job is dead-lettered")
-    retry_initial_s: float = Field(2.0, ge=0.0, description="first redelivery backoff")
-    retry_max_s: float = Field(300.0, ge=0.0)
+    retry_initial_s: float = Field(2.0, ge=0.0, description="first job redelivery backoff")
+    retry_max_s: float = Field(300.0, ge=0.0, description="longest job redelivery backoff")
     worker_concurrency: int = Field(1, ge=1, le=256)
     worker_tokens_per_minute: int = Field(0, ge=0, description="sleep-time token cap (0 = none)")
     heartbeat_s: float = Field(5.0, gt=0.0)
@@ -62,8 +77,11 @@ class Settings(BaseSettings):
     activity_flush_s: float = Field(0.25, gt=0.0)
     cache_ttl_s: float = Field(3600.0, gt=0.0)
     cache_timeout_s: float = Field(0.1, gt=0.0, description="Redis timeout on the online path")
+    cache_cooldown_s: float = Field(
+        2.0, gt=0.0, description="after a Redis error, serve from SQL this long before retrying"
+    )
 
-    # KV-prefill blobs (issue #4)
+    # KV-prefill blobs
     kv_dir: Path = Path(".sleeptime/kv")
     kv_max_bytes: int = Field(1 << 30, ge=0)
     kv_prefill: bool = Field(
@@ -72,3 +90,9 @@ class Settings(BaseSettings):
     prewarm: bool = Field(
         True, description="send a 1-token request at sleep time to warm a server's prefix cache"
     )
+
+
+def default(name: str) -> Any:
+    """The default of setting ``name``, for classes that take it as a parameter (so a
+    default is written once, here)."""
+    return Settings.model_fields[name].default

@@ -31,6 +31,7 @@ from pydantic import PrivateAttr
 from sleeptime.errors import UnknownModel
 from sleeptime.llm import llama_internals as lli
 from sleeptime.llm.tokens import stable_prefix
+from sleeptime.settings import default
 
 if TYPE_CHECKING:
     from sleeptime.llm.kv.blobs import KVStore
@@ -101,7 +102,7 @@ class LocalChatModel(BaseChatModel):
     """A LangChain chat model backed by llama.cpp. Greedy (temperature 0) by default."""
 
     model_path: str
-    n_ctx: int = 8192
+    n_ctx: int = default("local_n_ctx")
     n_threads: int | None = None
     temperature: float = 0.0
     max_tokens: int = 256

@@ -15,6 +15,7 @@ from tenacity import (
 )
 
 from sleeptime.errors import ModelUnavailable
+from sleeptime.settings import Settings, default
 
 _TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
 _TRANSIENT_NAMES = (
@@ -52,12 +53,21 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class RetryPolicy(BaseModel):
-    """How hard to retry a transient model failure."""
+    """How hard to retry a transient model failure (defaults: ``SLEEPTIME_RETRY_*``)."""
 
-    attempts: int = Field(4, ge=1)
-    initial: float = Field(0.5, ge=0.0)
-    max_wait: float = Field(20.0, ge=0.0)
-    jitter: float = Field(0.5, ge=0.0)
+    attempts: int = Field(default("retry_attempts"), ge=1)
+    initial: float = Field(default("retry_wait_s"), ge=0.0)
+    max_wait: float = Field(default("retry_max_wait_s"), ge=0.0)
+    jitter: float = Field(default("retry_jitter_s"), ge=0.0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            attempts=settings.retry_attempts,
+            initial=settings.retry_wait_s,
+            max_wait=settings.retry_max_wait_s,
+            jitter=settings.retry_jitter_s,
+        )
 
     def retrying(self, **overrides: Any) -> Retrying:
         return Retrying(

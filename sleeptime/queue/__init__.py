@@ -27,19 +27,9 @@ __all__ = [
     "TokenWindow",
     "due",
     "open_queue",
-    "queue_config",
     "retry_delay",
     "short_error",
 ]
-
-
-def queue_config(settings: Settings) -> QueueConfig:
-    return QueueConfig(
-        idle_after=settings.idle_after,
-        max_delay=settings.max_delay,
-        lease_s=settings.lease_s,
-        max_deliveries=settings.max_deliveries,
-    )
 
 
 def embedded_queue_path(settings: Settings, database_url: str | None = None) -> str:
@@ -57,7 +47,7 @@ def embedded_queue_path(settings: Settings, database_url: str | None = None) -> 
 
 def open_queue(settings: Settings, database_url: str | None = None) -> JobQueue:
     """The Redis queue when ``redis_url`` is set, else the embedded SQLite queue."""
-    config = queue_config(settings)
+    config = QueueConfig.from_settings(settings)
     if settings.redis_url:
         from sleeptime.queue.redis_streams import RedisStreamsQueue
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from sleeptime.errors import JobNotFound, QueueUnavailable
+from sleeptime.settings import Settings, default
 
 #: What ``fail`` did with the job.
 FailOutcome = Literal["retry", "dead", "lost"]
@@ -56,15 +57,25 @@ class Job:
 
 @dataclass(frozen=True)
 class QueueConfig:
-    """Policy shared by both backends."""
+    """Policy shared by both backends; defaults and environment: :class:`Settings`."""
 
-    idle_after: float = 30.0
-    max_delay: float = 600.0
-    lease_s: float = 60.0
-    max_deliveries: int = 5
+    idle_after: float = default("idle_after")
+    max_delay: float = default("max_delay")
+    lease_s: float = default("lease_s")
+    max_deliveries: int = default("max_deliveries")
     #: How many of the oldest waiting jobs one claim looks at to pick the highest-priority
     #: due ones (bounds the Lua script's work per claim; priority applies within them).
-    scan: int = 128
+    scan: int = default("queue_scan")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QueueConfig:
+        return cls(
+            idle_after=settings.idle_after,
+            max_delay=settings.max_delay,
+            lease_s=settings.lease_s,
+            max_deliveries=settings.max_deliveries,
+            scan=settings.queue_scan,
+        )
 
 
 @runtime_checkable

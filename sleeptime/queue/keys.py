@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sleeptime.settings import default
+
 #: Consumer group every worker joins.
 GROUP = "workers"
 
@@ -20,7 +22,7 @@ def ctx_key(namespace: str, context_id: str) -> str:
 
 @dataclass(frozen=True)
 class Keys:
-    prefix: str = "sleeptime"
+    prefix: str = default("redis_prefix")
 
     # -- queue ------------------------------------------------------------------
     @property

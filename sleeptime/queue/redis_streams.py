@@ -40,6 +40,7 @@ from sleeptime.queue.base import (
     new_job_id,
 )
 from sleeptime.queue.keys import GROUP, Keys, ctx_key
+from sleeptime.settings import default
 
 _NOW = """
 local t = redis.call('TIME')
@@ -317,7 +318,11 @@ class RedisStreamsQueue:
     """:class:`sleeptime.queue.base.JobQueue` on Redis Streams."""
 
     def __init__(
-        self, url: str, config: QueueConfig | None = None, *, prefix: str = "sleeptime"
+        self,
+        url: str,
+        config: QueueConfig | None = None,
+        *,
+        prefix: str = default("redis_prefix"),
     ) -> None:
         self.url = url
         self.config = config or QueueConfig()

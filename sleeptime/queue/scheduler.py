@@ -18,6 +18,7 @@ from collections.abc import Callable
 from tenacity import RetryCallState, wait_exponential, wait_random
 
 from sleeptime.queue.keys import ctx_key
+from sleeptime.settings import default
 
 log = logging.getLogger("sleeptime.queue")
 
@@ -49,7 +50,11 @@ class ActivityRecorder:
     never reaches the caller.
     """
 
-    def __init__(self, flush: Callable[[dict[str, int]], None], interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        flush: Callable[[dict[str, int]], None],
+        interval: float = default("activity_flush_s"),
+    ) -> None:
         self._flush = flush
         self.interval = interval
         self._pending: dict[str, int] = defaultdict(int)

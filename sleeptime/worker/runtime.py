@@ -5,6 +5,11 @@ thread renews the leases of jobs in hand and writes the health key; a job whose
 worker dies is reclaimed by another worker after ``lease_s``. Running a job twice is
 harmless (``SleepTime.sleep`` is idempotent and resumable), so every step favours
 "at least once" over "maybe never".
+
+One retry layer per failure: a model call is retried by the gateway
+(:class:`~sleeptime.llm.retry.RetryPolicy`); a job that fails anyway goes back to the
+queue with a backoff and is dead-lettered after ``max_deliveries``; a queue write lost
+to a Redis restart is retried for up to one lease, after which the job is reclaimed.
 """
 
 from __future__ import annotations
@@ -23,16 +28,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import (
     Retrying,
-    retry_if_exception,
     retry_if_exception_type,
-    stop_after_attempt,
     stop_after_delay,
     wait_exponential,
     wait_random,
 )
 
 from sleeptime.errors import ContextNotFound, InvalidInput, QueueUnavailable
-from sleeptime.llm.retry import is_transient
 from sleeptime.models import Artifacts, SleepReport
 from sleeptime.queue.base import Job, JobQueue, short_error
 from sleeptime.queue.scheduler import TokenWindow, retry_delay
@@ -267,20 +269,15 @@ class Worker:
             self._wake.set()
 
     def _sleep(self, job: Job) -> SleepReport:
-        """Run the job; transient errors (timeouts, 429/5xx, lost DB) retried in place."""
-        for attempt in Retrying(
-            stop=stop_after_attempt(3),
-            wait=wait_exponential(multiplier=0.5, max=5.0) + wait_random(0, 0.5),
-            retry=retry_if_exception(lambda e: is_transient(e) and not self._force.is_set()),
-            reraise=True,
-        ):
-            with attempt:
-                t0 = time.perf_counter()
-                try:
-                    return self.st.sleep(job.namespace, job.context_id, version=job.version)
-                finally:
-                    self.sleep_seconds += time.perf_counter() - t0
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Run the job once. Model calls were already retried by the gateway (the one
+        retry layer for a model failure); a job that still fails goes back to the
+        queue with a backoff (:meth:`_failed`), so the next attempt may run on any
+        worker and a run killed halfway resumes from its last persisted step."""
+        t0 = time.perf_counter()
+        try:
+            return self.st.sleep(job.namespace, job.context_id, version=job.version)
+        finally:
+            self.sleep_seconds += time.perf_counter() - t0
 
     def _failed(self, job: Job, exc: Exception) -> None:
         self.jobs_failed += 1
