@@ -207,6 +207,32 @@ def test_permanent_failure_goes_dead_then_jobs_retry_revives_it(
     st.close()
 
 
+def test_a_failing_model_is_retried_by_the_gateway_only(sqlite_url: str) -> None:
+    """One retry layer per failure: the gateway tries a call ``retry_attempts`` times,
+    then the job goes back to the queue; the worker does not re-run it in place."""
+    model = FakeChatModel(errors=[TimeoutError("provider timed out")] * 100)
+    settings = Settings(
+        model="fake",
+        n_questions=N_QUESTIONS,
+        idle_after=0.0,
+        poll_s=0.05,
+        max_deliveries=2,
+        retry_initial_s=0.01,
+        retry_max_s=0.05,
+        retry_attempts=3,
+        retry_wait_s=0.0,
+        retry_max_wait_s=0.0,
+        retry_jitter_s=0.0,
+    )
+    st = SleepTime(model=model, database_url=sqlite_url, settings=settings, background=True)
+    st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
+    wait_for(lambda: st.queue.counts()["dead"] == 1, 20, "the dead letter")
+    assert model.calls == 3 * 2  # attempts per delivery x deliveries, nothing stacked
+    [dead] = st.queue.list("dead")
+    assert "ModelUnavailable" in (dead.error or "") and dead.deliveries == 2
+    st.close()
+
+
 def test_idle_scheduling_in_embedded_mode(sqlite_url: str) -> None:
     """No Redis: the worker runs in-process on the SQLite queue. Asking keeps the
     namespace busy; sleep-time work starts only after ``idle_after`` of quiet."""
