@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -49,11 +50,14 @@ class HotCache:
         ttl_s: float = default("cache_ttl_s"),
         timeout_s: float = default("cache_timeout_s"),
         cooldown_s: float = default("cache_cooldown_s"),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self.keys = Keys(prefix)
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.cooldown_s = cooldown_s
+        #: Measures the cool-down after a Redis error (tests step it instead of sleeping).
+        self.clock = clock
         self.r: Any = connect(url, timeout=timeout_s, retries=0)  # str responses
         self._bump = self.r.register_script(_BUMP)
         self._down_until = 0.0
@@ -68,12 +72,12 @@ class HotCache:
     # -- health -------------------------------------------------------------------
 
     def _available(self) -> bool:
-        return time.monotonic() >= self._down_until
+        return self.clock() >= self._down_until
 
     def _failed(self, exc: Exception) -> None:
         with self._lock:
-            first = self._down_until <= time.monotonic()
-            self._down_until = time.monotonic() + self.cooldown_s
+            first = self._down_until <= self.clock()
+            self._down_until = self.clock() + self.cooldown_s
         if first:
             log.warning(
                 "Redis hot cache unavailable (%s); serving artifacts from SQL for the next %.0f s",

@@ -1,9 +1,12 @@
 """One contract, two backends: every test runs on the embedded SQLite queue and on
-Redis Streams (a real redis-server from the ``redis_server`` fixture)."""
+Redis Streams (a real redis-server from the ``redis_server`` fixture).
+
+Time is a :class:`Clock` the test steps forward, never a sleep: leases, backoffs, idle
+scheduling and heartbeats are checked exactly and at no cost, however loaded the
+machine is."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,17 +21,35 @@ from sleeptime.queue.sqlite import SQLiteQueue
 MakeQueue = Callable[..., JobQueue]
 
 
+class Clock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture(params=["sqlite", "redis"])
-def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeQueue]:
+def make_queue(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[MakeQueue]:
     made: list[JobQueue] = []
 
     def make(**cfg: Any) -> JobQueue:
         config = QueueConfig(**({"idle_after": 0.0, "lease_s": 1.0, "max_deliveries": 3} | cfg))
         if request.param == "sqlite":
-            q: JobQueue = SQLiteQueue(str(tmp_path / "queue.db"), config)
+            q: JobQueue = SQLiteQueue(str(tmp_path / "queue.db"), config, clock=clock)
         else:
             server = request.getfixturevalue("redis_server")
-            q = RedisStreamsQueue(server.url, config, prefix="t")
+            q = RedisStreamsQueue(server.url, config, prefix="t", clock=clock)
         made.append(q)
         return q
 
@@ -76,12 +97,13 @@ def test_claim_leases_and_ack_completes(make_queue: MakeQueue) -> None:
     assert (counts["waiting"], counts["running"], counts["done"]) == (0, 0, 1)
 
 
-def test_expired_lease_is_reclaimed_by_another_worker(make_queue: MakeQueue) -> None:
+def test_expired_lease_is_reclaimed_by_another_worker(make_queue: MakeQueue, clock: Clock) -> None:
     q = make_queue(lease_s=0.5)
     q.enqueue("acme", "doc", 1)
     [job] = q.claim("dead-worker", 1)
+    clock.advance(0.49)
     assert q.reclaim("w2", 5) == []  # lease still valid
-    time.sleep(0.7)
+    clock.advance(0.02)
     [again] = q.reclaim("w2", 5)
     assert again.id == job.id and again.deliveries == 2 and again.worker == "w2"
     assert q.renew("dead-worker", [job]) == [job.id]  # the old holder learns it lost it
@@ -90,17 +112,19 @@ def test_expired_lease_is_reclaimed_by_another_worker(make_queue: MakeQueue) -> 
     assert q.counts()["done"] == 1
 
 
-def test_renewed_lease_is_not_reclaimed(make_queue: MakeQueue) -> None:
+def test_renewed_lease_is_not_reclaimed(make_queue: MakeQueue, clock: Clock) -> None:
     q = make_queue(lease_s=0.5)
     q.enqueue("acme", "doc", 1)
     [job] = q.claim("w1", 1)
-    for _ in range(6):
-        time.sleep(0.15)
+    for _ in range(6):  # 1.2 s in all: the lease lives on because it is renewed
+        clock.advance(0.2)
         assert q.renew("w1", [job]) == []
-    assert q.reclaim("w2", 5) == []
+        assert q.reclaim("w2", 5) == []
+    clock.advance(0.6)  # renewals stop: the lease runs out
+    assert [j.id for j in q.reclaim("w2", 5)] == [job.id]
 
 
-def test_failure_is_retried_after_backoff(make_queue: MakeQueue) -> None:
+def test_failure_is_retried_after_backoff(make_queue: MakeQueue, clock: Clock) -> None:
     q = make_queue()
     q.enqueue("acme", "doc", 1)
     [job] = q.claim("w1", 1)
@@ -108,7 +132,9 @@ def test_failure_is_retried_after_backoff(make_queue: MakeQueue) -> None:
     assert q.claim("w1", 1) == []  # backing off
     [pending] = q.list("pending")
     assert pending.error == "TimeoutError: slow"
-    time.sleep(0.6)
+    clock.advance(0.49)
+    assert q.claim("w1", 1) == []
+    clock.advance(0.02)
     [again] = q.claim("w1", 1)
     assert again.id == job.id and again.deliveries == 2
     assert q.counts()["retried"] == 1
@@ -147,49 +173,48 @@ def test_permanent_failure_is_dead_at_once(make_queue: MakeQueue) -> None:
     assert q.list("dead")[0].error == "ContextNotFound: no context"
 
 
-def test_job_that_keeps_losing_its_worker_goes_dead(make_queue: MakeQueue) -> None:
+def test_job_that_keeps_losing_its_worker_goes_dead(make_queue: MakeQueue, clock: Clock) -> None:
     q = make_queue(lease_s=0.2, max_deliveries=2)
     q.enqueue("acme", "poison", 1)
     q.claim("w1", 1)
-    time.sleep(0.3)
+    clock.advance(0.3)
     assert len(q.reclaim("w2", 1)) == 1
-    time.sleep(0.3)
+    clock.advance(0.3)
     assert q.reclaim("w3", 1) == []
     [dead] = q.list("dead")
     assert "gave up after 2 deliveries" in (dead.error or "")
 
 
-def test_activity_postpones_until_idle(make_queue: MakeQueue) -> None:
+def test_activity_postpones_until_idle(make_queue: MakeQueue, clock: Clock) -> None:
     q = make_queue(idle_after=0.6, max_delay=60)
     q.touch({"busy/doc": 1})
     q.enqueue("busy", "doc", 1)
     q.enqueue("quiet", "doc", 1)
     [first] = q.claim("w", 5)
     assert first.namespace == "quiet"  # idleness is per namespace
-    deadline = time.monotonic() + 1.2
-    while time.monotonic() < deadline:  # a busy namespace: postponed
+    for _ in range(12):  # 1.2 s of activity every 0.1 s: postponed
+        clock.advance(0.1)
         q.touch({"busy/doc": 1})
         assert q.claim("w", 5) == []
-        time.sleep(0.1)
-    quiet_since = time.monotonic()
-    while not (got := q.claim("w", 5)):
-        assert time.monotonic() - quiet_since < 3, "work never started after idleness"
-        time.sleep(0.05)
-    assert got[0].namespace == "busy"
-    assert time.monotonic() - quiet_since >= 0.45
+    clock.advance(0.59)  # quiet, but not for idle_after yet
+    assert q.claim("w", 5) == []
+    clock.advance(0.02)
+    [got] = q.claim("w", 5)
+    assert got.namespace == "busy"
 
 
-def test_max_delay_bounds_the_wait(make_queue: MakeQueue) -> None:
+def test_max_delay_bounds_the_wait(make_queue: MakeQueue, clock: Clock) -> None:
     q = make_queue(idle_after=30, max_delay=0.8)
     q.touch({"busy/doc": 1})
     q.enqueue("busy", "doc", 1)
-    start = time.monotonic()
-    while not (got := q.claim("w", 1)):
-        q.touch({"busy/doc": 1})  # never idle
-        assert time.monotonic() - start < 5
-        time.sleep(0.05)
-    assert got[0].namespace == "busy"
-    assert 0.7 <= time.monotonic() - start < 3
+    for _ in range(7):  # never idle
+        clock.advance(0.1)
+        q.touch({"busy/doc": 1})
+        assert q.claim("w", 1) == []
+    clock.advance(0.11)  # 0.81 s after the enqueue
+    q.touch({"busy/doc": 1})
+    [got] = q.claim("w", 1)
+    assert got.namespace == "busy"
 
 
 def test_priority_prefers_the_busiest_context(make_queue: MakeQueue) -> None:
@@ -207,11 +232,13 @@ def test_priority_prefers_the_busiest_context(make_queue: MakeQueue) -> None:
     assert q.claim("w", 1)[0].context_id == "vip"
 
 
-def test_heartbeat_lists_live_workers(make_queue: MakeQueue) -> None:
+def test_heartbeat_lists_live_workers(make_queue: MakeQueue, clock: Clock) -> None:
     q = make_queue()
-    q.heartbeat("w1", {"id": "w1", "in_hand": []}, ttl=0.4)
+    q.heartbeat("w1", {"id": "w1", "in_hand": []}, ttl=30)
+    assert q.workers() == [{"id": "w1", "in_hand": []}]
+    clock.advance(29)
     assert [w["id"] for w in q.workers()] == ["w1"]
-    time.sleep(0.6)
+    clock.advance(2)
     assert q.workers() == []
 
 
@@ -225,30 +252,52 @@ def test_due_rule_and_backoff() -> None:
     assert 1.0 <= retry_delay(1, 1.0, 30.0) <= 2.0
 
 
-def test_token_window_caps_admission() -> None:
-    w = TokenWindow(per_minute=100, window=0.3)
+def test_token_window_caps_admission(clock: Clock) -> None:
+    w = TokenWindow(per_minute=100, window=60, clock=clock)
     assert w.allows()
     w.add(150)
-    assert not w.allows() and w.wait_s() > 0
-    time.sleep(0.35)
-    assert w.allows()
+    assert not w.allows() and w.wait_s() == 60
+    clock.advance(59)
+    assert not w.allows() and w.wait_s() == pytest.approx(1)
+    clock.advance(1.01)
+    assert w.allows() and w.used() == 0
     assert TokenWindow(0).allows()
 
 
 def test_activity_recorder_batches_and_never_raises() -> None:
     sent: list[dict[str, int]] = []
-    rec = ActivityRecorder(sent.append, interval=0.05)
+    rec = ActivityRecorder(sent.append, interval=3600)  # only explicit flushes send
     for _ in range(5):
         rec("acme", "doc")
     rec("other", "x")
-    time.sleep(0.2)
-    assert sum(b.get("acme/doc", 0) for b in sent) == 5
-    assert sum(b.get("other/x", 0) for b in sent) == 1
+    assert sent == []  # recording is a dict update, nothing is sent on the caller's thread
+    rec.flush()
+    assert sent == [{"acme/doc": 5, "other/x": 1}]  # one batch
+    rec.flush()
+    assert len(sent) == 1  # nothing new: nothing sent
 
     def broken(_: dict[str, int]) -> None:
         raise ConnectionError("redis down")
 
-    rec2 = ActivityRecorder(broken, interval=0.05)
-    rec2("acme", "doc")  # must not raise on the caller's thread
+    rec2 = ActivityRecorder(broken, interval=3600)
+    rec2("acme", "doc")
+    rec2.flush()  # must not raise on the caller's thread
     rec2.close()
+    rec.close()
+
+
+def test_activity_recorder_flushes_in_the_background() -> None:
+    import threading
+
+    arrived = threading.Event()
+    sent: list[dict[str, int]] = []
+
+    def flush(batch: dict[str, int]) -> None:
+        sent.append(batch)
+        arrived.set()
+
+    rec = ActivityRecorder(flush, interval=0.01)
+    rec("acme", "doc")
+    assert arrived.wait(30), "the background thread never sent the batch"
+    assert sent[0] == {"acme/doc": 1}
     rec.close()

@@ -151,7 +151,6 @@ def test_redis_restart_during_a_run_loses_nothing(
         )
     wait_for(lambda: complete(st, "acme", ids) >= 4, 60, "the first jobs")
     redis_server.restart()  # AOF (appendfsync always) keeps the queue
-    time.sleep(0.5)
     wait_for(lambda: complete(st, "acme", ids) == 30, 120, "all jobs after the restart")
     wait_for(lambda: st.queue.counts()["done"] == 30, 30, "every job acknowledged")
     counts = st.queue.counts()
@@ -235,28 +234,55 @@ def test_a_failing_model_is_retried_by_the_gateway_only(sqlite_url: str) -> None
 
 def test_idle_scheduling_in_embedded_mode(sqlite_url: str) -> None:
     """No Redis: the worker runs in-process on the SQLite queue. Asking keeps the
-    namespace busy; sleep-time work starts only after ``idle_after`` of quiet."""
+    namespace busy; sleep-time work starts only after ``idle_after`` of quiet. The
+    queue's clock is stepped by the test, and every check waits until the worker has
+    looked for work at that time, so nothing depends on how fast the machine is."""
+    import threading
+
     settings = Settings(
         model="fake",
         n_questions=N_QUESTIONS,
-        idle_after=0.8,
-        max_delay=60,
-        poll_s=0.05,
-        activity_flush_s=0.05,
+        idle_after=30,
+        max_delay=600,
+        poll_s=0.01,
+        activity_flush_s=3600,  # activity reaches the queue at the test's flush() calls
     )
     st = SleepTime(
         model=FakeChatModel(), database_url=sqlite_url, settings=settings, background=True
     )
+    queue, recorder = st.queue, st.activity_recorder
+    assert queue is not None and recorder is not None
+    now = [1_800_000_000.0]
+    queue.clock = lambda: now[0]  # type: ignore[attr-defined]
+    looked = threading.Event()
+    claim = queue.claim
+
+    def watched_claim(worker: str, count: int = 1) -> list[Any]:
+        jobs = claim(worker, count)
+        looked.set()
+        return jobs
+
+    queue.claim = watched_claim  # type: ignore[method-assign]
+
+    def worker_looked() -> None:
+        looked.clear()
+        assert looked.wait(30), "the worker stopped looking for work"
+        looked.clear()
+        assert looked.wait(30)  # a whole claim made after the clock moved
+
     st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
-    busy_until = time.monotonic() + 2.0
-    while time.monotonic() < busy_until:
+    for _ in range(10):  # asked every 20 s for 200 s: never idle for 30 s
+        now[0] += 20
         st.ask("acme", "doc", "How many apples does Ann have?")
+        recorder.flush()
+        worker_looked()
         assert not st.artifacts("acme", "doc").complete, "sleep-time work ran while busy"
-        time.sleep(0.1)
-    quiet_since = time.monotonic()
-    wait_for(lambda: st.artifacts("acme", "doc").complete, 10, "work after idleness")
-    assert time.monotonic() - quiet_since >= 0.6
-    assert st.queue.counts()["done"] == 1
+    now[0] += 29.9  # quiet, but not for idle_after yet
+    worker_looked()
+    assert queue.counts()["waiting"] == 1
+    now[0] += 0.2
+    wait_for(lambda: st.artifacts("acme", "doc").complete, 30, "work after idleness")
+    assert queue.counts()["done"] == 1
     st.close()
 
 
@@ -330,9 +356,9 @@ def test_token_cap_holds_back_claims(sqlite_url: str) -> None:
     st = client(sqlite_url, None, poll_s=0.05, worker_tokens_per_minute=1)
     st.ingest("acme", "a", "Ann has 3 apples.")
     st.ingest("acme", "b", "Bob has 4 pears.")
-    st.start_worker()
+    worker = st.start_worker()
     wait_for(lambda: st.queue.counts()["done"] == 1, 10, "the first job")
-    time.sleep(0.5)
+    assert not worker.tokens.allows() and worker.tokens.wait_s() > 0  # the loop claims nothing
     assert st.queue.counts()["done"] == 1 and st.queue.counts()["waiting"] == 1
     st.close()
 

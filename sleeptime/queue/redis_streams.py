@@ -5,11 +5,13 @@ entry in the ``waiting`` ZSET (scored by its earliest start). A claim runs one L
 script that moves the highest-priority *due* jobs (idle-time rule of
 :mod:`sleeptime.queue.scheduler`, evaluated with the Redis clock so workers on
 different hosts agree) into the ``jobs`` stream and reads them with ``XREADGROUP``:
-the stream's pending-entries list is the set of leases. A worker that dies leaves its
-entries pending; ``XAUTOCLAIM`` hands them to another worker once idle for
-``lease_s``. Running workers keep their leases fresh (``XCLAIM ... JUSTID``). Failures
-go back to ``waiting`` with a backoff, and after ``max_deliveries`` to the ``dead``
-stream with the error text.
+the stream's pending-entries list is the set of leases, and each job records its
+lease deadline (``lease_until``). A worker that dies leaves its entries pending;
+``reclaim`` hands those whose deadline has passed to another worker (``XCLAIM``).
+Running workers move their deadlines forward (``renew``). Failures go back to
+``waiting`` with a backoff, and after ``max_deliveries`` to the ``dead`` stream with
+the error text. Every time is read from one clock: Redis's ``TIME``, or the ``clock``
+given to the queue (tests step it instead of sleeping).
 
 Scripts build job keys from prefixes, so the keys must live on one Redis node (no
 cluster sharding).
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,10 +44,20 @@ from sleeptime.queue.base import (
 from sleeptime.queue.keys import GROUP, Keys, ctx_key
 from sleeptime.settings import default
 
+#: Every script starts here. ARGV[1] is the caller's clock, or '' for the Redis clock
+#: (one clock for every worker, whatever host it runs on); the script's own arguments
+#: are ``A``.
 _NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
 local nows = string.format('%.6f', now)
+local A = {}
+for i = 2, #ARGV do A[i - 1] = ARGV[i] end
 """
 
 _DEAD = """
@@ -67,9 +79,9 @@ ENQUEUE = (
     _NOW
     + """
 local jk, dedup, waiting = KEYS[1], KEYS[2], KEYS[3]
-local id, ns, cid, version, priority = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local id, ns, cid, version, priority = A[1], A[2], A[3], A[4], A[5]
 local existing = redis.call('GET', dedup)
-if existing and redis.call('EXISTS', ARGV[6] .. existing) == 1 then
+if existing and redis.call('EXISTS', A[6] .. existing) == 1 then
   return {0, existing}
 end
 redis.call('SET', dedup, id)
@@ -85,11 +97,11 @@ TOUCH = (
     + """
 local activity, rate_prefix = KEYS[1], KEYS[2]
 local rk = rate_prefix .. math.floor(now / 60)
-for i = 1, #ARGV, 2 do
-  local ctx = ARGV[i]
+for i = 1, #A, 2 do
+  local ctx = A[i]
   local ns = string.match(ctx, '^([^/]*)/')
   redis.call('HSET', activity, ns, nows)
-  redis.call('HINCRBY', rk, ctx, tonumber(ARGV[i + 1]))
+  redis.call('HINCRBY', rk, ctx, tonumber(A[i + 1]))
 end
 redis.call('EXPIRE', rk, 180)
 return 1
@@ -100,9 +112,10 @@ CLAIM = (
     _NOW
     + """
 local waiting, stream, activity = KEYS[1], KEYS[2], KEYS[3]
-local rate_prefix, job_prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local count, idle_after, max_delay, scan = tonumber(ARGV[5]), tonumber(ARGV[6]),
-  tonumber(ARGV[7]), tonumber(ARGV[8])
+local rate_prefix, job_prefix, group, consumer = A[1], A[2], A[3], A[4]
+local count, idle_after, max_delay, scan = tonumber(A[5]), tonumber(A[6]),
+  tonumber(A[7]), tonumber(A[8])
+local lease_until = string.format('%.6f', now + tonumber(A[9]))
 local minute = math.floor(now / 60)
 local r1, r0 = rate_prefix .. minute, rate_prefix .. (minute - 1)
 local ids = redis.call('ZRANGEBYSCORE', waiting, '-inf', now, 'LIMIT', 0, scan)
@@ -148,7 +161,7 @@ if res then
     else
       redis.call('HINCRBY', jk, 'deliveries', 1)
       redis.call('HSET', jk, 'state', 'running', 'worker', consumer, 'entry', eid,
-        'started_at', nows)
+        'started_at', nows, 'lease_until', lease_until)
       out[#out + 1] = eid
       out[#out + 1] = id
     end
@@ -162,21 +175,33 @@ RECLAIM = (
     _NOW
     + """
 local stream, deadkey, stats = KEYS[1], KEYS[2], KEYS[3]
-local group, consumer, lease_ms, count, job_prefix, maxd = ARGV[1], ARGV[2], ARGV[3],
-  ARGV[4], ARGV[5], tonumber(ARGV[6])
+local group, consumer, lease, count, job_prefix, maxd, scan = A[1], A[2], tonumber(A[3]),
+  tonumber(A[4]), A[5], tonumber(A[6]), tonumber(A[7])
+local lease_until = string.format('%.6f', now + lease)
 """
     + _DEAD
     + """
-local res = redis.call('XAUTOCLAIM', stream, group, consumer, lease_ms, '0-0', 'COUNT', count)
+-- a lease is over when its deadline (set at claim, moved by renew) has passed; an entry
+-- claimed without a deadline (by an older version) falls back to its idle time
 local out = {}
-for _, e in ipairs(res[2]) do
-  local eid = e[1]
-  local id = e[2] and e[2][2]
+local taken = 0
+for _, p in ipairs(redis.call('XPENDING', stream, group, '-', '+', scan)) do
+  if taken >= count then break end
+  local eid, idle = p[1], tonumber(p[3])
+  local e = redis.call('XRANGE', stream, eid, eid)[1]
+  local id = e and e[2][2]
   local jk = id and (job_prefix .. id)
+  local expired = false
   if not id or redis.call('EXISTS', jk) == 0 then
     redis.call('XACK', stream, group, eid)
     redis.call('XDEL', stream, eid)
   else
+    local deadline = tonumber(redis.call('HGET', jk, 'lease_until') or '')
+    if deadline then expired = deadline < now else expired = idle >= lease * 1000 end
+  end
+  if expired then
+    taken = taken + 1
+    redis.call('XCLAIM', stream, group, consumer, 0, eid, 'JUSTID')
     local d = redis.call('HINCRBY', jk, 'deliveries', 1)
     if d > maxd then
       local last = redis.call('HGET', jk, 'error')
@@ -186,7 +211,7 @@ for _, e in ipairs(res[2]) do
       dead(jk, id, eid, err, d - 1)
     else
       redis.call('HSET', jk, 'state', 'running', 'worker', consumer, 'entry', eid,
-        'started_at', nows)
+        'started_at', nows, 'lease_until', lease_until)
       out[#out + 1] = eid
       out[#out + 1] = id
     end
@@ -196,25 +221,31 @@ return out
 """
 )
 
-RENEW = """
-local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+RENEW = (
+    _NOW
+    + """
+local stream, group, consumer, job_prefix = KEYS[1], A[1], A[2], A[3]
+local lease_until = string.format('%.6f', now + tonumber(A[4]))
 local lost = {}
-for i = 3, #ARGV do
-  local p = redis.call('XPENDING', stream, group, ARGV[i], ARGV[i], 1)
+for i = 5, #A, 2 do
+  local eid, id = A[i], A[i + 1]
+  local p = redis.call('XPENDING', stream, group, eid, eid, 1)
   if #p == 0 or p[1][2] ~= consumer then
-    lost[#lost + 1] = ARGV[i]
+    lost[#lost + 1] = eid
   else
-    redis.call('XCLAIM', stream, group, consumer, 0, ARGV[i], 'JUSTID')
+    redis.call('XCLAIM', stream, group, consumer, 0, eid, 'JUSTID')
+    redis.call('HSET', job_prefix .. id, 'lease_until', lease_until)
   end
 end
 return lost
 """
+)
 
 ACK = (
     _NOW
     + """
 local stream, waiting, deadkey, stats, jk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local group, eid, id, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local group, eid, id, ttl = A[1], A[2], A[3], tonumber(A[4])
 if eid ~= '' then
   redis.call('XACK', stream, group, eid)
   redis.call('XDEL', stream, eid)
@@ -237,8 +268,8 @@ FAIL = (
     _NOW
     + """
 local stream, waiting, deadkey, stats, jk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local group, consumer, eid, id, err, delay, permanent, maxd = ARGV[1], ARGV[2], ARGV[3],
-  ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
+local group, consumer, eid, id, err, delay, permanent, maxd = A[1], A[2], A[3],
+  A[4], A[5], tonumber(A[6]), A[7], tonumber(A[8])
 """
     + _DEAD
     + """
@@ -263,7 +294,7 @@ return 'retry'
 RETRY = (
     _NOW
     + """
-local jk, deadkey, waiting, id = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local jk, deadkey, waiting, id = KEYS[1], KEYS[2], KEYS[3], A[1]
 local f = redis.call('HMGET', jk, 'state', 'dead_entry', 'dedup')
 if not f[1] then return 'missing' end
 if f[1] ~= 'dead' then return f[1] end
@@ -323,9 +354,12 @@ class RedisStreamsQueue:
         config: QueueConfig | None = None,
         *,
         prefix: str = default("redis_prefix"),
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.url = url
         self.config = config or QueueConfig()
+        #: None: the Redis clock (shared by every worker); tests pass a controllable one.
+        self.clock = clock
         self.keys = Keys(prefix)
         self.r: Any = connect(url)  # responses are str (decode_responses)
         self._scripts = {
@@ -362,8 +396,17 @@ class RedisStreamsQueue:
                 raise
         self._group_ready = True
 
+    def _now(self) -> float:
+        """The queue's clock: the injected one, else the Redis server's."""
+        if self.clock is not None:
+            return self.clock()
+        with self._guard():
+            sec, usec = self.r.time()
+        return float(sec) + float(usec) / 1e6
+
     def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """Run a script; recreate the consumer group if Redis lost it (no AOF)."""
+        args = ["" if self.clock is None else f"{self.clock():.6f}", *args]
         with self._guard():
             self._ensure_group()
             try:
@@ -433,6 +476,7 @@ class RedisStreamsQueue:
                 c.idle_after,
                 c.max_delay,
                 c.scan,
+                c.lease_s,
             ],
         )
         return self._jobs(pairs)
@@ -444,19 +488,26 @@ class RedisStreamsQueue:
             [
                 GROUP,
                 worker,
-                int(self.config.lease_s * 1000),
+                self.config.lease_s,
                 count,
                 self.keys.job_prefix,
                 self.config.max_deliveries,
+                self.config.scan,
             ],
         )
         return self._jobs(pairs)
 
     def renew(self, worker: str, jobs: list[Job]) -> list[str]:
-        receipts = [j.receipt for j in jobs if j.receipt]
-        if not receipts:
+        held = [x for j in jobs if j.receipt for x in (j.receipt, j.id)]
+        if not held:
             return []
-        lost = set(self._run("renew", [self.keys.stream], [GROUP, worker, *receipts]))
+        lost = set(
+            self._run(
+                "renew",
+                [self.keys.stream],
+                [GROUP, worker, self.keys.job_prefix, self.config.lease_s, *held],
+            )
+        )
         return [j.id for j in jobs if j.receipt in lost]
 
     def ack(self, worker: str, job: Job) -> bool:
@@ -554,14 +605,18 @@ class RedisStreamsQueue:
         }
 
     def heartbeat(self, worker: str, info: dict[str, Any], ttl: float) -> None:
+        # the key's TTL removes it; "expires" lets readers on the queue's clock agree
+        record = json.dumps({**info, "expires": self._now() + ttl})
         with self._guard():
-            self.r.set(self.keys.worker(worker), json.dumps(info), px=max(1, int(ttl * 1000)))
+            self.r.set(self.keys.worker(worker), record, px=max(1, int(ttl * 1000)))
 
     def workers(self) -> builtins.list[dict[str, Any]]:
         with self._guard():
             names = list(self.r.scan_iter(match=self.keys.worker_prefix + "*", count=500))
             values = self.r.mget(names) if names else []
-        return [json.loads(v) for v in values if v]
+        now = self._now()
+        found = [json.loads(v) for v in values if v]
+        return [w for w in found if float(w.pop("expires", now)) >= now]
 
     def close(self) -> None:
         self.r.close()

@@ -114,18 +114,21 @@ class TokenWindow:
     job's cost is only known when it ends, so one job may overshoot by its own size.
     """
 
-    def __init__(self, per_minute: int, window: float = 60.0) -> None:
+    def __init__(
+        self, per_minute: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.per_minute = per_minute
         self.window = window
+        self.clock = clock
         self._spent: deque[tuple[float, int]] = deque()
         self._lock = threading.Lock()
 
     def add(self, tokens: int) -> None:
         with self._lock:
-            self._spent.append((time.monotonic(), tokens))
+            self._spent.append((self.clock(), tokens))
 
     def used(self) -> int:
-        cutoff = time.monotonic() - self.window
+        cutoff = self.clock() - self.window
         with self._lock:
             while self._spent and self._spent[0][0] < cutoff:
                 self._spent.popleft()
@@ -139,5 +142,5 @@ class TokenWindow:
         if self.allows():
             return 0.0
         with self._lock:
-            oldest = self._spent[0][0] if self._spent else time.monotonic()
-        return max(0.0, oldest + self.window - time.monotonic())
+            oldest = self._spent[0][0] if self._spent else self.clock()
+        return max(0.0, oldest + self.window - self.clock())

@@ -15,7 +15,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -94,9 +94,17 @@ def _job(row: tuple[Any, ...]) -> Job:
 class SQLiteQueue:
     """:class:`sleeptime.queue.base.JobQueue` in a SQLite file (or in memory)."""
 
-    def __init__(self, path: str, config: QueueConfig | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        config: QueueConfig | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.path = sqlite_path(path)
         self.config = config or QueueConfig()
+        #: Wall-clock seconds; tests pass a controllable clock instead of sleeping.
+        self.clock: Callable[[], float] = clock or time.time
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -147,7 +155,7 @@ class SQLiteQueue:
     def enqueue(
         self, namespace: str, context_id: str, version: int, priority: float = 0.0
     ) -> Job | None:
-        job_id, now = new_job_id(), time.time()
+        job_id, now = new_job_id(), self.clock()
         dedup = f"{ctx_key(namespace, context_id)}/{version}"
         with self._tx() as db:
             cur = db.execute(
@@ -163,7 +171,7 @@ class SQLiteQueue:
     def touch(self, activity: dict[str, int]) -> None:
         if not activity:
             return
-        now = time.time()
+        now = self.clock()
         minute = int(now // 60)
         with self._tx() as db:
             for ctx, n in activity.items():
@@ -182,7 +190,7 @@ class SQLiteQueue:
 
     def claim(self, worker: str, count: int = 1) -> list[Job]:
         c = self.config
-        now = time.time()
+        now = self.clock()
         minute = int(now // 60)
         out: list[Job] = []
         with self._tx() as db:
@@ -220,7 +228,7 @@ class SQLiteQueue:
 
     def reclaim(self, worker: str, count: int = 1) -> list[Job]:
         c = self.config
-        now = time.time()
+        now = self.clock()
         out: list[Job] = []
         with self._tx() as db:
             rows = db.execute(
@@ -253,7 +261,7 @@ class SQLiteQueue:
 
     def renew(self, worker: str, jobs: list[Job]) -> list[str]:
         lost: list[str] = []
-        until = time.time() + self.config.lease_s
+        until = self.clock() + self.config.lease_s
         with self._tx() as db:
             for job in jobs:
                 cur = db.execute(
@@ -266,7 +274,7 @@ class SQLiteQueue:
         return lost
 
     def ack(self, worker: str, job: Job) -> bool:
-        now = time.time()
+        now = self.clock()
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE st_jobs SET state = 'done', error = NULL, worker = NULL, "
@@ -291,7 +299,7 @@ class SQLiteQueue:
     def fail(
         self, worker: str, job: Job, error: str, *, delay: float, permanent: bool = False
     ) -> FailOutcome:
-        now = time.time()
+        now = self.clock()
         with self._tx() as db:
             row = db.execute(
                 "SELECT deliveries FROM st_jobs WHERE id = ? AND receipt = ? AND state = 'running'",
@@ -339,7 +347,7 @@ class SQLiteQueue:
                 raise JobNotFound(job_id, state=row[0])
             db.execute(
                 "UPDATE st_jobs SET state = 'waiting', deliveries = 0, ready_at = ? WHERE id = ?",
-                (time.time(), job_id),
+                (self.clock(), job_id),
             )
         job = self._get(job_id)
         assert job is not None
@@ -357,7 +365,7 @@ class SQLiteQueue:
         }
 
     def heartbeat(self, worker: str, info: dict[str, Any], ttl: float) -> None:
-        now = time.time()
+        now = self.clock()
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO st_job_workers (id, info, expires) VALUES (?, ?, ?)",
@@ -366,7 +374,7 @@ class SQLiteQueue:
             db.execute("DELETE FROM st_job_workers WHERE expires < ?", (now - 3600,))
 
     def workers(self) -> builtins.list[dict[str, Any]]:
-        rows = self._read("SELECT info FROM st_job_workers WHERE expires >= ?", (time.time(),))
+        rows = self._read("SELECT info FROM st_job_workers WHERE expires >= ?", (self.clock(),))
         return [json.loads(r[0]) for r in rows]
 
     def close(self) -> None:
