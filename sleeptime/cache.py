@@ -18,15 +18,17 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from sleeptime.graphs.query import ArtifactSource
 from sleeptime.models import Artifacts
 from sleeptime.queue.keys import Keys
 from sleeptime.queue.redis_streams import connect
 from sleeptime.settings import default
+
+if TYPE_CHECKING:
+    from sleeptime.graphs.query import ArtifactSource
 
 log = logging.getLogger("sleeptime.cache")
 

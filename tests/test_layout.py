@@ -125,3 +125,30 @@ def test_worker_deploy_material_is_there() -> None:
     folder = ROOT.parent / "workers"
     assert (folder / "README.md").is_file()
     assert not list(folder.glob("*.py")), "the worker code lives in sleeptime/worker/"
+
+
+#: Lower layers never import upper ones (docs/architecture.md, "Rules").
+UPPER = ("sleeptime.api", "sleeptime.cli", "sleeptime.bench", "sleeptime.worker")
+LOWER = (
+    "sleeptime.llm",
+    "sleeptime.store",
+    "sleeptime.queue",
+    "sleeptime.cache",
+    "sleeptime.models",
+    "sleeptime.settings",
+    "sleeptime.errors",
+)
+
+
+def test_lower_layers_do_not_import_upper_ones() -> None:
+    def under(name: str, prefixes: tuple[str, ...]) -> bool:
+        return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+    upward = [
+        f"{a} -> {b}"
+        for a, targets in import_graph().items()
+        if under(a, LOWER)
+        for b in sorted(targets)
+        if under(b, (*UPPER, "sleeptime.graphs", "sleeptime.background"))
+    ]
+    assert upward == []
