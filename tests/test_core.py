@@ -1,4 +1,4 @@
-"""The core contract of issue #2: versions, idempotent artifacts, invalidation,
+"""The core contract: versions, idempotent artifacts, invalidation,
 namespace isolation, the three answer sources, malformed output and the ledger."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ app = typer.Typer(
 )
 
 
-# -- multi-query accuracy/cost benchmark (issue #5) ------------------------------------------
+# -- accuracy vs tokens: test-time only, sleep-time, parallel sampling ------------------------
 
 
 @app.command("run")
@@ -88,14 +88,14 @@ def report_cmd(
     write_report(out, t=t, prices_path=prices, price_model=price_model)
 
 
-# -- KV-prefill artifact benchmark (issue #4) ------------------------------------------------
+# -- KV-prefill artifacts: cold vs warm time-to-answer on the local model --------------------
 
 from sleeptime.bench.prefill import prefill as prefill_cmd  # noqa: E402
 
 app.command("prefill")(prefill_cmd)
 
 
-# -- online-path and worker overhead (issue #3) ----------------------------------------------
+# -- online-path and worker overhead, model time excluded -------------------------------------
 
 from sleeptime.bench.overhead import overhead as overhead_cmd  # noqa: E402
 

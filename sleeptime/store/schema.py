@@ -114,7 +114,7 @@ class QueryRow(Base):
 
 
 class KVBlobRow(Base):
-    """A saved llama.cpp KV state of one exact token prefix (issue #4). The bytes live
+    """A saved llama.cpp KV state of one exact token prefix (KV-prefill). The bytes live
     in a file under ``settings.kv_dir``; this row is the index and the LRU clock."""
 
     __tablename__ = "st_kv_blobs"
