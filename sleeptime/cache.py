@@ -1,6 +1,6 @@
 """Redis hot cache in front of the SQL store, on the online ``ask`` path.
 
-``HotCache.wrap(fallback)`` returns an :data:`~sleeptime.graphs.query.ArtifactSource`
+``HotCache.wrap(fallback)`` returns an :data:`~sleeptime.online.ArtifactSource`
 that answers from one Redis round trip (``MGET`` of the cached artifacts and the
 newest known version), falls back to SQL on a miss and fills the cache with complete
 artifact sets (they are immutable per version).
@@ -21,8 +21,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from sleeptime.graphs.query import ArtifactSource
 from sleeptime.models import Artifacts
+from sleeptime.online import ArtifactSource
 from sleeptime.queue.keys import Keys
 from sleeptime.queue.redis_streams import connect
 

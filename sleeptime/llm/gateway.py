@@ -25,6 +25,11 @@ class CallResult:
     latency_ms: float
     finish_reason: str | None = None
 
+    @property
+    def hit_cap(self) -> bool:
+        """The reply stopped because it reached its token cap (it may be cut off)."""
+        return self.finish_reason in {"length", "max_tokens"}
+
 
 #: Receives (phase, step, usage, latency_ms) for every finished call.
 Recorder = Callable[[Phase, str, Usage, float], None]
@@ -58,6 +63,26 @@ def usage_of(model: BaseChatModel, messages: Sequence[BaseMessage], msg: AIMessa
             calls=1,
         )
     return count_tokens(model, messages, str(msg.content))
+
+
+def structured_kwargs(model: BaseChatModel, schema: dict[str, Any]) -> dict[str, Any]:
+    """Invocation kwargs that make ``model`` decode JSON matching ``schema``, or {}
+    when it has no such mode (the caller then parses text, with repair).
+
+    Our llama.cpp model compiles the schema into a grammar; OpenAI-style chat APIs
+    take ``response_format``. Both return a plain message, so usage is still read
+    from it and the ledger stays exact."""
+    if getattr(model, "supports_json_schema", False):
+        return {"json_schema": schema}
+    if type(model).__name__ in {"ChatOpenAI", "AzureChatOpenAI"}:
+        name = str(schema.get("title", "reply"))
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": schema},
+            }
+        }
+    return {}
 
 
 def _kwargs(max_tokens: int | None, temperature: float | None, seed: int | None) -> dict[str, Any]:
@@ -128,8 +153,31 @@ class ModelGateway:
         temperature: float | None = None,
         seed: int | None = None,
         recorder: Recorder | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> CallResult:
+        """One model call with retries on transient errors, booked by ``recorder``.
+
+        With ``json_schema`` the model is asked for constrained JSON where it supports
+        it; if the provider rejects that request, the call is repeated as plain text
+        (the caller parses and repairs), so no model is excluded."""
         kwargs = _kwargs(max_tokens, temperature, seed)
+        if json_schema is not None:
+            extra = structured_kwargs(self.model, json_schema)
+            if extra:
+                try:
+                    return self._call(messages, {**kwargs, **extra}, phase, step, recorder)
+                except ModelCallError:
+                    pass  # no JSON mode after all: plain text below
+        return self._call(messages, kwargs, phase, step, recorder)
+
+    def _call(
+        self,
+        messages: Sequence[BaseMessage],
+        kwargs: dict[str, Any],
+        phase: Phase,
+        step: str,
+        recorder: Recorder | None,
+    ) -> CallResult:
         start = time.perf_counter()
         try:
             for attempt in self.retry.retrying():

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sleeptime.errors import StoreUnavailable
 from sleeptime.models import Artifacts, ContextVersion, Ledger, Phase, PredictedQA, Usage
+from sleeptime.store.querylog import QueryLog
 from sleeptime.store.schema import (
     ArtifactRow,
     Base,
@@ -80,6 +81,12 @@ class SQLStore:
         # immutable rows keyed by version: safe to cache in-process, across processes
         self._artifacts: LRU[tuple[str, str, int], Artifacts] = LRU(cache_size)
         self._contexts: LRU[tuple[str, str, int], ContextVersion] = LRU(cache_size // 4)
+        memory = self.engine.dialect.name == "sqlite" and self.engine.url.database in (
+            None,
+            "",
+            ":memory:",
+        )
+        self._queries = QueryLog(self._write_queries, inline=memory)
         if create:
             self.create_all()
 
@@ -90,7 +97,12 @@ class SQLStore:
             Base.metadata.create_all(self.engine)
 
     def dispose(self) -> None:
+        self._queries.close()
         self.engine.dispose()
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Write buffered query-log rows now (a barrier for readers of the log)."""
+        return self._queries.flush(timeout)
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -308,28 +320,33 @@ class SQLStore:
         usage: Usage,
         latency_ms: float,
     ) -> None:
-        # A Core INSERT, not an ORM unit of work: this runs on every ask, and the ORM
-        # flush cost ~0.6-1 ms of the online path's 1 ms budget (issue #3 benchmark).
-        row = {
-            "namespace": namespace,
-            "context_id": context_id,
-            "version": version,
-            "question": question,
-            "answer": answer,
-            "source": source,
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "latency_ms": latency_ms,
-        }
+        self._queries.append(
+            {
+                "namespace": namespace,
+                "context_id": context_id,
+                "version": version,
+                "question": question,
+                "answer": answer,
+                "source": source,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "latency_ms": latency_ms,
+            }
+        )
+
+    def _write_queries(self, rows: list[dict[str, Any]]) -> None:
+        # One Core multi-row INSERT per batch (an ORM unit of work per row cost more
+        # than the rest of a zero-token answer).
         with self._guard(), self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
-                # The query log is telemetry: do not wait for the WAL flush (~3 ms per ask).
-                # A *server* crash may drop the last fraction of a second of log rows;
-                # it never corrupts them, and artifacts/ledger writes stay synchronous.
+                # The query log is telemetry: do not wait for the WAL flush. A *server*
+                # crash may drop the last fraction of a second of log rows; it never
+                # corrupts them, and artifact and ledger writes stay synchronous.
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            conn.execute(_INSERT_QUERY, [row])
+            conn.execute(_INSERT_QUERY, rows)
 
     def ledger(self, namespace: str, context_id: str) -> Ledger:
+        self.flush(timeout=5.0)  # count the queries answered so far
         totals = (
             select(
                 LedgerRow.phase,
