@@ -85,6 +85,8 @@ VERBOSITY: dict[int, str] = {
     ),
 }
 
+QUESTION_PATTERN = r'^[A-Z][^\n"\\]{6,200}\?$'
+
 
 def questions_schema(n: int) -> dict[str, Any]:
     """JSON schema of the predicted-questions reply, for constrained decoding. Item
@@ -97,7 +99,9 @@ def questions_schema(n: int) -> dict[str, Any]:
         "properties": {
             "questions": {
                 "type": "array",
-                "items": {"type": "string", "minLength": 8, "maxLength": 200},
+                # one line that starts with a capital and ends with "?": a grammar-
+                # constrained small model then writes questions, not list markers
+                "items": {"type": "string", "pattern": QUESTION_PATTERN},
                 "minItems": 1,
                 "maxItems": max(1, n),
             }

@@ -192,7 +192,7 @@ def _negations(tokens: Sequence[str]) -> int:
 
 def _negated_pair(x: str, others: frozenset[str]) -> bool:
     """``x`` is a negated form of a word on the other side (unpaid/paid, non-red/red)."""
-    return any(x.startswith(pre) and x[len(pre):] in others for pre in _NEG_PREFIXES)
+    return any(x.startswith(pre) and x[len(pre) :] in others for pre in _NEG_PREFIXES)
 
 
 def conflict(a: str, b: str) -> str | None:
