@@ -10,7 +10,6 @@ structural guard alone must refuse them). Exact re-asks must be served.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,92 +17,17 @@ from langchain_core.messages import BaseMessage
 from pydantic import Field
 
 from sleeptime import FakeChatModel, InvalidInput, Settings, SleepTime
+from sleeptime.bench.near_miss import (
+    EXACT_REASKS,
+    NEAR_MISSES,
+    PARAPHRASES,
+    both_ways,
+    policy_table,
+)
 from sleeptime.retrieval import ServePolicy, conflict, equivalent, normalise
 from sleeptime.store.sql import LEARNED, MANIFEST, QA
 
-#: (category, stored question, live question): a different question every time.
-NEAR_MISSES: list[tuple[str, str, str]] = [
-    ("negation", "Is the car red?", "Is the car not red?"),
-    ("negation", "Which cars are red?", "Which cars aren't red?"),
-    ("negation", "How many invoices were paid?", "How many invoices were unpaid?"),
-    ("negation", "How many books are fiction?", "How many books are non-fiction?"),
-    ("negation", "How many guests ate meat?", "How many guests never ate meat?"),
-    (
-        "opposite",
-        "How much money did Tom have before the trip?",
-        "How much money did Tom have after the trip?",
-    ),
-    ("opposite", "What is the price including tax?", "What is the price excluding tax?"),
-    ("opposite", "How many shirts were bought?", "How many shirts were returned?"),
-    ("opposite", "How many boxes were received?", "How many boxes were shipped?"),
-    ("opposite", "Who finished first?", "Who finished last?"),
-    ("opposite", "Which store sells more bread?", "Which store sells less bread?"),
-    ("opposite", "What was the profit in March?", "What was the loss in March?"),
-    ("entity", "How many apples does Ann have?", "How many apples does Bob have?"),
-    ("entity", "How old is Maria's brother?", "How old is Maria's sister?"),
-    ("period", "How many cups did Mia sell on Monday?", "How many cups did Mia sell on Tuesday?"),
-    ("period", "How much did the shop earn in 2023?", "How much did the shop earn in 2024?"),
-    ("period", "How much does Leo save per week?", "How much does Leo save per month?"),
-    ("period", "How many apples does Ann have?", "How many apples did Ann have?"),
-    ("place", "How many people live in Paris?", "How many people live in Lyon?"),
-    ("unit", "How long is the road in miles?", "How long is the road in kilometers?"),
-    ("unit", "What is the weight in grams?", "What is the weight in kilograms?"),
-    ("number", "What do 3 apples cost?", "What do 5 apples cost?"),
-    (
-        "number",
-        "What is the cost after the 15% discount?",
-        "What is the cost after the 20% discount?",
-    ),
-    ("direction", "How far is it from Oslo to Bergen?", "How far is it from Bergen to Oslo?"),
-    (
-        "direction",
-        "How many more apples does Ann have than Bob?",
-        "How many more apples does Bob have than Ann?",
-    ),
-    ("direction", "What is the ratio of boys to girls?", "What is the ratio of girls to boys?"),
-    ("direction", "How much does Ann owe Bob?", "How much does Bob owe Ann?"),
-    ("part", "How much do the pens cost?", "How much do the pens and pencils cost?"),
-    ("part", "How many apples are there?", "How many red apples are there?"),
-    ("part", "How many students passed?", "How many students passed or failed?"),
-    (
-        "total vs per-item",
-        "What is the total cost of the apples?",
-        "What is the cost of each apple?",
-    ),
-    ("total vs per-item", "What is the price per pen?", "What is the total price of the pens?"),
-    ("total vs per-item", "How much does one ticket cost?", "How much do all the tickets cost?"),
-    (
-        "total vs per-item",
-        "How many cookies does each child get?",
-        "How many cookies do the children get?",
-    ),
-]
-
-#: (stored, live): the same question, which must be served at zero tokens.
-EXACT_REASKS: list[tuple[str, str]] = [
-    ("How many apples does Ann have?", "How many apples does Ann have?"),
-    ("How many apples does Ann have?", "how many apples does ann have"),
-    ("How many apples does Ann have?", "  How many apples does Ann have ?! "),
-    ("What is the total cost of the order?", "What is total cost of order?"),
-    ("What's the total cost?", "What is the total cost?"),
-    ("How many apples do three boxes hold?", "How many apples do 3 boxes hold?"),
-    ("How many apples does Ann have?", "Please, how many apples does Ann have?"),
-    ("How many apples did Ann buy altogether?", "How many apples did Ann buy in total?"),
-    ("How many pears were purchased?", "How many pears were bought?"),
-    (
-        "What does the order cost in dollars if it is $1,200?",
-        "What does the order cost in dollars if it is $1200?",
-    ),
-    ("Can you tell me how far is it from Oslo to Bergen?", "How far is it from Oslo to Bergen?"),
-]
-
 ALWAYS_YES = ServePolicy("verified", threshold=0.01)
-
-
-def both_ways() -> Iterator[tuple[str, str, str]]:
-    for category, stored, live in NEAR_MISSES:
-        yield category, stored, live
-        yield category, live, stored
 
 
 @pytest.mark.parametrize(("category", "stored", "live"), list(both_ways()))
@@ -121,6 +45,30 @@ def test_an_exact_reask_is_served(stored: str, live: str) -> None:
     for a, b in ((stored, live), (live, stored)):
         decision = ServePolicy("exact").decide(a, ["Something else entirely?", b])
         assert decision.serve == 1 and decision.reason.startswith("exact"), (a, b)
+
+
+def test_the_near_miss_table_serves_nothing_and_covers_every_category() -> None:
+    table = policy_table()
+    assert {row["category"] for row in table} >= {
+        "negation",
+        "opposite",
+        "entity",
+        "period",
+        "place",
+        "unit",
+        "number",
+        "direction",
+        "part",
+        "total vs per-item",
+    }
+    assert all(row["served_exact"] == 0 for row in table)
+    assert all(row["served_verified_yes_judge"] == 0 for row in table)
+
+
+@pytest.mark.parametrize(("stored", "live"), PARAPHRASES)
+def test_paraphrases_are_left_to_the_model(stored: str, live: str) -> None:
+    decision = ServePolicy("exact").decide(live, [stored])
+    assert decision.serve is None and decision.related == (0,)
 
 
 def test_off_never_serves_and_unrelated_questions_get_no_notes() -> None:
