@@ -13,9 +13,12 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
+
+from sleeptime.errors import StoreUnavailable
 
 log = logging.getLogger("sleeptime.store")
 
@@ -26,8 +29,9 @@ _LIVE: weakref.WeakSet[QueryLog] = weakref.WeakSet()
 
 @atexit.register
 def _drain_all() -> None:
+    deadline = time.monotonic() + 10.0  # never hold up interpreter exit for long
     for qlog in list(_LIVE):
-        qlog.close(timeout=10.0)
+        qlog.close(timeout=max(0.1, deadline - time.monotonic()))
 
 
 #: Writes a batch of rows; raises when the database is unavailable.
@@ -40,6 +44,7 @@ class QueryLog:
         write: Writer,
         *,
         batch: int = 512,
+        linger_s: float = 0.05,
         retry_s: float = 1.0,
         max_pending: int = 100_000,
         inline: bool = False,
@@ -49,6 +54,8 @@ class QueryLog:
         #: only on its own connection, so a writer thread would not see its tables).
         self._inline = inline
         self._batch = batch
+        self._linger_s = linger_s
+        self._flushing = 0
         self._retry_s = retry_s
         self._max_pending = max_pending
         self._pending: list[dict[str, Any]] = []
@@ -72,6 +79,8 @@ class QueryLog:
                 if self._dropped in (1, 1000) or self._dropped % 100_000 == 0:
                     log.warning("query log buffer full: %d oldest rows dropped", self._dropped)
             self._pending.append(row)
+            if len(self._pending) > 1 and len(self._pending) < self._batch:
+                return  # the writer is already awake and lingering for more rows
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="sleeptime-querylog", daemon=True
@@ -87,6 +96,12 @@ class QueryLog:
                     self._cond.wait()
                 if not self._pending and self._closed:
                     return
+                # linger briefly so one INSERT carries many rows and the answering
+                # threads are not woken for every row
+                self._cond.wait_for(
+                    lambda: self._closed or self._flushing or len(self._pending) >= self._batch,
+                    timeout=self._linger_s,
+                )
                 rows = self._pending[: self._batch]
                 del self._pending[: self._batch]
                 self._inflight += 1
@@ -102,20 +117,29 @@ class QueryLog:
                     return  # closing with the database down: close() reports the loss
 
     def _try_write(self, rows: list[dict[str, Any]]) -> bool:
+        """Write a batch; False when it should be retried (the database is down)."""
         try:
             self._write(rows)
             return True
-        except Exception as exc:  # the database is down: keep the rows, retry later
+        except StoreUnavailable as exc:  # the database is down: keep the rows, retry later
             log.warning("query log write failed (%d rows kept for retry): %s", len(rows), exc)
             return False
+        except Exception as exc:  # a retry cannot fix it (schema gone, bad row)
+            log.error("query log: dropped %d rows that cannot be written: %s", len(rows), exc)
+            return True
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until every row appended so far is written; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(
-                lambda: (not self._pending and not self._inflight) or self._thread is None,
-                timeout=timeout,
-            )
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(
+                    lambda: (not self._pending and not self._inflight) or self._thread is None,
+                    timeout=timeout,
+                )
+            finally:
+                self._flushing -= 1
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is buffered and stop the writer thread."""
