@@ -7,21 +7,29 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from langchain_core.embeddings import Embeddings
-from langgraph.runtime import Runtime
 
 from sleeptime.errors import ContextNotFound, InvalidInput
-from sleeptime.graphs.query import ArtifactSource, QueryDeps, build_query_graph, retrieve
 from sleeptime.graphs.sleep import SleepDeps, build_sleep_graph
 from sleeptime.llm.gateway import ModelGateway
+from sleeptime.llm.kv import attach_kv
 from sleeptime.llm.resolve import ModelSpec, resolve_model
 from sleeptime.llm.retry import RetryPolicy
 from sleeptime.models import Answer, Artifacts, Budget, ContextVersion, Ledger, SleepReport, Usage
-from sleeptime.retrieval import EmbeddingMatcher, LexicalMatcher, Matcher
+from sleeptime.online import ArtifactSource, OnlineDeps, answer_question
+from sleeptime.retrieval import (
+    SERVE_MODES,
+    EmbeddingMatcher,
+    Judge,
+    LexicalMatcher,
+    Matcher,
+    ServeMode,
+    ServePolicy,
+)
 from sleeptime.settings import Settings
-from sleeptime.store.sql import SQLStore
+from sleeptime.store.sql import MANIFEST, SQLStore
 
 if TYPE_CHECKING:
     from sleeptime.background import Background
@@ -34,7 +42,6 @@ _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 _SLEEP_GRAPH = build_sleep_graph()
-_QUERY_GRAPH = build_query_graph()
 
 
 def check_ids(namespace: str, context_id: str) -> None:
@@ -59,6 +66,12 @@ class SleepTime:
     ``SLEEPTIME_DATABASE_URL``. The model is loaded on first use, so ingesting and
     serving precomputed answers never waits for it.
 
+    ``serve`` is the policy for precomputed answers (``SLEEPTIME_SERVE``): ``"exact"``
+    serves one at zero tokens only for the same question after normalisation,
+    ``"verified"`` also for a near candidate that ``judge(live, stored)`` (or, without
+    a judge, a one-token yes/no call to the model) confirms, ``"off"`` never. Questions
+    not served get the most related prepared Q&As as notes for the model.
+
     With ``SLEEPTIME_REDIS_URL`` set, new versions are enqueued for the worker service
     and answers are read through the Redis hot cache; ``background=True`` also runs a
     worker in this process (on the embedded SQLite queue when there is no Redis).
@@ -74,12 +87,30 @@ class SleepTime:
         retry: RetryPolicy | None = None,
         store: SQLStore | None = None,
         background: bool = False,
+        serve: ServeMode | None = None,
+        judge: Judge | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        mode = self.settings.serve if serve is None else serve
+        if mode not in SERVE_MODES:
+            raise InvalidInput(f"serve must be one of {', '.join(SERVE_MODES)} (got {mode!r})")
         self._model_spec: ModelSpec = model if model is not None else self.settings.model
         self.store = store or SQLStore(database_url or self.settings.database_url)
         self.retry = retry or RetryPolicy.from_settings(self.settings)
         self.matcher: Matcher = EmbeddingMatcher(embeddings) if embeddings else LexicalMatcher()
+        self.policy = ServePolicy(
+            mode,
+            matcher=self.matcher,
+            threshold=self.settings.match_threshold,
+            related=self.settings.related_notes,
+        )
+        self._online = OnlineDeps(
+            store=self.store,
+            gateway=lambda: self.gateway,
+            policy=self.policy,
+            settings=self.settings,
+            judge=judge,
+        )
         self._gateway: ModelGateway | None = None
         self._gateway_lock = threading.Lock()
         #: Where the online path reads artifacts; the Redis hot cache replaces it.
@@ -125,6 +156,7 @@ class SleepTime:
             with self._gateway_lock:
                 if self._gateway is None:
                     model = resolve_model(self._model_spec, self.settings)
+                    attach_kv(model, self.store, self.settings)  # saved prefixes, once
                     self._gateway = ModelGateway(
                         model=model, retry=self.retry, window=self.settings.context_window
                     )
@@ -240,6 +272,7 @@ class SleepTime:
             qas=out.get("qas", []),
             usage=out.get("usage", Usage()),
             seconds=time.perf_counter() - start,
+            warnings=out.get("warnings", []),
         )
 
     # -- test time ------------------------------------------------------------------
@@ -272,29 +305,21 @@ class SleepTime:
                 raise InvalidInput(f"max_tokens must be >= 1 (got {max_tokens})")
             budget = Budget(verbosity=v, max_tokens=max_tokens)
         start = time.perf_counter()
-        found = self.artifact_source(namespace, context_id)  # read once, used by both paths
-        deps = QueryDeps(
-            store=self.store,
-            gateway=lambda: self.gateway,
-            matcher=self.matcher,
-            settings=self.settings,
-            artifacts=lambda _ns, _cid: found,
+        found = self.artifact_source(namespace, context_id)  # the one keyed read
+        if found is None:
+            raise ContextNotFound(namespace, context_id)
+        answer = answer_question(
+            self._online,
+            namespace,
+            context_id,
+            question.strip(),
+            budget,
+            explicit_budget=explicit,
+            found=found,
         )
-        state: dict[str, Any] = {
-            "namespace": namespace,
-            "context_id": context_id,
-            "question": question.strip(),
-            "budget": budget,
-            "explicit_budget": explicit,
-        }
-        # A precomputed answer needs only the graph's first node: calling it directly
-        # skips ~1 ms of LangGraph run overhead on the hot path (issue #3 benchmark).
-        out = retrieve(state, Runtime(context=deps))  # type: ignore[arg-type]
-        if "answer" not in out:  # the graph's retrieve sees the version/artifacts: no rework
-            out = _QUERY_GRAPH.invoke({**state, **out}, context=deps)
         self._touch(namespace, context_id)
-        answer: Answer = out["answer"]
         answer = answer.model_copy(update={"latency_ms": (time.perf_counter() - start) * 1000.0})
+        # batched off the critical path; ledger() and close() flush it
         self.store.log_query(
             namespace,
             context_id,
@@ -310,7 +335,13 @@ class SleepTime:
     def ledger(self, namespace: str, context_id: str) -> Ledger:
         """Sleep-time vs test-time tokens spent on a context so far, and queries answered."""
         check_ids(namespace, context_id)
-        return self.store.ledger(namespace, context_id)
+        ledger = self.store.ledger(namespace, context_id)
+        version = self.store.current_version(namespace, context_id)
+        if version is not None:
+            manifest = self.store.get_artifact(namespace, context_id, version, MANIFEST, "0")
+            if manifest:
+                ledger = ledger.model_copy(update={"warnings": manifest.get("warnings", [])})
+        return ledger
 
     # -- async twins ------------------------------------------------------------------
 

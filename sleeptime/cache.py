@@ -1,6 +1,6 @@
 """Redis hot cache in front of the SQL store, on the online ``ask`` path.
 
-``HotCache.wrap(fallback)`` returns an :data:`~sleeptime.graphs.query.ArtifactSource`
+``HotCache.wrap(fallback)`` returns an :data:`~sleeptime.online.ArtifactSource`
 that answers from one Redis round trip (``MGET`` of the cached artifacts and the
 newest known version), falls back to SQL on a miss and fills the cache with complete
 artifact sets (they are immutable per version).
@@ -28,7 +28,7 @@ from sleeptime.queue.redis_streams import connect
 from sleeptime.settings import default
 
 if TYPE_CHECKING:
-    from sleeptime.graphs.query import ArtifactSource
+    from sleeptime.online import ArtifactSource
 
 log = logging.getLogger("sleeptime.cache")
 

@@ -45,8 +45,17 @@ class ContextVersion(BaseModel):
 
 
 class PredictedQA(BaseModel):
+    """A question predicted at sleep time and the answer precomputed for it.
+
+    Only a whole answer (it finished within its token cap and states a final answer)
+    is ``servable`` at zero tokens; the others are kept for the record with the
+    ``reason`` they are not served.
+    """
+
     question: str
     answer: str
+    servable: bool = True
+    reason: str | None = None
 
 
 class Artifacts(BaseModel):
@@ -74,8 +83,17 @@ class Answer(BaseModel):
     usage: Usage
     latency_ms: float
     version: int
-    matched_question: str | None = None
+    matched_question: str | None = Field(
+        None, description="the predicted question whose precomputed answer was served"
+    )
     match_score: float | None = None
+    serve_reason: str | None = Field(
+        None, description="why a precomputed answer was served (exact match, verified by ...)"
+    )
+    related_questions: list[str] = Field(
+        default_factory=list,
+        description="prepared questions shown to the model as notes (learned answers)",
+    )
 
 
 class Ledger(BaseModel):
@@ -87,6 +105,10 @@ class Ledger(BaseModel):
     test: Usage = Usage()
     queries: int = 0
     by_source: dict[str, int] = Field(default_factory=dict)
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what sleep-time compute could not do for the current version",
+    )
 
     def cost(self, test_weight: float = 10.0) -> float:
         """Paper's weighting: a test-time token costs ``test_weight`` sleep-time tokens."""
@@ -104,6 +126,11 @@ class SleepReport(BaseModel):
     qas: list[PredictedQA] = Field(default_factory=list)
     usage: Usage = Usage()
     seconds: float = 0.0
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="degraded steps (e.g. no parseable predicted questions): the run "
+        "still completed and its learned context is served",
+    )
 
 
 #: Default completion-token caps per verbosity level (0 = answer only ... 4 = thorough).

@@ -8,7 +8,7 @@ field in one table; ``tests/test_settings_doc.py`` keeps the two in step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,7 +38,18 @@ class Settings(BaseSettings):
     # test-time
     default_verbosity: int = Field(1, ge=0, le=4)
     cold_verbosity: int = Field(3, ge=0, le=4, description="budget of a cold answer")
-    match_threshold: float = Field(0.75, gt=0.0, le=1.0)
+    serve: Literal["exact", "verified", "off"] = Field(
+        "exact",
+        description="when a precomputed answer is served at zero tokens: the same question "
+        "after normalisation (exact), also near candidates a verifier confirms (verified), "
+        "never (off)",
+    )
+    match_threshold: float = Field(
+        0.75, gt=0.0, le=1.0, description="similarity a near candidate needs to be verified"
+    )
+    related_notes: int = Field(
+        3, ge=0, le=20, description="prepared Q&As shown to the model as notes when not served"
+    )
     include_raw_context: bool = Field(
         True, description="give the raw context next to c' when answering from c'"
     )

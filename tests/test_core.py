@@ -167,17 +167,29 @@ def test_namespaces_are_isolated(st: SleepTime) -> None:
     assert st.ledger("tenant-b", "doc").sleep.calls == 0
 
 
-def test_unparseable_questions_fail_clearly_and_store_nothing(
+def test_unparseable_questions_degrade_to_the_learned_context(
     database_url: str, settings: Settings
 ) -> None:
+    """A model that never yields a question list does not fail the job: the version
+    completes with zero predictions, its learned context is served, and the report,
+    the manifest and the ledger say what happened."""
     garbage = "I am sorry, I cannot do that."
-    model = FakeChatModel(responses=["Notes: Ann has 3 apples.", garbage, garbage, garbage])
+    model = FakeChatModel(
+        responses=["Notes: Ann has 3 apples.", garbage, garbage, garbage, "The answer is 3."]
+    )
     st = SleepTime(model=model, database_url=database_url, settings=settings)
     st.ingest("acme", "doc", TEXT)
-    with pytest.raises(ModelOutputError, match="no parseable questions in 3 attempts"):
-        st.sleep("acme", "doc")
+    report = st.sleep("acme", "doc")
+    assert report.qas == [] and report.learned == "Notes: Ann has 3 apples."
+    assert len(report.warnings) == 1 and "no predicted questions" in report.warnings[0]
     arts = st.artifacts("acme", "doc")
-    assert arts.learned == "Notes: Ann has 3 apples." and not arts.qas and not arts.complete
+    assert arts.learned == "Notes: Ann has 3 apples." and not arts.qas and arts.complete
+    assert st.ledger("acme", "doc").warnings == report.warnings
+    assert st.sleep("acme", "doc").skipped  # complete: a worker neither retries nor dead-letters
+    assert model.calls == 4
+    ans = st.ask("acme", "doc", "How many apples does Ann have?")
+    assert ans.source == "learned" and ans.usage.calls == 1
+    st.close()
 
 
 def test_malformed_questions_are_repaired(database_url: str, settings: Settings) -> None:

@@ -62,7 +62,7 @@ def test_sleep_prewarms_the_query_prefix_and_books_it(sqlite_url: str) -> None:
     assert [m.content for m in query["messages"][:-1]] == [
         m.content for m in warm[0]["messages"][:-1]
     ]
-    stable = prewarm_prompt.split("Question:")[0]
+    stable = prewarm_prompt.split("<question>")[0]
     assert len(stable) > len(TEXT) and str(query["messages"][-1].content).startswith(stable)
 
     with st.store.session() as s:

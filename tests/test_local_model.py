@@ -17,8 +17,10 @@ TEXT = (
 )
 
 
-def test_sleep_then_ask_on_the_real_model(sqlite_url: str) -> None:
-    settings = Settings(model="local", n_questions=2, sleep_max_tokens=96)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sleep_then_ask_on_the_real_model(sqlite_url: str, threads: int) -> None:
+    # llama.cpp's output differs with the thread count (and the CPU): run both
+    settings = Settings(model="local", n_questions=2, sleep_max_tokens=96, local_threads=threads)
     st = SleepTime(database_url=sqlite_url, settings=settings)
     assert st.model_name.startswith("local:SmolLM2")
     st.ingest("lib", "order", TEXT)
@@ -28,21 +30,36 @@ def test_sleep_then_ask_on_the_real_model(sqlite_url: str) -> None:
 
     report = st.sleep("lib", "order")
     assert report.learned and report.learned.strip()
-    assert 1 <= len(report.qas) <= 2
-    assert all(qa.question.endswith("?") and qa.answer.strip() for qa in report.qas)
     assert report.usage.completion_tokens > 0
+    # What the model predicts differs between CPUs: assert the contract, not a parse.
+    # Either questions were predicted (each one a question, its answer stored and
+    # marked servable or not with a reason), or none were and the run says so.
+    assert len(report.qas) <= 2
+    assert all(qa.question.endswith("?") for qa in report.qas)
+    assert all(qa.servable == (qa.reason is None) for qa in report.qas)
+    assert report.qas or any("no predicted questions" in w for w in report.warnings)
+    arts = st.artifacts("lib", "order")
+    assert arts.complete and arts.learned == report.learned
 
-    hit = st.ask("lib", "order", report.qas[0].question)
-    assert hit.source == "predicted" and hit.usage.total_tokens == 0
+    asked = 1
+    for qa in report.qas:  # a re-ask is served at zero tokens only if the answer is whole
+        hit = st.ask("lib", "order", qa.question)
+        asked += 1
+        if qa.servable:
+            assert hit.source == "predicted" and hit.usage.total_tokens == 0
+        else:
+            assert hit.source == "learned" and hit.usage.completion_tokens > 0
+    extra = st.ledger("lib", "order").test.completion_tokens - cold.usage.completion_tokens
     warm = st.ask("lib", "order", "How much does the library pay?", max_tokens=24)
+    asked += 1
     assert warm.source == "learned" and 0 < warm.usage.completion_tokens <= 24
 
     ledger = st.ledger("lib", "order")
     assert ledger.sleep.completion_tokens == report.usage.completion_tokens
-    assert (
-        ledger.test.completion_tokens == cold.usage.completion_tokens + warm.usage.completion_tokens
+    assert ledger.test.completion_tokens == (
+        cold.usage.completion_tokens + extra + warm.usage.completion_tokens
     )
-    assert ledger.queries == 3
+    assert ledger.queries == asked
     # re-running sleep-time on the same version is free
     assert st.sleep("lib", "order").skipped
     assert st.ledger("lib", "order").sleep == ledger.sleep

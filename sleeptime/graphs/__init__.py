@@ -1,13 +1,6 @@
-"""LangGraph pipelines: sleep-time (offline) and query (online)."""
+"""The sleep-time pipeline as a LangGraph graph (the online path is a plain function
+in :mod:`sleeptime.online`: one keyed read and at most one model call)."""
 
-from sleeptime.graphs.query import QueryDeps, QueryState, build_query_graph
 from sleeptime.graphs.sleep import SleepDeps, SleepState, build_sleep_graph
 
-__all__ = [
-    "QueryDeps",
-    "QueryState",
-    "SleepDeps",
-    "SleepState",
-    "build_query_graph",
-    "build_sleep_graph",
-]
+__all__ = ["SleepDeps", "SleepState", "build_sleep_graph"]

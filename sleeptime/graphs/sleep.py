@@ -9,6 +9,7 @@ stopped and re-running a finished version costs nothing.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
@@ -29,6 +30,8 @@ from sleeptime.settings import Settings
 from sleeptime.store.sql import LEARNED, MANIFEST, QA, QUESTIONS, SQLStore
 
 DRAFT = "draft"
+#: Calls (first try plus repairs) spent on predicting questions before giving up.
+PREDICT_ATTEMPTS = 3
 #: Verbosity used to precompute answers to predicted questions (sleep time is cheap).
 ANSWER_VERBOSITY = 3
 
@@ -55,7 +58,8 @@ class SleepState(TypedDict, total=False):
     drafts: Annotated[list[str], operator.add]
     learned: str | None
     questions: list[str]
-    qas: list[dict[str, str]]
+    qas: list[dict[str, Any]]
+    warnings: list[str]
     usage: Annotated[Usage, add_usage]
     skipped: bool
     rebuild_kv: bool
@@ -83,6 +87,7 @@ class SleepDeps:
         step: str,
         *,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> CallResult:
         record = self.store.recorder(**where(state), model=self.gateway.name)
         return self.gateway.call(
@@ -93,6 +98,7 @@ class SleepDeps:
             temperature=temperature,
             recorder=record,
             namespace=state["namespace"],
+            json_schema=json_schema,
         )
 
     def nonempty(
@@ -145,7 +151,8 @@ class SleepDeps:
 
 def plan(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     deps = runtime.context
-    if deps.get(state, MANIFEST, "0") is not None:
+    manifest = deps.get(state, MANIFEST, "0")
+    if manifest is not None:
         arts = deps.store.load_artifacts(state["namespace"], state["context_id"], state["version"])
         try:
             rebuild = prefill_missing(deps.store, deps.gateway, deps.settings, **where(state))
@@ -156,6 +163,7 @@ def plan(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
             "rebuild_kv": rebuild,
             "learned": arts.learned,
             "qas": [qa.model_dump() for qa in arts.qas],
+            "warnings": manifest.get("warnings", []),
         }
     learned = deps.get(state, LEARNED, "0")
     return {"skipped": False, "learned": learned["text"] if learned else None}
@@ -243,50 +251,70 @@ def merge(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
         learned, usage = deps.nonempty(
             state, deps.fitted(lambda c: prompts.merge_messages(c, drafts), state["text"]), "merge"
         )
-    stored = deps.put(state, LEARNED, "0", {"text": learned, "k": deps.k}, usage)
+    stored = deps.put(
+        state, LEARNED, "0", {"text": learned, "k": deps.k, "provenance": prompts.PROVENANCE}, usage
+    )
     return {"learned": stored["text"], "usage": usage}
 
 
 def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
+    """Predict questions, as constrained JSON where the model supports it, else as text
+    with repair. A model that still yields nothing parseable does not fail the run:
+    the learned context is already stored and is worth serving, so the version
+    completes with zero predictions and a warning in its manifest."""
     deps = runtime.context
     n = deps.n_questions
     found = deps.get(state, QUESTIONS, "0")
     if found is not None:
-        return {"questions": found["questions"]}
+        return {"questions": found["questions"], "warnings": found.get("warnings", [])}
     if n == 0:
         return {"questions": []}
     deps.say(f"predicting {n} questions")
     learned = state.get("learned")
     messages = deps.fitted(lambda c: prompts.predict_messages(c, learned, n), state["text"])
+    schema = prompts.questions_schema(n)
     usage = Usage()
     last = ""
-    for _attempt in range(3):
-        res = deps.call(state, messages, "predict")
+    for _attempt in range(PREDICT_ATTEMPTS):
+        res = deps.call(state, messages, "predict", json_schema=schema)
         usage = usage + res.usage
         questions = parse_questions(res.text, n)
         if questions:
             stored = deps.put(
-                state, QUESTIONS, "0", {"questions": questions, "raw": res.text}, usage
+                state,
+                QUESTIONS,
+                "0",
+                {"questions": questions, "raw": res.text, "provenance": prompts.PROVENANCE},
+                usage,
             )
             return {"questions": stored["questions"], "usage": usage}
         last = res.text
         messages = [*messages, AIMessage(res.text), prompts.repair_questions_message(n)]
-    raise ModelOutputError(
-        f"model {deps.gateway.name} produced no parseable questions in 3 attempts; "
-        f"last output began {last[:120]!r}"
+    warning = (
+        f"no predicted questions: {deps.gateway.name} produced no parseable question list "
+        f"in {PREDICT_ATTEMPTS} attempts (last output began {last[:80]!r}); the learned "
+        "context is served"
     )
+    deps.say(warning)
+    stored = deps.put(
+        state, QUESTIONS, "0", {"questions": [], "raw": last, "warnings": [warning]}, usage
+    )
+    return {"questions": [], "usage": usage, "warnings": stored.get("warnings", [warning])}
 
 
 def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
+    """Precompute an answer per predicted question. Only a whole answer (finished
+    within the cap, with a final-answer line) is stored as servable at zero tokens; a
+    cut-off or empty one is kept for the record, marked with why it is not served."""
     deps = runtime.context
     questions = state.get("questions", [])
     learned = state.get("learned")
-    qas: list[dict[str, str]] = []
+    qas: list[dict[str, Any]] = []
     usage = Usage()
     for i, question in enumerate(questions):
         found = deps.get(state, QA, str(i))
         if found is not None:
-            qas.append({"question": found["question"], "answer": found["answer"]})
+            qas.append(_qa(found))
             continue
         deps.say(f"answering predicted question {i + 1}/{len(questions)}")
         messages = deps.fitted(
@@ -295,12 +323,43 @@ def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
             ),
             state["text"],
         )
-        text, used = deps.nonempty(state, messages, "answer")
-        usage = usage + used
-        qa = {"question": question, "answer": text}
-        stored = deps.put(state, QA, str(i), qa, used)
-        qas.append({"question": stored["question"], "answer": stored["answer"]})
+        res = deps.call(state, messages, "answer")
+        usage = usage + res.usage
+        text = res.text.strip()
+        reason = unservable_reason(text, res.hit_cap)
+        qa = {
+            "question": question,
+            "answer": text,
+            "servable": reason is None,
+            "reason": reason,
+            "provenance": prompts.PROVENANCE,
+        }
+        stored = deps.put(state, QA, str(i), qa, res.usage)
+        qas.append(_qa(stored))
     return {"qas": qas, "usage": usage}
+
+
+def _qa(payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "question": payload["question"],
+        "answer": payload["answer"],
+        "servable": payload.get("servable", True),
+        "reason": payload.get("reason"),
+    }
+
+
+_FINAL = re.compile(r"answer is\s*[:\-]?\s*\S|####\s*\S|\\boxed\{[^}]+\}", re.IGNORECASE)
+
+
+def unservable_reason(text: str, hit_cap: bool) -> str | None:
+    """Why a precomputed answer must not be served at zero tokens, or None."""
+    if not text:
+        return "empty answer"
+    if hit_cap:
+        return "hit its token cap (may be cut off)"
+    if not _FINAL.search(text):
+        return "no final answer line"
+    return None
 
 
 def prefill(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
@@ -325,11 +384,18 @@ def prefill(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
 
 def finish(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     deps = runtime.context
+    qas = state.get("qas", [])
     deps.put(
         state,
         MANIFEST,
         "0",
-        {"k": deps.k, "questions": len(state.get("qas", [])), "prompts": prompts.PROMPT_VERSION},
+        {
+            "k": deps.k,
+            "questions": len(qas),
+            "servable": sum(1 for qa in qas if qa.get("servable", True)),
+            "warnings": state.get("warnings", []),
+            "prompts": prompts.PROMPT_VERSION,
+        },
         Usage(),
     )
     return {}

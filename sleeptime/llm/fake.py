@@ -8,11 +8,12 @@ with N the last number of the prompt). Usage is reported in whitespace tokens.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -37,6 +38,9 @@ class FakeChatModel(BaseChatModel):
     display_name: str = "fake"
     _calls: int = PrivateAttr(default=0)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    #: With ``json_schema=`` a rule-based question list is returned as JSON.
+    supports_json_schema: ClassVar[bool] = True
 
     @property
     def _llm_type(self) -> str:
@@ -73,10 +77,12 @@ class FakeChatModel(BaseChatModel):
         if self.latency_s:
             time.sleep(self.latency_s)
         if text is None:
-            text = self._rule_based(messages)
+            text = self._rule_based(messages, structured="json_schema" in kwargs)
         cap = kwargs.get("max_tokens")
+        finish = "stop"
         if isinstance(cap, int) and _tokens(text) > cap:
             text = " ".join(text.split()[:cap])
+            finish = "length"
         prompt = sum(_tokens(str(m.content)) for m in messages)
         msg = AIMessage(
             content=text,
@@ -85,13 +91,13 @@ class FakeChatModel(BaseChatModel):
                 "output_tokens": _tokens(text),
                 "total_tokens": prompt + _tokens(text),
             },
-            response_metadata={"finish_reason": "stop"},
+            response_metadata={"finish_reason": finish},
         )
         return ChatResult(generations=[ChatGeneration(message=msg)])
 
-    def _rule_based(self, messages: Sequence[BaseMessage]) -> str:
+    def _rule_based(self, messages: Sequence[BaseMessage], structured: bool = False) -> str:
         last = str(messages[-1].content)
-        context = _section(last, "Context:")
+        context = _section(last, "context")
         if "Write the study notes" in last or "Write the merged notes" in last:
             facts = [s for s in _sentences(context) if _NUMBER.search(s)]
             return (
@@ -103,17 +109,21 @@ class FakeChatModel(BaseChatModel):
         m = re.search(r"List (\d+) questions", last)
         if m:
             n = int(m.group(1))
-            return "\n".join(f"{i + 1}. {q}" for i, q in enumerate(_questions(context, n)))
+            questions = list(_questions(context, n))
+            if structured:
+                return json.dumps({"questions": questions})
+            return "\n".join(f"{i + 1}. {q}" for i, q in enumerate(questions))
+        if "Answer yes or no" in last:
+            return "no"
         numbers = _NUMBER.findall(last)
         value = numbers[-1].replace(",", "") if numbers else "unknown"
         return f"The answer is {value}."
 
 
-def _section(text: str, header: str) -> str:
-    if header not in text:
-        return text
-    body = text.split(header, 1)[1]
-    return re.split(r"\n\n(?:Notes|Question|List|Write)", body, maxsplit=1)[0].strip()
+def _section(text: str, tag: str) -> str:
+    """The text fenced in ``<tag>`` (the whole prompt when there is none)."""
+    m = re.search(rf"<{tag}[^>]*>\n(.*?)\n</{tag}>", text, re.DOTALL)
+    return m.group(1).strip() if m else text
 
 
 def _sentences(text: str) -> list[str]:

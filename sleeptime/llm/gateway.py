@@ -26,6 +26,11 @@ class CallResult:
     latency_ms: float
     finish_reason: str | None = None
 
+    @property
+    def hit_cap(self) -> bool:
+        """The reply stopped because it reached its token cap (it may be cut off)."""
+        return self.finish_reason in {"length", "max_tokens"}
+
 
 #: Receives (phase, step, usage, latency_ms) for every finished call.
 Recorder = Callable[[Phase, str, Usage, float], None]
@@ -59,6 +64,26 @@ def usage_of(model: BaseChatModel, messages: Sequence[BaseMessage], msg: AIMessa
             calls=1,
         )
     return count_tokens(model, messages, str(msg.content))
+
+
+def structured_kwargs(model: BaseChatModel, schema: dict[str, Any]) -> dict[str, Any]:
+    """Invocation kwargs that make ``model`` decode JSON matching ``schema``, or {}
+    when it has no such mode (the caller then parses text, with repair).
+
+    Our llama.cpp model compiles the schema into a grammar; OpenAI-style chat APIs
+    take ``response_format``. Both return a plain message, so usage is still read
+    from it and the ledger stays exact."""
+    if getattr(model, "supports_json_schema", False):
+        return {"json_schema": schema}
+    if type(model).__name__ in {"ChatOpenAI", "AzureChatOpenAI"}:
+        name = str(schema.get("title", "reply"))
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": schema},
+            }
+        }
+    return {}
 
 
 def _kwargs(max_tokens: int | None, temperature: float | None, seed: int | None) -> dict[str, Any]:
@@ -129,15 +154,37 @@ class ModelGateway:
         temperature: float | None = None,
         seed: int | None = None,
         recorder: Recorder | None = None,
+        json_schema: dict[str, Any] | None = None,
         namespace: str | None = None,
     ) -> CallResult:
         """One model call: retried here (and only here) on transient errors, booked
-        with ``recorder`` and the gateway's own recorder. ``namespace`` is the tenant
-        the call is made for; a model with an in-process prompt cache reuses cached or
-        saved prompt prefixes within that namespace only."""
+        with ``recorder`` and the gateway's own recorder.
+
+        With ``json_schema`` the model is asked for constrained JSON where it supports
+        it; if the provider rejects that request, the call is repeated as plain text
+        (the caller parses and repairs), so no model is excluded. ``namespace`` is the
+        tenant the call is made for: a model with an in-process prompt cache reuses
+        cached or saved prompt prefixes within that namespace only."""
         kwargs = _kwargs(max_tokens, temperature, seed)
         if isinstance(self.model, PrefixState):
             kwargs["namespace"] = namespace
+        if json_schema is not None:
+            extra = structured_kwargs(self.model, json_schema)
+            if extra:
+                try:
+                    return self._call(messages, {**kwargs, **extra}, phase, step, recorder)
+                except ModelCallError:
+                    pass  # no JSON mode after all: plain text below
+        return self._call(messages, kwargs, phase, step, recorder)
+
+    def _call(
+        self,
+        messages: Sequence[BaseMessage],
+        kwargs: dict[str, Any],
+        phase: Phase,
+        step: str,
+        recorder: Recorder | None,
+    ) -> CallResult:
         start = time.perf_counter()
         try:
             for attempt in self.retry.retrying():

@@ -14,13 +14,14 @@ tenant's prompts never make another tenant's answers faster (or slower).
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -114,10 +115,25 @@ class LocalChatModel(BaseChatModel):
     _kv: Any = PrivateAttr(default=None)
     _formatter: Any = PrivateAttr(default=None)
     _model_key: str | None = PrivateAttr(default=None)
+    _grammars: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    #: ``json_schema=`` in a call compiles the schema into a llama.cpp grammar.
+    supports_json_schema: ClassVar[bool] = True
 
     @property
     def _llm_type(self) -> str:
         return "sleeptime-llama-cpp"
+
+    def _grammar(self, schema: dict[str, Any] | None) -> Any:
+        """The llama.cpp grammar for a JSON schema, compiled once per schema."""
+        if schema is None:
+            return None
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            from llama_cpp import LlamaGrammar
+
+            self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
+        return self._grammars[key]
 
     @property
     def display_name(self) -> str:
@@ -295,9 +311,10 @@ class LocalChatModel(BaseChatModel):
         seed = int(kwargs.get("seed", 0))
         # ignore_eos (as in vLLM): decode exactly max_tokens tokens, for benchmarks
         logit_bias = {llama.token_eos(): -1e9} if kwargs.get("ignore_eos") else None
+        grammar = self._grammar(kwargs.get("json_schema"))
         parts = self.format_prompt(messages)
         think = kwargs.get("think_tokens", self.think_tokens)
-        if parts is not None and think is not None:
+        if parts is not None and think is not None and grammar is None:
             from sleeptime.llm.budget import local_forced_answer
 
             msg = local_forced_answer(
@@ -325,6 +342,7 @@ class LocalChatModel(BaseChatModel):
                     stop=stop,
                     seed=seed,
                     logit_bias=logit_bias,
+                    grammar=grammar,
                 )
                 text = out["choices"][0]["message"].get("content") or ""
             else:
@@ -337,6 +355,7 @@ class LocalChatModel(BaseChatModel):
                     seed=seed,
                     stopping_criteria=parts.stopping_criteria,
                     logit_bias=logit_bias,
+                    grammar=grammar,
                 )
                 text = out["choices"][0]["text"]
         choice = out["choices"][0]

@@ -1,0 +1,167 @@
+"""The online path: answer one question from whatever sleep-time work exists.
+
+A plain function, not a graph: it runs on every query, and its whole job is one keyed
+read (done by the caller) plus at most one model call::
+
+    artifacts of the current version
+      ├─ same question as a servable predicted one (serve policy) ► 0 tokens   predicted
+      ├─ near candidate confirmed by the verifier (``serve="verified"``)        predicted
+      ├─ learned context c' ► model(c' + related prepared Q&As + c + q)         learned
+      └─ nothing yet ► model(c + q, full budget)                                cold
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from langchain_core.messages import BaseMessage
+
+from sleeptime import prompts
+from sleeptime.errors import ContextNotFound, ContextTooLong
+from sleeptime.llm.budget import call_max_tokens, with_budget
+from sleeptime.llm.gateway import ModelGateway
+from sleeptime.models import Answer, Artifacts, Budget, PredictedQA, Usage
+from sleeptime.retrieval import Judge, ServePolicy
+from sleeptime.settings import Settings
+from sleeptime.store.sql import SQLStore
+
+#: (namespace, context id) -> (current version, its artifacts) or None if unknown.
+ArtifactSource = Callable[[str, str], tuple[int, Artifacts] | None]
+
+
+@dataclass
+class OnlineDeps:
+    """What answering needs; built once per :class:`~sleeptime.SleepTime`."""
+
+    store: SQLStore
+    gateway: Callable[[], ModelGateway]
+    policy: ServePolicy
+    settings: Settings
+    judge: Judge | None = None
+
+
+def answer_question(
+    deps: OnlineDeps,
+    namespace: str,
+    context_id: str,
+    question: str,
+    budget: Budget,
+    *,
+    explicit_budget: bool,
+    found: tuple[int, Artifacts],
+) -> Answer:
+    """Answer ``question`` about the version in ``found`` (the caller's one read)."""
+    version, arts = found
+    servable = [qa for qa in arts.qas if qa.servable]
+    decision = deps.policy.decide(question, [qa.question for qa in servable])
+    if decision.serve is not None:
+        return _served(servable[decision.serve], version, 1.0, decision.reason, Usage())
+    spent = Usage()
+    if decision.verify is not None:
+        qa = servable[decision.verify]
+        same, spent, how = _verify(deps, namespace, context_id, version, question, qa.question)
+        if same:
+            return _served(qa, version, decision.score, f"verified by {how}", spent)
+    related = [servable[i] for i in decision.related]
+    out = _generate(
+        deps, namespace, context_id, question, budget, explicit_budget, version, arts, related
+    )
+    if spent.calls:  # the verification call is part of this answer's cost
+        out = out.model_copy(update={"usage": out.usage + spent})
+    return out
+
+
+def _served(qa: PredictedQA, version: int, score: float, reason: str, usage: Usage) -> Answer:
+    return Answer(
+        text=qa.answer,
+        source="predicted",
+        usage=usage,
+        latency_ms=0.0,
+        version=version,
+        matched_question=qa.question,
+        match_score=round(score, 4),
+        serve_reason=reason,
+    )
+
+
+def _verify(
+    deps: OnlineDeps,
+    namespace: str,
+    context_id: str,
+    version: int,
+    live: str,
+    stored: str,
+) -> tuple[bool, Usage, str]:
+    """Ask the judge, else the model (one token, yes/no), whether two questions ask
+    the same thing. Returns (same, test-time usage, who decided)."""
+    if deps.judge is not None:
+        return bool(deps.judge(live, stored)), Usage(), "judge"
+    gateway = deps.gateway()
+    record = deps.store.recorder(namespace, context_id, version, gateway.name)
+    res = gateway.call(
+        prompts.verify_messages(live, stored),
+        phase="test",
+        step="verify",
+        max_tokens=2,
+        temperature=0.0,
+        recorder=record,
+        namespace=namespace,
+    )
+    return res.text.strip().lower().startswith("yes"), res.usage, "model"
+
+
+def _generate(
+    deps: OnlineDeps,
+    namespace: str,
+    context_id: str,
+    question: str,
+    budget: Budget,
+    explicit_budget: bool,
+    version: int,
+    arts: Artifacts,
+    related: list[PredictedQA],
+) -> Answer:
+    ctx = deps.store.get_context(namespace, context_id, version)
+    if ctx is None:  # the version vanished between the two reads
+        raise ContextNotFound(namespace, context_id)
+    notes = [(qa.question, qa.answer) for qa in related]
+    if arts.learned:
+        source = "learned"
+        context = ctx.text if deps.settings.include_raw_context else None
+    else:
+        source = "cold"
+        if not explicit_budget:  # no artifacts to lean on: full budget
+            budget = Budget(verbosity=deps.settings.cold_verbosity)
+        context = ctx.text
+    gateway = with_budget(deps.gateway(), budget)
+    record = deps.store.recorder(namespace, context_id, version, gateway.name)
+    cap = call_max_tokens(gateway.model, budget)
+
+    def build(raw: str | None) -> list[BaseMessage]:
+        return prompts.query_messages(
+            question, context=raw, learned=arts.learned, verbosity=budget.verbosity, related=notes
+        )
+
+    messages = build(context)
+    if not gateway.fits(messages, cap):
+        if source == "cold":
+            raise ContextTooLong(
+                f"context {namespace}/{context_id} (~{gateway.count_tokens(ctx.text):,} tokens) "
+                f"does not fit the window of {gateway.name} ({gateway.context_window:,} tokens) "
+                f"with a {cap}-token answer; run sleep-time on it first (its learned context "
+                "fits) or use a model with a larger window"
+            )
+        # the learned context is what makes a long context answerable: drop the raw text
+        messages = build(None)
+    res = gateway.call(
+        messages, phase="test", step=source, max_tokens=cap, recorder=record, namespace=namespace
+    )
+    return Answer(
+        text=res.text.strip(),
+        source=source,
+        usage=res.usage,
+        latency_ms=0.0,
+        version=version,
+        related_questions=[qa.question for qa in related],
+    )
