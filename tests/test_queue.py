@@ -165,6 +165,21 @@ def test_dead_letter_after_max_deliveries_then_retry(make_queue: MakeQueue) -> N
     assert q.ack("w1", again)
 
 
+def test_infrastructure_failure_does_not_use_up_deliveries(make_queue: MakeQueue) -> None:
+    q = make_queue(max_deliveries=2)
+    q.enqueue("acme", "doc", 1)
+    for _ in range(5):  # more failures than deliveries: the database was down, not the job
+        [job] = q.claim("w1", 1)
+        assert job.deliveries == 1
+        assert q.fail("w1", job, "StoreUnavailable: down", delay=0, consume=False) == "retry"
+    assert q.counts()["dead"] == 0
+    [job] = q.claim("w1", 1)
+    assert q.fail("w1", job, "ValueError: bad", delay=0) == "retry"  # a real failure counts
+    [job] = q.claim("w1", 1)
+    assert job.deliveries == 2
+    assert q.fail("w1", job, "ValueError: bad", delay=0) == "dead"
+
+
 def test_permanent_failure_is_dead_at_once(make_queue: MakeQueue) -> None:
     q = make_queue(max_deliveries=5)
     q.enqueue("acme", "gone", 1)

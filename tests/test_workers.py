@@ -232,6 +232,38 @@ def test_a_failing_model_is_retried_by_the_gateway_only(sqlite_url: str) -> None
     st.close()
 
 
+def test_a_database_outage_delays_a_job_but_never_kills_it(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sleeptime.errors import StoreUnavailable
+
+    settings = Settings(
+        model="fake",
+        n_questions=N_QUESTIONS,
+        idle_after=0.0,
+        poll_s=0.05,
+        max_deliveries=2,
+        retry_initial_s=0.01,
+        retry_max_s=0.05,
+    )
+    st = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings)
+    outages = [StoreUnavailable("database down")] * 5  # more than max_deliveries
+    sleep = st.sleep
+
+    def flaky_sleep(*args: Any, **kwargs: Any) -> Any:
+        if outages:
+            raise outages.pop()
+        return sleep(*args, **kwargs)
+
+    monkeypatch.setattr(st, "sleep", flaky_sleep)
+    st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
+    st.start_worker()
+    wait_for(lambda: st.queue.counts()["done"] == 1, 20, "the job after the outage")
+    assert outages == [] and st.queue.counts()["dead"] == 0
+    assert st.artifacts("acme", "doc").complete
+    st.close()
+
+
 def test_idle_scheduling_in_embedded_mode(sqlite_url: str) -> None:
     """No Redis: the worker runs in-process on the SQLite queue. Asking keeps the
     namespace busy; sleep-time work starts only after ``idle_after`` of quiet. The

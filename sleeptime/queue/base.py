@@ -112,9 +112,18 @@ class JobQueue(Protocol):
         ...
 
     def fail(
-        self, worker: str, job: Job, error: str, *, delay: float, permanent: bool = False
+        self,
+        worker: str,
+        job: Job,
+        error: str,
+        *,
+        delay: float,
+        permanent: bool = False,
+        consume: bool = True,
     ) -> FailOutcome:
-        """Retry after ``delay`` seconds, or dead-letter (permanent / too many deliveries)."""
+        """Retry after ``delay`` seconds, or dead-letter (permanent / too many deliveries).
+        ``consume=False``: the failure was the infrastructure's (database down), not the
+        job's: it goes back without using up a delivery and is never dead-lettered."""
         ...
 
     def list(self, state: str | None = None, limit: int = 100) -> list[Job]:

@@ -268,15 +268,17 @@ FAIL = (
     _NOW
     + """
 local stream, waiting, deadkey, stats, jk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local group, consumer, eid, id, err, delay, permanent, maxd = A[1], A[2], A[3],
-  A[4], A[5], tonumber(A[6]), A[7], tonumber(A[8])
+local group, consumer, eid, id, err, delay, permanent, maxd, consume = A[1], A[2], A[3],
+  A[4], A[5], tonumber(A[6]), A[7], tonumber(A[8]), A[9]
 """
     + _DEAD
     + """
 local p = redis.call('XPENDING', stream, group, eid, eid, 1)
 if #p == 0 or p[1][2] ~= consumer or redis.call('EXISTS', jk) == 0 then return 'lost' end
 local d = tonumber(redis.call('HGET', jk, 'deliveries') or '0')
-if permanent == '1' or d >= maxd then
+if consume == '0' then
+  redis.call('HINCRBY', jk, 'deliveries', -1)
+elseif permanent == '1' or d >= maxd then
   dead(jk, id, eid, err, d)
   return 'dead'
 end
@@ -525,7 +527,14 @@ class RedisStreamsQueue:
         return bool(int(done))
 
     def fail(
-        self, worker: str, job: Job, error: str, *, delay: float, permanent: bool = False
+        self,
+        worker: str,
+        job: Job,
+        error: str,
+        *,
+        delay: float,
+        permanent: bool = False,
+        consume: bool = True,
     ) -> FailOutcome:
         out: FailOutcome = self._run(
             "fail",
@@ -545,6 +554,7 @@ class RedisStreamsQueue:
                 max(0.0, delay),
                 "1" if permanent else "0",
                 self.config.max_deliveries,
+                "1" if consume else "0",
             ],
         )
         return out

@@ -297,7 +297,14 @@ class SQLiteQueue:
         self._bump(db, "dead")
 
     def fail(
-        self, worker: str, job: Job, error: str, *, delay: float, permanent: bool = False
+        self,
+        worker: str,
+        job: Job,
+        error: str,
+        *,
+        delay: float,
+        permanent: bool = False,
+        consume: bool = True,
     ) -> FailOutcome:
         now = self.clock()
         with self._tx() as db:
@@ -307,13 +314,13 @@ class SQLiteQueue:
             ).fetchone()
             if row is None:
                 return "lost"
-            if permanent or int(row[0]) >= self.config.max_deliveries:
+            if consume and (permanent or int(row[0]) >= self.config.max_deliveries):
                 self._dead(db, job.id, error, now)
                 return "dead"
             db.execute(
                 "UPDATE st_jobs SET state = 'waiting', error = ?, worker = NULL, receipt = NULL, "
-                "ready_at = ? WHERE id = ?",
-                (error, now + max(0.0, delay), job.id),
+                "ready_at = ?, deliveries = deliveries - ? WHERE id = ?",
+                (error, now + max(0.0, delay), 0 if consume else 1, job.id),
             )
             self._bump(db, "retried")
         return "retry"

@@ -34,7 +34,7 @@ from tenacity import (
     wait_random,
 )
 
-from sleeptime.errors import ContextNotFound, InvalidInput, QueueUnavailable
+from sleeptime.errors import ContextNotFound, InvalidInput, QueueUnavailable, StoreUnavailable
 from sleeptime.models import Artifacts, SleepReport
 from sleeptime.queue.base import Job, JobQueue, short_error
 from sleeptime.queue.scheduler import TokenWindow, retry_delay
@@ -48,6 +48,9 @@ T = TypeVar("T")
 
 #: Errors that no retry can fix: the job goes to the dead letter at once.
 PERMANENT = (ContextNotFound, InvalidInput)
+#: Failures of the infrastructure, not of the job: it goes back to the queue without
+#: using up one of its deliveries, so an outage delays work but never kills it.
+INFRASTRUCTURE = (StoreUnavailable,)
 
 
 def worker_name() -> str:
@@ -288,7 +291,12 @@ class Worker:
         )
         outcome = self._queue_call(
             lambda: self.queue.fail(
-                self.id, job, error, delay=delay, permanent=isinstance(exc, PERMANENT)
+                self.id,
+                job,
+                error,
+                delay=delay,
+                permanent=isinstance(exc, PERMANENT),
+                consume=not isinstance(exc, INFRASTRUCTURE),
             )
         )
         if outcome == "retry":
