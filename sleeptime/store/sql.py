@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sleeptime.errors import StoreUnavailable
 from sleeptime.models import Artifacts, ContextVersion, Ledger, Phase, PredictedQA, Usage
+from sleeptime.redact import redact_text, redact_url
+from sleeptime.store import migrate
 from sleeptime.store.schema import (
     ArtifactRow,
-    Base,
     ContextRow,
     LedgerRow,
     NamespaceRow,
@@ -52,14 +53,6 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _redact(url: str) -> str:
-    head, sep, tail = url.partition("@")
-    if not sep or "://" not in head:
-        return url
-    scheme, _, _ = head.partition("://")
-    return f"{scheme}://***@{tail}"
-
-
 class SQLStore:
     """Repository over SQLAlchemy. Thread-safe; cheap to share across threads."""
 
@@ -73,7 +66,9 @@ class SQLStore:
         try:
             self.engine: Engine = create_engine(url, **kwargs)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise StoreUnavailable(f"bad database URL {_redact(url)!r}: {exc}") from exc
+            raise StoreUnavailable(
+                f"bad database URL {redact_url(url)}: {redact_text(exc, url)}"
+            ) from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -81,13 +76,24 @@ class SQLStore:
         self._artifacts: LRU[tuple[str, str, int], Artifacts] = LRU(cache_size)
         self._contexts: LRU[tuple[str, str, int], ContextVersion] = LRU(cache_size // 4)
         if create:
-            self.create_all()
+            self.migrate()
 
     # -- plumbing -----------------------------------------------------------------
 
-    def create_all(self) -> None:
+    def migrate(self) -> tuple[str | None, str]:
+        """Bring the schema to the newest revision (Alembic; once, under a lock, however
+        many processes start at once). Returns (revision before, revision after)."""
         with self._guard():
-            Base.metadata.create_all(self.engine)
+            return migrate.upgrade(self.engine)
+
+    def schema_revision(self) -> str | None:
+        """The database's schema revision (None: never migrated)."""
+        with self._guard():
+            return migrate.current(self.engine)
+
+    def create_all(self) -> None:
+        """The schema, created or upgraded: the same as :meth:`migrate`."""
+        self.migrate()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -97,8 +103,9 @@ class SQLStore:
         try:
             yield
         except OperationalError as exc:
+            detail = redact_text(str(exc.orig).strip(), self.url)
             raise StoreUnavailable(
-                f"database {_redact(self.url)} unavailable: {str(exc.orig).strip()}"
+                f"database {redact_url(self.url)} unavailable: {detail}"
             ) from exc
 
     @contextmanager
