@@ -25,6 +25,7 @@ from sleeptime.graphs.query import ArtifactSource
 from sleeptime.models import Artifacts
 from sleeptime.queue.keys import Keys
 from sleeptime.queue.redis_streams import connect
+from sleeptime.redact import redact_text
 
 log = logging.getLogger("sleeptime.cache")
 
@@ -76,7 +77,7 @@ class HotCache:
         if first:
             log.warning(
                 "Redis hot cache unavailable (%s); serving artifacts from SQL for the next %.0f s",
-                exc,
+                redact_text(exc, self.url),
                 self.cooldown_s,
             )
 
