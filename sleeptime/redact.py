@@ -145,9 +145,15 @@ def _secrets(url: str) -> set[str]:
             found |= {creds, creds.partition(":")[2]}
         tail = rest
     else:
-        _scheme, creds_or_none, tail, _ = parts
+        _scheme, creds_or_none, tail, sa_agrees = parts
         if creds_or_none is not None:
-            found.add(creds_or_none.partition(":")[2])
+            password = creds_or_none.partition(":")[2]
+            found.add(password)
+            if not sa_agrees:
+                # Drivers given SQLAlchemy's reading quote its "host", which starts with
+                # the rest of the password ("ss@db" of "p@ss@db"): scrub the pieces too.
+                found |= set(re.split(r"[@/?#:]", password))
+                found.add(str(make_url(url).host or ""))
     _host, qmark, query = tail.partition("?")
     if qmark:
         for piece in query.split("&"):
