@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from sleeptime.cli import app
+from sleeptime.queue.sqlite import SQLiteQueue
 from sleeptime.store import migrate
 from sleeptime.store.schema import Base
 from sleeptime.store.sql import SQLStore
@@ -28,6 +29,8 @@ def _open_store(url: str, start: Any, errors: Any) -> None:
         store = SQLStore(url)
         store.put_context("acme", f"doc-{mp.current_process().name}", "text")
         store.dispose()
+        if url.startswith("sqlite"):  # the embedded queue's tables live in the same file
+            SQLiteQueue(url).close()
     except BaseException:
         errors.put(traceback.format_exc(limit=3))
         raise SystemExit(1) from None

@@ -257,3 +257,9 @@ def test_cli_bad_question_and_namespace(database_url: str, tmp_path: Path) -> No
     assert_one_line_error(run(["ask", "acme\n", "doc-1", "How many?"], database_url), "namespace")
     proc = run(["ask", "acme", "doc-1", "x" * 5000], database_url)
     assert_one_line_error(proc, "SLEEPTIME_MAX_QUESTION_CHARS")
+
+
+def test_database_url_type(model: FakeChatModel) -> None:
+    url: Any = 5432
+    with pytest.raises(InvalidInput, match="database URL must be a non-empty string"):
+        SleepTime(model=model, database_url=url)

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from sleeptime.errors import StoreUnavailable
+from sleeptime.errors import InvalidInput, StoreUnavailable
 from sleeptime.models import Artifacts, ContextVersion, Ledger, Phase, PredictedQA, Usage
 from sleeptime.redact import redact_text, redact_url
 from sleeptime.store import migrate
@@ -57,6 +57,11 @@ class SQLStore:
     """Repository over SQLAlchemy. Thread-safe; cheap to share across threads."""
 
     def __init__(self, url: str, *, create: bool = True, cache_size: int = 1024) -> None:
+        if not isinstance(url, str) or not url.strip():
+            raise InvalidInput(
+                f"database URL must be a non-empty string, not {type(url).__name__} "
+                "(e.g. sqlite:///sleeptime.db or postgresql+psycopg://user@host/db)"
+            )
         self.url = url
         kwargs: dict[str, Any] = {"future": True}
         if url.startswith("sqlite"):
