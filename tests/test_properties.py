@@ -245,3 +245,27 @@ def test_cli_any_input(sqlite_url: str) -> None:
     store = client(sqlite_url, FakeChatModel()).store
     check_invariants(store)
     store.dispose()
+
+
+def test_a_dozen_concurrent_writers_of_one_id(sleeptime: SleepTime) -> None:
+    """Twelve threads each ingesting a different text into one id, five times over: no
+    writer gives up (PostgreSQL used to run out of version-number retries)."""
+    errors: list[BaseException] = []
+    for round_ in range(5):
+        cid = f"busy-{round_}"
+        start = threading.Barrier(12)
+
+        def ingest(i: int, cid: str = cid, start: threading.Barrier = start) -> None:
+            try:
+                start.wait(30)
+                sleeptime.ingest("acme", cid, f"text number {i}")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=ingest, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        assert len(check_invariants(sleeptime.store)[("acme", cid)]) == 12
