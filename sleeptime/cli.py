@@ -401,7 +401,7 @@ def db_upgrade(database_url: DbOpt = None) -> None:
     store = SQLStore(url, create=False)
     before, after = store.migrate()
     store.dispose()
-    console.print(f"{redact_url(url)}: {before or '(no schema)'} -> {after}", highlight=False)
+    console.print(f"{redact_url(url)}: {before or '(unversioned)'} -> {after}", highlight=False)
 
 
 @db_app.command("current")
