@@ -26,13 +26,14 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 log = logging.getLogger("sleeptime.store")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+VERSION_TABLE = "alembic_version"
 
 #: The advisory lock key of sleeptime migrations (any fixed 64-bit number works).
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"sleeptime.migrations").digest()[:8], "big", signed=True)
@@ -66,7 +67,15 @@ def _known(revision: str) -> bool:
 def current(engine: Engine) -> str | None:
     """The database's revision (None: never migrated)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return _revision(conn)
+
+
+def _revision(conn: Connection) -> str | None:
+    # A plain query: Alembic's MigrationContext would log two INFO lines on every start.
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    found = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+    return str(found) if found is not None else None
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
@@ -86,7 +95,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             elif dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
-            before = MigrationContext.configure(conn).get_current_revision()
+            before = _revision(conn)
             if before is not None and not _known(before):
                 # A newer sleeptime migrated this database (a rolling deploy): its
                 # revisions are additive, so this older code keeps working without them.
