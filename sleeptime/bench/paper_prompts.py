@@ -281,7 +281,7 @@ def sleep_messages(
     return [SystemMessage(system), HumanMessage(human)]
 
 
-def test_messages(
+def answer_messages(
     p: PaperPrompts, level: int, *, context: str, question: str, memory: str
 ) -> list[BaseMessage]:
     """A test-time query: the level's system prompt with persona, user description and

@@ -62,8 +62,8 @@ from sleeptime.bench.paper_prompts import (
     EMPTY_MEMORY,
     MEMORY_CHARS,
     PaperPrompts,
+    answer_messages,
     load_prompt_dir,
-    test_messages,
 )
 from sleeptime.bench.protocol import CALL_META, RethinkResult, call, call_meta, rethink_loop
 from sleeptime.errors import InvalidInput, ModelCallError, ModelOutputError
@@ -808,7 +808,7 @@ class Runner:
         """One paper-protocol test-time call (no token cap), scored."""
         query = item.queries[qi]
         scorer = self.scorer(item)
-        messages = test_messages(
+        messages = answer_messages(
             self.paper, v, context=item.context, question=query.question, memory=memory
         )
         try:
