@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -268,11 +269,13 @@ def test_predictability_quintiles(tmp_path: Path) -> None:
 
 def test_example_script_runs_end_to_end(tmp_path: Path) -> None:
     script = Path(__file__).resolve().parents[1] / "examples" / "multi_query_benchmark.py"
+    env = {**os.environ, "PYTHONPATH": str(script.parents[1])}  # this checkout's sleeptime
     done = subprocess.run(
         [sys.executable, str(script), "--model", "fake", "--out", str(tmp_path / "ex")],
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "ex" / "summary.json").read_text("utf-8"))

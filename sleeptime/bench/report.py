@@ -83,6 +83,7 @@ class ArmStats:
     ci_method: str = ""
     contexts: int = 0
     charged_test_tokens: float = 0.0
+    charged_test_prompt_tokens: float = 0.0
     zero_token: dict[str, Any] = field(default_factory=dict)
     model_path: dict[str, Any] = field(default_factory=dict)
     near_miss: dict[str, Any] = field(default_factory=dict)
@@ -111,6 +112,7 @@ class ArmStats:
             "amortized_cost_per_query": round(self.amortized_cost_per_query, 2),
             "predicted_fraction": round(self.predicted_fraction, 4),
             "charged_test_tokens": round(self.charged_test_tokens, 2),
+            "charged_test_prompt_tokens": round(self.charged_test_prompt_tokens, 2),
             "zero_token": self.zero_token,
             "model_path": self.model_path,
             "near_miss": self.near_miss,
@@ -363,6 +365,7 @@ def summarize(
                 sleep_tokens_per_query=sleep_out / n,
                 queries_per_context=n / len(items),
                 charged_test_tokens=charged_out / n,
+                charged_test_prompt_tokens=charged_in / n,
                 amortized_cost_per_query=(sleep_out + t * charged_out) / n,
                 predicted_fraction=len(zero) / n,
                 zero_token={
@@ -518,7 +521,7 @@ def _cost_q(a: dict[str, Any], q: float, t: float) -> float:
 def _usd_q(a: dict[str, Any], q: float, p_in: float, p_out: float) -> float:
     """US$ per 1,000 queries with q queries per context (prompt and completion tokens)."""
     sleep = a["mean_sleep_prompt_tokens"] * p_in + a["mean_sleep_tokens"] * p_out
-    test = a["mean_test_prompt_tokens"] * p_in + a["charged_test_tokens"] * p_out
+    test = a["charged_test_prompt_tokens"] * p_in + a["charged_test_tokens"] * p_out
     return (sleep / q + test) / 1e6 * 1000
 
 
@@ -544,10 +547,10 @@ def _plots(out: Path, summary: dict[str, Any], price_model: str) -> dict[str, st
         families[_family_label(a)].append(a)
     notes: dict[tuple[float, float], list[str]] = {}
     for i, (label, rows) in enumerate(families.items()):
-        rows = sorted(rows, key=lambda a: a["mean_test_tokens"])
+        rows = sorted(rows, key=lambda a: a["charged_test_tokens"])
         hollow = rows[0]["kind"] == "pass@k"
         ax.errorbar(
-            [a["mean_test_tokens"] for a in rows],
+            [a["charged_test_tokens"] for a in rows],
             [a["accuracy"] for a in rows],
             yerr=_err(rows),
             marker=_MARKERS[i % len(_MARKERS)],
@@ -560,7 +563,7 @@ def _plots(out: Path, summary: dict[str, Any], price_model: str) -> dict[str, st
             zorder=2 + i,
         )
         for a in rows:
-            spot = (round(a["mean_test_tokens"], 1), round(a["accuracy"], 3))
+            spot = (round(a["charged_test_tokens"], 1), round(a["accuracy"], 3))
             notes.setdefault(spot, []).append(a["arm"])
     for (x, y), names in notes.items():  # one label per spot, naming every arm there
         ax.annotate(
@@ -571,7 +574,10 @@ def _plots(out: Path, summary: dict[str, Any], price_model: str) -> dict[str, st
             xytext=(6, 6),
             va="bottom",
         )
-    ax.set_xlabel("mean test-time tokens per query (completion)")
+    ax.set_xlabel(
+        "mean test-time completion tokens per query "
+        "(a wrong zero-token answer counts the model path's mean)"
+    )
     ax.set_ylabel("accuracy (95% CI)")
     ax.set_ylim(-0.05, 1.05)
     ax.margins(x=0.12)
@@ -593,7 +599,7 @@ def _plots(out: Path, summary: dict[str, Any], price_model: str) -> dict[str, st
     q_measured = round(_mean(measured), 2) if measured else None
     qs = sorted({1.0, 2.0, 5.0, 10.0} | ({q_measured} if q_measured else set()))
     cmap = plt.get_cmap("viridis")
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6.5), layout="constrained")
     for ax, cost, xlabel in (
         (
             axes[0],
@@ -660,7 +666,7 @@ def _plots(out: Path, summary: dict[str, Any], price_model: str) -> dict[str, st
         f"US$ at {price_model} list prices ({p_in:g} in / {p_out:g} out per 1M)", fontsize=10
     )
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8)
     fig.suptitle(
         _wrap(
             f"{_title(summary)}: accuracy vs amortized cost. Filled markers with intervals are "
