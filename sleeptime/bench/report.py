@@ -546,6 +546,7 @@ def _plots(out: Path, summary: dict[str, Any], price_model: str) -> dict[str, st
     for a in arms:
         families[_family_label(a)].append(a)
     notes: dict[tuple[float, float], list[str]] = {}
+    where: dict[tuple[float, float], tuple[float, float]] = {}
     for i, (label, rows) in enumerate(families.items()):
         rows = sorted(rows, key=lambda a: a["charged_test_tokens"])
         hollow = rows[0]["kind"] == "pass@k"
@@ -564,11 +565,12 @@ def _plots(out: Path, summary: dict[str, Any], price_model: str) -> dict[str, st
         )
         for a in rows:
             spot = (round(a["charged_test_tokens"], 1), round(a["accuracy"], 3))
+            where.setdefault(spot, (a["charged_test_tokens"], a["accuracy"]))
             notes.setdefault(spot, []).append(a["arm"])
-    for (x, y), names in notes.items():  # one label per spot, naming every arm there
+    for spot, names in notes.items():  # one label per spot, naming every arm there
         ax.annotate(
             _wrap(", ".join(names), 28),
-            (x, y),
+            where[spot],
             fontsize=6,
             textcoords="offset points",
             xytext=(6, 6),
