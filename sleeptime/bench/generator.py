@@ -1,9 +1,10 @@
 """Multi-Query: seeded stateful word problems with several questions per context.
 
-The paper's Stateful GSM-Symbolic has one question per context, so it cannot show the
-amortization of sleep-time compute over many queries. Each context here is a small
-world (a shopping trip, a road trip, a warehouse week, a workshop schedule) with 3-10
-related questions whose answers the generator computes exactly, by construction.
+The paper measures the amortization of sleep-time compute over many queries on
+Multi-Query GSM-Symbolic, which it introduces but did not release with its code. This is
+our own multi-query data in that spirit: each context is a small world (a shopping trip,
+a road trip, a warehouse week, a workshop schedule) with 3-10 related questions whose
+answers the generator computes exactly, by construction.
 
 Same (seed, index, difficulty, queries, families) -> same item, on any machine:
 ``random.Random`` seeded with a string is stable across processes and versions.

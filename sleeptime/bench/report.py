@@ -374,6 +374,13 @@ def summarize(
                     "wrong": len(wrong_zero),
                     "accuracy": round(zero_ok / len(zero), 4) if zero else None,
                     "charged_tokens_per_wrong": round(fill_out, 2),
+                    # the target: served answers at least as accurate as the model path
+                    "at_least_model_path": (
+                        None
+                        if not zero or not base
+                        else zero_ok / len(zero)
+                        >= sum(bool(r["correct"]) for r in base) / len(base)
+                    ),
                     "serve_reasons": dict(
                         Counter(str(r.get("serve_reason")) for r in zero if r.get("serve_reason"))
                     ),
