@@ -657,7 +657,11 @@ class Runner:
                     )
                     usage = usage + res_merge.usage
                     learned = res_merge.text.strip() or learned
-                if learned.strip():
+                if not learned.strip():
+                    # nothing usable came out of the loops: the library learns c' itself
+                    # (one capped call); the sleep record says so
+                    error = "rethink loops wrote nothing; the library's learn step ran"
+                else:
                     st.store.put_artifact(
                         ns,
                         item.id,
@@ -677,7 +681,7 @@ class Runner:
             except ModelOutputError as exc:
                 # The model could not produce parseable output: c' is kept (it is persisted
                 # before prediction), the questions are not; record it and answer anyway.
-                error, predicted = str(exc), 0
+                error, predicted = "; ".join(filter(None, [error, str(exc)])), 0
         used = st.ledger(ns, item.id).sleep  # every sleep-time call on this context
         self._sleep_record(
             item,
