@@ -280,7 +280,10 @@ def _prepare_out(cfg: RunConfig, items: list[Item], prompt_version: str) -> list
             "rethink_rounds": cfg.rethink_rounds,
             "memory_chars": cfg.memory_chars,
             "rethink_mode": cfg.rethink_mode,
-            "temperature": cfg.sleep_temperature,
+            # None: the model's default (product, k = 1; SLEEPTIME_SLEEP_TEMPERATURE for k > 1)
+            "temperature": cfg.sleep_temperature
+            if cfg.sleep_temperature is not None or cfg.protocol == "product"
+            else 0.0,
         },
         "test": {
             "token_caps": "verbosity caps" if cfg.protocol == "product" else None,
