@@ -12,8 +12,9 @@ that for any chat model:
 
 A rewrite longer than the block's limit is refused and the model is told so, as the
 paper's memory block refuses it. The loop ends when the model finishes, when a rewrite
-changes nothing, when the token budget is spent (product protocol) or after
-``max_rounds`` calls (a safety stop, reported as such).
+changes nothing, when the token budget is spent (product protocol), when the block no
+longer leaves room in the model's window, or after ``max_rounds`` calls (a safety stop,
+reported as such).
 
 Every call goes through :class:`~sleeptime.llm.gateway.ModelGateway` (retries and
 accounting). The gateway returns text only, so tool calls are read from the message
@@ -49,6 +50,12 @@ CALL_META: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVa
 )
 
 
+#: Tokens kept free for a chat template's markup when a call fills a model's window.
+_TEMPLATE_MARGIN = 24
+#: A call that could decode fewer tokens than this is not made.
+MIN_DECODE = 16
+
+
 @contextmanager
 def call_meta(**meta: Any) -> Iterator[None]:
     token = CALL_META.set(meta)
@@ -66,7 +73,8 @@ def decode_limit(
     window = gateway.context_window
     if window is None:
         return cap
-    room = max(16, window - gateway.prompt_tokens(messages) - 8)
+    # the chat template adds tokens the estimate does not see: keep a margin
+    room = window - gateway.prompt_tokens(messages) - _TEMPLATE_MARGIN
     return room if cap is None else min(cap, room)
 
 
@@ -84,6 +92,11 @@ def call(
     """One model call with its parameters published for the recorder. ``max_tokens``
     None means uncapped (the model's window is still a hard limit)."""
     limit = decode_limit(gateway, messages, max_tokens)
+    if limit is not None and limit < min(MIN_DECODE, max_tokens or MIN_DECODE):
+        raise ModelCallError(
+            f"the prompt of {step} leaves {max(limit, 0)} tokens of the "
+            f"{gateway.context_window}-token window of {gateway.name}"
+        )
     with call_meta(max_tokens=max_tokens, limit=limit, temperature=temperature):
         return gateway.call(
             messages,
@@ -195,7 +208,7 @@ def tool_gateway(gateway: ModelGateway) -> ModelGateway | None:
 class RethinkResult:
     memory: str
     mode: str  # "tools" | "text"
-    stop: str  # finished | unchanged | no_tool_call | empty | budget | rounds
+    stop: str  # finished | unchanged | no_tool_call | empty | budget | rounds | window
     calls: int = 0
     rewrites: int = 0
     refused: int = 0  # rewrites over the character limit
@@ -291,6 +304,9 @@ def rethink_loop(
             messages = [*messages, *history]
         gw = tools or gateway
         limit = decode_limit(gw, messages, left)
+        if limit is not None and limit < min(MIN_DECODE, left or MIN_DECODE):
+            out.stop = "window"  # the block has grown to fill the model's window
+            break
         res = call(
             gw,
             messages,
