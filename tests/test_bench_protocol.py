@@ -358,3 +358,17 @@ def test_cli_paper_run_then_report(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "no predicted questions" in bad.stderr
+
+
+def test_rethink_loop_stops_when_the_block_fills_the_window() -> None:
+    """An uncapped call asks for what is left of a known window, and the loop stops
+    (instead of failing) once the block leaves no room for another rewrite."""
+    from sleeptime.bench.paper_prompts import sleep_messages
+
+    model = FakeChatModel(responses=["word " * 300, "never sent"])
+    probe = ModelGateway(model=FakeChatModel(), retry=RetryPolicy(attempts=1))
+    first = probe.prompt_tokens(sleep_messages(BUILTIN, "ctx", "", tools=False))
+    gateway = ModelGateway(model=model, retry=RetryPolicy(attempts=1), window=first + 24 + 310)
+    res = rethink_loop(gateway, BUILTIN, "ctx", temperature=0.0)
+    assert res.stop == "window" and res.calls == 1 and res.memory.startswith("word")
+    assert model.calls == 1
