@@ -6,6 +6,7 @@ plus a 3-sample parallel baseline, and writes report.md, summary.json and the pl
 
     python examples/multi_query_benchmark.py                 # deterministic fake model, seconds
     python examples/multi_query_benchmark.py --model local   # bundled SmolLM2-135M, minutes
+    python examples/multi_query_benchmark.py --protocol paper  # the paper's protocol
     OPENAI_BASE_URL=http://localhost:8000/v1 python examples/multi_query_benchmark.py \\
         --model openai:Qwen/Qwen2.5-7B-Instruct              # any OpenAI-compatible server
 
@@ -30,6 +31,12 @@ def main() -> None:
     )
     ap.add_argument("--model", default="fake", help="'fake', 'local' or 'provider:model'")
     ap.add_argument("--out", type=Path, default=Path("bench-runs/example"))
+    ap.add_argument(
+        "--protocol",
+        choices=["product", "paper"],
+        default="product",
+        help="product: sleeptime's own protocol; paper: the Sleep-time Compute paper's",
+    )
     args = ap.parse_args()
 
     dataset = "multi-query:n=4,seed=0,difficulty=1,queries=3-5"
@@ -45,7 +52,10 @@ def main() -> None:
         verbosity=[0, 2],  # the paper's test-time budgets: 0 = answer only ... 4 = thorough
         sleep_k=[0, 1],  # 0 = test-time only (never slept), 1 = one sleep-time rethink
         samples=3,  # parallel-sampling baseline: majority vote and pass@3
-        n_questions=2,  # questions predicted (and answered) per context at sleep time
+        protocol=args.protocol,
+        # product: questions predicted (and answered) per context at sleep time; the
+        # paper's protocol has none
+        n_questions=2 if args.protocol == "product" else 0,
         # log P(question | context) under the bundled model, for the predictability plot;
         # skipped with the fake model to keep the example instant
         predictability=None if args.model != "fake" else False,
@@ -57,7 +67,10 @@ def main() -> None:
     )
     summary = write_report(cfg.out, t=10.0)  # prints the table; writes report.md + PNGs
     best = max(summary["arms"], key=lambda a: (a["accuracy"], -a["amortized_cost_per_query"]))
-    print(f"best arm: {best['arm']} ({best['accuracy']:.0%}); report: {cfg.out / 'report.md'}")
+    print(
+        f"best arm: {best['arm']} ({best['accuracy']:.0%}, {best['ci_method']}); "
+        f"report: {cfg.out / 'report.md'}"
+    )
 
 
 if __name__ == "__main__":

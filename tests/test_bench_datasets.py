@@ -186,3 +186,96 @@ def test_unknown_dataset_and_missing_file() -> None:
         load_dataset("no-such-dataset")
     with pytest.raises(InvalidInput, match="limit"):
         load_dataset("gsm8k", limit=0)
+
+
+# -- the paper's published formats (small files written here) -------------------------------
+
+
+def _rows(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_stateful_gsm_symbolic_file(tmp_path: Path) -> None:
+    shared = "A shop sells pens at $2 each. Ann buys 3 pens."
+    rows: list[dict[str, object]] = [
+        {
+            "id": 7,
+            "instance": 0,
+            "question": "ignored",
+            "answer": "3 x 2 = 6.\n#### 6",
+            "stateful_gsm_symbolic_context": shared,
+            "stateful_gsm_symbolic_question": "How much does Ann pay?",
+        },
+        {  # the same context with another query: one item, two queries (multi-query)
+            "id": 7,
+            "instance": 1,
+            "answer": "#### 1,200",
+            "stateful_gsm_symbolic_context": shared,
+            "stateful_gsm_symbolic_question": "How many cents is that times 200?",
+        },
+        {
+            "id": 8,
+            "instance": 0,
+            "answer": "#### $4.50",
+            "stateful_gsm_symbolic_context": "Tea costs $1.50.",
+            "stateful_gsm_symbolic_question": "What do 3 teas cost?",
+        },
+    ]
+    p = _rows(tmp_path / "stateful_gsm_symbolic_p2.jsonl", rows)
+    for spec in (str(p), f"stateful-gsm-symbolic:{p}"):
+        items = load_dataset(spec)
+        assert [it.id for it in items] == ["gsmsym-7-0", "gsmsym-8-0"]
+        assert [q.answer for q in items[0].queries] == ["6", "1200"]
+        assert items[1].queries[0].answer == "4.50"
+        assert items[0].meta["format"] == "stateful-gsm-symbolic"
+        assert items[0].context == shared
+    with pytest.raises(InvalidInput, match="not stateful-aime data"):
+        load_dataset(f"stateful-aime:{p}")
+
+
+def test_stateful_aime_file(tmp_path: Path) -> None:
+    rows: list[dict[str, object]] = [
+        {
+            "id": "2024-I-1",
+            "stateful_aime_context": "Every morning Aya walks 9 kilometers.",
+            "stateful_aime_question": "Find the number of minutes the walk takes her.",
+            "answer": 204,
+        },
+        {
+            "stateful_aime_context": "Let ABC be a triangle.",
+            "stateful_aime_question": "Find m + n.",
+            "answer": "113",
+        },
+    ]
+    items = load_dataset(str(_rows(tmp_path / "aime.jsonl", rows)))
+    assert [it.id for it in items] == ["aime-2024-I-1", "aime-line2"]
+    assert [it.queries[0].answer for it in items] == ["204", "113"]
+    assert all(it.meta["format"] == "stateful-aime" for it in items)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"stateful_aime_context": "c", "stateful_aime_question": "", "answer": 1}, "question"),
+        ({"stateful_aime_context": "c", "stateful_aime_question": "q", "answer": "x"}, "integer"),
+        ({"stateful_aime_context": "c", "stateful_aime_question": "q"}, "'answer'"),
+        (
+            {
+                "stateful_gsm_symbolic_context": "c",
+                "stateful_gsm_symbolic_question": "q",
+                "answer": "no final line ####",
+            },
+            "no final answer",
+        ),
+    ],
+)
+def test_stateful_file_errors_name_the_line(
+    tmp_path: Path, row: dict[str, object], message: str
+) -> None:
+    p = _rows(tmp_path / "bad.jsonl", [row])
+    with pytest.raises(InvalidInput, match=message) as err:
+        load_dataset(str(p))
+    assert "bad.jsonl:1" in str(err.value)
+    with pytest.raises(InvalidInput, match="local file"):
+        load_dataset("stateful-aime")

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from sleeptime.bench.extract import boxed, extract_number, is_correct, parse_number, words_to_number
+from sleeptime.bench.extract import (
+    boxed,
+    extract_number,
+    get_scorer,
+    is_correct,
+    paper_correct,
+    parse_number,
+    words_to_number,
+)
+from sleeptime.errors import InvalidInput
 
 
 @pytest.mark.parametrize(
@@ -103,3 +112,69 @@ def test_boxed_nested() -> None:
 )
 def test_is_correct(response: str, gold: str, ok: bool) -> None:
     assert is_correct(response, gold) is ok
+
+
+# -- the two scorers on tricky strings ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("response", "gold", "paper", "lenient"),
+    [
+        # the paper compares strings after stripping "$", "," and outer "."
+        ("The answer is $1,234.50.", "1234.50", True, True),
+        ("The answer is $1,234.50.", "1234.5", False, True),
+        ("The answer is 7.0", "7", False, True),
+        ("The answer is 7.", "7", True, True),
+        # its regex reads "3/4" as 4 and cannot read words
+        ("The answer is 3/4.", "0.75", False, True),
+        ("The answer is 3/4.", "4", True, False),
+        ("The answer is twelve.", "12", False, True),
+        # boxes and GSM8K-style "####"
+        ("so \\boxed{42}", "42", True, True),
+        ("Work.\n#### 42", "42", True, True),
+        ("Work.\n#### 42", "#### 42", True, True),
+        # two numbers in the final sentence: the paper takes the last, we the one answered
+        ("The answer is 18, which is 6 more than 12.", "18", False, True),
+        ("The answer is 18, which is 6 more than 12.", "12", True, False),
+        # a gold answer with its solution (GSM-Symbolic files): the text after ####
+        ("The answer is 5.", "She has 2+3 = 5 apples.\n#### 5", True, True),
+    ],
+)
+def test_paper_and_lenient_scorers(response: str, gold: str, paper: bool, lenient: bool) -> None:
+    assert paper_correct(response, gold) is paper
+    if "####" not in gold:
+        assert is_correct(response, gold) is lenient
+
+
+@pytest.mark.parametrize(
+    ("response", "gold", "ok"),
+    [
+        # a reply listing several items is not the answer
+        ("The answer is pens and mugs.", "pens", False),
+        ("It could be pens, mugs or bowls.", "pens", False),
+        ("The answer is pens or mugs.", "mugs", False),
+        ("She spends the most on pens.", "pens", True),
+        ("The answer is pens.", "pens", True),
+        ("The answer is poster session.", "poster session", True),
+        ("Bowls cost less. The answer is pens.", "pens", True),
+        # clock times: AM/PM is exact, a bare 12-hour time may mean the afternoon
+        ("It ends at 1:15 AM.", "13:15", False),
+        ("It ends at 1:15 PM.", "13:15", True),
+        ("It ends at 1:15.", "13:15", True),
+        ("It ends at 13:15.", "1:15", False),
+        ("It starts at 12:30 AM.", "0:30", True),
+    ],
+)
+def test_lenient_text_and_clock_answers(response: str, gold: str, ok: bool) -> None:
+    assert is_correct(response, gold) is ok
+
+
+def test_paper_aime_rule_and_scorer_objects() -> None:
+    assert paper_correct("so the answer is \\boxed{204}", "204", aime=True)
+    assert paper_correct("we get 17 and then 204", "204", aime=True)
+    assert paper_correct("we get 2040", "204", aime=True)  # its regex reads "204" in "2040"
+    assert get_scorer("paper").key("The answer is $1,234.50.") == "1234.50"
+    assert get_scorer("lenient").key("The answer is $1,234.50.") == "1234.5"
+    assert get_scorer("paper", aime=True).key("\\boxed{12}") == "12"
+    with pytest.raises(InvalidInput, match="--scorer"):
+        get_scorer("fuzzy")

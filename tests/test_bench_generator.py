@@ -46,6 +46,25 @@ def solve_shopping(ctx: str, q: str) -> str | Fraction:
         paid += int(fee.group(1))
     if m2 := re.fullmatch(r"How much more does \w+ spend on (\w+) than on (\w+)\?", q):
         return spent[m2.group(1)] - spent[m2.group(2)]
+    if m2 := re.fullmatch(r"How much does \w+ spend on items other than (\w+)\?", q):
+        return subtotal - spent[m2.group(1)]
+    if m2 := re.fullmatch(r"How much does \w+ spend on (\w+) and (\w+) together\?", q):
+        return spent[m2.group(1)] + spent[m2.group(2)]
+    if m2 := re.fullmatch(r"How much does one of the (\w+) cost\?", q):
+        return items[m2.group(1)][1]
+    if m2 := re.fullmatch(r"How many items other than (\w+) does \w+ buy in total\?", q):
+        return Fraction(sum(n for n, _ in items.values()) - items[m2.group(1)][0])
+    if m2 := re.fullmatch(r"How many (\w+) does \w+ buy\?", q):
+        return Fraction(items[m2.group(1)][0])
+    if "have before paying" in q:
+        return budget
+    if "pay per item on average" in q:
+        return paid / sum(n for n, _ in items.values())
+    if "bill after the discount" in q:
+        assert m is not None
+        return subtotal * (100 - int(m.group(1))) / 100
+    if q.startswith("Which goods") and "least" in q:
+        return min(spent, key=lambda g: spent[g])
     if m2 := re.fullmatch(r"How much does \w+ spend on (\w+)\?", q):
         return spent[m2.group(1)]
     if re.fullmatch(r"How many items does \w+ buy in total\?", q):
@@ -71,6 +90,19 @@ def solve_travel(ctx: str, q: str) -> Fraction:
     if m := re.fullmatch(r"How many hours does the (\w+) leg take\?", q):
         d, s = legs[m.group(1)]
         return Fraction(d, s)
+    if m := re.fullmatch(r"How many minutes does the (\w+) leg take\?", q):
+        d, s = legs[m.group(1)]
+        return Fraction(60 * d, s)
+    if re.fullmatch(r"How many miles does \w+ drive in the first leg\?", q):
+        return Fraction(legs["first"][0])
+    if re.fullmatch(r"How many miles does \w+ drive per leg on average\?", q):
+        return Fraction(dist, len(legs))
+    if re.fullmatch(r"How many minutes does \w+ spend driving\?", q):
+        return hours * 60
+    if "shortest leg" in q:
+        return Fraction(min(d for d, _ in legs.values()))
+    if "excluding stops" in q:
+        return hours * 60
     if re.fullmatch(r"How many miles does \w+ drive in total\?", q):
         return Fraction(dist)
     if re.fullmatch(r"How many hours does \w+ spend driving\?", q):
@@ -78,6 +110,8 @@ def solve_travel(ctx: str, q: str) -> Fraction:
     if "longest leg" in q:
         return Fraction(max(d for d, _ in legs.values()))
     fuel = re.search(r"one gallon of gas every (\d+) miles, and gas costs \$(\d+) per gallon", ctx)
+    if "gallons of gas does the first leg" in q:
+        return Fraction(legs["first"][0], int(fuel.group(1)))  # type: ignore[union-attr]
     if "gallons of gas" in q:
         return Fraction(dist, int(fuel.group(1)))  # type: ignore[union-attr]
     if "gas for the trip cost" in q:
@@ -107,10 +141,27 @@ def solve_inventory(ctx: str, q: str) -> Fraction:
                 return s
         raise AssertionError(f"no event on {day}")
 
+    def before(day: str) -> dict[str, int]:
+        s = dict(stock)
+        for d, verb, n, p in events:
+            if d == day:
+                return s
+            s[p] += int(n) if verb == "receives" else -int(n)
+        raise AssertionError(f"no event on {day}")
+
     if m := re.fullmatch(
         r"How many boxes of (\w+) are in stock (?:at the end of|after) (\w+)\?", q
     ):
         return Fraction(after(m.group(2))[m.group(1)])
+    if m := re.fullmatch(r"How many boxes of (\w+) are in stock at the start of (\w+)\?", q):
+        return Fraction(before(m.group(2))[m.group(1)])
+    if m := re.fullmatch(
+        r"How many boxes of products other than (\w+) are in stock after (\w+)\?", q
+    ):
+        left = after(m.group(2))
+        return Fraction(sum(left.values()) - left[m.group(1)])
+    if m := re.fullmatch(r"How many boxes of (\w+) does the warehouse receive in total.*", q):
+        return Fraction(sum(int(n) for _, v, n, p in events if v == "receives" and p == m.group(1)))
     if m := re.fullmatch(r"How many units of (\w+) are in stock after (\w+)\?", q):
         return Fraction(after(m.group(2))[m.group(1)] * per_box)
     if m := re.fullmatch(r"How many boxes of all products are in stock after (\w+)\?", q):
@@ -138,11 +189,27 @@ def solve_schedule(ctx: str, q: str) -> str | Fraction:
         t += mins
     if q == "At what time does the workshop end?":
         return hm(t)
+    if q == "At what time does the workshop start?":
+        return hm(t0)
+    names = [name for name, _ in sessions]
+    if mm := re.fullmatch(
+        r"At what time does the session (before|after) the (.+) (start|end)\?", q
+    ):
+        i = names.index(mm.group(2)) + (-1 if mm.group(1) == "before" else 1)
+        start, end = times[names[i]]
+        return hm(start if mm.group(3) == "start" else end)
     if mm := re.fullmatch(r"At what time does the (.+) (start|end)\?", q):
         start, end = times[mm.group(1)]
         return hm(start if mm.group(2) == "start" else end)
     if "minutes long is the whole workshop" in q:
         return Fraction(t - t0)
+    breaks = sum(mins for name, mins in sessions if name.endswith("break"))
+    if "minutes of the workshop are not breaks" in q:
+        return Fraction(t - t0 - breaks)
+    if "hours long is the whole workshop" in q:
+        return Fraction(t - t0, 60)
+    if mm := re.fullmatch(r"How many minutes long is the (.+break)\?", q):
+        return Fraction(dict(sessions)[mm.group(1)])
     if "minutes of breaks" in q:
         return Fraction(sum(mins for name, mins in sessions if name.endswith("break")))
     raise AssertionError(f"unrecognised schedule question {q!r}")
@@ -175,6 +242,55 @@ def test_labels_recomputed_from_the_text(difficulty: int, seed: int) -> None:
         assert 1 <= len(item.queries) <= 10
         assert len({q.question for q in item.queries}) == len(item.queries)
         check(item)
+
+
+@pytest.mark.parametrize("difficulty", [1, 2, 3])
+def test_near_miss_labels_recomputed_and_tagged(difficulty: int) -> None:
+    items = generate(Spec(n=40, seed=4, difficulty=difficulty, near_misses=3))
+    plain = generate(Spec(n=40, seed=4, difficulty=difficulty))
+    categories: set[str] = set()
+    for item, base in zip(items, plain, strict=True):
+        check(item)  # every near-miss label recomputed from the text, too
+        n_base = len(base.queries)
+        assert item.queries[:n_base] == base.queries  # near-misses draw nothing at random
+        assert len({q.question for q in item.queries}) == len(item.queries)
+        for q in item.queries[n_base:]:
+            of = item.queries[q.meta["near_miss_of"]]
+            assert "near_miss_of" not in of.meta
+            assert q.answer != of.answer and q.question != of.question
+            categories.add(q.meta["category"])
+    assert len(categories) >= 6
+
+
+def test_near_misses_collide_lexically_but_never_share_a_label() -> None:
+    """The generator's own collisions: 'A more than B' vs 'B more than A' and
+    'received' vs 'shipped' read alike but are different questions with their own labels."""
+    items = generate(Spec(n=80, seed=0, difficulty=2, near_misses=5, families=("shopping",)))
+    swapped = [
+        (it.queries[q.meta["near_miss_of"]], q)
+        for it in items
+        for q in it.queries
+        if q.meta.get("category") == "swapped order"
+    ]
+    assert swapped
+    for base, q in swapped:
+        assert Fraction(q.answer) == -Fraction(base.answer) != 0
+        assert sorted(re.findall(r"\w+", q.question)) == sorted(re.findall(r"\w+", base.question))
+    inv = generate(Spec(n=40, seed=0, difficulty=2, near_misses=5, families=("inventory",)))
+    pairs = [
+        (it.queries[q.meta["near_miss_of"]].question, q.question)
+        for it in inv
+        for q in it.queries
+        if q.meta.get("category") == "opposite" and "in total" in q.question
+    ]
+    assert any("receive" in a and "ship" in b for a, b in pairs)
+
+
+def test_near_miss_option() -> None:
+    items = load_dataset("multi-query:n=4,seed=1,near_misses=1")
+    assert any("near_miss_of" in q.meta for it in items for q in it.queries)
+    with pytest.raises(InvalidInput, match="near_misses"):
+        load_dataset("multi-query:near_misses=9")
 
 
 def test_query_counts_follow_the_knob() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,8 +69,14 @@ def test_every_arm_runs_and_every_call_is_recorded(tmp_path: Path) -> None:
     assert len(calls) == model.calls == stats.new_calls
     assert all(c["item"] in ("shop", "trip") and c["arm"] != "?" for c in calls)
     assert {c["phase"] for c in calls} == {"sleep", "test"}
-    # k=2 rethinks run inside LangGraph's fan-out and are still filed under their arm
-    assert sum(c["step"] == "learn" and c["arm"] == "sleep-k2" for c in calls) == 4
+    # product protocol: k=2 budgeted rethink loops, merged, filed under their arm
+    k2 = [c for c in calls if c["arm"] == "sleep-k2"]
+    assert {"rethink-0", "rethink-1", "merge"} <= {c["step"] for c in k2}
+    assert all(c["max_tokens"] is not None for c in calls)  # product: every call capped
+    assert all(c["protocol"] == "product" and c["prompts"] for c in calls)
+    assert all(
+        c["max_tokens"] == {0: 32, 2: 192}[int(c["arm"][-1])] for c in calls if c["phase"] == "test"
+    )
     # test-time only never touches sleep-time artifacts; sleep arms answer from c'
     assert {r["source"] for r in results if r["k"] == 0 and r["kind"] == "test"} == {"cold"}
     assert {r["source"] for r in results if r["k"] > 0} <= {"learned", "predicted"}
@@ -262,11 +269,13 @@ def test_predictability_quintiles(tmp_path: Path) -> None:
 
 def test_example_script_runs_end_to_end(tmp_path: Path) -> None:
     script = Path(__file__).resolve().parents[1] / "examples" / "multi_query_benchmark.py"
+    env = {**os.environ, "PYTHONPATH": str(script.parents[1])}  # this checkout's sleeptime
     done = subprocess.run(
         [sys.executable, str(script), "--model", "fake", "--out", str(tmp_path / "ex")],
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "ex" / "summary.json").read_text("utf-8"))

@@ -30,7 +30,41 @@ def run_cmd(
     samples: int = typer.Option(0, "--samples", min=0, help="parallel baseline, K samples; 0 off"),
     temperature: float = typer.Option(0.7, "--temperature", help="temperature of the baseline"),
     concurrency: int = typer.Option(1, "--concurrency", min=1, help="contexts worked on at once"),
-    n_questions: int = typer.Option(3, "--n-questions", min=0, help="predicted questions/context"),
+    n_questions: int = typer.Option(
+        None,
+        "--n-questions",
+        min=0,
+        help="predicted questions per context (default 3; the paper protocol has none)",
+    ),
+    protocol: str = typer.Option(
+        "product",
+        "--protocol",
+        help="product (ours, default) or paper (the Sleep-time Compute paper's protocol)",
+    ),
+    scorer: str = typer.Option(
+        None, "--scorer", help="paper or lenient (default: paper for --protocol paper)"
+    ),
+    prompts_dir: str = typer.Option(
+        None,
+        "--prompts",
+        help="paper protocol: prompt files of a local letta-ai/sleep-time-compute checkout",
+    ),
+    sleep_budget: int = typer.Option(
+        2048, "--sleep-budget", help="product: completion tokens per rethink loop (a budget)"
+    ),
+    rethink_rounds: int = typer.Option(10, "--rethink-rounds", help="most calls per rethink loop"),
+    memory_chars: int = typer.Option(5000, "--memory-chars", help="memory block size (characters)"),
+    rethink_mode: str = typer.Option(
+        "auto", "--rethink-mode", help="auto (tool calls when supported), tools or text"
+    ),
+    sleep_temperature: float = typer.Option(
+        None, "--sleep-temperature", help="sleep-time temperature (paper default 0)"
+    ),
+    oracle_questions: bool = typer.Option(
+        False,
+        "--oracle-questions",
+        help="product: sleep time answers the dataset's own questions (tests the serve policy)",
+    ),
     t: float = typer.Option(10.0, "--t", help="cost of a test-time token in sleep-time tokens"),
     report: bool = typer.Option(True, "--report/--no-report", help="write the report when done"),
     predictability: bool = typer.Option(
@@ -39,7 +73,11 @@ def run_cmd(
         help="score log P(question | context) per query (default: when the scorer is installed)",
     ),
 ) -> None:
-    """Run (or resume) the multi-query benchmark: test-time vs sleep-time vs parallel sampling."""
+    """Run (or resume) a benchmark: test-time only vs sleep-time vs parallel sampling.
+
+    --protocol product (default) is sleeptime's own protocol; --protocol paper reproduces
+    the Sleep-time Compute paper's (docs/benchmarks.md says exactly where they differ).
+    """
     from pathlib import Path
 
     from rich.console import Console
@@ -61,6 +99,15 @@ def run_cmd(
         concurrency=concurrency,
         n_questions=n_questions,
         predictability=predictability,
+        protocol=protocol,
+        scorer=scorer,
+        prompts_dir=Path(prompts_dir) if prompts_dir else None,
+        sleep_budget=sleep_budget,
+        rethink_rounds=rethink_rounds,
+        memory_chars=memory_chars,
+        rethink_mode=rethink_mode,
+        sleep_temperature=sleep_temperature,
+        oracle_questions=oracle_questions,
     )
     console = Console(stderr=True)
     stats = run_bench(cfg, console=console)
@@ -81,11 +128,14 @@ def report_cmd(
     t: float = typer.Option(10.0, "--t", help="cost of a test-time token in sleep-time tokens"),
     prices: str = typer.Option(None, "--prices", help='JSON {"model": [usd_in_1M, usd_out_1M]}'),
     price_model: str = typer.Option(None, "--price-model", help="prices used in the US$ plot"),
+    scorer: str = typer.Option(
+        None, "--scorer", help="re-score the run: paper or lenient (default: the run's)"
+    ),
 ) -> None:
     """Write report.md, summary.json and PNG plots for a run, and print the summary."""
     from sleeptime.bench.report import write_report
 
-    write_report(out, t=t, prices_path=prices, price_model=price_model)
+    write_report(out, t=t, prices_path=prices, price_model=price_model, scorer=scorer)
 
 
 # -- KV-prefill artifacts: cold vs warm time-to-answer on the local model --------------------

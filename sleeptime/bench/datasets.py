@@ -7,7 +7,9 @@ Every dataset is a list of :class:`Item` (a context and its queries). Three sour
   Prepared by ``scripts/prepare_gsm8k.py`` and shipped in the package.
 - ``multi-query``: our seeded generator of stateful word problems with 3-10 questions
   per context (:mod:`sleeptime.bench.generator`).
-- a path to a JSONL file, one context per line (see :func:`load_jsonl`).
+- a path to a JSONL file, one context per line (see :func:`load_jsonl`), or a local copy
+  of the paper's published Stateful GSM-Symbolic (P1/P2) or Stateful AIME files
+  (recognised by their fields; :func:`load_stateful`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,17 @@ from sleeptime.bench.items import Item, Query
 from sleeptime.errors import InvalidInput
 
 GSM8K_FILE = "data/stateful_gsm8k.jsonl"
-DATASET_NAMES = ("stateful-gsm8k", "multi-query")
+DATASET_NAMES = (
+    "stateful-gsm8k",
+    "multi-query",
+    "stateful-gsm-symbolic:PATH",
+    "stateful-aime:PATH",
+)
+#: The paper's published formats: (context field, question field) per format name.
+STATEFUL_FORMATS = {
+    "stateful-gsm-symbolic": ("stateful_gsm_symbolic_context", "stateful_gsm_symbolic_question"),
+    "stateful-aime": ("stateful_aime_context", "stateful_aime_question"),
+}
 _ALIASES = {
     "gsm8k": "stateful-gsm8k",
     "stateful_gsm8k": "stateful-gsm8k",
@@ -159,6 +171,12 @@ def load_dataset(spec: str, *, limit: int | None = None) -> list[Item]:
     name = _ALIASES.get(name.lower(), name.lower())
     if name == "stateful-gsm8k" and not options:
         items = load_stateful_gsm8k()
+    elif name in STATEFUL_FORMATS:
+        if not options:
+            raise InvalidInput(
+                f"{name} is read from a local file: --dataset {name}:path/to/file.jsonl"
+            )
+        items = load_stateful(options, expect=name)
     elif name == "multi-query":
         from sleeptime.bench.generator import generate_from_options
 
@@ -195,11 +213,136 @@ def load_jsonl(path: str | Path) -> list[Item]:
     p = Path(path)
     if not p.is_file():
         raise InvalidInput(f"dataset file not found: {p}")
+    lines = _read_lines(p)
+    if stateful_format(lines) is not None:
+        return parse_stateful(lines, source=str(p))
+    return parse_jsonl(lines, source=str(p))
+
+
+def _read_lines(p: Path) -> list[str]:
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        return p.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{p} is not UTF-8 text: {exc.reason}") from exc
-    return parse_jsonl(lines, source=str(p))
+
+
+# -- the paper's published formats ----------------------------------------------------------
+
+
+def stateful_format(lines: list[str]) -> str | None:
+    """``stateful-gsm-symbolic`` / ``stateful-aime`` when the first record has that
+    format's fields, else None."""
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        for name, (ctx_field, _q) in STATEFUL_FORMATS.items():
+            if ctx_field in obj:
+                return name
+        return None
+    return None
+
+
+def load_stateful(path: str | Path, *, expect: str | None = None) -> list[Item]:
+    """Read a local copy of Stateful GSM-Symbolic (P1 or P2) or Stateful AIME (2024/2025).
+
+    Stateful GSM-Symbolic records hold ``stateful_gsm_symbolic_context``,
+    ``stateful_gsm_symbolic_question`` and the GSM-style ``answer`` (a solution ending in
+    ``#### N``; the gold is N with ``$`` and ``,`` removed, as the paper's evaluator
+    reads it); ``id`` and ``instance`` name the item when present. Stateful AIME records
+    hold ``stateful_aime_context``, ``stateful_aime_question`` and an integer ``answer``.
+    Records that share a context become one item with several queries.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InvalidInput(f"dataset file not found: {p}")
+    lines = _read_lines(p)
+    found = stateful_format(lines)
+    if expect is not None and found != expect:
+        ctx_field = STATEFUL_FORMATS[expect][0]
+        raise InvalidInput(f"{p}: not {expect} data (its first record has no {ctx_field!r})")
+    return parse_stateful(lines, source=str(p))
+
+
+def parse_stateful(lines: list[str], *, source: str = "<data>") -> list[Item]:
+    fmt = stateful_format(lines)
+    if fmt is None:
+        raise InvalidInput(f"{source}: no Stateful GSM-Symbolic or Stateful AIME records")
+    ctx_field, q_field = STATEFUL_FORMATS[fmt]
+    groups: dict[str, list[tuple[str, Query, dict[str, Any]]]] = {}
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{source}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(
+                f"{where}: not valid JSON ({exc.msg} at column {exc.colno})"
+            ) from exc
+        if not isinstance(obj, dict):
+            raise InvalidInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        context, question = obj.get(ctx_field), obj.get(q_field)
+        for fname, value in ((ctx_field, context), (q_field, question)):
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidInput(f"{where}: {fname!r} must be a non-empty string")
+        assert isinstance(context, str) and isinstance(question, str)
+        answer = obj.get("answer")
+        if isinstance(answer, bool) or not isinstance(answer, str | int | float):
+            raise InvalidInput(f"{where}: 'answer' must be a number or a string")
+        gold = _stateful_gold(fmt, answer, where)
+        ident = (
+            "-".join(
+                str(obj[key]) for key in ("id", "instance") if isinstance(obj.get(key), str | int)
+            )
+            or f"line{lineno}"
+        )
+        qmeta: dict[str, Any] = {"source_id": ident}
+        if fmt == "stateful-gsm-symbolic" and isinstance(answer, str):
+            qmeta["solution"] = answer
+        groups.setdefault(context.strip(), []).append(
+            (ident, Query(question=question.strip(), answer=gold, meta=qmeta), obj)
+        )
+    items: list[Item] = []
+    seen: set[str] = set()
+    prefix = "gsmsym" if fmt == "stateful-gsm-symbolic" else "aime"
+    for context, entries in groups.items():
+        base = f"{prefix}-{entries[0][0]}"
+        item_id, n = base, 1
+        while item_id in seen:
+            n += 1
+            item_id = f"{base}-{n}"
+        seen.add(item_id)
+        items.append(
+            Item(
+                id=item_id[:256],
+                context=context,
+                queries=tuple(q for _i, q, _o in entries),
+                meta={"format": fmt, "source": source},
+            )
+        )
+    return items
+
+
+def _stateful_gold(fmt: str, answer: str | int | float, where: str) -> str:
+    """The gold as the paper's evaluators read it."""
+    if fmt == "stateful-aime":
+        try:
+            return str(int(str(answer).strip()))
+        except ValueError as exc:
+            raise InvalidInput(f"{where}: a Stateful AIME 'answer' is an integer") from exc
+    text = str(answer)
+    if "####" in text:
+        text = re.sub(r"(?s).*#### ?", "", text)
+    gold = text.replace("$", "").replace(",", "").strip().strip(".").strip()
+    if not gold:
+        raise InvalidInput(f"{where}: 'answer' has no final answer after '####'")
+    return gold
 
 
 def parse_jsonl(lines: list[str], *, source: str = "<data>") -> list[Item]:

@@ -1,17 +1,26 @@
-"""Answer extraction and scoring.
+"""Answer extraction and scoring: the paper's scorer and our lenient one.
 
-The paper scores the last number of the final message against the text after
-``####`` (``$`` and ``,`` stripped) and, for AIME, the last ``\\boxed{}``. We do the
-same, in this order of preference: the last ``\\boxed{...}``, the last ``#### X``,
-the last "answer is X" / "answer: X", else the last number anywhere. Numbers may carry
-``$``, ``%``, thousands commas, a sign (including the Unicode minus), decimals,
-fractions ("3/4", "1 1/2", "\\frac{3}{4}") or be written as words ("twelve").
+``--scorer paper`` (:func:`paper_correct`) is the rule of the paper's released
+evaluators. Stateful GSM-Symbolic: the last match of ``(-?[$0-9.,]{2,})|(-?[0-9]+)`` in
+the final message, with ``$``, ``,`` and leading/trailing ``.`` stripped, must equal
+the gold (the text after ``#### ``, stripped the same way) as a *string*: ``7.0`` is
+not ``7`` and ``3/4`` reads as ``4``. Stateful AIME: the last ``\\boxed{}`` as an
+integer, else the last 1-3 digit integer, compared as integers.
+
+``--scorer lenient`` (:func:`is_correct`) reads what a person would accept: the last
+``\\boxed{...}``, the last ``#### X``, the first number after the last "answer is" /
+"answer:", else the last number anywhere. Numbers may carry ``$``, ``%``, thousands
+commas, a sign (including the Unicode minus), decimals, fractions ("3/4", "1 1/2",
+"\\frac{3}{4}") or be written as words ("twelve"); they compare with a 1e-6
+tolerance. Clock times compare exactly (``1:15 AM`` is not 13:15; a bare ``1:15`` is
+read as either). A text gold must be the answer given, not one item of a list.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from fractions import Fraction
 
 _NUM = r"[-−–]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-−–]?\$?\.\d+"
@@ -204,22 +213,154 @@ def _normal_text(text: str) -> str:
     return " ".join(words)
 
 
+#: A sentence that names several things ("pens and mugs", "pens, mugs", "pens or mugs").
+_ENUMERATION = re.compile(r",|;|/|\band\b|\bor\b|&|\n\s*[-*\d]", re.IGNORECASE)
+
+
+def _last_sentence(text: str) -> str:
+    parts = [p for p in re.split(r"(?<=[.!?])\s+|\n+", text.strip()) if p.strip()]
+    return parts[-1] if parts else ""
+
+
+def _text_correct(response: str, gold: str) -> bool:
+    """A short text gold ("scarves"): the final answer must be it, not a list holding it.
+    The final span (after "answer is", in a box, after ####; else the last sentence) is
+    right when it equals the gold, or names the gold once and lists nothing else."""
+    want = _normal_text(gold)
+    if not want:
+        return False
+    span = final_span(response)
+    if span is response:
+        span = _last_sentence(response)
+    span = _last_sentence(span) if "\n" in span.strip() else span
+    got = _normal_text(span)
+    if got == want:
+        return True
+    if re.search(rf"\b{re.escape(want)}\b", got) is None:
+        return False
+    if len(re.findall(rf"\b{re.escape(want)}\b", got)) > 1:
+        return False
+    rest = re.sub(rf"\b{re.escape(gold.strip())}\b", " ", span, flags=re.IGNORECASE)
+    return _ENUMERATION.search(rest) is None
+
+
+def _time_correct(response: str, gold: str) -> bool:
+    want = parse_time(gold)
+    span = final_span(response)
+    found = list(_TIME.finditer(span)) or list(_TIME.finditer(response))
+    if want is None or not found:
+        return False
+    m = found[-1]
+    got = parse_time(m.group(0))
+    if got is None:
+        return False
+    if got == want:
+        return True
+    # a bare 12-hour time ("1:15") may mean 13:15; an explicit AM/PM never shifts
+    hours = int(m.group(1))
+    return not m.group(3) and 1 <= hours <= 12 and (want - got) % 720 == 0
+
+
 def is_correct(response: str, gold: str) -> bool:
-    """Score one response against a gold answer (number, clock time or short text)."""
+    """The lenient scorer: one response against a gold answer (number, clock or text)."""
     gold = gold.strip()
     if _TIME.fullmatch(gold):
-        want = parse_time(gold)
-        got = parse_time(final_span(response)) or parse_time(response)
-        # A 12-hour answer ("1:15") matches 13:15: word problems rarely mean midnight.
-        return want is not None and got is not None and (want - got) % 720 == 0
+        return _time_correct(response, gold)
     target = parse_number(gold)
     if target is not None:
         value = extract_number(response)
         if value is None:
             return False
         return math.isclose(value, target, rel_tol=1e-6, abs_tol=1e-6)
-    want_text = _normal_text(gold)
-    span = _normal_text(final_span(response))
-    return bool(want_text) and (
-        span == want_text or re.search(rf"\b{re.escape(want_text)}\b", span) is not None
-    )
+    return _text_correct(response, gold)
+
+
+# -- the paper's scorers -------------------------------------------------------------------
+
+_PAPER_GSM = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+_PAPER_AIME = re.compile(r"([1-9][0-9][0-9]|[1-9][0-9]|[1-9])")
+
+
+def paper_standardize(answer: str) -> str:
+    """The paper's normalisation: drop ``$`` and ``,``, strip ``.`` at both ends."""
+    return answer.replace("$", "").replace(",", "").strip(".")
+
+
+def paper_gold(gold: str) -> str:
+    """The gold as the paper compares it: the text after ``#### `` when present."""
+    return paper_standardize(re.sub(r"(?s).*#### ", "", gold))
+
+
+def paper_extract_gsm(response: str) -> str:
+    """The paper's GSM answer: the last regex match, standardised; a reply with no match
+    is kept whole (the released evaluator leaves it so, so it only matches verbatim)."""
+    matches = _PAPER_GSM.findall(response)
+    if not matches:
+        return response
+    return paper_standardize("".join(matches[-1]))
+
+
+def paper_extract_aime(response: str) -> int | None:
+    """The paper's AIME answer: the last ``\\boxed{}`` as an integer, else the last
+    1-3 digit integer."""
+    box = boxed(response)
+    if box is not None:
+        try:
+            return int(box)
+        except ValueError:
+            pass
+    matches = _PAPER_AIME.findall(response)
+    return int(matches[-1]) if matches else None
+
+
+def paper_correct(response: str, gold: str, *, aime: bool = False) -> bool:
+    """The paper's scorer (see the module docstring): exact, no tolerance."""
+    if aime:
+        try:
+            want = int(str(gold).strip())
+        except ValueError:
+            return False
+        return paper_extract_aime(response) == want
+    return paper_extract_gsm(response) == paper_gold(str(gold))
+
+
+SCORERS = ("paper", "lenient")
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A named scoring rule: ``correct(response, gold)`` and ``key(response)``, the
+    extracted answer that majority votes count."""
+
+    name: str
+    aime: bool = False
+
+    def correct(self, response: str, gold: str) -> bool:
+        if self.name == "paper":
+            return paper_correct(response, gold, aime=self.aime)
+        return is_correct(response, gold)
+
+    def key(self, response: str) -> str | None:
+        if self.name == "paper":
+            if self.aime:
+                value = paper_extract_aime(response)
+                return None if value is None else str(value)
+            return paper_extract_gsm(response).strip() or None
+        return lenient_key(response)
+
+
+def lenient_key(text: str) -> str | None:
+    """The lenient scorer's extracted answer as a string (for logs and votes)."""
+    value = extract_number(text)
+    if value is not None:
+        return f"{value:g}" if abs(value) < 1e15 else str(value)
+    span = " ".join(final_span(text).split())[:60]
+    return span.lower().strip(" .") or None
+
+
+def get_scorer(name: str, *, aime: bool = False) -> Scorer:
+    if name not in SCORERS:
+        from sleeptime.errors import InvalidInput
+
+        raise InvalidInput(f"--scorer takes {' or '.join(SCORERS)} (got {name!r})")
+    return Scorer(name, aime=aime)

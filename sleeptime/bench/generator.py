@@ -1,15 +1,26 @@
 """Multi-Query: seeded stateful word problems with several questions per context.
 
-The paper's Stateful GSM-Symbolic has one question per context, so it cannot show the
-amortization of sleep-time compute over many queries. Each context here is a small
-world (a shopping trip, a road trip, a warehouse week, a workshop schedule) with 3-10
-related questions whose answers the generator computes exactly, by construction.
+The paper measures the amortization of sleep-time compute over many queries on
+Multi-Query GSM-Symbolic, which it introduces but did not release with its code. This is
+our own multi-query data in that spirit: each context is a small world (a shopping trip,
+a road trip, a warehouse week, a workshop schedule) with 3-10 related questions whose
+answers the generator computes exactly, by construction.
 
 Same (seed, index, difficulty, queries, families) -> same item, on any machine:
 ``random.Random`` seeded with a string is stable across processes and versions.
 
 Difficulty 1-3 grows the number of entities (items, legs, days, sessions) and adds
 steps (discounts and fees, fuel, stops, unit conversions, odd durations).
+
+With ``near_misses=N`` each question also gets up to N *near-miss* variants: questions
+with nearly the same words that ask something else (a negation, the opposite verb or
+period, the order or direction swapped, another entity or unit, a part added or
+removed, a per-item amount instead of a total), each with its own exact label, which
+always differs from its base question's label. They are tagged in their ``meta``
+(``near_miss_of``: the base question's position, ``category``), so a benchmark can
+measure whether a precomputed answer for the base question is ever served for them.
+Near-miss variants use no random draws: the base questions are the same with or
+without them.
 """
 
 from __future__ import annotations
@@ -85,6 +96,7 @@ class Spec:
     min_queries: int = 3
     max_queries: int = 10
     families: tuple[str, ...] = FAMILIES
+    near_misses: int = 0
 
     def check(self) -> None:
         if self.n < 1:
@@ -95,6 +107,10 @@ class Spec:
             raise InvalidInput(
                 f"multi-query: queries must satisfy 1 <= min <= max <= 10 "
                 f"(got {self.min_queries}-{self.max_queries})"
+            )
+        if not 0 <= self.near_misses <= 5:
+            raise InvalidInput(
+                f"multi-query: near_misses takes 0-5 variants per question (got {self.near_misses})"
             )
         unknown = set(self.families) - set(FAMILIES)
         if unknown or not self.families:
@@ -124,9 +140,24 @@ def _join(parts: Sequence[str]) -> str:
 
 
 Pool = list[tuple[str, str, str]]  # (kind, question, answer)
+#: (base kind, category, question, answer): a near-miss variant of the base question.
+Near = list[tuple[str, str, str, str]]
+
+#: Near-miss categories, in the order variants are taken.
+NEAR_MISS_CATEGORIES = (
+    "swapped order",
+    "opposite",
+    "negation",
+    "other entity",
+    "other period",
+    "other unit",
+    "part added",
+    "part removed",
+    "per-item vs total",
+)
 
 
-def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool]:
+def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near]:
     name, she, _ = rng.choice(_PEOPLE)
     n_items = {1: 2, 2: 3, 3: rng.choice([4, 5])}[difficulty]
     goods = rng.sample(_GOODS, n_items)
@@ -178,10 +209,81 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool]:
         )
     if n_items > 1 and cost[order[-1]] > cost[order[-2]]:
         pool.append(("most", f"Which goods does {name} spend the most money on?", goods[hi]))
-    return " ".join(lines), pool
+    near: Near = []
+    for i, g in enumerate(goods):
+        g2 = goods[(i + 1) % n_items]
+        near += [
+            (
+                f"item_cost:{g}",
+                "other entity",
+                f"How much does {name} spend on {g2}?",
+                fmt(cost[(i + 1) % n_items]),
+            ),
+            (
+                f"item_cost:{g}",
+                "negation",
+                f"How much does {name} spend on items other than {g}?",
+                fmt(subtotal - cost[i]),
+            ),
+            (
+                f"item_cost:{g}",
+                "per-item vs total",
+                f"How much does one of the {g} cost?",
+                fmt(price[i]),
+            ),
+            (
+                f"item_cost:{g}",
+                "part added",
+                f"How much does {name} spend on {g} and {g2} together?",
+                fmt(cost[i] + cost[(i + 1) % n_items]),
+            ),
+        ]
+    near += [
+        ("count", "part removed", f"How many {goods[0]} does {name} buy?", fmt(qty[0])),
+        (
+            "count",
+            "negation",
+            f"How many items other than {goods[0]} does {name} buy in total?",
+            fmt(sum(qty) - qty[0]),
+        ),
+        ("left", "opposite", f"How much money does {name} have before paying?", fmt(budget)),
+    ]
+    if (Fraction(str(paid)) * 100) % sum(qty) == 0:  # exact to the cent
+        near.append(
+            (
+                "paid",
+                "per-item vs total",
+                f"How much does {name} pay per item on average?",
+                fmt(paid / sum(qty)),
+            )
+        )
+    if discount and subtotal > threshold:
+        after = subtotal * (100 - discount) / 100
+        near.append(
+            (
+                "subtotal",
+                "opposite",
+                f"What is {name}'s bill after the discount{' but before the fee' if fee else ''}?",
+                fmt(after),
+            )
+        )
+    if cost[hi] > cost[lo]:
+        near.append(
+            (
+                f"diff:{goods[hi]}:{goods[lo]}",
+                "swapped order",
+                f"How much more does {name} spend on {goods[lo]} than on {goods[hi]}?",
+                fmt(cost[lo] - cost[hi]),
+            )
+        )
+    if n_items > 1 and cost[order[0]] < cost[order[1]] and cost[order[-1]] > cost[order[-2]]:
+        near.append(
+            ("most", "opposite", f"Which goods does {name} spend the least money on?", goods[lo])
+        )
+    return " ".join(lines), pool, near
 
 
-def travel(rng: random.Random, difficulty: int) -> tuple[str, Pool]:
+def travel(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near]:
     name, she, her = rng.choice(_PEOPLE)
     a, b = rng.sample(_PLACES, 2)
     legs = {1: 2, 2: 3, 3: rng.choice([4, 5])}[difficulty]
@@ -229,10 +331,69 @@ def travel(rng: random.Random, difficulty: int) -> tuple[str, Pool]:
                 fmt(total / sum(hours)),
             )
         )
-    return " ".join(lines), pool
+    near: Near = []
+    for i, h in enumerate(hours):
+        j = (i + 1) % legs
+        near += [
+            (
+                f"leg_time:{i}",
+                "other entity",
+                f"How many hours does the {_ORDINALS[j]} leg take?",
+                fmt(hours[j]),
+            ),
+            (
+                f"leg_time:{i}",
+                "other unit",
+                f"How many minutes does the {_ORDINALS[i]} leg take?",
+                fmt(60 * h),
+            ),
+        ]
+    near += [
+        (
+            "distance",
+            "part removed",
+            f"How many miles does {name} drive in the first leg?",
+            fmt(dist[0]),
+        ),
+        (
+            "drive_hours",
+            "other unit",
+            f"How many minutes does {name} spend driving?",
+            fmt(60 * sum(hours)),
+        ),
+        ("longest", "opposite", "How many miles long is the shortest leg?", fmt(min(dist))),
+    ]
+    if (100 * total) % legs == 0:
+        near.append(
+            (
+                "distance",
+                "per-item vs total",
+                f"How many miles does {name} drive per leg on average?",
+                fmt(total / legs),
+            )
+        )
+    if difficulty >= 2 and (100 * dist[0]) % mpg == 0:
+        near.append(
+            (
+                "gallons",
+                "part removed",
+                "How many gallons of gas does the first leg use?",
+                fmt(dist[0] / mpg),
+            )
+        )
+    if difficulty >= 3:
+        near.append(
+            (
+                "trip_minutes",
+                "opposite",
+                "How many minutes does the whole trip take, excluding stops?",
+                fmt(60 * sum(hours)),
+            )
+        )
+    return " ".join(lines), pool, near
 
 
-def inventory(rng: random.Random, difficulty: int) -> tuple[str, Pool]:
+def inventory(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near]:
     n_products = {1: 2, 2: 3, 3: 3}[difficulty]
     n_days = {1: 3, 2: 5, 3: 7}[difficulty]
     products = rng.sample(_PRODUCTS, n_products)
@@ -242,17 +403,23 @@ def inventory(rng: random.Random, difficulty: int) -> tuple[str, Pool]:
     lines = [f"A warehouse starts the week with {start}. Each box holds {per_box} units."]
     pool: Pool = []
     received = shipped = 0
+    got = dict.fromkeys(products, 0)
+    before: dict[str, dict[str, int]] = {}  # stock at the start of each day
+    after: dict[str, dict[str, int]] = {}  # ... and at its end
     for day in _DAYS[:n_days]:
+        before[day] = dict(stock)
         p = rng.choice(products)
         amount = rng.randint(1, 6) * 5
         if rng.random() < 0.5 or stock[p] < amount:
             stock[p] += amount
             received += amount
+            got[p] += amount
             lines.append(f"On {day} it receives {amount} boxes of {p}.")
         else:
             stock[p] -= amount
             shipped += amount
             lines.append(f"On {day} it ships {amount} boxes of {p}.")
+        after[day] = dict(stock)
         if day != _DAYS[n_days - 1]:
             pool.append(
                 (
@@ -292,10 +459,91 @@ def inventory(rng: random.Random, difficulty: int) -> tuple[str, Pool]:
                 fmt(stock[p] * per_box),
             )
         )
-    return " ".join(lines), pool
+    near: Near = []
+    days = _DAYS[:n_days]
+    for d, day in enumerate(days[:-1]):
+        for p in products:
+            base = f"stock_after:{p}:{day}"
+            q = products[(products.index(p) + 1) % n_products]
+            near += [
+                (
+                    base,
+                    "other period",
+                    f"How many boxes of {p} are in stock at the end of {days[d + 1]}?",
+                    fmt(after[days[d + 1]][p]),
+                ),
+                (
+                    base,
+                    "opposite",
+                    f"How many boxes of {p} are in stock at the start of {day}?",
+                    fmt(before[day][p]),
+                ),
+                (
+                    base,
+                    "other entity",
+                    f"How many boxes of {q} are in stock at the end of {day}?",
+                    fmt(after[day][q]),
+                ),
+            ]
+    for i, p in enumerate(products):
+        q = products[(i + 1) % n_products]
+        near += [
+            (
+                f"final:{p}",
+                "other unit",
+                f"How many units of {p} are in stock after {last}?",
+                fmt(stock[p] * per_box),
+            ),
+            (
+                f"final:{p}",
+                "other entity",
+                f"How many boxes of {q} are in stock after {last}?",
+                fmt(stock[q]),
+            ),
+            (
+                f"units:{p}",
+                "other unit",
+                f"How many boxes of {p} are in stock after {last}?",
+                fmt(stock[p]),
+            ),
+        ]
+    p0 = products[0]
+    near += [
+        (
+            "received",
+            "opposite",
+            "How many boxes does the warehouse ship in total during the week?",
+            fmt(shipped),
+        ),
+        (
+            "shipped",
+            "opposite",
+            "How many boxes does the warehouse receive in total during the week?",
+            fmt(received),
+        ),
+        (
+            "received",
+            "part removed",
+            f"How many boxes of {p0} does the warehouse receive in total during the week?",
+            fmt(got[p0]),
+        ),
+        (
+            "total_final",
+            "part removed",
+            f"How many boxes of {p0} are in stock after {last}?",
+            fmt(stock[p0]),
+        ),
+        (
+            "total_final",
+            "negation",
+            f"How many boxes of products other than {p0} are in stock after {last}?",
+            fmt(sum(stock.values()) - stock[p0]),
+        ),
+    ]
+    return " ".join(lines), pool, near
 
 
-def schedule(rng: random.Random, difficulty: int) -> tuple[str, Pool]:
+def schedule(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near]:
     n_sessions = {1: 3, 2: 5, 3: 7}[difficulty]
     n_breaks = {1: 1, 2: 1, 3: 2}[difficulty]
     names = rng.sample(_SESSIONS, n_sessions - n_breaks) + rng.sample(_BREAKS, n_breaks)
@@ -313,8 +561,31 @@ def schedule(rng: random.Random, difficulty: int) -> tuple[str, Pool]:
         f"in this order: {_join(parts)}."
     )
     pool: Pool = []
+    near: Near = []
     t = start
-    for s, m in zip(names, minutes, strict=True):
+    for i, (s, m) in enumerate(zip(names, minutes, strict=True)):
+        near += [
+            (f"start:{s}", "opposite", f"At what time does the {s} end?", clock(t + m)),
+            (f"end:{s}", "opposite", f"At what time does the {s} start?", clock(t)),
+        ]
+        if i > 0:
+            near.append(
+                (
+                    f"start:{s}",
+                    "other entity",
+                    f"At what time does the session before the {s} start?",
+                    clock(t - minutes[i - 1]),
+                )
+            )
+        if i + 1 < len(names):
+            near.append(
+                (
+                    f"end:{s}",
+                    "other entity",
+                    f"At what time does the session after the {s} end?",
+                    clock(t + m + minutes[i + 1]),
+                )
+            )
         pool.append((f"start:{s}", f"At what time does the {s} start?", clock(t)))
         t += m
         pool.append((f"end:{s}", f"At what time does the {s} end?", clock(t)))
@@ -327,10 +598,42 @@ def schedule(rng: random.Random, difficulty: int) -> tuple[str, Pool]:
             fmt(sum(m for s, m in zip(names, minutes, strict=True) if "break" in s)),
         ),
     ]
-    return text, pool
+    breaks = sum(m for s, m in zip(names, minutes, strict=True) if "break" in s)
+    first_break = next(s for s in names if "break" in s)
+    near += [
+        ("end", "opposite", "At what time does the workshop start?", clock(start)),
+        (
+            "length",
+            "negation",
+            "How many minutes of the workshop are not breaks?",
+            fmt(t - start - breaks),
+        ),
+        (
+            "break_minutes",
+            "negation",
+            "How many minutes of the workshop are not breaks?",
+            fmt(t - start - breaks),
+        ),
+        (
+            "break_minutes",
+            "part removed",
+            f"How many minutes long is the {first_break}?",
+            fmt(minutes[names.index(first_break)]),
+        ),
+    ]
+    if (100 * (t - start)) % 60 == 0:
+        near.append(
+            (
+                "length",
+                "other unit",
+                "How many hours long is the whole workshop?",
+                fmt((t - start) / 60),
+            )
+        )
+    return text, pool, near
 
 
-_BUILDERS: dict[str, Callable[[random.Random, int], tuple[str, Pool]]] = {
+_BUILDERS: dict[str, Callable[[random.Random, int], tuple[str, Pool, Near]]] = {
     "shopping": shopping,
     "travel": travel,
     "inventory": inventory,
@@ -341,18 +644,51 @@ _BUILDERS: dict[str, Callable[[random.Random, int], tuple[str, Pool]]] = {
 def generate_item(spec: Spec, index: int) -> Item:
     rng = random.Random(f"multi-query:{spec.seed}:{index}:{spec.difficulty}")
     family = spec.families[index % len(spec.families)]
-    context, pool = _BUILDERS[family](rng, spec.difficulty)
+    context, pool, near = _BUILDERS[family](rng, spec.difficulty)
     want = rng.randint(spec.min_queries, spec.max_queries)
     picked = sorted(rng.sample(range(len(pool)), min(want, len(pool))))
-    queries = tuple(
+    queries = [
         Query(question=pool[i][1], answer=pool[i][2], meta={"kind": pool[i][0]}) for i in picked
-    )
+    ]
+    if spec.near_misses:
+        queries += near_miss_queries(queries, near, spec.near_misses)
     return Item(
         id=f"mq-s{spec.seed}-d{spec.difficulty}-{index:04d}",
         context=context,
-        queries=queries,
+        queries=tuple(queries),
         meta={"family": family, "difficulty": spec.difficulty, "seed": spec.seed},
     )
+
+
+def near_miss_queries(base: list[Query], near: Near, per_base: int) -> list[Query]:
+    """Up to ``per_base`` near-miss variants of each base question, categories in the
+    order of :data:`NEAR_MISS_CATEGORIES`; a variant whose label equals its base's, or
+    whose text is already asked, is skipped (it could not reveal a wrong serve)."""
+    asked = {q.question for q in base}
+    out: list[Query] = []
+    rank = {c: i for i, c in enumerate(NEAR_MISS_CATEGORIES)}
+    for pos, q in enumerate(base):
+        variants = sorted((v for v in near if v[0] == q.meta["kind"]), key=lambda v: rank[v[1]])
+        taken = 0
+        for _kind, category, question, answer in variants:
+            if taken >= per_base:
+                break
+            if answer == q.answer or question in asked or question == q.question:
+                continue
+            asked.add(question)
+            out.append(
+                Query(
+                    question=question,
+                    answer=answer,
+                    meta={
+                        "kind": f"near:{q.meta['kind']}",
+                        "near_miss_of": pos,
+                        "category": category,
+                    },
+                )
+            )
+            taken += 1
+    return out
 
 
 def generate(spec: Spec | None = None, **knobs: object) -> list[Item]:
@@ -373,6 +709,8 @@ def generate_from_options(options: str, *, limit: int | None = None) -> list[Ite
                 raise ValueError
             if key in ("n", "seed", "difficulty"):
                 kw[key] = int(value)
+            elif key in ("near_misses", "near_miss", "near-misses"):
+                kw["near_misses"] = int(value)
             elif key == "queries":
                 lo, _, hi = value.partition("-")
                 kw["min_queries"], kw["max_queries"] = int(lo), int(hi or lo)
@@ -381,7 +719,7 @@ def generate_from_options(options: str, *, limit: int | None = None) -> list[Ite
             else:
                 raise InvalidInput(
                     f"multi-query: unknown option {key!r}; "
-                    "use n, seed, difficulty, queries, families"
+                    "use n, seed, difficulty, queries, families, near_misses"
                 )
         except ValueError as exc:
             raise InvalidInput(

@@ -5,13 +5,20 @@ Figures, as in the Sleep-time Compute paper:
 - ``pareto.png``: accuracy (bootstrap 95% CI) vs mean test-time tokens per query, one
   curve per arm family (test-time only, sleep-time with k rethinks, parallel sampling),
   one point per verbosity;
-- ``amortization.png``: average cost per query vs queries per context, where sleep-time
-  cost is shared by the queries on one context and a test-time token costs ``t`` times a
-  sleep-time token (the paper uses t = 10); a second panel prices the same tokens in US$;
+- ``amortization.png``: accuracy vs average cost per query, one curve per number of
+  queries per context (sleep-time cost is shared by the queries on one context; a
+  test-time token costs ``t`` times a sleep-time token, the paper uses t = 10); the
+  measured queries-per-context curve is solid with filled markers, the others are
+  projections from the same measurements; a second panel prices the tokens in US$;
 - ``predictability.png``: accuracy gain of sleep-time over test-time only, per
   predictability quintile, when the run recorded predictability scores.
 
 Tokens are completion tokens (what the paper counts) unless a column says otherwise.
+Intervals are 95%: a cluster bootstrap over contexts (queries on one context are not
+independent), or the Wilson score interval over contexts when an arm is at 0% or 100%
+(where a bootstrap collapses to a point); each arm names its method in ``ci_method``.
+A zero-token answer that is wrong is charged, in every cost figure, the mean test-time
+tokens of the arm's model-path answers: a wrong precomputed answer is never a saving.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +35,20 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sleeptime.bench.runner import CALLS, ERRORS, PRED, RESULTS, RUN, SLEEP, read_jsonl
+from sleeptime.bench.datasets import Item, parse_jsonl
+from sleeptime.bench.extract import Scorer, get_scorer
+from sleeptime.bench.runner import (
+    CALLS,
+    DATASET,
+    ERRORS,
+    PRED,
+    RESULTS,
+    RUN,
+    SLEEP,
+    is_aime,
+    read_jsonl,
+    vote,
+)
 from sleeptime.errors import InvalidInput
 
 #: Example list prices, US$ per 1M tokens (input, output). Prices change: check them,
@@ -60,6 +80,14 @@ class ArmStats:
     queries_per_context: float
     amortized_cost_per_query: float
     predicted_fraction: float
+    ci_method: str = ""
+    contexts: int = 0
+    charged_test_tokens: float = 0.0
+    charged_test_prompt_tokens: float = 0.0
+    zero_token: dict[str, Any] = field(default_factory=dict)
+    model_path: dict[str, Any] = field(default_factory=dict)
+    near_miss: dict[str, Any] = field(default_factory=dict)
+    cap_hits: dict[str, Any] = field(default_factory=dict)
     usd_per_query: dict[str, float] = field(default_factory=dict)
     sleep_errors: int = 0
 
@@ -73,6 +101,8 @@ class ArmStats:
             "correct": self.correct,
             "accuracy": round(self.accuracy, 4),
             "ci95": [round(self.ci[0], 4), round(self.ci[1], 4)],
+            "ci_method": self.ci_method,
+            "contexts": self.contexts,
             "mean_test_tokens": round(self.mean_test_tokens, 2),
             "mean_test_prompt_tokens": round(self.mean_test_prompt_tokens, 2),
             "mean_sleep_tokens": round(self.mean_sleep_tokens_per_context, 2),
@@ -81,6 +111,12 @@ class ArmStats:
             "queries_per_context": round(self.queries_per_context, 3),
             "amortized_cost_per_query": round(self.amortized_cost_per_query, 2),
             "predicted_fraction": round(self.predicted_fraction, 4),
+            "charged_test_tokens": round(self.charged_test_tokens, 2),
+            "charged_test_prompt_tokens": round(self.charged_test_prompt_tokens, 2),
+            "zero_token": self.zero_token,
+            "model_path": self.model_path,
+            "near_miss": self.near_miss,
+            "cap_hits": self.cap_hits,
             "usd_per_query": {k: round(v, 8) for k, v in self.usd_per_query.items()},
             "sleep_errors": self.sleep_errors,
         }
@@ -97,6 +133,57 @@ def bootstrap_ci(
     data = [1.0 if v else 0.0 for v in values]
     means = sorted(sum(rng.choices(data, k=n)) / n for _ in range(resamples))
     return means[int(0.025 * (resamples - 1))], means[math.ceil(0.975 * (resamples - 1))]
+
+
+def wilson_ci(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval; unlike a bootstrap it has width at 0% and 100%."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def cluster_bootstrap_ci(
+    clusters: list[tuple[int, int]], *, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of pooled accuracy, resampling whole contexts
+    (``clusters`` = (correct, queries) per context) with replacement."""
+    m = len(clusters)
+    if m == 0:
+        return (math.nan, math.nan)
+    rng = random.Random(seed)
+    stats = []
+    for _ in range(resamples):
+        pick = rng.choices(clusters, k=m)
+        total = sum(n for _, n in pick)
+        stats.append(sum(c for c, _ in pick) / total if total else 0.0)
+    stats.sort()
+    return stats[int(0.025 * (resamples - 1))], stats[math.ceil(0.975 * (resamples - 1))]
+
+
+def accuracy_ci(rows: list[dict[str, Any]], *, resamples: int = 2000) -> tuple[float, float, str]:
+    """(low, high, method) of an arm's accuracy; see the module docstring."""
+    by_item: dict[str, list[bool]] = defaultdict(list)
+    for r in rows:
+        by_item[str(r["item"])].append(bool(r["correct"]))
+    clusters = [(sum(v), len(v)) for v in by_item.values()]
+    correct, n = sum(c for c, _ in clusters), sum(q for _, q in clusters)
+    m = len(clusters)
+    if n == 0:
+        return math.nan, math.nan, "none"
+    if correct in (0, n):
+        lo, hi = wilson_ci(m if correct == n else 0, m)
+        level = 100 * correct // n
+        return lo, hi, f"Wilson score interval over {m} contexts (accuracy {level}%)"
+    if m < 2:  # one context: nothing to resample; treat its queries as independent
+        lo, hi = wilson_ci(correct, n)
+        return lo, hi, f"Wilson score interval over {n} queries of 1 context"
+    lo, hi = cluster_bootstrap_ci(clusters, resamples=resamples)
+    unit = "contexts" if n > m else "contexts (one query each)"
+    return lo, hi, f"cluster bootstrap over {m} {unit}, {resamples} resamples, percentile"
 
 
 def load_prices(path: str | Path | None) -> dict[str, tuple[float, float]]:
@@ -121,8 +208,64 @@ def _arm_order(arm: str) -> tuple[int, int, int]:
     return (family, int(head.lstrip("kpar") or 0), int(v or 0)) if v.isdigit() else (9, 0, 0)
 
 
+def _items(out: Path) -> dict[str, Item]:
+    path = out / DATASET
+    if not path.exists():
+        return {}
+    return {it.id: it for it in parse_jsonl(path.read_text("utf-8").splitlines(), source=str(path))}
+
+
+def rescore(
+    results: list[dict[str, Any]], items: dict[str, Item], name: str
+) -> list[dict[str, Any]]:
+    """Score every stored response again with scorer ``name`` (the runs keep responses,
+    so ``bench report --scorer`` can compare the paper's scorer with the lenient one)."""
+    scorers: dict[bool, Scorer] = {}
+    out = []
+    for r in results:
+        item = items.get(r["item"])
+        aime = bool(item is not None and is_aime(item))
+        scorer = scorers.setdefault(aime, get_scorer(name, aime=aime))
+        gold = str(r["gold"])
+        r = dict(r)
+        group = r.get("samples") or r.get("pairs")
+        if group:
+            group = [
+                {**s, "key": scorer.key(s["text"]), "correct": scorer.correct(s["text"], gold)}
+                for s in group
+            ]
+            r["extracted"], r["correct"] = vote(group)
+            r["pass_at_k"] = any(s["correct"] for s in group)
+            r["samples" if r.get("samples") else "pairs"] = group
+        elif r.get("source") != "error":
+            r["correct"] = scorer.correct(str(r.get("response") or ""), gold)
+            r["extracted"] = scorer.key(str(r.get("response") or ""))
+            if "pass_at_k" in r:
+                r["pass_at_k"] = r["correct"]
+        out.append(r)
+    return out
+
+
+def _rate(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    known = [c for c in calls if "capped" in c]
+    capped = sum(bool(c["capped"]) for c in known)
+    return {
+        "calls": len(known),
+        "capped": capped,
+        "rate": round(capped / len(known), 4) if known else None,
+    }
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def summarize(
-    out: Path, *, t: float = 10.0, prices: dict[str, tuple[float, float]] | None = None
+    out: Path,
+    *,
+    t: float = 10.0,
+    prices: dict[str, tuple[float, float]] | None = None,
+    scorer: str | None = None,
 ) -> dict[str, Any]:
     """The numbers behind the report (also written as ``summary.json``)."""
     prices = prices or dict(DEFAULT_PRICES)
@@ -132,45 +275,87 @@ def summarize(
             f"{out} is not a benchmark run directory (no {RUN}): run 'sleeptime bench run' first"
         )
     meta = json.loads(run_path.read_text("utf-8"))
-    results = read_jsonl(out / RESULTS)
+    meta.setdefault("protocol", "product")
+    scorer_name = scorer or meta.get("scorer") or "lenient"
+    get_scorer(scorer_name)  # a clear error for an unknown name
+    results = rescore(read_jsonl(out / RESULTS), _items(out), scorer_name)
     sleeps = read_jsonl(out / SLEEP)
     sleep_by = {(r["item"], r["k"]): r for r in sleeps}
+    calls = read_jsonl(out / CALLS)
+    calls_by_arm: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in calls:
+        calls_by_arm[str(c.get("arm"))].append(c)
     by_arm: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         by_arm[r["arm"]].append(r)
         if r.get("kind") == "parallel":
             by_arm[f"{r['arm']}:pass@{len(r['samples'])}"].append({**r, "correct": r["pass_at_k"]})
+        elif r.get("pairs"):
+            by_arm[f"{r['arm']}:pass@{len(r['pairs'])}"].append({**r, "correct": r["pass_at_k"]})
+    # mean model-path test tokens per (verbosity): what a wrong zero-token answer is charged
+    model_path_by_v: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        if r.get("kind") == "test":
+            model_path_by_v[int(r["verbosity"])].append(r)
     arms = []
     for arm in sorted(by_arm, key=_arm_order):
         rows = by_arm[arm]
         kind = rows[0]["kind"] if ":pass@" not in arm else "pass@k"
         k = int(rows[0].get("k", 0))
+        v = int(rows[0]["verbosity"])
         items = sorted({r["item"] for r in rows})
         sleep_rows = (
-            [sleep_by[(i, k)] for i in items if (i, k) in sleep_by] if kind == "sleep" else []
+            [sleep_by[(i, k)] for i in items if (i, k) in sleep_by]
+            if kind == "sleep" or (kind == "pass@k" and k > 0)
+            else []
         )
         sleep_out = sum(s["sleep_completion_tokens"] for s in sleep_rows)
         sleep_in = sum(s["sleep_prompt_tokens"] for s in sleep_rows)
         n = len(rows)
+        zero = [r for r in rows if r.get("source") == "predicted"]
+        model = [r for r in rows if r.get("source") != "predicted"]
+        base = model or model_path_by_v.get(v, [])
+        fill_out = _mean([float(r["test_completion_tokens"]) for r in base])
+        fill_in = _mean([float(r["test_prompt_tokens"]) for r in base])
+        wrong_zero = [r for r in zero if not r["correct"]]
         test_out = sum(r["test_completion_tokens"] for r in rows)
         test_in = sum(r["test_prompt_tokens"] for r in rows)
+        charged_out = test_out + fill_out * len(wrong_zero)
+        charged_in = test_in + fill_in * len(wrong_zero)
         correct = sum(bool(r["correct"]) for r in rows)
         usd = {
-            name: (sleep_in * p_in + sleep_out * p_out + test_in * p_in + test_out * p_out)
+            name: (sleep_in * p_in + sleep_out * p_out + charged_in * p_in + charged_out * p_out)
             / 1e6
             / n
             for name, (p_in, p_out) in prices.items()
         }
+        lo, hi, method = accuracy_ci(rows)
+        near = [r for r in rows if "near_miss_of" in r]
+        near_zero = [r for r in near if r.get("source") == "predicted"]
+        false_serves = [
+            r
+            for r in near_zero
+            if not r["correct"] or _same(r.get("matched_question"), r.get("base_question"))
+        ]
+        zero_ok = sum(bool(r["correct"]) for r in zero)
+        model_ok = sum(bool(r["correct"]) for r in model)
+        arm_calls = calls_by_arm.get(arm.split(":")[0], [])
+        sleep_calls = calls_by_arm.get(f"sleep-k{k}", []) if k else []
+        if sleep_calls:
+            mine = set(items)
+            sleep_calls = [c for c in sleep_calls if c.get("item") in mine]
         arms.append(
             ArmStats(
                 arm=arm,
                 kind=kind,
                 k=k,
-                verbosity=int(rows[0]["verbosity"]),
+                verbosity=v,
                 n=n,
                 correct=correct,
                 accuracy=correct / n,
-                ci=bootstrap_ci([bool(r["correct"]) for r in rows]),
+                ci=(lo, hi),
+                ci_method=method,
+                contexts=len(items),
                 mean_test_tokens=test_out / n,
                 mean_test_prompt_tokens=test_in / n,
                 mean_sleep_tokens_per_context=sleep_out / len(sleep_rows) if sleep_rows else 0.0,
@@ -179,18 +364,50 @@ def summarize(
                 else 0.0,
                 sleep_tokens_per_query=sleep_out / n,
                 queries_per_context=n / len(items),
-                amortized_cost_per_query=(sleep_out + t * test_out) / n,
-                predicted_fraction=sum(r.get("source") == "predicted" for r in rows) / n,
+                charged_test_tokens=charged_out / n,
+                charged_test_prompt_tokens=charged_in / n,
+                amortized_cost_per_query=(sleep_out + t * charged_out) / n,
+                predicted_fraction=len(zero) / n,
+                zero_token={
+                    "served": len(zero),
+                    "correct": zero_ok,
+                    "wrong": len(wrong_zero),
+                    "accuracy": round(zero_ok / len(zero), 4) if zero else None,
+                    "charged_tokens_per_wrong": round(fill_out, 2),
+                    # the target: served answers at least as accurate as the model path
+                    "at_least_model_path": (
+                        None
+                        if not zero or not base
+                        else zero_ok / len(zero)
+                        >= sum(bool(r["correct"]) for r in base) / len(base)
+                    ),
+                    "serve_reasons": dict(
+                        Counter(str(r.get("serve_reason")) for r in zero if r.get("serve_reason"))
+                    ),
+                },
+                model_path={
+                    "n": len(model),
+                    "correct": model_ok,
+                    "accuracy": round(model_ok / len(model), 4) if model else None,
+                },
+                near_miss={
+                    "n": len(near),
+                    "served_zero_token": len(near_zero),
+                    "false_serves": len(false_serves),
+                    "false_serve_rate": round(len(false_serves) / len(near), 4) if near else None,
+                    "by_category": _near_by_category(near, false_serves),
+                },
+                cap_hits={"test": _rate(arm_calls), "sleep": _rate(sleep_calls)},
                 usd_per_query=usd,
                 sleep_errors=sum(1 for s in sleep_rows if s.get("error")),
             )
         )
-    calls = read_jsonl(out / CALLS)
     phase_calls: dict[str, int] = defaultdict(int)
     for c in calls:
         phase_calls[c["phase"]] += 1
     return {
         "run": meta,
+        "scorer": scorer_name,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "t": t,
         "items": len({r["item"] for r in results}),
@@ -202,11 +419,36 @@ def summarize(
             if calls
             else None,
         },
+        "cap_hits": {
+            "sleep": _rate([c for c in calls if c["phase"] == "sleep"]),
+            "test": _rate([c for c in calls if c["phase"] == "test"]),
+        },
+        "sleep_stops": dict(
+            Counter(r.get("stop") for s in sleeps for r in s.get("rethinks") or [])
+        ),
         "errors": len(read_jsonl(out / ERRORS)),
         "prices_usd_per_1m": {k: list(v) for k, v in prices.items()},
         "arms": [a.to_json() for a in arms],
         "predictability": predictability_gain(out, results),
     }
+
+
+def _same(a: Any, b: Any) -> bool:
+    if not a or not b:
+        return False
+    return " ".join(str(a).lower().split()) == " ".join(str(b).lower().split())
+
+
+def _near_by_category(
+    near: list[dict[str, Any]], false_serves: list[dict[str, Any]]
+) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for r in near:
+        cat = str(r.get("near_miss_category") or "other")
+        entry = out.setdefault(cat, {"n": 0, "false_serves": 0})
+        entry["n"] += 1
+        entry["false_serves"] += any(r is f for f in false_serves)
+    return out
 
 
 def predictability_gain(out: Path, results: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -248,6 +490,48 @@ def predictability_gain(out: Path, results: list[dict[str, Any]]) -> dict[str, A
 # -- plots ---------------------------------------------------------------------------------
 
 
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _family_label(a: dict[str, Any]) -> str:
+    head = a["arm"].split(":")[0].split("-")[0]  # k2 / par3
+    if a["kind"] == "test":
+        return "test-time only (k=0)"
+    if a["kind"] == "sleep":
+        return f"sleep-time k={a['k']}"
+    if a["kind"] == "parallel":
+        return f"parallel sampling {head}, majority"
+    which = "parallel sampling" if head.startswith("par") else "sleep-time"
+    return f"{which} {head}, {a['arm'].split(':')[1]}"
+
+
+def _err(rows: list[dict[str, Any]]) -> list[list[float]]:
+    return [
+        [max(0.0, a["accuracy"] - a["ci95"][0]) for a in rows],
+        [max(0.0, a["ci95"][1] - a["accuracy"]) for a in rows],
+    ]
+
+
+def _title(summary: dict[str, Any]) -> str:
+    run = summary["run"]
+    return (
+        f"{run['dataset']} - {_model(run)} - protocol {run.get('protocol', 'product')}, "
+        f"scorer {summary.get('scorer', 'lenient')}"
+    )
+
+
+def _cost_q(a: dict[str, Any], q: float, t: float) -> float:
+    """Average weighted cost per query with q queries per context."""
+    return a["mean_sleep_tokens"] / q + t * a["charged_test_tokens"]
+
+
+def _usd_q(a: dict[str, Any], q: float, p_in: float, p_out: float) -> float:
+    """US$ per 1,000 queries with q queries per context (prompt and completion tokens)."""
+    sleep = a["mean_sleep_prompt_tokens"] * p_in + a["mean_sleep_tokens"] * p_out
+    test = a["charged_test_prompt_tokens"] * p_in + a["charged_test_tokens"] * p_out
+    return (sleep / q + test) / 1e6 * 1000
+
+
 def _plots(out: Path, summary: dict[str, Any], price_model: str) -> dict[str, str]:
     """Write the PNGs; returns {name: file} (empty when matplotlib is missing)."""
     try:
@@ -255,107 +539,185 @@ def _plots(out: Path, summary: dict[str, Any], price_model: str) -> dict[str, st
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     except ImportError:
         return {}
     arms = summary["arms"]
     files: dict[str, str] = {}
 
-    # Pareto: accuracy vs test-time tokens, one curve per family
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    # Pareto: accuracy vs test-time tokens, one curve per family. Series often coincide
+    # (e.g. several arms at 0%): each gets its own marker and a smaller size than the one
+    # drawn before it, so every series stays visible where they overlap.
+    fig, ax = plt.subplots(figsize=(8, 6), layout="constrained")
     families: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for a in arms:
-        label = {
-            "test": "test-time only (k=0)",
-            "sleep": f"sleep-time k={a['k']}",
-            "parallel": "parallel sampling (majority)",
-            "pass@k": "parallel sampling (pass@K)",
-        }[a["kind"]]
-        families[label].append(a)
-    for label, rows in families.items():
-        rows = sorted(rows, key=lambda a: a["mean_test_tokens"])
-        x = [a["mean_test_tokens"] for a in rows]
-        y = [a["accuracy"] for a in rows]
-        err = [
-            [a["accuracy"] - a["ci95"][0] for a in rows],
-            [a["ci95"][1] - a["accuracy"] for a in rows],
-        ]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+        families[_family_label(a)].append(a)
+    notes: dict[tuple[float, float], list[str]] = {}
+    where: dict[tuple[float, float], tuple[float, float]] = {}
+    for i, (label, rows) in enumerate(families.items()):
+        rows = sorted(rows, key=lambda a: a["charged_test_tokens"])
+        hollow = rows[0]["kind"] == "pass@k"
+        ax.errorbar(
+            [a["charged_test_tokens"] for a in rows],
+            [a["accuracy"] for a in rows],
+            yerr=_err(rows),
+            marker=_MARKERS[i % len(_MARKERS)],
+            markersize=max(4.0, 11.0 - 1.5 * i),
+            markerfacecolor="none" if hollow else None,
+            linestyle=":" if hollow else ("--" if rows[0]["kind"] == "test" else "-"),
+            capsize=3,
+            alpha=0.85,
+            label=label,
+            zorder=2 + i,
+        )
         for a in rows:
-            ax.annotate(
-                f"v{a['verbosity']}",
-                (a["mean_test_tokens"], a["accuracy"]),
-                fontsize=7,
-                textcoords="offset points",
-                xytext=(4, 4),
-            )
-    ax.set_xlabel("mean test-time tokens per query (completion)")
-    ax.set_ylabel("accuracy (95% bootstrap CI)")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(
-        f"{summary['run']['dataset']} - {summary['run'].get('model_name', summary['run']['model'])}"
+            spot = (round(a["charged_test_tokens"], 1), round(a["accuracy"], 3))
+            where.setdefault(spot, (a["charged_test_tokens"], a["accuracy"]))
+            notes.setdefault(spot, []).append(a["arm"])
+    for spot, names in notes.items():  # one label per spot, naming every arm there
+        ax.annotate(
+            _wrap(", ".join(names), 28),
+            where[spot],
+            fontsize=6,
+            textcoords="offset points",
+            xytext=(6, 6),
+            va="bottom",
+        )
+    ax.set_xlabel(
+        "mean test-time completion tokens per query "
+        "(a wrong zero-token answer counts the model path's mean)"
     )
+    ax.set_ylabel("accuracy (95% CI)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.margins(x=0.12)
+    ax.set_title(_wrap(_title(summary), 80), fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(loc="outside lower center", ncol=3, fontsize=8)
     fig.savefig(out / "pareto.png", dpi=120)
     plt.close(fig)
     files["pareto"] = "pareto.png"
 
-    # Amortization: cost per query vs queries per context
+    # Amortization: accuracy vs average cost per query, one curve per queries-per-context
     t = summary["t"]
-    ns = list(range(1, MAX_QUERIES_PLOTTED + 1))
     p_in, p_out = summary["prices_usd_per_1m"].get(price_model, (0.0, 0.0))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for a in arms:
-        if a["kind"] not in ("test", "sleep"):
-            continue
-        style = "--" if a["kind"] == "test" else "-"
-        weighted = [(a["mean_sleep_tokens"] + t * n * a["mean_test_tokens"]) / n for n in ns]
-        usd = [
-            (
-                (a["mean_sleep_prompt_tokens"] * p_in + a["mean_sleep_tokens"] * p_out) / n
-                + a["mean_test_prompt_tokens"] * p_in
-                + a["mean_test_tokens"] * p_out
-            )
-            / 1e6
-            * 1000
-            for n in ns
-        ]
-        ax1.plot(ns, weighted, style, marker=".", label=a["arm"])
-        ax2.plot(ns, usd, style, marker=".", label=a["arm"])
-    ax1.set_xlabel("queries per context")
-    ax1.set_ylabel(f"cost per query (sleep tokens + {t:g} x test tokens)")
-    ax1.set_title(f"amortized token cost, t = {t:g}")
-    ax2.set_xlabel("queries per context")
-    ax2.set_ylabel("US$ per 1,000 queries")
-    ax2.set_title(
-        f"this run's tokens at {price_model} prices (US\\${p_in:g} / US\\${p_out:g} per 1M)"
+    test_rows = sorted(
+        (a for a in arms if a["kind"] == "test"), key=lambda a: a["charged_test_tokens"]
     )
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    sleep_ks = sorted({a["k"] for a in arms if a["kind"] == "sleep"})
+    measured = [a["queries_per_context"] for a in arms if a["kind"] == "sleep"]
+    q_measured = round(_mean(measured), 2) if measured else None
+    qs = sorted({1.0, 2.0, 5.0, 10.0} | ({q_measured} if q_measured else set()))
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6.5), layout="constrained")
+    for ax, cost, xlabel in (
+        (
+            axes[0],
+            lambda a, q: _cost_q(a, q, t),
+            f"average cost per query (sleep tokens / Q + {t:g} x test tokens)",
+        ),
+        (
+            axes[1],
+            lambda a, q: _usd_q(a, q, p_in, p_out),
+            f"US$ per 1,000 queries at {price_model} prices",
+        ),
+    ):
+        if test_rows:
+            ax.errorbar(
+                [cost(a, 1.0) for a in test_rows],
+                [a["accuracy"] for a in test_rows],
+                yerr=_err(test_rows),
+                color="black",
+                linestyle="--",
+                marker="o",
+                markersize=7,
+                capsize=3,
+                label="test-time only (any Q)",
+                zorder=10,
+            )
+        for j, k in enumerate(sleep_ks):
+            rows = sorted(
+                (a for a in arms if a["kind"] == "sleep" and a["k"] == k),
+                key=lambda a: a["verbosity"],
+            )
+            for qi, q in enumerate(qs):
+                is_measured = q == q_measured
+                color = cmap(qi / max(1, len(qs) - 1) * 0.9)
+                ax.errorbar(
+                    [cost(a, q) for a in rows],
+                    [a["accuracy"] for a in rows],
+                    yerr=_err(rows) if is_measured else None,
+                    color=color,
+                    marker=_MARKERS[(j + 1) % len(_MARKERS)],
+                    markersize=8 if is_measured else 5,
+                    markerfacecolor=None if is_measured else "none",
+                    linestyle="-" if is_measured else ":",
+                    linewidth=2 if is_measured else 1,
+                    capsize=3,
+                    label=(
+                        f"k={k}, Q={q:g} queries/context"
+                        + (" (measured)" if is_measured else " (projected)")
+                    ),
+                    zorder=5 if is_measured else 3,
+                )
+        xs = [x for line in ax.get_lines() for x in line.get_xdata() if x > 0]
+        if xs and max(xs) / min(xs) > 20:  # costs span decades: a log axis
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:.3g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.margins(x=0.08)
+        ax.set_xlabel(_wrap(xlabel, 60))
+        ax.set_ylabel("accuracy (95% CI)")
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_title(f"token-weighted cost, t = {t:g}", fontsize=10)
+    axes[1].set_title(
+        f"US$ at {price_model} list prices ({p_in:g} in / {p_out:g} out per 1M)", fontsize=10
+    )
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8)
+    fig.suptitle(
+        _wrap(
+            f"{_title(summary)}: accuracy vs amortized cost. Filled markers with intervals are "
+            "measured; hollow markers move the same measurements to other Q.",
+            110,
+        ),
+        fontsize=10,
+    )
     fig.savefig(out / "amortization.png", dpi=120)
     plt.close(fig)
     files["amortization"] = "amortization.png"
 
     pred = summary.get("predictability")
     if pred and pred["gain_by_quintile"]:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for arm, gains in pred["gain_by_quintile"].items():
-            xs = [i + 1 for i, g in enumerate(gains) if g is not None]
-            ax.plot(xs, [g for g in gains if g is not None], marker="o", label=arm)
+        fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+        for i, (arm, gains) in enumerate(pred["gain_by_quintile"].items()):
+            xs = [b + 1 for b, g in enumerate(gains) if g is not None]
+            ax.plot(
+                xs,
+                [g for g in gains if g is not None],
+                marker=_MARKERS[i % len(_MARKERS)],
+                markersize=max(4.0, 10.0 - 1.5 * i),
+                alpha=0.85,
+                label=arm,
+            )
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xticks([1, 2, 3, 4, 5])
         ax.set_xlabel("predictability quintile (1 = least predictable query)")
         ax.set_ylabel("accuracy gain over test-time only (same verbosity)")
+        ax.set_title(_wrap(_title(summary), 80), fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         fig.savefig(out / "predictability.png", dpi=120)
         plt.close(fig)
         files["predictability"] = "predictability.png"
     return files
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
 
 
 # -- tables ----------------------------------------------------------------------------------
@@ -365,9 +727,15 @@ def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{100 * x:.1f}%"
 
 
+def _frac(d: dict[str, Any], num: str, den: str) -> str:
+    return f"{d[num]}/{d[den]}" if d.get(den) else "-"
+
+
 def table_rows(summary: dict[str, Any]) -> list[list[str]]:
     rows = []
     for a in summary["arms"]:
+        zero, model, near = a["zero_token"], a["model_path"], a["near_miss"]
+        caps = a["cap_hits"]
         rows.append(
             [
                 a["arm"],
@@ -375,7 +743,13 @@ def table_rows(summary: dict[str, Any]) -> list[list[str]]:
                 f"{_pct(a['accuracy'])} [{_pct(a['ci95'][0])}, {_pct(a['ci95'][1])}]",
                 f"{a['mean_test_tokens']:.1f}",
                 f"{a['mean_sleep_tokens']:.1f}",
-                _pct(a["predicted_fraction"]),
+                f"{zero['served']}"
+                + (f" ({_pct(zero['accuracy'])})" if zero["accuracy"] is not None else ""),
+                _pct(model["accuracy"]) if model["accuracy"] is not None else "-",
+                _frac(near, "false_serves", "n"),
+                _frac(caps["test"], "capped", "calls")
+                + " / "
+                + _frac(caps["sleep"], "capped", "calls"),
                 f"{a['amortized_cost_per_query']:.1f}",
             ]
         )
@@ -388,7 +762,10 @@ HEADERS = [
     "accuracy [95% CI]",
     "test tok/query",
     "sleep tok/context",
-    "predicted",
+    "zero-token (acc)",
+    "model-path acc",
+    "near-miss false serves",
+    "caps hit test / sleep",
     "cost/query (t)",
 ]
 
@@ -401,7 +778,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     run = summary["run"]
     table = Table(
         *[h.replace("(t)", f"(t={summary['t']:g})") for h in HEADERS],
-        title=f"{run['dataset']} on {_model(run)}: {summary['items']} contexts",
+        title=f"{run['dataset']} on {_model(run)}: {summary['items']} contexts, "
+        f"protocol {run.get('protocol', 'product')}, scorer {summary['scorer']}",
     )
     for row in table_rows(summary):
         table.add_row(*row)
@@ -428,8 +806,13 @@ def _markdown(summary: dict[str, Any], files: dict[str, str], price_model: str) 
         f"- model: `{_model(run)}` (spec `{run['model']}`)",
         f"- contexts: {summary['items']}, answers scored: {summary['results']}, "
         f"arms: {len(summary['arms'])}",
-        f"- predicted questions per context (sleep time): {run['n_questions']}; "
-        f"prompts {run['prompts']}",
+        f"- protocol: **{run.get('protocol', 'product')}**; scorer: **{summary['scorer']}**; "
+        f"prompts {run['prompts']}; predicted questions per context: {run['n_questions']}"
+        + (" (the dataset's own questions)" if run.get("oracle_questions") else ""),
+        f"- calls that hit their token limit: sleep time "
+        f"{_frac(summary['cap_hits']['sleep'], 'capped', 'calls')}, test time "
+        f"{_frac(summary['cap_hits']['test'], 'capped', 'calls')}; how rethink loops ended: "
+        f"{summary['sleep_stops'] or 'no loops'}",
         f"- model calls: {calls['total']} ({calls.get('sleep', 0)} sleep-time, "
         f"{calls.get('test', 0)} test-time), mean latency {calls['latency_ms_mean']} ms",
         f"- run started {run.get('started')}, last updated {run.get('updated')}; "
@@ -437,11 +820,18 @@ def _markdown(summary: dict[str, Any], files: dict[str, str], price_model: str) 
         f"- items that failed and will be retried by a re-run: {summary['errors']}",
         "",
         "Arms: `k0-vV` = test-time only at verbosity V (cold, never slept); `kK-vV` = sleep-time "
-        "compute with K rethinks, then answered at verbosity V; `parK-vV` = K samples at "
-        "temperature > 0, majority vote (`:pass@K`: any sample right). Tokens are completion "
-        "tokens; sleep tokens are per context; cost/query = (sleep tokens of the contexts + "
-        f"t x test tokens) / queries with t = {t:g}. CI: percentile bootstrap over queries "
-        "(2,000 resamples).",
+        "compute with K rethinks (paper protocol: K sleep agents, each paired with a test "
+        "agent, majority vote over their K answers), then answered at verbosity V; "
+        "`parK-vV` = K samples at temperature > 0, majority vote (`:pass@K`: any sample or "
+        "pair right). Tokens are completion tokens; sleep tokens are per context; "
+        "cost/query = (sleep tokens of the contexts + t x test tokens) / queries with "
+        f"t = {t:g}, where a wrong zero-token answer is charged the arm's mean model-path "
+        "test tokens (never a saving). Zero-token = answers served from a precomputed "
+        "answer (0 model tokens), with their accuracy; model-path acc = the other answers. "
+        "Near-miss false serves = near-miss queries served at zero tokens with a wrong "
+        "answer or their base question's answer. CI: "
+        + "; ".join(sorted({a["ci_method"].split(" over ")[0] for a in summary["arms"]}))
+        + " (each arm's `ci_method` in summary.json).",
         "",
         _markdown_table([h.replace("(t)", f"(t={t:g})") for h in HEADERS], table_rows(summary)),
         "",
@@ -450,7 +840,7 @@ def _markdown(summary: dict[str, Any], files: dict[str, str], price_model: str) 
         parts += ["## Accuracy vs test-time tokens", "", f"![pareto]({files['pareto']})", ""]
     if "amortization" in files:
         parts += [
-            "## Cost per query vs queries per context",
+            "## Accuracy vs amortized cost per query",
             "",
             f"![amortization]({files['amortization']})",
             "",
@@ -506,13 +896,14 @@ def write_report(
     price_model: str | None = None,
     console: Console | None = None,
     quiet: bool = False,
+    scorer: str | None = None,
 ) -> dict[str, Any]:
     """Write ``summary.json``, ``report.md`` and the plots into ``out``; print the table."""
     out = Path(out)
     if t <= 0:
         raise InvalidInput(f"t must be > 0 (got {t})")
     prices = load_prices(prices_path)
-    summary = summarize(out, t=t, prices=prices)
+    summary = summarize(out, t=t, prices=prices, scorer=scorer)
     if not summary["arms"]:
         raise InvalidInput(f"{out} has no finished answers yet: nothing to report")
     if price_model is None:

@@ -1,18 +1,29 @@
-"""The multi-query benchmark runner: the paper's experiments on any model and dataset.
+"""The benchmark runner: the paper's experiments on any model and dataset.
+
+Two protocols (``--protocol``):
+
+- ``product`` (default, ours): what sleeptime does for an app. Sleep time is an
+  iterative rethink of the learned context c' within a token budget (``--sleep-budget``,
+  a budget, not a truncation), k rethinks merged, then predicted questions answered in
+  advance; test time is ``SleepTime.ask`` at the verbosity's token cap, serving a
+  precomputed answer at zero tokens when the serve policy allows it; lenient scorer.
+- ``paper``: the Sleep-time Compute paper's protocol. Its prompts (ours in our words,
+  or the paper's own files with ``--prompts DIR``), no test-time token caps,
+  temperature 0, the rethink loop into a memory block of ~5,000 characters, k sleep
+  agents each paired 1:1 with a test agent (no merge), no predicted questions, the
+  paper's scorer.
 
 Arms, each over every query of every item:
 
-- ``k0-v{v}``: test-time only. The context is ingested in namespace ``bench-k0`` and never
-  slept on, so ``SleepTime.ask(..., verbosity=v)`` answers cold at exactly that budget.
-- ``k{k}-v{v}`` (k >= 1): sleep-time compute with k rethinks (``st.sleep(ns, cid, k=k)``
-  in namespace ``bench-k{k}``, once per context), then ``ask`` at verbosity v. Answers
-  served from predicted questions cost 0 test-time tokens and say so (``source``).
-- ``par{K}-v{v}``: the parallel-sampling baseline: K samples of the cold prompt at
-  temperature T through ``ModelGateway.call``; scored by majority vote and pass@K.
+- ``k0-v{v}``: test-time only (never slept on).
+- ``k{k}-v{v}`` (k >= 1): sleep-time compute with k rethinks, then answers at verbosity v.
+- ``par{K}-v{v}``: the parallel-sampling baseline: K samples of the test-time-only
+  prompt at temperature T; scored by majority vote and pass@K.
 
 Everything lands in the output directory as append-only JSONL (``results``, ``sleep``,
-``calls``: every model call with phase, tokens and latency), so a re-run skips finished
-work and an interrupted run loses at most the call in flight.
+``calls``: every model call with phase, tokens, latency, token cap, temperature and
+prompt version), so a re-run skips finished work and an interrupted run loses at most
+the call in flight.
 """
 
 from __future__ import annotations
@@ -45,12 +56,23 @@ from rich.progress import (
 from sleeptime import prompts
 from sleeptime.api import SleepTime
 from sleeptime.bench.datasets import Item, load_dataset, parse_jsonl
-from sleeptime.bench.extract import extract_number, final_span, is_correct
+from sleeptime.bench.extract import SCORERS, Scorer, get_scorer
+from sleeptime.bench.paper_prompts import (
+    BUILTIN,
+    EMPTY_MEMORY,
+    MEMORY_CHARS,
+    PaperPrompts,
+    answer_messages,
+    load_prompt_dir,
+)
+from sleeptime.bench.protocol import CALL_META, RethinkResult, call, call_meta, rethink_loop
 from sleeptime.errors import InvalidInput, ModelCallError, ModelOutputError
+from sleeptime.llm.budget import call_max_tokens
 from sleeptime.llm.gateway import CallResult
 from sleeptime.llm.resolve import ModelSpec
-from sleeptime.models import VERBOSITY_MAX_TOKENS, Usage
+from sleeptime.models import Budget, Usage
 from sleeptime.settings import Settings
+from sleeptime.store.sql import LEARNED, QUESTIONS
 
 RESULTS, SLEEP, CALLS, ERRORS, PRED = (
     "results.jsonl",
@@ -60,6 +82,9 @@ RESULTS, SLEEP, CALLS, ERRORS, PRED = (
     "predictability.jsonl",
 )
 RUN, DATASET, DB = "run.json", "dataset.jsonl", "bench.db"
+PROTOCOLS = ("product", "paper")
+#: Completion tokens one product-protocol rethink loop may spend (per rethink).
+DEFAULT_SLEEP_BUDGET = 2048
 
 #: (item id, arm) of the work in progress, so the gateway recorder can file each call.
 _TAG: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar(
@@ -80,10 +105,43 @@ class RunConfig:
     samples: int = 0
     temperature: float = 0.7
     concurrency: int = 1
-    n_questions: int = 3
+    #: Predicted questions per context (product protocol; None: 3, or 0 for paper).
+    n_questions: int | None = None
     predictability: bool | None = None  # None: when sleeptime.predictability exists
+    protocol: str = "product"
+    #: Scorer (None: the protocol's own, ``paper`` for paper and ``lenient`` for product).
+    scorer: str | None = None
+    #: The paper's prompt files (a local checkout of its repository); paper protocol only.
+    prompts_dir: Path | None = None
+    #: Completion tokens per rethink loop (product protocol); the paper sets none.
+    sleep_budget: int = DEFAULT_SLEEP_BUDGET
+    #: Safety stop of the rethink loop (model calls per loop).
+    rethink_rounds: int = 10
+    #: Memory block size in characters.
+    memory_chars: int = MEMORY_CHARS
+    #: ``auto`` (tool calls when the model has them), ``tools`` or ``text``.
+    rethink_mode: str = "auto"
+    #: Sleep-time temperature (None: paper 0; product: the library's setting).
+    sleep_temperature: float | None = None
+    #: Product protocol: answer the dataset's own questions at sleep time instead of the
+    #: model's predictions (an upper bound on prediction; exercises the serve policy).
+    oracle_questions: bool = False
+
+    @property
+    def questions(self) -> int:
+        if self.n_questions is not None:
+            return self.n_questions
+        return 0 if self.protocol == "paper" else 3
+
+    @property
+    def scorer_name(self) -> str:
+        return self.scorer or ("paper" if self.protocol == "paper" else "lenient")
 
     def check(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise InvalidInput(f"--protocol takes paper or product (got {self.protocol!r})")
+        if self.scorer is not None and self.scorer not in SCORERS:
+            raise InvalidInput(f"--scorer takes paper or lenient (got {self.scorer!r})")
         if not self.verbosity or any(v not in range(5) for v in self.verbosity):
             raise InvalidInput(f"--verbosity takes levels 0-4 (got {self.verbosity})")
         if not self.sleep_k or any(k < 0 or k > 16 for k in self.sleep_k):
@@ -94,10 +152,32 @@ class RunConfig:
             raise InvalidInput(f"--samples is 0 (off) or K >= 2 (got {self.samples})")
         if self.concurrency < 1:
             raise InvalidInput(f"--concurrency must be >= 1 (got {self.concurrency})")
-        if self.n_questions < 0:
-            raise InvalidInput(f"--n-questions must be >= 0 (got {self.n_questions})")
+        if self.questions < 0:
+            raise InvalidInput(f"--n-questions must be >= 0 (got {self.questions})")
         if self.temperature <= 0 and self.samples:
             raise InvalidInput("parallel sampling needs --temperature > 0")
+        if self.sleep_budget < 16:
+            raise InvalidInput(f"--sleep-budget must be >= 16 tokens (got {self.sleep_budget})")
+        if not 1 <= self.rethink_rounds <= 100:
+            raise InvalidInput(f"--rethink-rounds takes 1-100 (got {self.rethink_rounds})")
+        if self.memory_chars < 100:
+            raise InvalidInput(f"--memory-chars must be >= 100 (got {self.memory_chars})")
+        if self.rethink_mode not in ("auto", "tools", "text"):
+            raise InvalidInput(
+                f"--rethink-mode takes auto, tools or text (got {self.rethink_mode!r})"
+            )
+        if self.protocol == "paper":
+            if self.questions:
+                raise InvalidInput(
+                    "--protocol paper has no predicted questions: drop --n-questions "
+                    "(or use --protocol product)"
+                )
+            if self.oracle_questions:
+                raise InvalidInput("--oracle-questions is a product-protocol option")
+        elif self.prompts_dir is not None:
+            raise InvalidInput("--prompts loads the paper's prompt files: add --protocol paper")
+        if self.oracle_questions and not self.questions:
+            raise InvalidInput("--oracle-questions needs --n-questions >= 1")
 
     def arms(self) -> list[str]:
         arms = [
@@ -177,21 +257,45 @@ def _model_label(spec: ModelSpec) -> str:
     return spec if isinstance(spec, str) else type(spec).__name__
 
 
-def _prepare_out(cfg: RunConfig, items: list[Item]) -> list[Item]:
-    """Create or re-open the run directory; refuse to mix models or changed items."""
+def is_aime(item: Item) -> bool:
+    """Stateful AIME items are scored by the paper's AIME rule and get its sleep prompt."""
+    return item.meta.get("format") == "stateful-aime"
+
+
+def _prepare_out(cfg: RunConfig, items: list[Item], prompt_version: str) -> list[Item]:
+    """Create or re-open the run directory; refuse to mix models, protocols or items."""
     cfg.out.mkdir(parents=True, exist_ok=True)
     run_path = cfg.out / RUN
     meta: dict[str, Any] = {
         "dataset": cfg.dataset,
         "model": _model_label(cfg.model),
-        "n_questions": cfg.n_questions,
+        "protocol": cfg.protocol,
+        "scorer": cfg.scorer_name,
+        "n_questions": cfg.questions,
+        "oracle_questions": cfg.oracle_questions,
         "temperature": cfg.temperature,
-        "prompts": prompts.PROMPT_VERSION,
+        "prompts": prompt_version,
+        "sleep": {
+            "budget_tokens": cfg.sleep_budget if cfg.protocol == "product" else None,
+            "rethink_rounds": cfg.rethink_rounds,
+            "memory_chars": cfg.memory_chars,
+            "rethink_mode": cfg.rethink_mode,
+            # None: the model's default (product, k = 1; SLEEPTIME_SLEEP_TEMPERATURE for k > 1)
+            "temperature": cfg.sleep_temperature
+            if cfg.sleep_temperature is not None or cfg.protocol == "product"
+            else 0.0,
+        },
+        "test": {
+            "token_caps": "verbosity caps" if cfg.protocol == "product" else None,
+            "temperature": 0.0 if cfg.protocol == "paper" else None,
+        },
     }
+    fixed = ("model", "protocol", "n_questions", "oracle_questions", "prompts", "sleep")
     if run_path.exists():
         old = json.loads(run_path.read_text("utf-8"))
-        for key in ("model", "n_questions", "prompts"):
-            if old.get(key) != meta[key]:
+        old.setdefault("protocol", "product")
+        for key in fixed:
+            if key in old and old.get(key) != meta[key]:
                 raise InvalidInput(
                     f"{cfg.out} holds a run with {key}={old.get(key)!r}, not {meta[key]!r}: "
                     "use another --out directory"
@@ -200,7 +304,7 @@ def _prepare_out(cfg: RunConfig, items: list[Item]) -> list[Item]:
             raise InvalidInput(
                 f"{cfg.out} sampled at temperature {old.get('temperature')}: use another --out"
             )
-        meta = {**old, **{k: v for k, v in meta.items() if k not in old}}
+        meta = {**old, **{k: v for k, v in meta.items() if k not in old}, "scorer": meta["scorer"]}
     known: dict[str, Item] = {}
     ds_path = cfg.out / DATASET
     if ds_path.exists():
@@ -248,8 +352,20 @@ def _as_float(value: Any) -> float | None:
         return None
 
 
+def vote(samples: list[dict[str, Any]]) -> tuple[str | None, bool]:
+    """Majority vote over scored answers (``key``, ``correct``): the most frequent key,
+    ties going to the answer seen first; correct when an answer with that key is."""
+    keys = [s["key"] for s in samples if s.get("key") is not None]
+    if not keys:
+        return None, False
+    counts = Counter(keys)
+    top = max(counts.values())
+    majority = next(k for k in keys if counts[k] == top)
+    return majority, any(s["correct"] for s in samples if s.get("key") == majority)
+
+
 class Runner:
-    """Runs a :class:`RunConfig`; see the module docstring for the arms."""
+    """Runs a :class:`RunConfig`; see the module docstring for the protocols and arms."""
 
     def __init__(
         self,
@@ -262,10 +378,16 @@ class Runner:
         cfg.check()
         self.cfg = cfg
         self.console = console or Console(stderr=True)
+        self.paper: PaperPrompts = (
+            load_prompt_dir(cfg.prompts_dir) if cfg.prompts_dir is not None else BUILTIN
+        )
+        self.prompt_version = (
+            self.paper.version if cfg.protocol == "paper" else prompts.PROMPT_VERSION
+        )
         items = load_dataset(cfg.dataset, limit=cfg.limit)
-        self.items = _prepare_out(cfg, items)
+        self.items = _prepare_out(cfg, items, self.prompt_version)
         base = settings or Settings()
-        self.settings = base.model_copy(update={"n_questions": cfg.n_questions})
+        self.settings = base.model_copy(update={"n_questions": cfg.questions})
         self.st = SleepTime(
             model=cfg.model, database_url=f"sqlite:///{cfg.out / DB}", settings=self.settings
         )
@@ -275,7 +397,8 @@ class Runner:
         self.errors = JsonlLog(cfg.out / ERRORS)
         self.preds = JsonlLog(cfg.out / PRED)
         self.done = {(r["item"], r["q"], r["arm"]) for r in read_jsonl(cfg.out / RESULTS)}
-        self.slept = {(r["item"], r["k"]) for r in read_jsonl(cfg.out / SLEEP)}
+        self.sleep_records = {(r["item"], r["k"]): r for r in read_jsonl(cfg.out / SLEEP)}
+        self.slept = set(self.sleep_records)
         self.scored = {(r["item"], r["q"]) for r in read_jsonl(cfg.out / PRED)}
         self.stats = RunStats(out=cfg.out, items=len(self.items))
         self._stats_lock = threading.Lock()
@@ -288,10 +411,15 @@ class Runner:
                 "--predictability needs sleeptime.predictability, which is not installed"
             )
 
+    def scorer(self, item: Item) -> Scorer:
+        return get_scorer(self.cfg.scorer_name, aime=is_aime(item))
+
     # -- accounting -------------------------------------------------------------------
 
     def _record(self, phase: Any, step: str, usage: Usage, latency_ms: float) -> None:
         item, arm = _TAG.get()
+        meta = CALL_META.get() or {}
+        limit = meta.get("limit", meta.get("max_tokens"))
         with self._stats_lock:
             self.stats.new_calls += 1
         self.calls.append(
@@ -303,6 +431,12 @@ class Runner:
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
                 "latency_ms": round(latency_ms, 2),
+                "max_tokens": meta.get("max_tokens"),
+                "limit_tokens": limit,
+                "capped": limit is not None and usage.completion_tokens >= limit,
+                "temperature": meta.get("temperature"),
+                "prompts": self.prompt_version,
+                "protocol": self.cfg.protocol,
                 "ts": time.time(),
             }
         )
@@ -346,7 +480,9 @@ class Runner:
             TimeRemainingColumn(),
         )
         with Progress(*columns, console=self.console, transient=False) as progress:
-            task = progress.add_task(f"bench {self.cfg.dataset} on {gateway.name}", total=total)
+            task = progress.add_task(
+                f"bench {self.cfg.dataset} ({self.cfg.protocol}) on {gateway.name}", total=total
+            )
 
             def advance() -> None:
                 progress.advance(task)
@@ -382,28 +518,36 @@ class Runner:
     def _run_item(self, item: Item, advance: Callable[[], None]) -> None:
         if self._pred_fn is not None:
             self._score_predictability(item)
+        paper = self.cfg.protocol == "paper"
         for k in sorted(set(self.cfg.sleep_k)):
             ns = f"bench-k{k}"
-            self.st.ingest(ns, item.id, item.context)
+            if not paper:
+                self.st.ingest(ns, item.id, item.context)
             if k > 0 and (item.id, k) not in self.slept:
-                self._sleep(item, ns, k)
+                if paper:
+                    self._paper_sleep(item, k)
+                else:
+                    self._sleep(item, ns, k)
                 advance()
             for v in sorted(set(self.cfg.verbosity)):
                 arm = f"k{k}-v{v}"
-                for qi, query in enumerate(item.queries):
+                for qi in range(len(item.queries)):
                     if (item.id, qi, arm) in self.done:
                         continue
                     with self._tag(item.id, arm):
-                        self._ask(item, qi, query.question, query.answer, ns, k, v, arm)
+                        if paper:
+                            self._paper_ask(item, qi, k, v, arm)
+                        else:
+                            self._ask(item, qi, ns, k, v, arm)
                     advance()
         if self.cfg.samples:
             for v in sorted(set(self.cfg.verbosity)):
                 arm = f"par{self.cfg.samples}-v{v}"
-                for qi, query in enumerate(item.queries):
+                for qi in range(len(item.queries)):
                     if (item.id, qi, arm) in self.done:
                         continue
                     with self._tag(item.id, arm):
-                        self._sample(item, qi, query.question, query.answer, v, arm)
+                        self._sample(item, qi, v, arm)
                     advance()
 
     def _score_predictability(self, item: Item) -> None:
@@ -419,33 +563,190 @@ class Runner:
             self.preds.append({"item": item.id, "q": qi, "predictability": value, "error": error})
             self.scored.add((item.id, qi))
 
+    # -- sleep time ---------------------------------------------------------------------
+
+    def _loop(
+        self,
+        item: Item,
+        *,
+        temperature: float | None,
+        budget: int | None,
+        step: str,
+        task: str | None,
+    ) -> RethinkResult:
+        return rethink_loop(
+            self.st.gateway,
+            self.paper,
+            item.context,
+            temperature=temperature,
+            token_budget=budget,
+            max_rounds=self.cfg.rethink_rounds,
+            limit_chars=self.cfg.memory_chars,
+            mode=self.cfg.rethink_mode,
+            aime=is_aime(item),
+            task=task,
+            step=step,
+        )
+
+    def _paper_sleep(self, item: Item, k: int) -> None:
+        """k sleep agents, each rewriting its own memory block; no merge."""
+        start = time.perf_counter()
+        temperature = 0.0 if self.cfg.sleep_temperature is None else self.cfg.sleep_temperature
+        pairs: list[RethinkResult] = []
+        with self._tag(item.id, f"sleep-k{k}"):
+            for i in range(k):
+                pairs.append(
+                    self._loop(
+                        item, temperature=temperature, budget=None, step=f"rethink-{i}", task=None
+                    )
+                )
+        usage = sum((p.usage for p in pairs), Usage())
+        self._sleep_record(
+            item,
+            k,
+            usage=usage,
+            predicted=0,
+            seconds=time.perf_counter() - start,
+            error=None,
+            rethinks=[p.to_json() for p in pairs],
+        )
+
     def _sleep(self, item: Item, ns: str, k: int) -> None:
+        """Product protocol: k budgeted rethink loops (merged when k > 1) give c'; the
+        library then predicts and answers questions (``SleepTime.sleep``)."""
         start = time.perf_counter()
         error = None
+        st = self.st
+        gateway = st.gateway
+        version = st.store.current_version(ns, item.id)
+        assert version is not None
+        rethinks: list[dict[str, Any]] = []
         with self._tag(item.id, f"sleep-k{k}"):
+            if st.store.get_artifact(ns, item.id, version, LEARNED, "0") is None:
+                record = st.store.recorder(ns, item.id, version, gateway.name)
+                temperature = self.cfg.sleep_temperature
+                if temperature is None and k > 1:
+                    temperature = self.settings.sleep_temperature
+                drafts: list[RethinkResult] = []
+                for i in range(k):
+                    res = rethink_loop(
+                        gateway,
+                        self.paper,
+                        item.context,
+                        temperature=temperature,
+                        token_budget=self.cfg.sleep_budget,
+                        max_rounds=self.cfg.rethink_rounds,
+                        limit_chars=self.cfg.memory_chars,
+                        mode=self.cfg.rethink_mode,
+                        task=prompts.LEARN_SYSTEM,
+                        recorder=record,
+                        step=f"rethink-{i}",
+                    )
+                    drafts.append(res)
+                    rethinks.append(res.to_json())
+                usage = sum((d.usage for d in drafts), Usage())
+                learned = drafts[0].memory
+                if k > 1:
+                    res_merge = call(
+                        gateway,
+                        prompts.merge_messages(
+                            item.context, [d.memory or EMPTY_MEMORY for d in drafts]
+                        ),
+                        phase="sleep",
+                        step="merge",
+                        max_tokens=self.cfg.sleep_budget,
+                        temperature=None,
+                        recorder=record,
+                    )
+                    usage = usage + res_merge.usage
+                    learned = res_merge.text.strip() or learned
+                if not learned.strip():
+                    # nothing usable came out of the loops: the library learns c' itself
+                    # (one capped call); the sleep record says so
+                    error = "rethink loops wrote nothing; the library's learn step ran"
+                else:
+                    st.store.put_artifact(
+                        ns,
+                        item.id,
+                        version,
+                        LEARNED,
+                        "0",
+                        {"text": learned, "k": k},
+                        model=gateway.name,
+                        usage=usage,
+                    )
+            if self.cfg.oracle_questions:
+                self._oracle_questions(item, ns, version)
             try:
-                report = self.st.sleep(ns, item.id, k=k, n_questions=self.cfg.n_questions)
+                with call_meta(max_tokens=self.settings.sleep_max_tokens, temperature=None):
+                    report = st.sleep(ns, item.id, k=k, n_questions=self.cfg.questions)
                 predicted = len(report.qas)
             except ModelOutputError as exc:
                 # The model could not produce parseable output: c' is kept (it is persisted
                 # before prediction), the questions are not; record it and answer anyway.
-                error, predicted = str(exc), 0
-        used = self.st.ledger(ns, item.id).sleep  # every sleep-time call on this context
-        self.sleeps.append(
-            {
-                "item": item.id,
-                "k": k,
-                "sleep_prompt_tokens": used.prompt_tokens,
-                "sleep_completion_tokens": used.completion_tokens,
-                "calls": used.calls,
-                "predicted": predicted,
-                "seconds": round(time.perf_counter() - start, 3),
-                "error": error,
-            }
+                error, predicted = "; ".join(filter(None, [error, str(exc)])), 0
+        used = st.ledger(ns, item.id).sleep  # every sleep-time call on this context
+        self._sleep_record(
+            item,
+            k,
+            usage=Usage(
+                prompt_tokens=used.prompt_tokens,
+                completion_tokens=used.completion_tokens,
+                calls=used.calls,
+            ),
+            predicted=predicted,
+            seconds=time.perf_counter() - start,
+            error=error,
+            rethinks=rethinks,
         )
+
+    def _oracle_questions(self, item: Item, ns: str, version: int) -> None:
+        """Have sleep time answer the dataset's own (non-near-miss) questions: stored as
+        the predicted-question artifact, so the library's predict step keeps them."""
+        base = [q.question for q in item.queries if "near_miss_of" not in q.meta]
+        questions = base[: self.cfg.questions]
+        if questions:
+            self.st.store.put_artifact(
+                ns,
+                item.id,
+                version,
+                QUESTIONS,
+                "0",
+                {"questions": questions, "raw": "oracle: the dataset's own questions"},
+                model="oracle",
+            )
+
+    def _sleep_record(
+        self,
+        item: Item,
+        k: int,
+        *,
+        usage: Usage,
+        predicted: int,
+        seconds: float,
+        error: str | None,
+        rethinks: list[dict[str, Any]],
+    ) -> None:
+        record = {
+            "item": item.id,
+            "k": k,
+            "protocol": self.cfg.protocol,
+            "sleep_prompt_tokens": usage.prompt_tokens,
+            "sleep_completion_tokens": usage.completion_tokens,
+            "calls": usage.calls,
+            "predicted": predicted,
+            "rethinks": rethinks,
+            "seconds": round(seconds, 3),
+            "error": error,
+        }
+        self.sleeps.append(record)
+        self.sleep_records[(item.id, k)] = record
         self.slept.add((item.id, k))
 
+    # -- test time ----------------------------------------------------------------------
+
     def _result(self, item: Item, qi: int, arm: str, **fields: Any) -> None:
+        query = item.queries[qi]
         record = {
             "item": item.id,
             "q": qi,
@@ -454,24 +755,35 @@ class Runner:
             "ts": time.time(),
             **fields,
         }
+        if "near_miss_of" in query.meta:
+            base = int(query.meta["near_miss_of"])
+            record["near_miss_of"] = base
+            record["near_miss_category"] = query.meta.get("category")
+            record["base_question"] = item.queries[base].question
         self.results.append(record)
         self.done.add((item.id, qi, arm))
         with self._stats_lock:
             self.stats.new_results += 1
 
-    def _ask(
-        self, item: Item, qi: int, question: str, gold: str, ns: str, k: int, v: int, arm: str
-    ) -> None:
+    def _ask(self, item: Item, qi: int, ns: str, k: int, v: int, arm: str) -> None:
+        question, gold = item.queries[qi].question, item.queries[qi].answer
+        scorer = self.scorer(item)
         fields: dict[str, Any]
+        budget = Budget(verbosity=v)
         try:
-            ans = self.st.ask(ns, item.id, question, verbosity=v)
+            cap = call_max_tokens(self.st.gateway.model, budget)
+            with call_meta(max_tokens=cap, temperature=None):
+                ans = self.st.ask(ns, item.id, question, budget=budget)
             fields = {
                 "response": ans.text,
-                "extracted": _extracted(ans.text),
-                "correct": is_correct(ans.text, gold),
+                "extracted": scorer.key(ans.text),
+                "correct": scorer.correct(ans.text, gold),
                 "source": ans.source,
+                "matched_question": ans.matched_question,
+                "serve_reason": getattr(ans, "serve_reason", None),
                 "test_prompt_tokens": ans.usage.prompt_tokens,
                 "test_completion_tokens": ans.usage.completion_tokens,
+                "max_tokens": cap,
                 "latency_ms": round(ans.latency_ms, 2),
             }
         except ModelCallError as exc:  # permanent (bad request, window overflow): a wrong answer
@@ -489,17 +801,106 @@ class Runner:
             item, qi, arm, kind="sleep" if k else "test", k=k, verbosity=v, gold=gold, **fields
         )
 
-    def _sample(self, item: Item, qi: int, question: str, gold: str, v: int, arm: str) -> None:
-        messages = prompts.query_messages(question, context=item.context, learned=None, verbosity=v)
+    def _answer(
+        self,
+        item: Item,
+        qi: int,
+        v: int,
+        *,
+        memory: str,
+        step: str,
+        temperature: float,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """One paper-protocol test-time call (no token cap), scored."""
+        query = item.queries[qi]
+        scorer = self.scorer(item)
+        messages = answer_messages(
+            self.paper, v, context=item.context, question=query.question, memory=memory
+        )
+        try:
+            res = call(
+                self.st.gateway,
+                messages,
+                phase="test",
+                step=step,
+                max_tokens=None,
+                temperature=temperature,
+                seed=seed,
+            )
+        except ModelCallError as exc:  # permanent (e.g. window overflow): a wrong answer
+            res = CallResult(text="", usage=Usage(), latency_ms=0.0, finish_reason=f"error: {exc}")
+        return {
+            "text": res.text,
+            "key": scorer.key(res.text),
+            "correct": scorer.correct(res.text, query.answer),
+            "prompt_tokens": res.usage.prompt_tokens,
+            "completion_tokens": res.usage.completion_tokens,
+            "latency_ms": round(res.latency_ms, 2),
+        }
+
+    def _paper_ask(self, item: Item, qi: int, k: int, v: int, arm: str) -> None:
+        """Test-only (empty memory) or k test agents, each reading its own sleep agent's
+        block; scored by majority vote over the k answers (pass@k recorded too)."""
+        if k == 0:
+            memories = [EMPTY_MEMORY]
+        else:
+            sleep = self.sleep_records[(item.id, k)]
+            memories = [r.get("memory") or EMPTY_MEMORY for r in sleep["rethinks"]]
+        pairs = [
+            self._answer(item, qi, v, memory=m, step=f"test-{i}" if k else "test", temperature=0.0)
+            for i, m in enumerate(memories)
+        ]
+        majority, correct = vote(pairs)
+        first = next((p for p in pairs if p["key"] == majority), pairs[0])
+        self._result(
+            item,
+            qi,
+            arm,
+            kind="sleep" if k else "test",
+            k=k,
+            verbosity=v,
+            gold=item.queries[qi].answer,
+            response=first["text"],
+            extracted=majority,
+            correct=correct,
+            pass_at_k=any(p["correct"] for p in pairs),
+            pairs=pairs if k > 1 else None,
+            source="learned" if k else "cold",
+            test_prompt_tokens=sum(p["prompt_tokens"] for p in pairs),
+            test_completion_tokens=sum(p["completion_tokens"] for p in pairs),
+            max_tokens=None,
+            latency_ms=sum(p["latency_ms"] for p in pairs),
+        )
+
+    def _sample(self, item: Item, qi: int, v: int, arm: str) -> None:
+        question, gold = item.queries[qi].question, item.queries[qi].answer
         gateway = self.st.gateway
+        scorer = self.scorer(item)
         samples = []
         for i in range(self.cfg.samples):
+            if self.cfg.protocol == "paper":
+                s = self._answer(
+                    item,
+                    qi,
+                    v,
+                    memory=EMPTY_MEMORY,
+                    step="parallel",
+                    temperature=self.cfg.temperature,
+                    seed=_sample_seed(gateway, i),
+                )
+                samples.append(s)
+                continue
+            messages = prompts.query_messages(
+                question, context=item.context, learned=None, verbosity=v
+            )
             try:
-                res = gateway.call(
+                res = call(
+                    gateway,
                     messages,
                     phase="test",
                     step="parallel",
-                    max_tokens=VERBOSITY_MAX_TOKENS[v],
+                    max_tokens=call_max_tokens(gateway.model, Budget(verbosity=v)),
                     temperature=self.cfg.temperature,
                     seed=_sample_seed(gateway, i),
                 )
@@ -510,17 +911,13 @@ class Runner:
             samples.append(
                 {
                     "text": res.text,
-                    "extracted": _extracted(res.text),
-                    "correct": is_correct(res.text, gold),
+                    "key": scorer.key(res.text),
+                    "correct": scorer.correct(res.text, gold),
                     "prompt_tokens": res.usage.prompt_tokens,
                     "completion_tokens": res.usage.completion_tokens,
                 }
             )
-        votes = Counter(s["extracted"] for s in samples if s["extracted"] is not None)
-        majority = votes.most_common(1)[0][0] if votes else None
-        majority_correct = (
-            any(s["correct"] for s in samples if s["extracted"] == majority) if majority else False
-        )
+        majority, majority_correct = vote(samples)
         self._result(
             item,
             qi,
@@ -540,14 +937,6 @@ class Runner:
             test_completion_tokens=sum(s["completion_tokens"] for s in samples),
             latency_ms=None,
         )
-
-
-def _extracted(text: str) -> str | None:
-    value = extract_number(text)
-    if value is not None:
-        return f"{value:g}" if abs(value) < 1e15 else str(value)
-    span = " ".join(final_span(text).split())[:60]
-    return span.lower().strip(" .") or None
 
 
 def _sample_seed(gateway: Any, i: int) -> int | None:
