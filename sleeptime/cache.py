@@ -190,5 +190,34 @@ class HotCache:
                         self._pending[key] = max(v, self._pending.get(key, 0))
                 raise
 
+    def forget(self, namespace: str, context_id: str | None = None) -> int:
+        """Delete the cached artifacts and version key of a deleted context, or of every
+        context of a namespace (``context_id`` None); returns keys deleted. Raises
+        RedisError: a delete must not report success with the entries still there."""
+        if context_id is not None:
+            names = [
+                self.keys.artifacts(namespace, context_id),
+                self.keys.version(namespace, context_id),
+            ]
+        else:
+            names = [
+                key
+                for pattern in self.keys.cache_patterns(namespace)
+                for key in self.r.scan_iter(match=pattern, count=500)
+            ]
+        with self._lock:
+            self._pending = {
+                k: v
+                for k, v in self._pending.items()
+                if k[0] != namespace or (context_id is not None and k[1] != context_id)
+            }
+            for key in [k for k in self._parsed if k[0] == namespace]:
+                if context_id is None or key[1] == context_id:
+                    del self._parsed[key]
+        deleted = 0
+        for i in range(0, len(names), 500):
+            deleted += int(self.r.delete(*names[i : i + 500]) or 0)
+        return deleted
+
     def close(self) -> None:
         self.r.close()

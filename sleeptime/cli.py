@@ -380,6 +380,125 @@ def jobs_retry(
     console.print(f"job {job.id} ({ctx}) is pending again")
 
 
+@app.command()
+def delete(
+    namespace: str,
+    context_id: Annotated[
+        str | None, typer.Argument(help="a context id; without one, the whole namespace")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="confirm deleting a whole namespace")] = False,
+    as_json: JsonOpt = False,
+    database_url: DbOpt = None,
+) -> None:
+    """Delete a context (or, with --yes and no ID, a namespace): text, versions,
+    artifacts, KV blobs and cache entries. The ledger keeps token counts."""
+    st = client("fake", database_url)  # deleting never calls a model
+    if context_id is None:
+        if not yes:
+            raise InvalidInput(
+                f"this deletes every context of namespace {namespace!r}: add --yes to confirm"
+            )
+        counts = st.delete_namespace(namespace)
+        what = f"namespace {namespace}"
+    else:
+        counts = st.delete(namespace, context_id)
+        what = f"{namespace}/{context_id}"
+    st.close()
+    if as_json:
+        print(counts.model_dump_json(indent=2))
+        return
+    console.print(
+        f"deleted {what}: {counts.contexts} context(s), {counts.versions} version(s), "
+        f"{counts.artifacts} artifact(s), {counts.kv_blobs} KV blob(s), "
+        f"{counts.cache_keys} cache key(s); {counts.queries_redacted} logged queries kept "
+        "as counts without text"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="address to bind; 0.0.0.0 exposes the API to the network")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port")] = 8080,
+    worker: Annotated[
+        bool, typer.Option(help="also run a sleep-time worker in this process")
+    ] = False,
+    model: ModelOpt = None,
+    database_url: DbOpt = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Serve the HTTP API (docs/service.md; OpenAPI docs at /docs). Requests need a key
+    from `sleeptime keys create`."""
+    try:
+        import uvicorn
+
+        from sleeptime.server import create_app
+    except ImportError as exc:
+        raise InvalidInput(
+            f"the HTTP server needs the server extra: pip install 'sleeptime[server]' ({exc})"
+        ) from exc
+    st = SleepTime(model=model, database_url=database_url, background=worker)
+    uvicorn.run(create_app(st, close=True), host=host, port=port, log_level=log_level.lower())
+
+
+keys_app = typer.Typer(help="API keys of the HTTP server (`sleeptime serve`).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    namespace: Annotated[
+        str | None, typer.Argument(help="the namespace the key opens (omit with --admin)")
+    ] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="a key for every namespace and the operator routes")
+    ] = False,
+    database_url: DbOpt = None,
+) -> None:
+    """Create a key and print it once (the last line); only its hash is stored."""
+    from sleeptime.server.auth import create_key
+
+    if admin and namespace:
+        raise InvalidInput("an admin key opens every namespace: give --admin or NAMESPACE")
+    st = client("fake", database_url)
+    key_id, key = create_key(st.store, namespace, admin=admin)
+    st.close()
+    scope = "admin (every namespace, operator routes)" if admin else f"namespace {namespace}"
+    err.print(f"key {key_id} for {scope}; it is shown once, store it now:")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(as_json: JsonOpt = False, database_url: DbOpt = None) -> None:
+    """Key ids and their namespaces (never the keys)."""
+    st = client("fake", database_url)
+    rows = st.store.api_keys()
+    st.close()
+    if as_json:
+        out = [{"key_id": k, "namespace": ns, "admin": a} for k, ns, a in rows]
+        print(json.dumps(out, indent=2))
+        return
+    table = Table("key id", "namespace", "admin")
+    for k, ns, a in rows:
+        table.add_row(k, ns or "*", "yes" if a else "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="a key id from `sleeptime keys list`")],
+    database_url: DbOpt = None,
+) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    st = client("fake", database_url)
+    found = st.store.revoke_api_key(key_id)
+    st.close()
+    if not found:
+        raise InvalidInput(f"no key {key_id!r}: see `sleeptime keys list`")
+    console.print(f"key {key_id} revoked")
+
+
 @app.command("predictability")
 def predictability_cmd(
     namespace: str,

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
         None, ge=256, description="model window in tokens (default: known for local models)"
     )
 
+    keep_versions: int = Field(
+        0, ge=0, description="versions of a context kept with text and artifacts (0 = all)"
+    )
+
     # local model
     local_model_path: Path | None = None
     local_n_ctx: int = Field(8192, ge=512)
