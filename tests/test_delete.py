@@ -162,3 +162,38 @@ def test_delete_clears_hot_cache_entries(redis_server: Any, sqlite_url: str) -> 
         assert not r.keys(f"{keys.prefix}:art:a/*") and not r.keys(f"{keys.prefix}:ver:a/*")
         assert r.exists(keys.artifacts("b", "x"), keys.artifacts("b", "y")) == 2
         assert st.ask("b", "x", "How many apples are there?").text
+
+
+def test_cli_delete(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    env = {**os.environ, "SLEEPTIME_DATABASE_URL": db, "SLEEPTIME_MODEL": "fake"}
+    env.pop("SLEEPTIME_REDIS_URL", None)
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sleeptime", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    for ns, cid in (("a", "x"), ("a", "y"), ("b", "x")):
+        assert run("ingest", ns, cid, "-", stdin=TEXT).returncode == 0
+    refused = run("delete", "a")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    one = run("delete", "a", "x", "--json")
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout)["contexts"] == 1
+    missing = run("delete", "a", "x")
+    assert missing.returncode == 2 and "no context" in missing.stderr
+    everything = run("delete", "a", "--yes")
+    assert everything.returncode == 0 and "1 context(s)" in everything.stdout
+    assert run("show", "b", "x").returncode == 0
