@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +25,7 @@ from sleeptime.api import SleepTime
 from sleeptime.bench.cli import app as bench_app
 from sleeptime.errors import InvalidInput, SleepTimeError
 from sleeptime.models import Answer, Budget
-from sleeptime.settings import Settings
+from sleeptime.settings import Settings, default
 
 app = typer.Typer(
     help="Sleep-time compute: think about a context before the user asks.",
@@ -43,6 +45,19 @@ DbOpt = Annotated[
     typer.Option("--database-url", help="SQLAlchemy URL (default: $SLEEPTIME_DATABASE_URL)"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+
+
+def _progress(status: Any) -> Callable[[str], None]:
+    """A ``progress=`` callback: updates the spinner on a terminal, and prints one line
+    per step (with the seconds since the start) when the output is piped or logged."""
+    start = time.perf_counter()
+
+    def update(step: str) -> None:
+        status.update(step)
+        if not console.is_terminal:
+            console.print(f"  [{time.perf_counter() - start:6.1f} s] {step}", highlight=False)
+
+    return update
 
 
 def client(model: str | None, database_url: str | None) -> SleepTime:
@@ -79,15 +94,28 @@ def ingest(
 def sleep(
     namespace: str,
     context_id: str,
-    k: Annotated[int | None, typer.Option(help="independent rethinks of the context")] = None,
-    questions: Annotated[int | None, typer.Option(help="questions to predict")] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            help=f"independent rethinks of the context (default: {default('sleep_k')}, "
+            "$SLEEPTIME_SLEEP_K)"
+        ),
+    ] = None,
+    questions: Annotated[
+        int | None,
+        typer.Option(
+            help=f"questions to predict (default: {default('n_questions')}, $SLEEPTIME_N_QUESTIONS)"
+        ),
+    ] = None,
     model: ModelOpt = None,
     database_url: DbOpt = None,
 ) -> None:
     """Run sleep-time compute on the current version now."""
     st = client(model, database_url)
     with console.status("sleep-time compute") as status:
-        report = st.sleep(namespace, context_id, k=k, n_questions=questions, progress=status.update)
+        report = st.sleep(
+            namespace, context_id, k=k, n_questions=questions, progress=_progress(status)
+        )
     if report.skipped:
         console.print(f"{namespace}/{context_id} v{report.version}: artifacts already complete")
     else:
@@ -103,9 +131,18 @@ def ask(
     context_id: str,
     question: str,
     verbosity: Annotated[
-        int | None, typer.Option(min=0, max=4, help="0 answer only ... 4 thorough")
+        int | None,
+        typer.Option(
+            min=0,
+            max=4,
+            help="0 answer only ... 4 thorough (default: "
+            f"{default('default_verbosity')} from c', {default('cold_verbosity')} cold; "
+            "$SLEEPTIME_DEFAULT_VERBOSITY, $SLEEPTIME_COLD_VERBOSITY)",
+        ),
     ] = None,
-    max_tokens: Annotated[int | None, typer.Option(min=1, help="cap on answer tokens")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="cap on answer tokens (default: by verbosity)")
+    ] = None,
     think_tokens: Annotated[
         int | None, typer.Option(min=0, help="budget forcing: cap thinking, then force the answer")
     ] = None,
@@ -216,7 +253,7 @@ def demo(
     console.print(f"context: {len(text):,} chars, ingested as demo/bakery and demo/bakery-cold")
 
     with console.status("sleep-time compute") as status:
-        report = st.sleep("demo", "bakery", progress=status.update)
+        report = st.sleep("demo", "bakery", progress=_progress(status))
     console.print(
         f"sleep time: {report.usage.total_tokens:,} tokens in {report.usage.calls} calls, "
         f"{report.seconds:.1f} s -> learned context + {len(report.qas)} predicted questions"
@@ -280,13 +317,26 @@ RedisOpt = Annotated[
 @app.command()
 def worker(
     concurrency: Annotated[
-        int | None, typer.Option(min=1, help="jobs run at once (threads)")
+        int | None,
+        typer.Option(
+            min=1, help="jobs run at once (threads) (default: $SLEEPTIME_WORKER_CONCURRENCY or 1)"
+        ),
     ] = None,
     model: ModelOpt = None,
     database_url: DbOpt = None,
     redis_url: RedisOpt = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="serve /metrics on this port (0 = off)")
+        int | None,
+        typer.Option(
+            help="serve /metrics on this port (0 = off) (default: $SLEEPTIME_METRICS_PORT or 0)"
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(
+            help="address of /metrics; 0.0.0.0 exposes it (default: $SLEEPTIME_METRICS_HOST "
+            "or 127.0.0.1)"
+        ),
     ] = None,
     burst: Annotated[bool, typer.Option(help="exit once the queue is empty")] = False,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
@@ -301,6 +351,7 @@ def worker(
             database_url=database_url,
             redis_url=redis_url,
             metrics_port=metrics_port,
+            metrics_host=metrics_host,
             burst=burst,
             log_level=log_level,
         )
@@ -322,7 +373,8 @@ def _queue(redis_url: str | None, database_url: str | None) -> Any:
 def jobs(
     ctx: typer.Context,
     state: Annotated[
-        str | None, typer.Option(help="pending, running or dead (default: all three)")
+        str | None,
+        typer.Option(help="pending (= waiting + queued), running or dead (default: all three)"),
     ] = None,
     limit: Annotated[int, typer.Option(min=1)] = 100,
     as_json: JsonOpt = False,
@@ -349,9 +401,8 @@ def jobs(
     table = Table("state", "context", "v", "tries", "worker", "error")
     table.add_column("id", no_wrap=True)
     for j in found:
-        label = "pending" if j.state in ("waiting", "queued") else j.state
         table.add_row(
-            label,
+            j.state,
             f"{j.namespace}/{j.context_id}",
             str(j.version),
             str(j.deliveries),
@@ -361,8 +412,7 @@ def jobs(
         )
     console.print(table)
     console.print(
-        f"pending {counts['waiting']}, running {counts['running']}, dead {counts['dead']}, "
-        f"done {counts['done']}, retried {counts['retried']}; {len(live)} live worker(s)"
+        ", ".join(f"{name} {n}" for name, n in counts.items()) + f"; {len(live)} live worker(s)"
     )
 
 
