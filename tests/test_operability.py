@@ -56,7 +56,7 @@ def test_metrics_server_binds_loopback_by_default(sqlite_url: str) -> None:
     assert Settings().metrics_host == "127.0.0.1"
     with SleepTime(model=FakeChatModel(), database_url=sqlite_url) as st:
         queue = open_queue(Settings(), sqlite_url)
-        server, thread = WorkerMetrics(queue, st.store).serve(0)
+        server, _thread = WorkerMetrics(queue, st.store).serve(0)
         try:
             assert server.server_address[0] == "127.0.0.1"
         finally:
