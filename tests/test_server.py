@@ -98,9 +98,13 @@ MATRIX: dict[tuple[str, str], Call] = {
     ("DELETE", "/v1/{namespace}"): ("DELETE", "/v1/a", None, False),
     ("GET", "/v1/admin/jobs"): ("GET", "/v1/admin/jobs", None, True),
     ("POST", "/v1/admin/jobs/{job_id}/retry"): ("POST", "/v1/admin/jobs/nope/retry", None, True),
+    ("GET", "/dashboard"): ("GET", "/dashboard", None, True),
+    ("POST", "/dashboard/jobs/{job_id}/retry"): ("POST", "/dashboard/jobs/nope/retry", None, True),
 }
 #: Routes that need no key (no tenant data).
 OPEN = {"/health", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+#: The dashboard's sign-in form checks the key it is given (tests/test_dashboard.py).
+OPEN.add("/dashboard/login")
 
 
 def test_every_route_is_in_the_matrix(api: TestClient) -> None:
@@ -133,8 +137,11 @@ def test_tenant_key_matrix(
     for key in (None, "stk_0000_bogus", "not-even-our-format", keys["a"] + "x"):
         r = _request(api, call, key)
         assert r.status_code == 401, (key, r.text)
-        assert r.headers["www-authenticate"] == "Bearer"
-        assert set(r.json()) == {"error", "message"}
+        if call[1].startswith("/v1/"):
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert set(r.json()) == {"error", "message"}
+        else:  # the dashboard answers a browser with its sign-in page
+            assert "Sign in" in r.text
     r = _request(api, call, keys["b"])  # another tenant's key
     assert r.status_code == 403, r.text
     _intact(st)  # a refused request wrote nothing

@@ -77,7 +77,7 @@ class ServerMetrics:
 def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> FastAPI:
     """The API over ``st`` (default: a client from the environment's settings).
     ``close``: close the client at shutdown (default: when it was created here)."""
-    from sleeptime.server import routes
+    from sleeptime.server import dashboard, routes
 
     client = st if st is not None else SleepTime()
     owns = st is None if close is None else close
@@ -136,4 +136,5 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
         return response
 
     app.include_router(routes.router)
+    app.include_router(dashboard.router)
     return app

@@ -559,6 +559,72 @@ class SQLStore:
         with self.session() as s:
             return [int(v) for v in s.scalars(stmt).all()]
 
+    def overview(self, limit: int = 200) -> list[dict[str, Any]]:
+        """One row per context (newest first, at most ``limit``) for the operator
+        dashboard: versions stored, whether the current one has complete artifacts, and
+        its ledger (sleep/test tokens, queries by source)."""
+        self.flush(timeout=5.0)
+        latest = (
+            select(
+                ContextRow.namespace,
+                ContextRow.context_id,
+                func.max(ContextRow.version),
+                func.count(),
+                func.max(ContextRow.created_at),
+            )
+            .group_by(ContextRow.namespace, ContextRow.context_id)
+            .order_by(func.max(ContextRow.created_at).desc())
+            .limit(limit)
+        )
+        with self.session() as s:
+            rows = s.execute(latest).all()
+            keys = {(ns, cid) for ns, cid, *_ in rows}
+            namespaces = sorted({ns for ns, _ in keys})
+            done = {
+                (ns, cid, int(v))
+                for ns, cid, v in s.execute(
+                    select(ArtifactRow.namespace, ArtifactRow.context_id, ArtifactRow.version)
+                    .where(ArtifactRow.kind == MANIFEST, ArtifactRow.namespace.in_(namespaces))
+                ).all()
+            }
+            tokens: dict[tuple[str, str], dict[str, int]] = {}
+            for ns, cid, phase, n in s.execute(
+                select(
+                    LedgerRow.namespace,
+                    LedgerRow.context_id,
+                    LedgerRow.phase,
+                    func.sum(LedgerRow.prompt_tokens + LedgerRow.completion_tokens),
+                )
+                .where(LedgerRow.namespace.in_(namespaces))
+                .group_by(LedgerRow.namespace, LedgerRow.context_id, LedgerRow.phase)
+            ).all():
+                tokens.setdefault((ns, cid), {})[phase] = int(n or 0)
+            sources: dict[tuple[str, str], dict[str, int]] = {}
+            for ns, cid, src, n in s.execute(
+                select(QueryRow.namespace, QueryRow.context_id, QueryRow.source, func.count())
+                .where(QueryRow.namespace.in_(namespaces))
+                .group_by(QueryRow.namespace, QueryRow.context_id, QueryRow.source)
+            ).all():
+                sources.setdefault((ns, cid), {})[src] = int(n)
+        out = []
+        for ns, cid, version, n_versions, created in rows:
+            by_source = sources.get((ns, cid), {})
+            out.append(
+                {
+                    "namespace": ns,
+                    "context_id": cid,
+                    "version": int(version),
+                    "versions": int(n_versions),
+                    "complete": (ns, cid, int(version)) in done,
+                    "updated_at": created,
+                    "sleep_tokens": tokens.get((ns, cid), {}).get("sleep", 0),
+                    "test_tokens": tokens.get((ns, cid), {}).get("test", 0),
+                    "queries": sum(by_source.values()),
+                    "zero_token_answers": by_source.get("predicted", 0),
+                }
+            )
+        return out
+
     # -- API keys ---------------------------------------------------------------------
 
     def add_api_key(self, key_hash: str, key_id: str, namespace: str, *, admin: bool) -> None:
