@@ -492,6 +492,30 @@ def serve(
     uvicorn.run(create_app(st, close=True), host=host, port=port, log_level=log_level.lower())
 
 
+@app.command("mcp")
+def mcp_cmd(
+    namespace: Annotated[
+        str | None,
+        typer.Option(help="pin the server to this namespace (default: any namespace)"),
+    ] = None,
+    model: ModelOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Serve ingest, ask and show as MCP tools over stdio (for MCP clients)."""
+    try:
+        from sleeptime.server.mcp_server import create_mcp
+    except ImportError as exc:
+        raise InvalidInput(
+            f"the MCP server needs the mcp extra: pip install 'sleeptime[mcp]' ({exc})"
+        ) from exc
+    st = SleepTime(model=model, database_url=database_url)
+    st.open_queue()  # ingests enqueue sleep-time jobs for the workers
+    try:
+        create_mcp(st, namespace).run("stdio")
+    finally:
+        st.close()
+
+
 keys_app = typer.Typer(help="API keys of the HTTP server (`sleeptime serve`).")
 app.add_typer(keys_app, name="keys")
 
