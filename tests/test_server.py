@@ -71,6 +71,12 @@ MATRIX: dict[tuple[str, str], Call] = {
         False,
     ),
     ("GET", "/v1/{namespace}/contexts/{context_id}"): ("GET", "/v1/a/contexts/doc", None, False),
+    ("POST", "/v1/{namespace}/contexts/{context_id}/append"): (
+        "POST",
+        "/v1/a/contexts/more/append",
+        {"text": "Dan has 2 cats."},
+        False,
+    ),
     ("POST", "/v1/{namespace}/contexts/{context_id}/ask"): (
         "POST",
         "/v1/a/contexts/doc/ask",
@@ -166,6 +172,8 @@ def test_routes_do_what_they_say(api: TestClient, st: SleepTime, keys: dict[str,
     assert r.json()["version"] == 1 and r.json()["created"] is True
     r = api.put("/v1/a/contexts/c1", json={"text": "Dan has 2 cats."}, headers=h)
     assert r.json()["created"] is False
+    r = api.post("/v1/a/contexts/c1/append", json={"text": " Eve has 1 dog."}, headers=h)
+    assert r.json()["version"] == 2 and r.json()["chars"] == len("Dan has 2 cats. Eve has 1 dog.")
     ans = api.post("/v1/a/contexts/doc/ask", json={"question": Q, "max_tokens": 8}, headers=h)
     assert ans.status_code == 200
     body = ans.json()
@@ -176,7 +184,7 @@ def test_routes_do_what_they_say(api: TestClient, st: SleepTime, keys: dict[str,
     assert shown["ledger"]["queries"] >= 1
     assert api.get("/v1/a/contexts", headers=h).json() == {"contexts": ["c1", "doc"]}
     gone = api.delete("/v1/a/contexts/c1", headers=h).json()
-    assert gone["contexts"] == 1 and gone["versions"] == 1
+    assert gone["contexts"] == 1 and gone["versions"] == 2
     assert api.get("/v1/a/contexts/c1", headers=h).status_code == 404
     jobs = api.get("/v1/admin/jobs", headers=auth(keys["admin"])).json()
     assert set(jobs) == {"counts", "workers", "jobs"}

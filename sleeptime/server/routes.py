@@ -144,6 +144,23 @@ def put_context(
     )
 
 
+@router.post("/v1/{namespace}/contexts/{context_id}/append", tags=["contexts"])
+def append_context(
+    namespace: str, context_id: str, body: ContextIn, _who: Tenant, st: Client
+) -> ContextOut:
+    """Append ``text`` to a context (a log, a thread) as a new version; sleep-time work
+    on it is incremental."""
+    ctx = st.append(namespace, context_id, body.text)
+    return ContextOut(
+        namespace=namespace,
+        context_id=context_id,
+        version=ctx.version,
+        created=ctx.created,
+        content_hash=ctx.content_hash,
+        chars=len(ctx.text),
+    )
+
+
 @router.get("/v1/{namespace}/contexts/{context_id}", tags=["contexts"])
 def show_context(namespace: str, context_id: str, _who: Tenant, st: Client) -> ShowOut:
     """The current version, its artifacts (learned context, predicted Q&As) and the ledger."""
