@@ -531,12 +531,13 @@ class SleepTime:
         from sleeptime.errors import QueueUnavailable
         from sleeptime.llm.kv.blobs import KVStore
 
+        last = self.store.last_versions(namespace, context_id)
         counts = self.store.delete_context(namespace, context_id)
         blobs = KVStore.from_settings(self.store, self.settings).drop_context(namespace, context_id)
         keys = 0
         if self.cache is not None:
             try:
-                keys = self.cache.forget(namespace, context_id)
+                keys = self.cache.forget(namespace, last, context_id)
             except Exception as exc:  # the SQL rows are gone; the cache must go too
                 raise QueueUnavailable(
                     "Redis hot cache", f"{exc}; run the delete again to remove cached entries"

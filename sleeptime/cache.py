@@ -190,21 +190,15 @@ class HotCache:
                         self._pending[key] = max(v, self._pending.get(key, 0))
                 raise
 
-    def forget(self, namespace: str, context_id: str | None = None) -> int:
-        """Delete the cached artifacts and version key of a deleted context, or of every
-        context of a namespace (``context_id`` None); returns keys deleted. Raises
-        RedisError: a delete must not report success with the entries still there."""
-        if context_id is not None:
-            names = [
-                self.keys.artifacts(namespace, context_id),
-                self.keys.version(namespace, context_id),
-            ]
-        else:
-            names = [
-                key
-                for pattern in self.keys.cache_patterns(namespace)
-                for key in self.r.scan_iter(match=pattern, count=500)
-            ]
+    def forget(
+        self, namespace: str, last_versions: dict[str, int], context_id: str | None = None
+    ) -> int:
+        """Drop the cached artifacts of deleted contexts (``last_versions``: context id ->
+        its last version), or of every context of a namespace (``context_id`` None);
+        returns the entries invalidated. The version key moves past the deleted
+        version instead of vanishing, so a fill from a read that raced the delete is a
+        miss on every later read. Raises RedisError: a delete must not report success
+        with the entries still there."""
         with self._lock:
             self._pending = {
                 k: v
@@ -214,10 +208,15 @@ class HotCache:
             for key in [k for k in self._parsed if k[0] == namespace]:
                 if context_id is None or key[1] == context_id:
                     del self._parsed[key]
-        deleted = 0
-        for i in range(0, len(names), 500):
-            deleted += int(self.r.delete(*names[i : i + 500]) or 0)
-        return deleted
+        for cid, version in last_versions.items():
+            self._invalidate(namespace, cid, version + 1)
+        done = len(last_versions)
+        if context_id is None:  # entries of contexts the SQL store no longer names
+            pattern = self.keys.cache_patterns(namespace)[0]
+            stray = list(self.r.scan_iter(match=pattern, count=500))
+            for i in range(0, len(stray), 500):
+                done += int(self.r.delete(*stray[i : i + 500]) or 0)
+        return done
 
     def close(self) -> None:
         self.r.close()

@@ -183,4 +183,5 @@ class DeleteCounts(BaseModel):
     #: query-log rows whose question and answer text were blanked (counts are kept)
     queries_redacted: int = 0
     kv_blobs: int = 0
+    #: Redis hot-cache entries invalidated (0 without Redis)
     cache_keys: int = 0

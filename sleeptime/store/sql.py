@@ -573,6 +573,17 @@ class SQLStore:
             queries_redacted=int(queries or 0),
         )
 
+    def last_versions(self, namespace: str, context_id: str | None = None) -> dict[str, int]:
+        """Context id -> newest stored version, for one context or a whole namespace."""
+        stmt = select(ContextRow.context_id, func.max(ContextRow.version)).where(
+            ContextRow.namespace == namespace
+        )
+        if context_id is not None:
+            stmt = stmt.where(ContextRow.context_id == context_id)
+        with self.session() as s:
+            rows = s.execute(stmt.group_by(ContextRow.context_id)).all()
+        return {cid: int(v) for cid, v in rows}
+
     def context_ids(self, namespace: str) -> list[str]:
         """Ids of the contexts stored in a namespace, sorted."""
         stmt = (
@@ -618,8 +629,9 @@ class SQLStore:
             done = {
                 (ns, cid, int(v))
                 for ns, cid, v in s.execute(
-                    select(ArtifactRow.namespace, ArtifactRow.context_id, ArtifactRow.version)
-                    .where(ArtifactRow.kind == MANIFEST, ArtifactRow.namespace.in_(namespaces))
+                    select(
+                        ArtifactRow.namespace, ArtifactRow.context_id, ArtifactRow.version
+                    ).where(ArtifactRow.kind == MANIFEST, ArtifactRow.namespace.in_(namespaces))
                 ).all()
             }
             tokens: dict[tuple[str, str], dict[str, int]] = {}
