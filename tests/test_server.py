@@ -317,3 +317,14 @@ def test_sleeptime_serve_subprocess(tmp_path: Path) -> None:
         proc.communicate(timeout=30)
     listed = _cli(["keys", "list", "--json"], env)
     assert json.loads(listed.stdout)[0]["namespace"] == "acme" and key not in listed.stdout
+
+
+def test_http_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from sleeptime.bench import http
+
+    assert http.main(["--seconds", "0.3", "--threads", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    predicted, unpredicted = out["results"]
+    assert predicted["sources"] == ["predicted"] and unpredicted["sources"] == ["learned"]
+    assert predicted["errors"] == 0 and predicted["requests"] > 0
+    assert predicted["p99_ms"] >= predicted["p50_ms"] > 0
