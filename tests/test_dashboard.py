@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,6 +102,17 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
         proc.wait(timeout=30)
 
 
+def _wait_for(browser: Any, element_id: str) -> Any:
+    """The element once the browser has loaded the page that has it (a click that
+    submits a form returns before the next page is there)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 30).until(
+        expected_conditions.presence_of_element_located((By.ID, element_id))
+    )
+
+
 def test_dashboard_shows_a_dead_job_and_retries_it(
     browser: object, server: tuple[str, str, str], tmp_path: Path
 ) -> None:
@@ -113,10 +125,11 @@ def test_dashboard_shows_a_dead_job_and_retries_it(
 
     browser.find_element(By.ID, "key").send_keys(tenant)
     browser.find_element(By.ID, "sign-in").click()
-    assert "admin key" in browser.find_element(By.ID, "login-error").text
+    assert "admin key" in _wait_for(browser, "login-error").text
 
     browser.find_element(By.ID, "key").send_keys(admin)
     browser.find_element(By.ID, "sign-in").click()
+    _wait_for(browser, "count-dead")  # the form posts, then redirects to the page
     dead_rows = browser.find_elements(By.CSS_SELECTOR, "tr.job.dead")
     assert len(dead_rows) == 1
     assert "acme/gone" in dead_rows[0].text
@@ -131,7 +144,7 @@ def test_dashboard_shows_a_dead_job_and_retries_it(
     browser.save_screenshot(str(tmp_path / "dashboard.png"))
 
     dead_rows[0].find_element(By.CLASS_NAME, "retry").click()
-    assert "pending again" in browser.find_element(By.ID, "note").text
+    assert "pending again" in _wait_for(browser, "note").text
     assert not browser.find_elements(By.CSS_SELECTOR, "tr.job.dead")
     assert browser.find_element(By.ID, "count-dead").text.endswith("0")
     jobs = httpx.get(f"{base}/v1/admin/jobs", headers={"Authorization": f"Bearer {admin}"}).json()
