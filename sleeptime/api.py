@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,10 +25,17 @@ from sleeptime.models import (
     ContextVersion,
     DeleteCounts,
     Ledger,
+    Notes,
     SleepReport,
     Usage,
 )
-from sleeptime.online import ArtifactSource, OnlineDeps, answer_question
+from sleeptime.online import (
+    ArtifactSource,
+    OnlineDeps,
+    answer_question,
+    learned_notes,
+    serve_prepared,
+)
 from sleeptime.retrieval import (
     SERVE_MODES,
     EmbeddingMatcher,
@@ -41,6 +47,7 @@ from sleeptime.retrieval import (
 )
 from sleeptime.settings import Settings
 from sleeptime.store.sql import MANIFEST, SQLStore
+from sleeptime.validation import check_ids, validate_ask, validate_ingest, validate_sleep
 
 if TYPE_CHECKING:
     from sleeptime.background import Background
@@ -49,21 +56,7 @@ if TYPE_CHECKING:
     from sleeptime.queue.scheduler import ActivityRecorder
     from sleeptime.worker.runtime import Worker
 
-_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
 _SLEEP_GRAPH = build_sleep_graph()
-
-
-def check_ids(namespace: str, context_id: str) -> None:
-    if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
-        raise InvalidInput(
-            f"bad namespace {namespace!r}: 1-128 chars of letters, digits, '.', '_', ':', '-'"
-        )
-    if not isinstance(context_id, str) or not context_id.strip() or len(context_id) > 256:
-        raise InvalidInput(f"bad context id {context_id!r}: 1-256 characters, not blank")
-    if _CONTROL.search(context_id):
-        raise InvalidInput(f"bad context id {context_id!r}: control characters are not allowed")
 
 
 class SleepTime:
@@ -208,16 +201,7 @@ class SleepTime:
 
         ``activity=False`` stores it without postponing sleep-time work: a completed
         chat turn is the moment to prepare for the next one, not a sign of editing."""
-        check_ids(namespace, context_id)
-        if not isinstance(text, str):
-            raise InvalidInput(f"context text must be a string, not {type(text).__name__}")
-        if not text.strip():
-            raise InvalidInput(f"context {namespace}/{context_id} is empty")
-        if len(text) > self.settings.max_context_chars:
-            raise InvalidInput(
-                f"context {namespace}/{context_id} has {len(text):,} characters; the limit "
-                f"is {self.settings.max_context_chars:,} (SLEEPTIME_MAX_CONTEXT_CHARS)"
-            )
+        validate_ingest(namespace, context_id, text, max_chars=self.settings.max_context_chars)
         # Activity first, persisted before the new version becomes visible: a worker's
         # catch-up sweep may enqueue the version the moment it is committed, and must
         # then see a busy namespace, not an idle one.
@@ -307,7 +291,9 @@ class SleepTime:
         Idempotent: a version whose artifacts are complete is skipped, and a run that
         was interrupted resumes from the last persisted step.
         """
-        check_ids(namespace, context_id)
+        validate_sleep(
+            namespace, context_id, version=version, k=k, n_questions=n_questions, progress=progress
+        )
         ctx = self.store.get_context(namespace, context_id, version)
         if ctx is None:
             raise ContextNotFound(namespace, context_id)
@@ -367,9 +353,15 @@ class SleepTime:
         answers from c' use ``default_verbosity`` and cold answers (no artifacts yet)
         the full ``cold_verbosity``; an explicit budget is honoured on every path.
         """
-        check_ids(namespace, context_id)
-        if not isinstance(question, str) or not question.strip():
-            raise InvalidInput("question is empty")
+        validate_ask(
+            namespace,
+            context_id,
+            question,
+            verbosity=verbosity,
+            max_tokens=max_tokens,
+            budget=budget,
+            max_question_chars=self.settings.max_question_chars,
+        )
         explicit = budget is not None or verbosity is not None or max_tokens is not None
         if budget is None:
             v = self.settings.default_verbosity if verbosity is None else verbosity
@@ -405,6 +397,53 @@ class SleepTime:
             latency_ms=answer.latency_ms,
         )
         return answer
+
+    def prepared_answer(self, namespace: str, context_id: str, question: str) -> Answer | None:
+        """The precomputed answer the serve policy allows for ``question`` at zero
+        tokens, or None; never calls a model. For agents that call their own model
+        otherwise (the LangGraph middleware, node and tool). A served answer is logged
+        as a query like any other."""
+        validate_ask(
+            namespace, context_id, question, max_question_chars=self.settings.max_question_chars
+        )
+        start = time.perf_counter()
+        found = self.artifact_source(namespace, context_id)
+        if found is None:
+            return None
+        answer = serve_prepared(self._online, question.strip(), found)
+        if answer is None:
+            return None
+        answer = answer.model_copy(update={"latency_ms": (time.perf_counter() - start) * 1000.0})
+        self.store.log_query(
+            namespace,
+            context_id,
+            answer.version,
+            question=question,
+            answer=answer.text,
+            source=answer.source,
+            usage=answer.usage,
+            latency_ms=answer.latency_ms,
+        )
+        return answer
+
+    def notes(self, namespace: str, context_id: str) -> Notes | None:
+        """The learned context an agent's own model should see, or None before any
+        sleep-time work: the current version's, else an older version's (``stale``)."""
+        check_ids(namespace, context_id)
+        found = self.artifact_source(namespace, context_id)
+        if found is None:
+            return None
+        got = learned_notes(self._online, namespace, context_id, found)
+        if got is None:
+            return None
+        text, learned_version, stale = got
+        return Notes(
+            text=text,
+            version=found[0],
+            learned_version=learned_version,
+            stale=stale,
+            prepared=[qa for qa in found[1].qas if qa.servable],
+        )
 
     def ledger(self, namespace: str, context_id: str) -> Ledger:
         """Sleep-time vs test-time tokens spent on a context so far, and queries answered."""
