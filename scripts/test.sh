@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # The README's test command. Works on a fresh Debian/Ubuntu machine: installs what the
-# tests need (redis-server; the package with its dev/local/postgres extras in .venv),
+# tests need (redis-server, chromium + chromium-driver; the package with its
+# dev/local/postgres extras in .venv),
 # then runs the whole suite. Tests start their own redis-server on free loopback ports;
 # PostgreSQL tests run when a server is reachable (SLEEPTIME_TEST_POSTGRES_URL, default
 # postgresql+psycopg://postgres@127.0.0.1:5432/test) and are skipped otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-    echo "installing redis-server ..."
+MISSING=""
+command -v redis-server >/dev/null 2>&1 || MISSING="$MISSING redis-server"
+# the dashboard's browser test drives Debian's chromium through its chromedriver
+[ -x /usr/bin/chromium ] || MISSING="$MISSING chromium"
+[ -x /usr/bin/chromedriver ] || MISSING="$MISSING chromium-driver"
+if [ -n "$MISSING" ]; then
+    echo "installing$MISSING ..."
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
 fi
 
 PY="${PYTHON:-python3}"

@@ -191,5 +191,33 @@ class HotCache:
                         self._pending[key] = max(v, self._pending.get(key, 0))
                 raise
 
+    def forget(
+        self, namespace: str, last_versions: dict[str, int], context_id: str | None = None
+    ) -> int:
+        """Drop the cached artifacts of deleted contexts (``last_versions``: context id ->
+        its last version), or of every context of a namespace (``context_id`` None);
+        returns the entries invalidated. The version key moves past the deleted
+        version instead of vanishing, so a fill from a read that raced the delete is a
+        miss on every later read. Raises RedisError: a delete must not report success
+        with the entries still there."""
+        with self._lock:
+            self._pending = {
+                k: v
+                for k, v in self._pending.items()
+                if k[0] != namespace or (context_id is not None and k[1] != context_id)
+            }
+            for key in [k for k in self._parsed if k[0] == namespace]:
+                if context_id is None or key[1] == context_id:
+                    del self._parsed[key]
+        for cid, version in last_versions.items():
+            self._invalidate(namespace, cid, version + 1)
+        done = len(last_versions)
+        if context_id is None:  # entries of contexts the SQL store no longer names
+            pattern = self.keys.cache_patterns(namespace)[0]
+            stray = list(self.r.scan_iter(match=pattern, count=500))
+            for i in range(0, len(stray), 500):
+                done += int(self.r.delete(*stray[i : i + 500]) or 0)
+        return done
+
     def close(self) -> None:
         self.r.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +26,7 @@ from sleeptime.bench.cli import app as bench_app
 from sleeptime.errors import InvalidInput, SleepTimeError
 from sleeptime.models import Answer, Budget
 from sleeptime.redact import redact_url
-from sleeptime.settings import Settings
+from sleeptime.settings import Settings, default
 
 app = typer.Typer(
     help="Sleep-time compute: think about a context before the user asks.",
@@ -44,6 +46,19 @@ DbOpt = Annotated[
     typer.Option("--database-url", help="SQLAlchemy URL (default: $SLEEPTIME_DATABASE_URL)"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+
+
+def _progress(status: Any) -> Callable[[str], None]:
+    """A ``progress=`` callback: updates the spinner on a terminal, and prints one line
+    per step (with the seconds since the start) when the output is piped or logged."""
+    start = time.perf_counter()
+
+    def update(step: str) -> None:
+        status.update(step)
+        if not console.is_terminal:
+            console.print(f"  [{time.perf_counter() - start:6.1f} s] {step}", highlight=False)
+
+    return update
 
 
 def client(model: str | None, database_url: str | None) -> SleepTime:
@@ -86,15 +101,28 @@ def ingest(
 def sleep(
     namespace: str,
     context_id: str,
-    k: Annotated[int | None, typer.Option(help="independent rethinks of the context")] = None,
-    questions: Annotated[int | None, typer.Option(help="questions to predict")] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            help=f"independent rethinks of the context (default: {default('sleep_k')}, "
+            "$SLEEPTIME_SLEEP_K)"
+        ),
+    ] = None,
+    questions: Annotated[
+        int | None,
+        typer.Option(
+            help=f"questions to predict (default: {default('n_questions')}, $SLEEPTIME_N_QUESTIONS)"
+        ),
+    ] = None,
     model: ModelOpt = None,
     database_url: DbOpt = None,
 ) -> None:
     """Run sleep-time compute on the current version now."""
     st = client(model, database_url)
     with console.status("sleep-time compute") as status:
-        report = st.sleep(namespace, context_id, k=k, n_questions=questions, progress=status.update)
+        report = st.sleep(
+            namespace, context_id, k=k, n_questions=questions, progress=_progress(status)
+        )
     if report.skipped:
         console.print(f"{namespace}/{context_id} v{report.version}: artifacts already complete")
     else:
@@ -110,9 +138,18 @@ def ask(
     context_id: str,
     question: str,
     verbosity: Annotated[
-        int | None, typer.Option(min=0, max=4, help="0 answer only ... 4 thorough")
+        int | None,
+        typer.Option(
+            min=0,
+            max=4,
+            help="0 answer only ... 4 thorough (default: "
+            f"{default('default_verbosity')} from c', {default('cold_verbosity')} cold; "
+            "$SLEEPTIME_DEFAULT_VERBOSITY, $SLEEPTIME_COLD_VERBOSITY)",
+        ),
     ] = None,
-    max_tokens: Annotated[int | None, typer.Option(min=1, help="cap on answer tokens")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="cap on answer tokens (default: by verbosity)")
+    ] = None,
     think_tokens: Annotated[
         int | None, typer.Option(min=0, help="budget forcing: cap thinking, then force the answer")
     ] = None,
@@ -223,7 +260,7 @@ def demo(
     console.print(f"context: {len(text):,} chars, ingested as demo/bakery and demo/bakery-cold")
 
     with console.status("sleep-time compute") as status:
-        report = st.sleep("demo", "bakery", progress=status.update)
+        report = st.sleep("demo", "bakery", progress=_progress(status))
     console.print(
         f"sleep time: {report.usage.total_tokens:,} tokens in {report.usage.calls} calls, "
         f"{report.seconds:.1f} s -> learned context + {len(report.qas)} predicted questions"
@@ -287,13 +324,26 @@ RedisOpt = Annotated[
 @app.command()
 def worker(
     concurrency: Annotated[
-        int | None, typer.Option(min=1, help="jobs run at once (threads)")
+        int | None,
+        typer.Option(
+            min=1, help="jobs run at once (threads) (default: $SLEEPTIME_WORKER_CONCURRENCY or 1)"
+        ),
     ] = None,
     model: ModelOpt = None,
     database_url: DbOpt = None,
     redis_url: RedisOpt = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="serve /metrics on this port (0 = off)")
+        int | None,
+        typer.Option(
+            help="serve /metrics on this port (0 = off) (default: $SLEEPTIME_METRICS_PORT or 0)"
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(
+            help="address of /metrics; 0.0.0.0 exposes it (default: $SLEEPTIME_METRICS_HOST "
+            "or 127.0.0.1)"
+        ),
     ] = None,
     burst: Annotated[bool, typer.Option(help="exit once the queue is empty")] = False,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
@@ -308,6 +358,7 @@ def worker(
             database_url=database_url,
             redis_url=redis_url,
             metrics_port=metrics_port,
+            metrics_host=metrics_host,
             burst=burst,
             log_level=log_level,
         )
@@ -329,7 +380,8 @@ def _queue(redis_url: str | None, database_url: str | None) -> Any:
 def jobs(
     ctx: typer.Context,
     state: Annotated[
-        str | None, typer.Option(help="pending, running or dead (default: all three)")
+        str | None,
+        typer.Option(help="pending (= waiting + queued), running or dead (default: all three)"),
     ] = None,
     limit: Annotated[int, typer.Option(min=1)] = 100,
     as_json: JsonOpt = False,
@@ -356,9 +408,8 @@ def jobs(
     table = Table("state", "context", "v", "tries", "worker", "error")
     table.add_column("id", no_wrap=True)
     for j in found:
-        label = "pending" if j.state in ("waiting", "queued") else j.state
         table.add_row(
-            label,
+            j.state,
             f"{j.namespace}/{j.context_id}",
             str(j.version),
             str(j.deliveries),
@@ -368,8 +419,7 @@ def jobs(
         )
     console.print(table)
     console.print(
-        f"pending {counts['waiting']}, running {counts['running']}, dead {counts['dead']}, "
-        f"done {counts['done']}, retried {counts['retried']}; {len(live)} live worker(s)"
+        ", ".join(f"{name} {n}" for name, n in counts.items()) + f"; {len(live)} live worker(s)"
     )
 
 
@@ -385,6 +435,149 @@ def jobs_retry(
     queue.close()
     ctx = f"{job.namespace}/{job.context_id} v{job.version}"
     console.print(f"job {job.id} ({ctx}) is pending again")
+
+
+@app.command()
+def delete(
+    namespace: str,
+    context_id: Annotated[
+        str | None, typer.Argument(help="a context id; without one, the whole namespace")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="confirm deleting a whole namespace")] = False,
+    as_json: JsonOpt = False,
+    database_url: DbOpt = None,
+) -> None:
+    """Delete a context (or, with --yes and no ID, a namespace): text, versions,
+    artifacts, KV blobs and cache entries. The ledger keeps token counts."""
+    st = client("fake", database_url)  # deleting never calls a model
+    if context_id is None:
+        if not yes:
+            raise InvalidInput(
+                f"this deletes every context of namespace {namespace!r}: add --yes to confirm"
+            )
+        counts = st.delete_namespace(namespace)
+        what = f"namespace {namespace}"
+    else:
+        counts = st.delete(namespace, context_id)
+        what = f"{namespace}/{context_id}"
+    st.close()
+    if as_json:
+        print(counts.model_dump_json(indent=2))
+        return
+    console.print(
+        f"deleted {what}: {counts.contexts} context(s), {counts.versions} version(s), "
+        f"{counts.artifacts} artifact(s), {counts.kv_blobs} KV blob(s), "
+        f"{counts.cache_keys} cache key(s); {counts.queries_redacted} logged queries kept "
+        "as counts without text"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="address to bind; 0.0.0.0 exposes the API to the network")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port")] = 8080,
+    worker: Annotated[
+        bool, typer.Option(help="also run a sleep-time worker in this process")
+    ] = False,
+    model: ModelOpt = None,
+    database_url: DbOpt = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Serve the HTTP API (docs/service.md; OpenAPI docs at /docs). Requests need a key
+    from `sleeptime keys create`."""
+    try:
+        import uvicorn
+
+        from sleeptime.server import create_app
+    except ImportError as exc:
+        raise InvalidInput(
+            f"the HTTP server needs the server extra: pip install 'sleeptime[server]' ({exc})"
+        ) from exc
+    st = SleepTime(model=model, database_url=database_url, background=worker)
+    uvicorn.run(create_app(st, close=True), host=host, port=port, log_level=log_level.lower())
+
+
+@app.command("mcp")
+def mcp_cmd(
+    namespace: Annotated[
+        str | None,
+        typer.Option(help="pin the server to this namespace (default: any namespace)"),
+    ] = None,
+    model: ModelOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Serve ingest, ask and show as MCP tools over stdio (for MCP clients)."""
+    try:
+        from sleeptime.server.mcp_server import create_mcp
+    except ImportError as exc:
+        raise InvalidInput(
+            f"the MCP server needs the mcp extra: pip install 'sleeptime[mcp]' ({exc})"
+        ) from exc
+    st = SleepTime(model=model, database_url=database_url)
+    st.open_queue()  # ingests enqueue sleep-time jobs for the workers
+    try:
+        create_mcp(st, namespace).run("stdio")
+    finally:
+        st.close()
+
+
+keys_app = typer.Typer(help="API keys of the HTTP server (`sleeptime serve`).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    namespace: Annotated[
+        str | None, typer.Argument(help="the namespace the key opens (omit with --admin)")
+    ] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="a key for every namespace and the operator routes")
+    ] = False,
+    database_url: DbOpt = None,
+) -> None:
+    """Create a key and print it once (the last line); only its hash is stored."""
+    from sleeptime.server.auth import create_key
+
+    if admin and namespace:
+        raise InvalidInput("an admin key opens every namespace: give --admin or NAMESPACE")
+    st = client("fake", database_url)
+    key_id, key = create_key(st.store, namespace, admin=admin)
+    st.close()
+    scope = "admin (every namespace, operator routes)" if admin else f"namespace {namespace}"
+    err.print(f"key {key_id} for {scope}; it is shown once, store it now:")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(as_json: JsonOpt = False, database_url: DbOpt = None) -> None:
+    """Key ids and their namespaces (never the keys)."""
+    st = client("fake", database_url)
+    rows = st.store.api_keys()
+    st.close()
+    if as_json:
+        out = [{"key_id": k, "namespace": ns, "admin": a} for k, ns, a in rows]
+        print(json.dumps(out, indent=2))
+        return
+    table = Table("key id", "namespace", "admin")
+    for k, ns, a in rows:
+        table.add_row(k, ns or "*", "yes" if a else "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="a key id from `sleeptime keys list`")],
+    database_url: DbOpt = None,
+) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    st = client("fake", database_url)
+    found = st.store.revoke_api_key(key_id)
+    st.close()
+    if not found:
+        raise InvalidInput(f"no key {key_id!r}: see `sleeptime keys list`")
+    console.print(f"key {key_id} revoked")
 
 
 db_app = typer.Typer(help="The SQL schema: `db upgrade` applies its migrations (Alembic).")

@@ -182,3 +182,18 @@ class Budget(BaseModel):
         return (
             self.max_tokens if self.max_tokens is not None else VERBOSITY_MAX_TOKENS[self.verbosity]
         )
+
+
+class DeleteCounts(BaseModel):
+    """What a delete removed (``SleepTime.delete`` / ``delete_namespace``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    contexts: int = 0
+    versions: int = 0
+    artifacts: int = 0
+    #: query-log rows whose question and answer text were blanked (counts are kept)
+    queries_redacted: int = 0
+    kv_blobs: int = 0
+    #: Redis hot-cache entries invalidated (0 without Redis)
+    cache_keys: int = 0

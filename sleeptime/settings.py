@@ -84,6 +84,10 @@ class Settings(BaseSettings):
         None, ge=256, description="model window in tokens (default: known for local models)"
     )
 
+    keep_versions: int = Field(
+        0, ge=0, description="versions of a context kept with text and artifacts (0 = all)"
+    )
+
     # local model
     local_model_path: Path | None = None
     local_n_ctx: int = Field(8192, ge=512)
@@ -110,6 +114,9 @@ class Settings(BaseSettings):
     poll_s: float = Field(0.5, gt=0.0, description="how often an idle worker looks for work")
     sweep_s: float = Field(300.0, ge=0.0, description="re-enqueue missed versions (0: at start)")
     metrics_port: int = Field(0, ge=0, le=65535, description="/metrics port (0 = off)")
+    metrics_host: str = Field(
+        "127.0.0.1", min_length=1, description="address of the worker's /metrics server"
+    )
     activity_flush_s: float = Field(0.25, gt=0.0)
     cache_ttl_s: float = Field(3600.0, gt=0.0)
     cache_timeout_s: float = Field(0.1, gt=0.0, description="Redis timeout on the online path")

@@ -88,3 +88,11 @@ class Keys:
     def version(self, namespace: str, context_id: str) -> str:
         """STRING: newest version number known; older cached artifacts are misses."""
         return f"{self.prefix}:ver:{ctx_key(namespace, context_id)}"
+
+    def cache_patterns(self, namespace: str) -> list[str]:
+        """SCAN patterns of every hot-cache key of a namespace (namespaces hold no glob
+        characters, so the pattern matches that namespace only)."""
+        return [
+            f"{self.prefix}:art:{namespace}/*",
+            f"{self.prefix}:ver:{namespace}/*",
+        ]

@@ -124,6 +124,19 @@ class KVIndex:
                 s.delete(row)
         return out
 
+    def delete_context(self, namespace: str, context_id: str | None = None) -> list[KVBlob]:
+        """Delete the rows of one context (every version), or of a whole namespace when
+        ``context_id`` is None; returns them (their files are the caller's)."""
+        q = select(KVBlobRow).where(KVBlobRow.namespace == namespace)
+        if context_id is not None:
+            q = q.where(KVBlobRow.context_id == context_id)
+        with self.store.session() as s:
+            rows = s.scalars(q).all()
+            out = [_blob(r) for r in rows]
+            for row in rows:
+                s.delete(row)
+        return out
+
     def files(self) -> set[str]:
         with self.store.session() as s:
             return set(s.scalars(select(KVBlobRow.file)).all())

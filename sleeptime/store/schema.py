@@ -130,3 +130,29 @@ class KVBlobRow(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TombstoneRow(Base):
+    """The last version number of a deleted context. A context ingested again after a
+    delete continues from here, so a (namespace, id, version) key that other processes
+    may still hold in their in-process caches never names different text."""
+
+    __tablename__ = "st_tombstones"
+
+    namespace: Mapped[str] = mapped_column(String(128), primary_key=True)
+    context_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKeyRow(Base):
+    """An HTTP API key: only its SHA-256 is stored. ``namespace`` is empty for an admin
+    key (operator routes, every namespace)."""
+
+    __tablename__ = "st_api_keys"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16), unique=True)
+    namespace: Mapped[str] = mapped_column(String(128), default="")
+    admin: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -13,23 +13,46 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, and_, bindparam, create_engine, event, exists, func, insert, select
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sleeptime.errors import InvalidInput, StoreUnavailable
-from sleeptime.models import Artifacts, ContextVersion, Ledger, Phase, PredictedQA, Usage
+from sleeptime.models import (
+    Artifacts,
+    ContextVersion,
+    DeleteCounts,
+    Ledger,
+    Phase,
+    PredictedQA,
+    Usage,
+)
 from sleeptime.redact import redact_text, redact_url
+from sleeptime.settings import default
 from sleeptime.store import migrate
 from sleeptime.store.querylog import QueryLog
 from sleeptime.store.schema import (
+    ApiKeyRow,
     ArtifactRow,
     ContextRow,
     LedgerRow,
     NamespaceRow,
     QueryRow,
+    TombstoneRow,
 )
 
 _CURRENT_VERSION = select(func.max(ContextRow.version)).where(
@@ -59,13 +82,23 @@ def content_hash(text: str) -> str:
 class SQLStore:
     """Repository over SQLAlchemy. Thread-safe; cheap to share across threads."""
 
-    def __init__(self, url: str, *, create: bool = True, cache_size: int = 1024) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = True,
+        cache_size: int = 1024,
+        keep_versions: int = default("keep_versions"),
+    ) -> None:
         if not isinstance(url, str) or not url.strip():
             raise InvalidInput(
                 f"database URL must be a non-empty string, not {type(url).__name__} "
                 "(e.g. sqlite:///sleeptime.db or postgresql+psycopg://user@host/db)"
             )
         self.url = url
+        #: Versions of a context kept with their text and artifacts (0 = all); older
+        #: ones are pruned when a new version is stored. The current one is never pruned.
+        self.keep_versions = keep_versions
         kwargs: dict[str, Any] = {"future": True}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -134,6 +167,10 @@ class SQLStore:
                         raise
         raise AssertionError("unreachable")
 
+    def ping(self) -> None:
+        """One trivial read; raises StoreUnavailable when the database is down."""
+        self._hot_read(select(1))
+
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Write buffered query-log rows now (a barrier for readers of the log)."""
         return self._queries.flush(timeout)
@@ -190,15 +227,22 @@ class SQLStore:
                     ).first()
                     if latest is not None and latest.content_hash == digest:
                         return _ctx(latest, created=False)
+                    if latest is not None:
+                        previous = latest.version
+                    else:  # a deleted context continues its version numbers
+                        tomb = s.get(TombstoneRow, (namespace, context_id))
+                        previous = tomb.version if tomb is not None else 0
                     row = ContextRow(
                         namespace=namespace,
                         context_id=context_id,
-                        version=(latest.version + 1) if latest else 1,
+                        version=previous + 1,
                         content_hash=digest,
                         text=text,
                     )
                     s.add(row)
                     s.flush()
+                    if self.keep_versions > 0 and row.version > self.keep_versions:
+                        self._prune(s, namespace, context_id, row.version - self.keep_versions)
                     return _ctx(row, created=True)
             except IntegrityError:  # a concurrent ingest took this version number
                 continue
@@ -485,6 +529,195 @@ class SQLStore:
             by_model=by_model,
         )
 
+    # -- deletion and retention -----------------------------------------------------
+
+    def _prune(self, s: Session, namespace: str, context_id: str, upto: int) -> None:
+        """Delete versions <= ``upto`` of one context with their artifacts."""
+        for table, col_v in ((ArtifactRow, ArtifactRow.version), (ContextRow, ContextRow.version)):
+            s.execute(
+                delete(table).where(
+                    table.namespace == namespace,
+                    table.context_id == context_id,
+                    col_v <= upto,
+                )
+            )
+        self._forget(lambda k: k[0] == namespace and k[1] == context_id and k[2] <= upto)
+
+    def _forget(self, drop: Callable[[tuple[str, str, int]], bool]) -> None:
+        self._artifacts.discard(drop)
+        self._contexts.discard(drop)
+
+    def delete_context(self, namespace: str, context_id: str | None = None) -> DeleteCounts:
+        """Delete a context (every version, its artifacts) or, with ``context_id`` None,
+        every context of a namespace. Ledger rows (token counts, no text) are kept; the
+        query log keeps its rows with the question and answer text blanked, so counts
+        and savings stay right. A tombstone keeps each context's last version number."""
+        self.flush(timeout=30.0)  # buffered query-log rows must be blanked too
+
+        def where(table: Any) -> list[Any]:
+            cond = [table.namespace == namespace]
+            if context_id is not None:
+                cond.append(table.context_id == context_id)
+            return cond
+
+        with self.session() as s:
+            if context_id is not None:  # an ingest of this context waits, or goes first
+                self._lock_context(s, namespace, context_id)
+            last = s.execute(
+                select(ContextRow.context_id, func.max(ContextRow.version))
+                .where(*where(ContextRow))
+                .group_by(ContextRow.context_id)
+            ).all()
+            for cid, version in last:
+                tomb = s.get(TombstoneRow, (namespace, cid))
+                if tomb is None:
+                    s.add(TombstoneRow(namespace=namespace, context_id=cid, version=int(version)))
+                else:
+                    tomb.version = max(tomb.version, int(version))
+            artifacts = _rowcount(s.execute(delete(ArtifactRow).where(*where(ArtifactRow))))
+            versions = _rowcount(s.execute(delete(ContextRow).where(*where(ContextRow))))
+            queries = _rowcount(
+                s.execute(
+                    update(QueryRow)
+                    .where(*where(QueryRow), QueryRow.question != "")
+                    .values(question="", answer="")
+                )
+            )
+            if context_id is None:
+                s.execute(delete(NamespaceRow).where(NamespaceRow.name == namespace))
+        self._forget(lambda k: k[0] == namespace and (context_id is None or k[1] == context_id))
+        return DeleteCounts(
+            contexts=len(last),
+            versions=int(versions or 0),
+            artifacts=int(artifacts or 0),
+            queries_redacted=int(queries or 0),
+        )
+
+    def last_versions(self, namespace: str, context_id: str | None = None) -> dict[str, int]:
+        """Context id -> newest stored version, for one context or a whole namespace."""
+        stmt = select(ContextRow.context_id, func.max(ContextRow.version)).where(
+            ContextRow.namespace == namespace
+        )
+        if context_id is not None:
+            stmt = stmt.where(ContextRow.context_id == context_id)
+        with self.session() as s:
+            rows = s.execute(stmt.group_by(ContextRow.context_id)).all()
+        return {cid: int(v) for cid, v in rows}
+
+    def context_ids(self, namespace: str) -> list[str]:
+        """Ids of the contexts stored in a namespace, sorted."""
+        stmt = (
+            select(ContextRow.context_id)
+            .where(ContextRow.namespace == namespace)
+            .distinct()
+            .order_by(ContextRow.context_id)
+        )
+        with self.session() as s:
+            return list(s.scalars(stmt).all())
+
+    def versions(self, namespace: str, context_id: str) -> list[int]:
+        """Version numbers still stored for a context (retention may have pruned some)."""
+        stmt = (
+            select(ContextRow.version)
+            .where(ContextRow.namespace == namespace, ContextRow.context_id == context_id)
+            .order_by(ContextRow.version)
+        )
+        with self.session() as s:
+            return [int(v) for v in s.scalars(stmt).all()]
+
+    def overview(self, limit: int = 200) -> list[dict[str, Any]]:
+        """One row per context (newest first, at most ``limit``) for the operator
+        dashboard: versions stored, whether the current one has complete artifacts, and
+        its ledger (sleep/test tokens, queries by source)."""
+        self.flush(timeout=5.0)
+        latest = (
+            select(
+                ContextRow.namespace,
+                ContextRow.context_id,
+                func.max(ContextRow.version),
+                func.count(),
+                func.max(ContextRow.created_at),
+            )
+            .group_by(ContextRow.namespace, ContextRow.context_id)
+            .order_by(func.max(ContextRow.created_at).desc())
+            .limit(limit)
+        )
+        with self.session() as s:
+            rows = s.execute(latest).all()
+            keys = {(ns, cid) for ns, cid, *_ in rows}
+            namespaces = sorted({ns for ns, _ in keys})
+            done = {
+                (ns, cid, int(v))
+                for ns, cid, v in s.execute(
+                    select(
+                        ArtifactRow.namespace, ArtifactRow.context_id, ArtifactRow.version
+                    ).where(ArtifactRow.kind == MANIFEST, ArtifactRow.namespace.in_(namespaces))
+                ).all()
+            }
+            tokens: dict[tuple[str, str], dict[str, int]] = {}
+            for ns, cid, phase, n in s.execute(
+                select(
+                    LedgerRow.namespace,
+                    LedgerRow.context_id,
+                    LedgerRow.phase,
+                    func.sum(LedgerRow.prompt_tokens + LedgerRow.completion_tokens),
+                )
+                .where(LedgerRow.namespace.in_(namespaces))
+                .group_by(LedgerRow.namespace, LedgerRow.context_id, LedgerRow.phase)
+            ).all():
+                tokens.setdefault((ns, cid), {})[phase] = int(n or 0)
+            sources: dict[tuple[str, str], dict[str, int]] = {}
+            for ns, cid, src, n in s.execute(
+                select(QueryRow.namespace, QueryRow.context_id, QueryRow.source, func.count())
+                .where(QueryRow.namespace.in_(namespaces))
+                .group_by(QueryRow.namespace, QueryRow.context_id, QueryRow.source)
+            ).all():
+                sources.setdefault((ns, cid), {})[src] = int(n)
+        out = []
+        for ns, cid, version, n_versions, created in rows:
+            by_source = sources.get((ns, cid), {})
+            out.append(
+                {
+                    "namespace": ns,
+                    "context_id": cid,
+                    "version": int(version),
+                    "versions": int(n_versions),
+                    "complete": (ns, cid, int(version)) in done,
+                    "updated_at": created,
+                    "sleep_tokens": tokens.get((ns, cid), {}).get("sleep", 0),
+                    "test_tokens": tokens.get((ns, cid), {}).get("test", 0),
+                    "queries": sum(by_source.values()),
+                    "zero_token_answers": by_source.get("predicted", 0),
+                }
+            )
+        return out
+
+    # -- API keys ---------------------------------------------------------------------
+
+    def add_api_key(self, key_hash: str, key_id: str, namespace: str, *, admin: bool) -> None:
+        with self.session() as s:
+            s.add(ApiKeyRow(key_hash=key_hash, key_id=key_id, namespace=namespace, admin=admin))
+
+    def find_api_key(self, key_hash: str) -> tuple[str, bool] | None:
+        """(namespace, admin) of the key with this hash, or None."""
+        with self.session() as s:
+            row = s.get(ApiKeyRow, key_hash)
+            return (row.namespace, row.admin) if row is not None else None
+
+    def api_keys(self) -> list[tuple[str, str, bool]]:
+        """(key id, namespace, admin) of every key; never the key or its hash."""
+        with self.session() as s:
+            rows = s.execute(
+                select(ApiKeyRow.key_id, ApiKeyRow.namespace, ApiKeyRow.admin).order_by(
+                    ApiKeyRow.created_at
+                )
+            ).all()
+        return [(k, ns, bool(a)) for k, ns, a in rows]
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        with self.session() as s:
+            return bool(_rowcount(s.execute(delete(ApiKeyRow).where(ApiKeyRow.key_id == key_id))))
+
 
 class LRU(Generic[K, V]):
     """A small thread-safe LRU map for immutable rows."""
@@ -500,6 +733,12 @@ class LRU(Generic[K, V]):
             if value is not None:
                 self._data.move_to_end(key)
             return value
+
+    def discard(self, drop: Callable[[K], bool]) -> None:
+        """Remove every entry whose key ``drop`` accepts."""
+        with self._lock:
+            for key in [k for k in self._data if drop(k)]:
+                del self._data[key]
 
     def put(self, key: K, value: V) -> None:
         with self._lock:
@@ -530,6 +769,11 @@ def artifacts_from_rows(namespace: str, context_id: str, version: int, rows: Any
         qas=tuple(qa for _, qa in qas),
         complete=complete,
     )
+
+
+def _rowcount(result: Any) -> int:
+    """Rows a DELETE or UPDATE touched."""
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _ctx(row: ContextRow, created: bool = False) -> ContextVersion:

@@ -88,6 +88,6 @@ class WorkerMetrics:
         )
         r.register(_StateCollector(queue, store))
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> Any:
+    def serve(self, port: int, addr: str = "127.0.0.1") -> Any:
         """Start the ``/metrics`` HTTP endpoint in a daemon thread."""
         return start_http_server(port, addr=addr, registry=self.registry)

@@ -16,6 +16,7 @@ def serve(
     database_url: str | None = None,
     redis_url: str | None = None,
     metrics_port: int | None = None,
+    metrics_host: str | None = None,
     burst: bool = False,
     log_level: str = "INFO",
 ) -> int:
@@ -37,12 +38,16 @@ def serve(
         overrides["redis_url"] = redis_url or None
     if metrics_port is not None:
         overrides["metrics_port"] = metrics_port
+    if metrics_host is not None:
+        overrides["metrics_host"] = metrics_host
     settings = Settings(**overrides)  # type: ignore[arg-type]
     st = SleepTime(model=model, database_url=database_url, settings=settings)
     worker = Worker(st, st.open_queue(), concurrency=concurrency)
     if settings.metrics_port:
-        worker.metrics.serve(settings.metrics_port)
-        logging.getLogger("sleeptime.worker").info("metrics on :%d/metrics", settings.metrics_port)
+        worker.metrics.serve(settings.metrics_port, settings.metrics_host)
+        logging.getLogger("sleeptime.worker").info(
+            "metrics on %s:%d/metrics", settings.metrics_host, settings.metrics_port
+        )
     left = worker.run(burst=burst)
     if left:
         logging.shutdown()

@@ -169,6 +169,13 @@ class KVStore:
             self._path(blob.file).unlink(missing_ok=True)
         return len(dropped)
 
+    def drop_context(self, namespace: str, context_id: str | None = None) -> int:
+        """Delete the blobs of one context, or of a namespace (``context_id`` None)."""
+        dropped = self.index.delete_context(namespace, context_id)
+        for blob in dropped:
+            self._path(blob.file).unlink(missing_ok=True)
+        return len(dropped)
+
     # -- reading --------------------------------------------------------------------
 
     def blobs(self, namespace: str | None = None) -> list[KVBlob]:

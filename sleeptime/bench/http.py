@@ -1,0 +1,147 @@
+"""Requests/s and latency percentiles of ``ask`` over HTTP (``sleeptime serve``).
+
+    python -m sleeptime.bench.http [--seconds 10] [--threads 8] [--model fake]
+
+Starts ``sleeptime serve`` as a subprocess on a free loopback port over a fresh SQLite
+file, stores a context, runs sleep-time compute on it, then keeps ``--threads``
+clients (each one keep-alive connection) asking for ``--seconds`` per question kind:
+a predicted question (served at zero tokens) and an unpredicted one (one model call).
+Prints one JSON object. The numbers include the HTTP stack, authentication (one key
+lookup per request), the ask itself and the query log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TEXT = (
+    "A bakery bakes 120 muffins a day. It sells 80 in the morning and 25 in the "
+    "afternoon. The rest are donated to a shelter. Each muffin costs 3 dollars."
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def _load(base: str, key: str, question: str, seconds: float, threads: int) -> dict[str, Any]:
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    errors = [0] * threads
+    stop = time.perf_counter() + seconds
+    sources: set[str] = set()
+
+    def client(i: int) -> None:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as c:
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                r = c.post("/v1/bench/contexts/doc/ask", json={"question": question})
+                latencies[i].append((time.perf_counter() - t0) * 1000.0)
+                if r.status_code != 200:
+                    errors[i] += 1
+                else:
+                    sources.add(r.json()["source"])
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    flat = [x for lat in latencies for x in lat]
+    return {
+        "question": question,
+        "sources": sorted(sources),
+        "requests": len(flat),
+        "errors": sum(errors),
+        "requests_per_s": round(len(flat) / elapsed, 1),
+        "p50_ms": round(_percentile(flat, 0.50), 2),
+        "p99_ms": round(_percentile(flat, 0.99), 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per question kind")
+    parser.add_argument("--threads", type=int, default=8, help="concurrent clients")
+    parser.add_argument("--model", default="fake", help="model spec of the server")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="sleeptime-http-bench-") as tmp:
+        env = {
+            **os.environ,
+            "SLEEPTIME_DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
+            "SLEEPTIME_MODEL": args.model,
+            "SLEEPTIME_N_QUESTIONS": "3",
+        }
+        env.pop("SLEEPTIME_REDIS_URL", None)
+
+        def cli(*a: str) -> str:
+            return subprocess.run(
+                [sys.executable, "-m", "sleeptime", *a],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+
+        key = cli("keys", "create", "bench").strip().splitlines()[-1]
+        port = _free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "sleeptime", "serve", "--port", str(port),
+             "--log-level", "warning"],
+            env=env,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(600):
+                try:
+                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            h = {"Authorization": f"Bearer {key}"}
+            httpx.put(f"{base}/v1/bench/contexts/doc", json={"text": TEXT}, headers=h)
+            httpx.post(f"{base}/v1/bench/contexts/doc/sleep", json={}, headers=h, timeout=600)
+            shown = httpx.get(f"{base}/v1/bench/contexts/doc", headers=h).json()
+            predicted = shown["artifacts"]["qas"][0]["question"]
+            results = [
+                _load(base, key, predicted, args.seconds, args.threads),
+                _load(base, key, "Why is the sky blue today?", args.seconds, args.threads),
+            ]
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    out = {
+        "model": args.model,
+        "threads": args.threads,
+        "seconds": args.seconds,
+        "server": "sleeptime serve (uvicorn, 1 process), SQLite file, loopback",
+        "cpus": os.cpu_count(),
+        "results": results,
+    }
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

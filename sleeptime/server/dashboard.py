@@ -1,0 +1,236 @@
+"""The operator dashboard: one server-rendered HTML page at ``/dashboard`` (queue
+depth and ages, running and dead jobs with their errors and a retry button, contexts
+with their versions and artifact status, the savings ledger with a small chart).
+
+A browser cannot send a Bearer header, so the page signs in with an admin key pasted
+into a form once; the key travels in an HttpOnly, SameSite=Strict cookie (which also
+keeps other sites from posting the retry form). The cookie opens the dashboard routes
+only, never the ``/v1`` API.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from sleeptime.api import SleepTime
+from sleeptime.server.auth import Principal, authenticate
+
+router = APIRouter(tags=["dashboard"])
+
+COOKIE = "sleeptime_key"
+
+_STYLE = """
+body{font:14px system-ui,sans-serif;margin:1.5rem;color:#222}
+h1{font-size:1.3rem}h2{font-size:1.05rem;margin-top:1.6rem}
+table{border-collapse:collapse;margin:.4rem 0}td,th{border:1px solid #ccc;padding:.25rem .5rem;
+text-align:left;vertical-align:top}th{background:#f3f3f3}.num{text-align:right}
+.dead{color:#a00}.ok{color:#070}.muted{color:#777}.cards span{display:inline-block;
+margin-right:1.2rem;padding:.4rem .7rem;border:1px solid #ddd;border-radius:6px}
+svg{display:block;margin-top:.8rem}
+"""
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    doc = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>{body}</body></html>"
+    )
+    return HTMLResponse(doc, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _login(message: str = "", status: int = 401) -> HTMLResponse:
+    note = f"<p class='dead' id='login-error'>{html.escape(message)}</p>" if message else ""
+    return _page(
+        "sleeptime: sign in",
+        "<h1>sleeptime dashboard</h1>"
+        f"{note}<form method='post' action='/dashboard/login'>"
+        "<label>Admin key <input type='password' name='key' id='key' size='60'></label> "
+        "<button type='submit' id='sign-in'>Sign in</button></form>"
+        "<p class='muted'>Create one with <code>sleeptime keys create --admin</code>.</p>",
+        status,
+    )
+
+
+def _who(request: Request) -> Principal | None:
+    st: SleepTime = request.app.state.st
+    key = request.cookies.get(COOKIE)
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        key = header[7:].strip()
+    return authenticate(st.store, key) if key else None
+
+
+def _guard(request: Request) -> Response | None:
+    """None for an admin; otherwise the response to send (401 sign-in page, 403)."""
+    who = _who(request)
+    if who is None:
+        return _login()
+    if not who.admin:
+        return _page(
+            "sleeptime: forbidden", "<h1>403</h1><p>The dashboard needs an admin key.</p>", 403
+        )
+    return None
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _chart(rows: list[dict[str, Any]]) -> str:
+    """Sleep vs test tokens of the busiest contexts, as an inline SVG bar chart."""
+    top = sorted(rows, key=lambda r: r["sleep_tokens"] + r["test_tokens"], reverse=True)[:8]
+    if not top:
+        return ""
+    peak = max(max(r["sleep_tokens"], r["test_tokens"]) for r in top) or 1
+    bar_h, gap, label_w, width = 10, 8, 220, 320
+    parts = []
+    for i, r in enumerate(top):
+        y = i * (2 * bar_h + gap)
+        name = html.escape(f"{r['namespace']}/{r['context_id']}"[:32])
+        sw = width * r["sleep_tokens"] / peak
+        tw = width * r["test_tokens"] / peak
+        parts.append(
+            f"<text x='0' y='{y + bar_h + 3}' font-size='11'>{name}</text>"
+            f"<rect x='{label_w}' y='{y}' width='{sw:.1f}' height='{bar_h}' fill='#5b8def'/>"
+            f"<rect x='{label_w}' y='{y + bar_h}' width='{tw:.1f}' height='{bar_h}' "
+            "fill='#e8a33d'/>"
+        )
+    height = len(top) * (2 * bar_h + gap)
+    return (
+        f"<svg id='ledger-chart' width='{label_w + width + 10}' height='{height}' role='img' "
+        "aria-label='sleep-time (blue) vs test-time (orange) tokens per context'>"
+        + "".join(parts)
+        + "</svg><p class='muted'>blue: sleep-time tokens, orange: test-time tokens</p>"
+    )
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard(request: Request, note: str = "") -> Response:
+    """The operator dashboard (an admin key, as a Bearer header or the sign-in cookie)."""
+    refused = _guard(request)
+    if refused is not None:
+        return refused
+    st: SleepTime = request.app.state.st
+    queue = st.open_queue()
+    counts = queue.counts()
+    jobs = queue.list(None, limit=200)
+    workers = [w for w in queue.workers() if w.get("state") != "stopped"]
+    contexts = st.store.overview()
+    now = time.time()
+    waiting = [j for j in jobs if j.state in ("waiting", "queued")]
+    oldest = max((now - j.enqueued_at for j in waiting), default=0.0)
+    e = html.escape
+
+    cards = "".join(f"<span id='count-{e(k)}'>{e(k)} <b>{v}</b></span>" for k, v in counts.items())
+    cards += f"<span>oldest pending <b>{_age(oldest) if waiting else '-'}</b></span>"
+    cards += f"<span>live workers <b>{len(workers)}</b></span>"
+
+    job_rows = []
+    for j in jobs:
+        if j.state not in ("running", "dead"):
+            continue
+        button = (
+            f"<form method='post' action='/dashboard/jobs/{quote(j.id, safe='')}/retry'>"
+            f"<button type='submit' class='retry' data-job='{e(j.id)}'>Retry</button></form>"
+            if j.state == "dead"
+            else ""
+        )
+        job_rows.append(
+            f"<tr class='job {e(j.state)}' data-job='{e(j.id)}'><td>{e(j.state)}</td>"
+            f"<td>{e(j.namespace)}/{e(j.context_id)}</td><td class='num'>{j.version}</td>"
+            f"<td class='num'>{j.deliveries}</td><td>{_age(now - j.enqueued_at)}</td>"
+            f"<td>{e(j.worker or '')}</td><td class='error'>{e(j.error or '')}</td>"
+            f"<td>{button}</td></tr>"
+        )
+    jobs_html = (
+        "<table id='jobs'><tr><th>state</th><th>context</th><th>v</th><th>tries</th>"
+        "<th>age</th><th>worker</th><th>error</th><th></th></tr>" + "".join(job_rows) + "</table>"
+        if job_rows
+        else "<p class='muted' id='jobs'>no running or dead jobs</p>"
+    )
+
+    ctx_rows = "".join(
+        f"<tr><td>{e(r['namespace'])}</td><td>{e(r['context_id'])}</td>"
+        f"<td class='num'>{r['version']}</td><td class='num'>{r['versions']}</td>"
+        f"<td class='{'ok' if r['complete'] else 'muted'}'>"
+        f"{'complete' if r['complete'] else 'pending'}</td>"
+        f"<td class='num'>{r['sleep_tokens']:,}</td><td class='num'>{r['test_tokens']:,}</td>"
+        f"<td class='num'>{r['queries']:,}</td><td class='num'>{r['zero_token_answers']:,}</td>"
+        f"<td class='num'>{_per_query(r)}</td></tr>"
+        for r in contexts
+    )
+    total_sleep = sum(r["sleep_tokens"] for r in contexts)
+    total_test = sum(r["test_tokens"] for r in contexts)
+    total_q = sum(r["queries"] for r in contexts)
+    total_zero = sum(r["zero_token_answers"] for r in contexts)
+    amortized = f"{(total_sleep + total_test) / total_q:,.0f}" if total_q else "-"
+    notice = f"<p class='ok' id='note'>{e(note)}</p>" if note else ""
+    body = (
+        "<h1>sleeptime dashboard</h1>"
+        f"{notice}<h2>Queue</h2><div class='cards'>{cards}</div>"
+        f"<h2>Running and dead jobs</h2>{jobs_html}"
+        "<h2>Savings ledger</h2><div class='cards'>"
+        f"<span>sleep-time tokens <b id='total-sleep'>{total_sleep:,}</b></span>"
+        f"<span>test-time tokens <b id='total-test'>{total_test:,}</b></span>"
+        f"<span>queries <b id='total-queries'>{total_q:,}</b></span>"
+        f"<span>zero-token answers <b id='total-zero'>{total_zero:,}</b></span>"
+        f"<span>tokens per query, amortized <b>{amortized}</b></span></div>"
+        f"{_chart(contexts)}"
+        "<h2>Contexts</h2><table id='contexts'><tr><th>namespace</th><th>context</th>"
+        "<th>version</th><th>versions kept</th><th>artifacts</th><th>sleep tokens</th>"
+        "<th>test tokens</th><th>queries</th><th>zero-token</th><th>tokens/query</th></tr>"
+        f"{ctx_rows}</table>"
+    )
+    return _page("sleeptime dashboard", body)
+
+
+def _per_query(row: dict[str, Any]) -> str:
+    if not row["queries"]:
+        return "-"
+    return f"{(row['sleep_tokens'] + row['test_tokens']) / row['queries']:,.0f}"
+
+
+@router.post("/dashboard/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    """Sign in with an admin key (form field ``key``); sets the dashboard cookie."""
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    key = (form.get("key") or [""])[0].strip()
+    st: SleepTime = request.app.state.st
+    who = authenticate(st.store, key) if key else None
+    if who is None:
+        return _login("unknown or revoked key")
+    if not who.admin:
+        return _login("that is a tenant key; the dashboard needs an admin key", 403)
+    response = RedirectResponse("/dashboard", status_code=303)
+    response.set_cookie(
+        COOKIE,
+        key,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/dashboard",
+    )
+    return response
+
+
+@router.post("/dashboard/jobs/{job_id}/retry", response_class=HTMLResponse)
+def retry(request: Request, job_id: str) -> Response:
+    """The retry button: put a dead job back in the queue, then show the page again."""
+    refused = _guard(request)
+    if refused is not None:
+        return refused
+    st: SleepTime = request.app.state.st
+    job = st.open_queue().retry(job_id)
+    note = f"job {job.id} ({job.namespace}/{job.context_id} v{job.version}) is pending again"
+    return RedirectResponse(f"/dashboard?note={quote(note)}", status_code=303)

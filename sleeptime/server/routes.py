@@ -1,0 +1,260 @@
+"""The ``/v1`` routes. Handlers are plain functions: FastAPI runs them in its thread
+pool, so a model call or a database round trip never blocks the event loop."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from sleeptime.api import SleepTime
+from sleeptime.errors import InvalidInput
+from sleeptime.models import Answer, Budget, DeleteCounts, Ledger
+from sleeptime.server.auth import Principal, authenticate
+
+router = APIRouter()
+_bearer = HTTPBearer(auto_error=False, description="a key from `sleeptime keys create`")
+
+
+def client(request: Request) -> SleepTime:
+    st: SleepTime = request.app.state.st
+    return st
+
+
+Client = Annotated[SleepTime, Depends(client)]
+
+
+def principal(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """401 without a key, or with one the store does not know."""
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise HTTPException(
+            401,
+            "missing API key: send Authorization: Bearer KEY",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    found = authenticate(client(request).store, creds.credentials)
+    if found is None:
+        raise HTTPException(
+            401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return found
+
+
+def tenant(namespace: str, who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """403 when the key belongs to another namespace."""
+    if not who.may_use(namespace):
+        raise HTTPException(403, f"this key is not valid for namespace {namespace!r}")
+    return who
+
+
+def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """403 unless the key is an admin key (`sleeptime keys create --admin`)."""
+    if not who.admin:
+        raise HTTPException(403, "operator route: needs an admin key")
+    return who
+
+
+Tenant = Annotated[Principal, Depends(tenant)]
+Admin = Annotated[Principal, Depends(admin)]
+
+
+# -- bodies and replies -------------------------------------------------------------
+
+
+class ContextIn(BaseModel):
+    text: str = Field(description="the context's full text; a new version when it changed")
+
+
+class ContextOut(BaseModel):
+    namespace: str
+    context_id: str
+    version: int
+    created: bool = Field(description="a new version was stored (false: text unchanged)")
+    content_hash: str
+    chars: int
+
+
+class AskIn(BaseModel):
+    question: str
+    verbosity: int | None = Field(None, ge=0, le=4, description="0 answer only ... 4 thorough")
+    max_tokens: int | None = Field(None, ge=1, description="cap on answer tokens")
+    think_tokens: int | None = Field(None, ge=0, description="budget forcing: cap thinking")
+    extend: int = Field(0, ge=0, description="budget forcing: append 'Wait' up to N times")
+
+
+class SleepIn(BaseModel):
+    k: int | None = Field(None, ge=1, description="independent rethinks of the context")
+    questions: int | None = Field(None, ge=0, description="questions to predict")
+
+
+class ShowOut(BaseModel):
+    context: ContextOut
+    versions: list[int] = Field(description="versions still stored (retention prunes older)")
+    artifacts: dict[str, Any]
+    ledger: Ledger
+
+
+# -- open routes ----------------------------------------------------------------------
+
+
+@router.get("/health", tags=["operations"])
+def health(st: Client) -> dict[str, str]:
+    """Liveness and database reachability (503 when the database is down)."""
+    st.store.ping()
+    return {"status": "ok"}
+
+
+@router.get("/metrics", tags=["operations"], response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus metrics of this server (requests by route and status, latency)."""
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )
+
+
+# -- tenant routes --------------------------------------------------------------------
+
+
+@router.get("/v1/{namespace}/contexts", tags=["contexts"])
+def list_contexts(namespace: str, _who: Tenant, st: Client) -> dict[str, list[str]]:
+    """Ids of the contexts stored in a namespace."""
+    return {"contexts": st.store.context_ids(namespace)}
+
+
+@router.put("/v1/{namespace}/contexts/{context_id}", tags=["contexts"])
+def put_context(
+    namespace: str, context_id: str, body: ContextIn, _who: Tenant, st: Client
+) -> ContextOut:
+    """Store a context (a new version when its text changed); sleep-time compute is
+    queued for the workers."""
+    ctx = st.ingest(namespace, context_id, body.text)
+    return ContextOut(
+        namespace=namespace,
+        context_id=context_id,
+        version=ctx.version,
+        created=ctx.created,
+        content_hash=ctx.content_hash,
+        chars=len(ctx.text),
+    )
+
+
+@router.post("/v1/{namespace}/contexts/{context_id}/append", tags=["contexts"])
+def append_context(
+    namespace: str, context_id: str, body: ContextIn, _who: Tenant, st: Client
+) -> ContextOut:
+    """Append ``text`` to a context (a log, a thread) as a new version; sleep-time work
+    on it is incremental."""
+    ctx = st.append(namespace, context_id, body.text)
+    return ContextOut(
+        namespace=namespace,
+        context_id=context_id,
+        version=ctx.version,
+        created=ctx.created,
+        content_hash=ctx.content_hash,
+        chars=len(ctx.text),
+    )
+
+
+@router.get("/v1/{namespace}/contexts/{context_id}", tags=["contexts"])
+def show_context(namespace: str, context_id: str, _who: Tenant, st: Client) -> ShowOut:
+    """The current version, its artifacts (learned context, predicted Q&As) and the ledger."""
+    ctx = st.context(namespace, context_id)
+    arts = st.artifacts(namespace, context_id)
+    return ShowOut(
+        context=ContextOut(
+            namespace=namespace,
+            context_id=context_id,
+            version=ctx.version,
+            created=False,
+            content_hash=ctx.content_hash,
+            chars=len(ctx.text),
+        ),
+        versions=st.store.versions(namespace, context_id),
+        artifacts=arts.model_dump(mode="json"),
+        ledger=st.ledger(namespace, context_id),
+    )
+
+
+@router.post("/v1/{namespace}/contexts/{context_id}/ask", tags=["contexts"])
+def ask(namespace: str, context_id: str, body: AskIn, _who: Tenant, st: Client) -> Answer:
+    """Answer a question with whatever sleep-time work exists (the `Answer` fields)."""
+    budget = None
+    if body.think_tokens is not None or body.extend:
+        v = st.settings.default_verbosity if body.verbosity is None else body.verbosity
+        budget = Budget(
+            verbosity=v,
+            max_tokens=body.max_tokens,
+            think_tokens=body.think_tokens,
+            extend=body.extend,
+        )
+    return st.ask(
+        namespace,
+        context_id,
+        body.question,
+        verbosity=body.verbosity,
+        max_tokens=body.max_tokens,
+        budget=budget,
+    )
+
+
+@router.post("/v1/{namespace}/contexts/{context_id}/sleep", tags=["contexts"])
+def sleep(
+    namespace: str, context_id: str, _who: Tenant, st: Client, body: SleepIn | None = None
+) -> dict[str, Any]:
+    """Run sleep-time compute on the current version now, in this server (blocks until
+    done; workers do this in the background without being asked)."""
+    body = body or SleepIn()
+    report = st.sleep(namespace, context_id, k=body.k, n_questions=body.questions)
+    return report.model_dump(mode="json")
+
+
+@router.get("/v1/{namespace}/contexts/{context_id}/ledger", tags=["contexts"])
+def ledger(namespace: str, context_id: str, _who: Tenant, st: Client) -> Ledger:
+    """Sleep-time vs test-time tokens spent on a context, and queries answered."""
+    st.context(namespace, context_id)  # 404 for a context that does not exist
+    return st.ledger(namespace, context_id)
+
+
+@router.delete("/v1/{namespace}/contexts/{context_id}", tags=["contexts"])
+def delete_context(namespace: str, context_id: str, _who: Tenant, st: Client) -> DeleteCounts:
+    """Delete a context: text, versions, artifacts, KV blobs, cache entries. The
+    ledger keeps token counts; the query log keeps rows without their text."""
+    return st.delete(namespace, context_id)
+
+
+@router.delete("/v1/{namespace}", tags=["contexts"])
+def delete_namespace(namespace: str, _who: Tenant, st: Client) -> DeleteCounts:
+    """Delete every context of the namespace (as the context delete)."""
+    return st.delete_namespace(namespace)
+
+
+# -- operator routes ------------------------------------------------------------------
+
+_STATES = ("pending", "running", "dead")
+
+
+@router.get("/v1/admin/jobs", tags=["operations"])
+def jobs(_who: Admin, st: Client, state: str | None = None, limit: int = 100) -> dict[str, Any]:
+    """Pending, running and dead jobs, the counts per state and the live workers."""
+    if state is not None and state not in _STATES:
+        raise InvalidInput(f"state must be pending, running or dead (got {state!r})")
+    if not 1 <= limit <= 10_000:
+        raise InvalidInput(f"limit must be 1-10000 (got {limit})")
+    queue = st.open_queue()
+    return {
+        "counts": queue.counts(),
+        "workers": [w for w in queue.workers() if w.get("state") != "stopped"],
+        "jobs": [j.to_dict() for j in queue.list(state, limit=limit)],
+    }
+
+
+@router.post("/v1/admin/jobs/{job_id}/retry", tags=["operations"])
+def retry_job(job_id: str, _who: Admin, st: Client) -> dict[str, Any]:
+    """Put a dead job back in the queue with its delivery count reset."""
+    return st.open_queue().retry(job_id).to_dict()

@@ -1,0 +1,330 @@
+"""The HTTP API (`sleeptime serve`): the tenant-key matrix over every route, errors as
+one-line JSON, keys stored as hashes, and the real server started as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi", reason="needs the server extra (the README test command)")
+import httpx
+from fastapi.testclient import TestClient
+
+from sleeptime import FakeChatModel, Settings, SleepTime
+from sleeptime.errors import ModelUnavailable
+from sleeptime.server import create_app
+from sleeptime.server.auth import create_key, hash_key
+from sleeptime.store.schema import ApiKeyRow
+
+TEXT = "Ann has 3 apples. Bob has 4 apples. They pool them."
+Q = "How many apples are there?"
+
+
+@pytest.fixture
+def st(sqlite_url: str) -> Iterator[SleepTime]:
+    settings = Settings(model="fake", n_questions=2, idle_after=3600.0)
+    client = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings)
+    for ns in ("a", "b"):
+        client.ingest(ns, "doc", TEXT)
+        client.sleep(ns, "doc")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def api(st: SleepTime) -> Iterator[TestClient]:
+    with TestClient(create_app(st, close=False)) as tc:
+        yield tc
+
+
+@pytest.fixture
+def keys(st: SleepTime) -> dict[str, str]:
+    return {
+        "a": create_key(st.store, "a")[1],
+        "b": create_key(st.store, "b")[1],
+        "admin": create_key(st.store, None, admin=True)[1],
+    }
+
+
+def auth(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+# Every route under /v1: (method, path, JSON body, admin only). The path's namespace
+# is always "a"; a route missing here fails test_every_route_is_in_the_matrix.
+Call = tuple[str, str, dict[str, Any] | None, bool]
+MATRIX: dict[tuple[str, str], Call] = {
+    ("GET", "/v1/{namespace}/contexts"): ("GET", "/v1/a/contexts", None, False),
+    ("PUT", "/v1/{namespace}/contexts/{context_id}"): (
+        "PUT",
+        "/v1/a/contexts/new",
+        {"text": "Cid has 5 pears."},
+        False,
+    ),
+    ("GET", "/v1/{namespace}/contexts/{context_id}"): ("GET", "/v1/a/contexts/doc", None, False),
+    ("POST", "/v1/{namespace}/contexts/{context_id}/append"): (
+        "POST",
+        "/v1/a/contexts/more/append",
+        {"text": "Dan has 2 cats."},
+        False,
+    ),
+    ("POST", "/v1/{namespace}/contexts/{context_id}/ask"): (
+        "POST",
+        "/v1/a/contexts/doc/ask",
+        {"question": Q},
+        False,
+    ),
+    ("POST", "/v1/{namespace}/contexts/{context_id}/sleep"): (
+        "POST",
+        "/v1/a/contexts/doc/sleep",
+        {},
+        False,
+    ),
+    ("GET", "/v1/{namespace}/contexts/{context_id}/ledger"): (
+        "GET",
+        "/v1/a/contexts/doc/ledger",
+        None,
+        False,
+    ),
+    ("DELETE", "/v1/{namespace}/contexts/{context_id}"): (
+        "DELETE",
+        "/v1/a/contexts/doc",
+        None,
+        False,
+    ),
+    ("DELETE", "/v1/{namespace}"): ("DELETE", "/v1/a", None, False),
+    ("GET", "/v1/admin/jobs"): ("GET", "/v1/admin/jobs", None, True),
+    ("POST", "/v1/admin/jobs/{job_id}/retry"): ("POST", "/v1/admin/jobs/nope/retry", None, True),
+    ("GET", "/dashboard"): ("GET", "/dashboard", None, True),
+    ("POST", "/dashboard/jobs/{job_id}/retry"): ("POST", "/dashboard/jobs/nope/retry", None, True),
+}
+#: Routes that need no key (no tenant data).
+OPEN = {"/health", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+#: The dashboard's sign-in form checks the key it is given (tests/test_dashboard.py).
+OPEN.add("/dashboard/login")
+
+
+def test_every_route_is_in_the_matrix(api: TestClient) -> None:
+    spec = api.get("/openapi.json").json()
+    seen = {
+        (method.upper(), path)
+        for path, ops in spec["paths"].items()
+        if path not in OPEN
+        for method in ops
+    }
+    assert seen == set(MATRIX)
+
+
+def _request(api: TestClient, call: Call, key: str | None) -> httpx.Response:
+    method, path, body, _ = call
+    return api.request(method, path, json=body, headers=auth(key))
+
+
+def _intact(st: SleepTime) -> None:
+    assert st.store.context_ids("a") == ["doc"]
+    assert st.artifacts("a", "doc").complete
+
+
+@pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda r: f"{r[0]} {r[1]}")
+def test_tenant_key_matrix(
+    route: tuple[str, str], api: TestClient, st: SleepTime, keys: dict[str, str]
+) -> None:
+    call = MATRIX[route]
+    admin_only = call[3]
+    for key in (None, "stk_0000_bogus", "not-even-our-format", keys["a"] + "x"):
+        r = _request(api, call, key)
+        assert r.status_code == 401, (key, r.text)
+        if call[1].startswith("/v1/"):
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert set(r.json()) == {"error", "message"}
+        else:  # the dashboard answers a browser with its sign-in page
+            assert "Sign in" in r.text
+    r = _request(api, call, keys["b"])  # another tenant's key
+    assert r.status_code == 403, r.text
+    _intact(st)  # a refused request wrote nothing
+    if admin_only:
+        r = _request(api, call, keys["a"])
+        assert r.status_code == 403, r.text
+        r = _request(api, call, keys["admin"])
+        # the retry of an unknown job is a 404 *after* authentication
+        assert r.status_code == (404 if "retry" in call[1] else 200), r.text
+        return
+    r = _request(api, call, keys["a"])
+    assert r.status_code == 200, r.text
+    # b's data is never touched by a's requests
+    assert st.store.context_ids("b") == ["doc"] and st.artifacts("b", "doc").complete
+    r = _request(api, ("PUT", "/v1/a/contexts/doc", {"text": TEXT}, False), keys["admin"])
+    assert r.status_code == 200  # an admin key opens every namespace
+
+
+def test_routes_do_what_they_say(api: TestClient, st: SleepTime, keys: dict[str, str]) -> None:
+    h = auth(keys["a"])
+    r = api.put("/v1/a/contexts/c1", json={"text": "Dan has 2 cats."}, headers=h)
+    assert r.json()["version"] == 1 and r.json()["created"] is True
+    r = api.put("/v1/a/contexts/c1", json={"text": "Dan has 2 cats."}, headers=h)
+    assert r.json()["created"] is False
+    r = api.post("/v1/a/contexts/c1/append", json={"text": " Eve has 1 dog."}, headers=h)
+    assert r.json()["version"] == 2 and r.json()["chars"] == len("Dan has 2 cats. Eve has 1 dog.")
+    ans = api.post("/v1/a/contexts/doc/ask", json={"question": Q, "max_tokens": 8}, headers=h)
+    assert ans.status_code == 200
+    body = ans.json()
+    assert set(body) >= {"text", "source", "usage", "latency_ms", "version", "serve_reason"}
+    shown = api.get("/v1/a/contexts/doc", headers=h).json()
+    assert shown["context"]["version"] == 1 and shown["versions"] == [1]
+    assert shown["artifacts"]["complete"] is True and len(shown["artifacts"]["qas"]) == 2
+    assert shown["ledger"]["queries"] >= 1
+    assert api.get("/v1/a/contexts", headers=h).json() == {"contexts": ["c1", "doc"]}
+    gone = api.delete("/v1/a/contexts/c1", headers=h).json()
+    assert gone["contexts"] == 1 and gone["versions"] == 2
+    assert api.get("/v1/a/contexts/c1", headers=h).status_code == 404
+    jobs = api.get("/v1/admin/jobs", headers=auth(keys["admin"])).json()
+    assert set(jobs) == {"counts", "workers", "jobs"}
+    assert "c1" in {j["context_id"] for j in jobs["jobs"]}  # ingests over HTTP are enqueued
+
+
+def test_errors_are_one_line_json(
+    api: TestClient, st: SleepTime, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = auth(keys["a"])
+    r = api.post("/v1/a/contexts/missing/ask", json={"question": Q}, headers=h)
+    assert r.status_code == 404 and r.json()["error"] == "ContextNotFound"
+    r = api.post("/v1/a/contexts/doc/ask", json={"question": "  "}, headers=h)
+    assert r.status_code == 422 and r.json() == {
+        "error": "InvalidInput",
+        "message": "question is empty",
+    }
+    r = api.post("/v1/a/contexts/doc/ask", json={"question": Q, "verbosity": 9}, headers=h)
+    assert r.status_code == 422 and "verbosity" in r.json()["message"]
+    r = api.put("/v1/a/contexts/doc", content=b"not json", headers=h)
+    assert r.status_code == 422 and r.json()["error"] == "InvalidInput"
+    r = api.get("/v1/admin/jobs?state=bogus", headers=auth(keys["admin"]))
+    assert r.status_code == 422
+
+    def down(*_a: Any, **_k: Any) -> Any:
+        raise ModelUnavailable("provider timed out after 4 tries; try later\nsecret detail")
+
+    monkeypatch.setattr(st, "ask", down)
+    r = api.post("/v1/a/contexts/doc/ask", json={"question": Q}, headers=h)
+    assert r.status_code == 503
+    assert r.json() == {
+        "error": "ModelUnavailable",
+        "message": "provider timed out after 4 tries; try later",
+    }
+
+    def boom(*_a: Any, **_k: Any) -> Any:
+        raise RuntimeError("password=hunter2")
+
+    monkeypatch.setattr(st, "ask", boom)
+    with TestClient(create_app(st, close=False), raise_server_exceptions=False) as tc:
+        r = tc.post("/v1/a/contexts/doc/ask", json={"question": Q}, headers=h)
+    assert r.status_code == 500 and "hunter2" not in r.text and "Traceback" not in r.text
+
+
+def test_open_routes(api: TestClient, keys: dict[str, str]) -> None:
+    assert api.get("/health").json() == {"status": "ok"}
+    api.post("/v1/a/contexts/doc/ask", json={"question": Q}, headers=auth(keys["a"]))
+    metrics = api.get("/metrics").text
+    assert 'sleeptime_http_requests_total{route="/v1/{namespace}/contexts/{context_id}/ask"' in (
+        metrics
+    )
+    spec = api.get("/openapi.json").json()
+    assert "/v1/{namespace}/contexts/{context_id}/ask" in spec["paths"]
+    assert api.get("/docs").status_code == 200
+
+
+def test_keys_are_stored_as_hashes_only(st: SleepTime) -> None:
+    key_id, key = create_key(st.store, "a")
+    with st.store.session() as s:
+        rows = s.query(ApiKeyRow).all()
+    assert [r.key_hash for r in rows] == [hash_key(key)]
+    assert all(key not in (r.key_hash, r.key_id, r.namespace) for r in rows)
+    assert st.store.revoke_api_key(key_id)
+    assert st.store.find_api_key(hash_key(key)) is None
+
+
+# -- the real command -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sleeptime", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def _wait(check: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited: {proc.communicate()[1]}")
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)  # polling a subprocess's readiness, not measuring time
+    pytest.fail("server did not answer in time")
+
+
+def test_sleeptime_serve_subprocess(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'serve.db'}"
+    env = {**os.environ, "SLEEPTIME_DATABASE_URL": db, "SLEEPTIME_MODEL": "fake"}
+    env.pop("SLEEPTIME_REDIS_URL", None)
+    made = _cli(["keys", "create", "acme"], env)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1]
+    assert key.startswith("stk_") and key not in made.stderr
+    bad = _cli(["keys", "create"], env)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sleeptime", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait(lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200, proc)
+        h = auth(key)
+        r = httpx.put(f"{base}/v1/acme/contexts/d", json={"text": TEXT}, headers=h)
+        assert r.status_code == 200, r.text
+        r = httpx.post(f"{base}/v1/acme/contexts/d/ask", json={"question": Q}, headers=h)
+        assert r.status_code == 200 and r.json()["source"] == "cold"
+        assert httpx.get(f"{base}/v1/acme/contexts/d").status_code == 401
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    listed = _cli(["keys", "list", "--json"], env)
+    assert json.loads(listed.stdout)[0]["namespace"] == "acme" and key not in listed.stdout
+
+
+def test_http_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from sleeptime.bench import http
+
+    assert http.main(["--seconds", "0.3", "--threads", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    predicted, unpredicted = out["results"]
+    assert predicted["sources"] == ["predicted"] and unpredicted["sources"] == ["learned"]
+    assert predicted["errors"] == 0 and predicted["requests"] > 0
+    assert predicted["p99_ms"] >= predicted["p50_ms"] > 0
