@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(30.0, ge=0.0)
     poll_s: float = Field(0.5, gt=0.0, description="how often an idle worker looks for work")
     sweep_s: float = Field(300.0, ge=0.0, description="re-enqueue missed versions (0: at start)")
+    breaker_failures: int = Field(
+        3, ge=1, description="infrastructure failures in a row that open a worker's breaker"
+    )
+    breaker_open_s: float = Field(
+        5.0, gt=0.0, description="an open breaker waits this long before one probe job"
+    )
+    relay_s: float = Field(
+        1.0, gt=0.0, description="how often the outbox relay looks for versions to enqueue"
+    )
     metrics_port: int = Field(0, ge=0, le=65535, description="/metrics port (0 = off)")
     activity_flush_s: float = Field(0.25, gt=0.0)
     cache_ttl_s: float = Field(3600.0, gt=0.0)

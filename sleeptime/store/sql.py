@@ -7,13 +7,26 @@ filters by namespace first, so one tenant's artifacts are never served to anothe
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, and_, bindparam, create_engine, event, exists, func, insert, select
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,7 +40,9 @@ from sleeptime.store.schema import (
     ContextRow,
     LedgerRow,
     NamespaceRow,
+    OutboxRow,
     QueryRow,
+    utcnow,
 )
 
 _CURRENT_VERSION = select(func.max(ContextRow.version)).where(
@@ -163,8 +178,12 @@ class SQLStore:
 
     # -- contexts -----------------------------------------------------------------
 
-    def put_context(self, namespace: str, context_id: str, text: str) -> ContextVersion:
-        """Store ``text`` as the newest version unless it equals the newest already."""
+    def put_context(
+        self, namespace: str, context_id: str, text: str, *, outbox: bool = False
+    ) -> ContextVersion:
+        """Store ``text`` as the newest version unless it equals the newest already.
+        ``outbox``: a new version also gets its outbox row (its sleep-time job), in the
+        same transaction, so no committed version can miss its job."""
         digest = content_hash(text)
         for _attempt in range(5):
             try:
@@ -187,6 +206,12 @@ class SQLStore:
                         text=text,
                     )
                     s.add(row)
+                    if outbox:
+                        s.add(
+                            OutboxRow(
+                                namespace=namespace, context_id=context_id, version=row.version
+                            )
+                        )
                     s.flush()
                     return _ctx(row, created=True)
             except IntegrityError:  # a concurrent ingest took this version number
@@ -242,9 +267,55 @@ class SQLStore:
                 ArtifactRow.kind == MANIFEST,
             )
         )
-        stmt = select(latest.c.ns, latest.c.cid, latest.c.v).where(~done).limit(limit)
+        # a version whose outbox row is not relayed yet belongs to the relay, which
+        # records the namespace as busy before it enqueues (idle-time scheduling)
+        unsent = exists().where(
+            and_(
+                OutboxRow.namespace == latest.c.ns,
+                OutboxRow.context_id == latest.c.cid,
+                OutboxRow.version == latest.c.v,
+                OutboxRow.sent_at.is_(None),
+            )
+        )
+        stmt = (
+            select(latest.c.ns, latest.c.cid, latest.c.v).where(~done, ~unsent).limit(limit)
+        )
         with self.session() as s:
             return [(ns, cid, int(v)) for ns, cid, v in s.execute(stmt).all()]
+
+    # -- outbox -------------------------------------------------------------------
+
+    def unsent_outbox(self, limit: int = 500) -> list[tuple[int, str, str, int]]:
+        """Outbox rows not relayed to the queue yet, oldest first, as (row id,
+        namespace, context id, version)."""
+        stmt = (
+            select(OutboxRow.id, OutboxRow.namespace, OutboxRow.context_id, OutboxRow.version)
+            .where(OutboxRow.sent_at.is_(None))
+            .order_by(OutboxRow.id)
+            .limit(limit)
+        )
+        with self.session() as s:
+            return [(int(i), ns, cid, int(v)) for i, ns, cid, v in s.execute(stmt).all()]
+
+    def mark_outbox_sent(self, ids: list[int], keep_s: float = 86400.0) -> None:
+        """Mark relayed rows (enqueueing is idempotent, so a second relay of a row is
+        harmless) and drop rows relayed more than ``keep_s`` ago."""
+        if not ids:
+            return
+        now = utcnow()
+        with self.session() as s:
+            s.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(sent_at=now))
+            cutoff = datetime.fromtimestamp(now.timestamp() - keep_s, UTC)
+            s.execute(delete(OutboxRow).where(OutboxRow.sent_at < cutoff))
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Outbox rows by state: ``unsent`` and ``sent`` (within the retention)."""
+        stmt = select(OutboxRow.sent_at.is_(None), func.count()).group_by(
+            OutboxRow.sent_at.is_(None)
+        )
+        with self.session() as s:
+            found = {bool(unsent): int(n) for unsent, n in s.execute(stmt).all()}
+        return {"unsent": found.get(True, 0), "sent": found.get(False, 0)}
 
     # -- artifacts ----------------------------------------------------------------
 
