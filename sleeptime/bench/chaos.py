@@ -108,11 +108,13 @@ class FlakyModel(FakeChatModel):
 
     rate: float = 0.3
     seed: int = 0
+    injected: int = 0
 
     def _next_scripted(self) -> tuple[BaseException | None, str | None]:
         error, text = super()._next_scripted()
         rnd = random.Random(self.seed * 1_000_003 + self.calls)
         if error is None and rnd.random() < self.rate:
+            self.injected += 1
             return TimeoutError("chaos: provider timed out"), None
         return error, text
 
@@ -411,6 +413,8 @@ def model_fault(root: Path, n: int, model: FakeChatModel, name: str) -> Outcome:
     versions = _ingest(st, n)
     st.start_worker(concurrency=2)
     _drain(st, versions, 120)
+    if isinstance(model, FlakyModel):
+        out.notes.append(f"{model.injected} of {model.calls} model calls failed")
     try:
         return _measure(out, st, versions, lambda: _client(db, queue_path=str(root / "q2.db")))
     finally:
@@ -491,6 +495,16 @@ def chaos(
     """Inject faults (kill -9, Redis restarts, database and model outages, a frozen
     Redis) and print, per scenario: jobs, done exactly once, duplicates, lost,
     dead-lettered, stale answers served."""
+    import logging
+
+    unknown = [s for s in scenario or [] if s not in SCENARIOS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown scenario(s) {', '.join(unknown)}: use {', '.join(SCENARIOS)}",
+            param_hint="--scenario",
+        )
+    # the faults are on purpose: their warnings would drown the table
+    logging.getLogger("sleeptime").setLevel(logging.CRITICAL)
     results = run_chaos(scenario, jobs=jobs, long_outage=long_outage)
     if as_json:
         print(json.dumps([asdict(r) for r in results], indent=2))

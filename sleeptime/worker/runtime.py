@@ -374,7 +374,8 @@ class Worker:
         error = short_error(exc)
         infra = isinstance(exc, INFRASTRUCTURE)
         if infra:
-            if self.breaker.failure():
+            was_closed = self.breaker.state == "closed"
+            if self.breaker.failure() and was_closed:  # probes that fail again: debug
                 log.warning(
                     "worker %s: circuit breaker open for %.1f s after %d infrastructure "
                     "failure(s) in a row: %s",
@@ -400,7 +401,8 @@ class Worker:
         )
         if outcome == "retry":
             self.metrics.retried.inc()
-            log.warning(
+            log.log(
+                logging.DEBUG if infra else logging.WARNING,
                 "job %s (%s/%s v%d) failed, delivery %d, retry in %.1f s: %s",
                 job.id,
                 job.namespace,
