@@ -79,9 +79,7 @@ class OutboxRelay:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._loop, name="sleeptime-outbox", daemon=True
-            )
+            self._thread = threading.Thread(target=self._loop, name="sleeptime-outbox", daemon=True)
             self._thread.start()
 
     def wake(self) -> None:

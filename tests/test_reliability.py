@@ -199,9 +199,7 @@ def test_ingest_never_waits_on_a_frozen_redis(redis_server: Any, sqlite_url: str
     finally:
         os.kill(pid, signal.SIGCONT)
     assert st.outbox_relay is not None
-    wait_for(
-        lambda: all(sent for _, sent in outbox_rows(sqlite_url)), 60, "the relay after Redis"
-    )
+    wait_for(lambda: all(sent for _, sent in outbox_rows(sqlite_url)), 60, "the relay after Redis")
     assert st.queue.counts()["waiting"] == 5
     st.close()
 

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy import func, select
@@ -196,9 +196,7 @@ def _all_versions(st: SleepTime) -> int:
     from sleeptime.store.schema import ContextRow
 
     with st.store.session() as s:
-        return int(
-            s.execute(select(func.count()).where(ContextRow.namespace == NS)).scalar_one()
-        )
+        return int(s.execute(select(func.count()).where(ContextRow.namespace == NS)).scalar_one())
 
 
 def _ingest(st: SleepTime, n: int, v: int = 1, start: int = 0) -> dict[str, int]:
@@ -259,14 +257,31 @@ class PostgresCluster:
         if self.as_user:
             shutil.chown(self.dir.parent, "postgres")
             shutil.chown(self.dir, "postgres")
-        self._run(str(self.bin / "initdb"), "-D", str(self.dir), "-A", "trust", "-U", "postgres",
-                  "--no-sync")
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.dir),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        )
         return self.start()
 
     def start(self) -> PostgresCluster:
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir), "-o", opts, "-l",
-                  str(self.dir / "log"), "-w", "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.dir),
+            "-o",
+            opts,
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "start",
+        )
         return self
 
     def stop(self) -> None:
@@ -324,8 +339,15 @@ def kill_9(root: Path, n: int) -> Outcome:
     log = (root / "workers.log").open("ab")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "sleeptime.worker", "--concurrency", "2", "--model",
-             "fake?latency=0.1"],
+            [
+                sys.executable,
+                "-m",
+                "sleeptime.worker",
+                "--concurrency",
+                "2",
+                "--model",
+                "fake?latency=0.1",
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -483,9 +505,10 @@ def run_chaos(
 
 
 def chaos(
-    scenario: list[str] = typer.Option(
-        None, "--scenario", "-s", help=f"run only these (repeatable): {', '.join(SCENARIOS)}"
-    ),
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option("--scenario", "-s", help="run only these (repeatable); default: all"),
+    ] = None,
     jobs: int = typer.Option(12, "--jobs", min=1, help="contexts per scenario"),
     long_outage: float = typer.Option(
         60.0, "--long-outage", min=0.0, help="seconds of the long database outage"

@@ -171,7 +171,9 @@ def run_load(
             "jobs_dead": counts["dead"],
             "jobs_lost": lost,
             "cache_hits": st.cache.hits if st.cache is not None else None,
-            "machine": f"{platform.machine()}, {_cpus()} CPU(s), Python {platform.python_version()}",
+            "machine": (
+                f"{platform.machine()}, {_cpus()} CPU(s), Python {platform.python_version()}"
+            ),
         }
     finally:
         st.close()

@@ -453,7 +453,15 @@ class RedisStreamsQueue:
                 self.keys.dedup(namespace, context_id, version),
                 self.keys.waiting,
             ],
-            [job_id, namespace, context_id, version, priority, self.keys.job_prefix, self.keys.dead],
+            [
+                job_id,
+                namespace,
+                context_id,
+                version,
+                priority,
+                self.keys.job_prefix,
+                self.keys.dead,
+            ],
         )
         if not int(created):
             return None

@@ -7,11 +7,11 @@ filters by namespace first, so one tenant's artifacts are never served to anothe
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
@@ -277,9 +277,7 @@ class SQLStore:
                 OutboxRow.sent_at.is_(None),
             )
         )
-        stmt = (
-            select(latest.c.ns, latest.c.cid, latest.c.v).where(~done, ~unsent).limit(limit)
-        )
+        stmt = select(latest.c.ns, latest.c.cid, latest.c.v).where(~done, ~unsent).limit(limit)
         with self.session() as s:
             return [(ns, cid, int(v)) for ns, cid, v in s.execute(stmt).all()]
 
