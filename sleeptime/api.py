@@ -6,11 +6,13 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
+from langchain_core.messages import BaseMessage
 
+from sleeptime.conversation import completed_turn, render_messages
 from sleeptime.errors import ContextNotFound, InvalidInput
 from sleeptime.graphs.sleep import SleepDeps, build_sleep_graph
 from sleeptime.llm.gateway import ModelGateway
@@ -89,12 +91,17 @@ class SleepTime:
         background: bool = False,
         serve: ServeMode | None = None,
         judge: Judge | None = None,
+        sleep_model: ModelSpec | None = None,
     ) -> None:
         self.settings = settings or Settings()
         mode = self.settings.serve if serve is None else serve
         if mode not in SERVE_MODES:
             raise InvalidInput(f"serve must be one of {', '.join(SERVE_MODES)} (got {mode!r})")
         self._model_spec: ModelSpec = model if model is not None else self.settings.model
+        self._sleep_spec: ModelSpec | None = (
+            sleep_model if sleep_model is not None else self.settings.sleep_model
+        )
+        self._sleep_gateway: ModelGateway | None = None
         self.store = store or SQLStore(database_url or self.settings.database_url)
         self.retry = retry or RetryPolicy.from_settings(self.settings)
         self.matcher: Matcher = EmbeddingMatcher(embeddings) if embeddings else LexicalMatcher()
@@ -167,13 +174,33 @@ class SleepTime:
         return self._gateway
 
     @property
+    def sleep_gateway(self) -> ModelGateway:
+        """The gateway of sleep-time calls: ``sleep_model`` when one is set (a cheaper
+        or a stronger model than the one answering), else the test-time one."""
+        if self._sleep_spec is None:
+            return self.gateway
+        if self._sleep_gateway is None:
+            with self._gateway_lock:
+                if self._sleep_gateway is None:
+                    model = resolve_model(self._sleep_spec, self.settings)
+                    self._sleep_gateway = ModelGateway(
+                        model=model, retry=self.retry, window=self.settings.context_window
+                    )
+        return self._sleep_gateway
+
+    @property
     def model_name(self) -> str:
         return self.gateway.name
 
     # -- contexts -----------------------------------------------------------------
 
-    def ingest(self, namespace: str, context_id: str, text: str) -> ContextVersion:
-        """Store ``text`` as the current version (a no-op if it is unchanged)."""
+    def ingest(
+        self, namespace: str, context_id: str, text: str, *, activity: bool = True
+    ) -> ContextVersion:
+        """Store ``text`` as the current version (a no-op if it is unchanged).
+
+        ``activity=False`` stores it without postponing sleep-time work: a completed
+        chat turn is the moment to prepare for the next one, not a sign of editing."""
         check_ids(namespace, context_id)
         if not isinstance(text, str):
             raise InvalidInput(f"context text must be a string, not {type(text).__name__}")
@@ -185,15 +212,50 @@ class SleepTime:
                 f"is {self.settings.max_context_chars:,} (SLEEPTIME_MAX_CONTEXT_CHARS)"
             )
         # The version and its outbox row (its sleep-time job) commit together; the relay
-        # moves the row to the queue, so the online path never waits on Redis and a
-        # queue outage loses nothing. Without a queue in this process, a worker's loop
-        # relays the row.
-        self._touch(namespace, context_id)
-        ctx = self.store.put_context(namespace, context_id, text, outbox=True)
+        # moves the row to the queue (recording the activity first, so the job waits
+        # for quiet), and the online path never waits on Redis: a queue outage loses
+        # nothing. Without a queue in this process, a worker's loop relays the row.
+        if activity:
+            self._touch(namespace, context_id)
+        ctx = self.store.put_context(namespace, context_id, text, outbox=True, activity=activity)
         if ctx.created:
             for hook in self.on_new_version:
                 hook(ctx)
         return ctx
+
+    def append(
+        self, namespace: str, context_id: str, text: str, *, activity: bool = True
+    ) -> ContextVersion:
+        """Store the current text plus ``text`` as a new version (a growing context:
+        a log, a thread). Sleep-time work on it is incremental."""
+        check_ids(namespace, context_id)
+        if not isinstance(text, str) or not text:
+            raise InvalidInput("appended text must be a non-empty string")
+        current = self.store.get_context(namespace, context_id)
+        return self.ingest(
+            namespace, context_id, (current.text if current else "") + text, activity=activity
+        )
+
+    def ingest_messages(
+        self,
+        namespace: str,
+        context_id: str,
+        messages: Sequence[BaseMessage | Mapping[str, Any]],
+    ) -> ContextVersion | None:
+        """Store a chat thread as a context (``conversation.render_messages``) once it
+        ends with a completed assistant turn; None (nothing stored or scheduled) while
+        a turn is still in progress. Storing a completed turn does not postpone
+        sleep-time work: between turns is when a chat is idle."""
+        check_ids(namespace, context_id)
+        if not completed_turn(messages):
+            return None
+        return self.ingest(namespace, context_id, render_messages(messages), activity=False)
+
+    def touch(self, namespace: str, context_id: str) -> None:
+        """Mark a context as in use (a turn in progress): sleep-time work waits for
+        ``SLEEPTIME_IDLE_AFTER`` seconds of quiet."""
+        check_ids(namespace, context_id)
+        self._touch(namespace, context_id)
 
     def _touch(self, namespace: str, context_id: str) -> None:
         for hook in self.on_activity:
@@ -249,7 +311,8 @@ class SleepTime:
             raise InvalidInput(f"n_questions must be >= 0 (got {n})")
         deps = SleepDeps(
             store=self.store,
-            gateway=self.gateway,
+            gateway=self.sleep_gateway,
+            prefill_gateway=self.gateway if self._sleep_spec is not None else None,
             settings=self.settings,
             k=k,
             n_questions=n,
@@ -320,7 +383,7 @@ class SleepTime:
             explicit_budget=explicit,
             found=found,
         )
-        self._touch(namespace, context_id)
+        # reading is not editing: an ask never postpones sleep-time work
         answer = answer.model_copy(update={"latency_ms": (time.perf_counter() - start) * 1000.0})
         # batched off the critical path; ledger() and close() flush it
         self.store.log_query(
@@ -348,8 +411,23 @@ class SleepTime:
 
     # -- async twins ------------------------------------------------------------------
 
-    async def aingest(self, namespace: str, context_id: str, text: str) -> ContextVersion:
-        return await asyncio.to_thread(self.ingest, namespace, context_id, text)
+    async def aingest(
+        self, namespace: str, context_id: str, text: str, *, activity: bool = True
+    ) -> ContextVersion:
+        return await asyncio.to_thread(self.ingest, namespace, context_id, text, activity=activity)
+
+    async def aappend(
+        self, namespace: str, context_id: str, text: str, *, activity: bool = True
+    ) -> ContextVersion:
+        return await asyncio.to_thread(self.append, namespace, context_id, text, activity=activity)
+
+    async def aingest_messages(
+        self,
+        namespace: str,
+        context_id: str,
+        messages: Sequence[BaseMessage | Mapping[str, Any]],
+    ) -> ContextVersion | None:
+        return await asyncio.to_thread(self.ingest_messages, namespace, context_id, messages)
 
     async def asleep(
         self,

@@ -50,11 +50,13 @@ def relay_outbox(
         return 0
     if recorder is not None:
         recorder.flush()
-    queue.touch(dict(Counter(ctx_key(ns, cid) for _, ns, cid, _ in rows)))
+    busy = Counter(ctx_key(ns, cid) for _, ns, cid, _, activity in rows if activity)
+    if busy:
+        queue.touch(dict(busy))
     if cache is not None:
-        for _, ns, cid, v in rows:
+        for _, ns, cid, v, _ in rows:
             cache.invalidate(ns, cid, v)
-    for _, ns, cid, v in rows:
+    for _, ns, cid, v, _ in rows:
         queue.enqueue(ns, cid, v)
     store.mark_outbox_sent([row_id for row_id, *_ in rows])
     return len(rows)

@@ -90,6 +90,14 @@ class Answer(BaseModel):
     serve_reason: str | None = Field(
         None, description="why a precomputed answer was served (exact match, verified by ...)"
     )
+    stale: bool = Field(
+        False,
+        description="answered from the learned context of an older version (the current "
+        "one is not learned yet), together with the current text",
+    )
+    learned_version: int | None = Field(
+        None, description="the version whose learned context was used (learned answers)"
+    )
     related_questions: list[str] = Field(
         default_factory=list,
         description="prepared questions shown to the model as notes (learned answers)",
@@ -105,6 +113,10 @@ class Ledger(BaseModel):
     test: Usage = Usage()
     queries: int = 0
     by_source: dict[str, int] = Field(default_factory=dict)
+    by_model: dict[str, dict[str, Usage]] = Field(
+        default_factory=dict,
+        description="usage per model and phase (a sleep-time model may differ)",
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="what sleep-time compute could not do for the current version",

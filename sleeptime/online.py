@@ -126,9 +126,19 @@ def _generate(
     if ctx is None:  # the version vanished between the two reads
         raise ContextNotFound(namespace, context_id)
     notes = [(qa.question, qa.answer) for qa in related]
-    if arts.learned:
+    learned, learned_version = arts.learned, version if arts.learned else None
+    stale = False
+    if learned is None and version > 1:
+        # stale-while-revalidate: until this version is learned, the newest learned
+        # context of an older one, beside the *current* text (never its precomputed
+        # answers: they answer questions about a text that has changed)
+        older = deps.store.latest_learned(namespace, context_id, version)
+        if older is not None:
+            learned_version, learned = older
+            stale = True
+    if learned:
         source = "learned"
-        context = ctx.text if deps.settings.include_raw_context else None
+        context = ctx.text if deps.settings.include_raw_context or stale else None
     else:
         source = "cold"
         if not explicit_budget:  # no artifacts to lean on: full budget
@@ -140,7 +150,7 @@ def _generate(
 
     def build(raw: str | None) -> list[BaseMessage]:
         return prompts.query_messages(
-            question, context=raw, learned=arts.learned, verbosity=budget.verbosity, related=notes
+            question, context=raw, learned=learned, verbosity=budget.verbosity, related=notes
         )
 
     messages = build(context)
@@ -152,7 +162,8 @@ def _generate(
                 f"with a {cap}-token answer; run sleep-time on it first (its learned context "
                 "fits) or use a model with a larger window"
             )
-        # the learned context is what makes a long context answerable: drop the raw text
+        # the learned context is what makes a long context answerable: drop the raw
+        # text (a stale answer says so in ``Answer.stale``)
         messages = build(None)
     res = gateway.call(
         messages, phase="test", step=source, max_tokens=cap, recorder=record, namespace=namespace
@@ -164,4 +175,6 @@ def _generate(
         latency_ms=0.0,
         version=version,
         related_questions=[qa.question for qa in related],
+        stale=stale,
+        learned_version=learned_version,
     )

@@ -147,6 +147,50 @@ def predict_messages(context: str | None, learned: str | None, n: int) -> list[B
     ]
 
 
+REVISE_SYSTEM = (
+    "You keep study notes about a growing context (a conversation, a log). New text "
+    "was added since the notes were written. Revise the notes: add the new facts and "
+    "quantities and what follows from them, correct what the new text changes, and "
+    "drop what is no longer true or useful. Never invent facts. " + DATA_RULE
+)
+
+RECHECK_SYSTEM = (
+    "You check answers prepared in advance against text added since they were "
+    "written. An answer is outdated when the new text changes or contradicts it. " + DATA_RULE
+)
+
+RECHECK_SCHEMA: dict[str, Any] = {
+    "title": "OutdatedAnswers",
+    "type": "object",
+    "properties": {"outdated": {"type": "array", "items": {"type": "integer", "minimum": 1}}},
+    "required": ["outdated"],
+}
+
+
+def revise_messages(notes: str, new_text: str) -> list[BaseMessage]:
+    return [
+        SystemMessage(REVISE_SYSTEM),
+        HumanMessage(
+            f"{fence('notes', notes)}\n\nText added since:\n{fence('context', new_text)}\n\n"
+            "Write the revised notes."
+        ),
+    ]
+
+
+def recheck_messages(new_text: str, qas: Sequence[tuple[str, str]]) -> list[BaseMessage]:
+    items = "\n".join(
+        fence("prepared", f"Q: {q}\nA: {a}", n=str(i + 1)) for i, (q, a) in enumerate(qas)
+    )
+    return [
+        SystemMessage(RECHECK_SYSTEM),
+        HumanMessage(
+            f"Text added since the answers were prepared:\n{fence('context', new_text)}\n\n"
+            f"{items}\n\nWhich prepared answers are outdated? Reply with JSON: "
+            '{"outdated": [numbers]}'
+        ),
+    ]
+
+
 def repair_questions_message(n: int) -> HumanMessage:
     return HumanMessage(
         f"That was not a list of questions. Write exactly {n} questions, one per line, "

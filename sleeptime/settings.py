@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLEEPTIME_", extra="ignore")
 
     model: str = Field("local", description="'local', 'fake', an init_chat_model spec, ...")
+    sleep_model: str | None = Field(
+        None, description="model of sleep-time calls (default: the same as model)"
+    )
     database_url: str = "sqlite:///sleeptime.db"
     redis_url: str | None = None
 

@@ -43,7 +43,7 @@ def test_queue_errors_are_sleeptime_errors_with_their_data() -> None:
 def test_async_twins_have_the_same_parameters() -> None:
     import inspect
 
-    for name in ("ingest", "sleep", "ask", "ledger"):
+    for name in ("ingest", "append", "ingest_messages", "sleep", "ask", "ledger"):
         sync = inspect.signature(getattr(sleeptime.SleepTime, name))
         twin = inspect.signature(getattr(sleeptime.SleepTime, "a" + name))
         assert list(twin.parameters) == list(sync.parameters), name

@@ -270,8 +270,9 @@ def test_a_database_outage_delays_a_job_but_never_kills_it(
 
 
 def test_idle_scheduling_in_embedded_mode(sqlite_url: str) -> None:
-    """No Redis: the worker runs in-process on the SQLite queue. Asking keeps the
-    namespace busy; sleep-time work starts only after ``idle_after`` of quiet. The
+    """No Redis: the worker runs in-process on the SQLite queue. Activity (a turn in
+    progress, an edit) keeps the namespace busy; sleep-time work starts only after
+    ``idle_after`` of quiet. The
     queue's clock is stepped by the test, and every check waits until the worker has
     looked for work at that time, so nothing depends on how fast the machine is."""
     import threading
@@ -308,9 +309,10 @@ def test_idle_scheduling_in_embedded_mode(sqlite_url: str) -> None:
         assert looked.wait(30)  # a whole claim made after the clock moved
 
     st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
-    for _ in range(10):  # asked every 20 s for 200 s: never idle for 30 s
+    for _ in range(10):  # in use every 20 s for 200 s: never idle for 30 s
         now[0] += 20
-        st.ask("acme", "doc", "How many apples does Ann have?")
+        st.touch("acme", "doc")
+        st.ask("acme", "doc", "How many apples does Ann have?")  # reading is not activity
         recorder.flush()
         worker_looked()
         assert not st.artifacts("acme", "doc").complete, "sleep-time work ran while busy"

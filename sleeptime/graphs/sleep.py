@@ -8,6 +8,7 @@ stopped and re-running a finished version costs nothing.
 
 from __future__ import annotations
 
+import json
 import operator
 import re
 from collections.abc import Callable
@@ -59,10 +60,14 @@ class SleepState(TypedDict, total=False):
     learned: str | None
     questions: list[str]
     qas: list[dict[str, Any]]
+    carried: list[dict[str, Any]]
     warnings: list[str]
     usage: Annotated[Usage, add_usage]
     skipped: bool
     rebuild_kv: bool
+    #: incremental run: the finished version this one extends, and the added text
+    base_version: int
+    new_part: str
 
 
 @dataclass
@@ -75,6 +80,13 @@ class SleepDeps:
     k: int
     n_questions: int
     progress: Callable[[str], None] | None = None
+    #: The test-time model, whose query-prompt prefix the prefill step computes (the
+    #: sleep-time model may be another, cheaper or stronger one). None: the same.
+    prefill_gateway: ModelGateway | None = None
+
+    @property
+    def query_gateway(self) -> ModelGateway:
+        return self.prefill_gateway or self.gateway
 
     def say(self, message: str) -> None:
         if self.progress is not None:
@@ -155,7 +167,7 @@ def plan(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     if manifest is not None:
         arts = deps.store.load_artifacts(state["namespace"], state["context_id"], state["version"])
         try:
-            rebuild = prefill_missing(deps.store, deps.gateway, deps.settings, **where(state))
+            rebuild = prefill_missing(deps.store, deps.query_gateway, deps.settings, **where(state))
         except Exception:  # an optimisation: never fail a finished version for it
             rebuild = False
         return {
@@ -166,7 +178,27 @@ def plan(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
             "warnings": manifest.get("warnings", []),
         }
     learned = deps.get(state, LEARNED, "0")
-    return {"skipped": False, "learned": learned["text"] if learned else None}
+    return {
+        "skipped": False,
+        "learned": learned["text"] if learned else None,
+        **extends(state, deps),
+    }
+
+
+def extends(state: SleepState, deps: SleepDeps) -> dict[str, Any]:
+    """When this version's text extends the text of the newest finished earlier
+    version (a conversation or log that grew), the run is incremental: the earlier
+    notes are revised with the added text, not rebuilt from the whole text."""
+    ns, cid, version = state["namespace"], state["context_id"], state["version"]
+    base = deps.store.latest_complete_version(ns, cid, version)
+    if base is None:
+        return {}
+    old = deps.store.get_context(ns, cid, base)
+    if old is None or not state["text"].startswith(old.text) or len(old.text) == 0:
+        return {}
+    if deps.store.get_artifact(ns, cid, base, LEARNED, "0") is None:
+        return {}
+    return {"base_version": base, "new_part": state["text"][len(old.text) :]}
 
 
 def route_plan(state: SleepState, runtime: Runtime[SleepDeps]) -> Any:
@@ -174,6 +206,8 @@ def route_plan(state: SleepState, runtime: Runtime[SleepDeps]) -> Any:
         return "prefill" if state.get("rebuild_kv") else END
     if state.get("learned"):
         return "predict"
+    if "base_version" in state:
+        return "revise"
     base = {k: state[k] for k in ("namespace", "context_id", "version", "text")}
     return [Send("rethink", {**base, "rethink": i}) for i in range(runtime.context.k)]
 
@@ -240,6 +274,32 @@ def learn_long(state: SleepState, deps: SleepDeps, temperature: float | None) ->
     return "\n\n".join(notes), usage
 
 
+def revise(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
+    """Incremental learning (the paper's rethink on a grown context): the earlier
+    version's notes plus the added text in, revised notes out."""
+    deps = runtime.context
+    base = state["base_version"]
+    old = deps.store.get_artifact(state["namespace"], state["context_id"], base, LEARNED, "0")
+    assert old is not None  # checked by extends()
+    deps.say(f"revising the notes of v{base} with {len(state['new_part']):,} new characters")
+    learned, usage = deps.nonempty(
+        state, prompts.revise_messages(old["text"], state["new_part"]), "revise"
+    )
+    stored = deps.put(
+        state,
+        LEARNED,
+        "0",
+        {
+            "text": learned,
+            "k": 1,
+            "revised_from": base,
+            "provenance": prompts.PROVENANCE,
+        },
+        usage,
+    )
+    return {"learned": stored["text"], "usage": usage}
+
+
 def merge(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     deps = runtime.context
     drafts = state.get("drafts", [])
@@ -266,14 +326,28 @@ def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     n = deps.n_questions
     found = deps.get(state, QUESTIONS, "0")
     if found is not None:
-        return {"questions": found["questions"], "warnings": found.get("warnings", [])}
+        return {
+            "questions": found["questions"],
+            "carried": found.get("carried", []),
+            "warnings": found.get("warnings", []),
+        }
     if n == 0:
         return {"questions": []}
-    deps.say(f"predicting {n} questions")
     learned = state.get("learned")
-    messages = deps.fitted(lambda c: prompts.predict_messages(c, learned, n), state["text"])
-    schema = prompts.questions_schema(n)
+    carried: list[dict[str, Any]] = []
     usage = Usage()
+    source = state["text"]
+    if "base_version" in state:  # incremental: keep what still holds, ask about the new part
+        carried, usage = recheck(state, deps)
+        n -= len(carried)
+        source = state["new_part"]  # questions about what was added; the notes hold the rest
+        learned = None
+        if n <= 0:
+            deps.put(state, QUESTIONS, "0", {"questions": [], "carried": carried}, usage)
+            return {"questions": [], "carried": carried, "usage": usage}
+    deps.say(f"predicting {n} questions")
+    messages = deps.fitted(lambda c: prompts.predict_messages(c, learned, n), source)
+    schema = prompts.questions_schema(n)
     last = ""
     for _attempt in range(PREDICT_ATTEMPTS):
         res = deps.call(state, messages, "predict", json_schema=schema)
@@ -284,10 +358,19 @@ def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
                 state,
                 QUESTIONS,
                 "0",
-                {"questions": questions, "raw": res.text, "provenance": prompts.PROVENANCE},
+                {
+                    "questions": questions,
+                    "carried": carried,
+                    "raw": res.text,
+                    "provenance": prompts.PROVENANCE,
+                },
                 usage,
             )
-            return {"questions": stored["questions"], "usage": usage}
+            return {
+                "questions": stored["questions"],
+                "carried": stored.get("carried", []),
+                "usage": usage,
+            }
         last = res.text
         messages = [*messages, AIMessage(res.text), prompts.repair_questions_message(n)]
     warning = (
@@ -297,9 +380,55 @@ def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     )
     deps.say(warning)
     stored = deps.put(
-        state, QUESTIONS, "0", {"questions": [], "raw": last, "warnings": [warning]}, usage
+        state,
+        QUESTIONS,
+        "0",
+        {"questions": [], "carried": carried, "raw": last, "warnings": [warning]},
+        usage,
     )
-    return {"questions": [], "usage": usage, "warnings": stored.get("warnings", [warning])}
+    return {
+        "questions": [],
+        "carried": stored.get("carried", []),
+        "usage": usage,
+        "warnings": stored.get("warnings", [warning]),
+    }
+
+
+def recheck(state: SleepState, deps: SleepDeps) -> tuple[list[dict[str, Any]], Usage]:
+    """The earlier version's whole answers that the added text does not make
+    outdated (one call). When the reply cannot be read, none is kept: a recomputed
+    answer costs tokens, a stale one served at zero tokens costs trust."""
+    base = deps.store.load_artifacts(state["namespace"], state["context_id"], state["base_version"])
+    old = [qa for qa in base.qas if qa.servable]
+    if not old:
+        return [], Usage()
+    deps.say(f"rechecking {len(old)} prepared answers against the new text")
+    messages = prompts.recheck_messages(state["new_part"], [(qa.question, qa.answer) for qa in old])
+    res = deps.call(state, messages, "recheck", json_schema=prompts.RECHECK_SCHEMA)
+    outdated = parse_outdated(res.text)
+    if outdated is None:
+        return [], res.usage
+    kept = [
+        {**qa.model_dump(), "carried_from": state["base_version"]}
+        for i, qa in enumerate(old)
+        if i + 1 not in outdated
+    ]
+    return kept, res.usage
+
+
+def parse_outdated(text: str) -> set[int] | None:
+    """The 1-based numbers in ``{"outdated": [...]}``; None when unreadable."""
+    match = re.search(r"\{.*\}", text, re.DOTALL)
+    if not match:
+        return None
+    try:
+        data = json.loads(match.group(0))
+    except ValueError:
+        return None
+    items = data.get("outdated") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not all(isinstance(i, int) for i in items):
+        return None
+    return set(items)
 
 
 def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
@@ -311,17 +440,23 @@ def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     learned = state.get("learned")
     qas: list[dict[str, Any]] = []
     usage = Usage()
-    for i, question in enumerate(questions):
+    carried = state.get("carried", [])
+    for i, qa in enumerate(carried):  # still-valid answers of the version this extends
+        qas.append(_qa(deps.put(state, QA, str(i), qa, Usage())))
+    # incremental: the revised notes already hold the old text; read only the new part
+    source = state.get("new_part", state["text"])
+    for j, question in enumerate(questions):
+        i = len(carried) + j
         found = deps.get(state, QA, str(i))
         if found is not None:
             qas.append(_qa(found))
             continue
-        deps.say(f"answering predicted question {i + 1}/{len(questions)}")
+        deps.say(f"answering predicted question {j + 1}/{len(questions)}")
         messages = deps.fitted(
             lambda c, q=question: prompts.query_messages(  # type: ignore[misc]
                 q, context=c, learned=learned, verbosity=ANSWER_VERBOSITY
             ),
-            state["text"],
+            source,
         )
         res = deps.call(state, messages, "answer")
         usage = usage + res.usage
@@ -370,7 +505,7 @@ def prefill(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     try:
         note = sleep_prefill(
             deps.store,
-            deps.gateway,
+            deps.query_gateway,
             deps.settings,
             **where(state),
             context=state["text"],
@@ -405,13 +540,15 @@ def build_sleep_graph() -> Any:
     g = StateGraph(SleepState, context_schema=SleepDeps)
     g.add_node("plan", plan)
     g.add_node("rethink", rethink)
+    g.add_node("revise", revise)
     g.add_node("merge", merge)
     g.add_node("predict", predict)
     g.add_node("answer", answer)
     g.add_node("prefill", prefill)
     g.add_node("finish", finish)
     g.add_edge(START, "plan")
-    g.add_conditional_edges("plan", route_plan, ["rethink", "predict", "prefill", END])
+    g.add_conditional_edges("plan", route_plan, ["rethink", "revise", "predict", "prefill", END])
+    g.add_edge("revise", "predict")
     g.add_edge("rethink", "merge")
     g.add_edge("merge", "predict")
     g.add_edge("predict", "answer")

@@ -106,6 +106,11 @@ class FakeChatModel(BaseChatModel):
                 + "\nQuantities:\n"
                 + "\n".join(f"- {s}" for s in facts)
             )
+        if "Write the revised notes" in last:
+            facts = [s for s in _sentences(context) if _NUMBER.search(s)]
+            return _section(last, "notes") + "".join(f"\n- {s}" for s in facts)
+        if "Which prepared answers are outdated" in last:
+            return json.dumps({"outdated": []})
         m = re.search(r"List (\d+) questions", last)
         if m:
             n = int(m.group(1))

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKeyConstraint,
     Index,
@@ -144,5 +145,7 @@ class OutboxRow(Base):
     namespace: Mapped[str] = mapped_column(String(128))
     context_id: Mapped[str] = mapped_column(String(256))
     version: Mapped[int] = mapped_column(Integer)
+    #: The ingest was activity: the relay marks the namespace busy before it enqueues.
+    activity: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

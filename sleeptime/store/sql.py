@@ -179,7 +179,13 @@ class SQLStore:
     # -- contexts -----------------------------------------------------------------
 
     def put_context(
-        self, namespace: str, context_id: str, text: str, *, outbox: bool = False
+        self,
+        namespace: str,
+        context_id: str,
+        text: str,
+        *,
+        outbox: bool = False,
+        activity: bool = True,
     ) -> ContextVersion:
         """Store ``text`` as the newest version unless it equals the newest already.
         ``outbox``: a new version also gets its outbox row (its sleep-time job), in the
@@ -209,7 +215,10 @@ class SQLStore:
                     if outbox:
                         s.add(
                             OutboxRow(
-                                namespace=namespace, context_id=context_id, version=row.version
+                                namespace=namespace,
+                                context_id=context_id,
+                                version=row.version,
+                                activity=activity,
                             )
                         )
                     s.flush()
@@ -283,17 +292,25 @@ class SQLStore:
 
     # -- outbox -------------------------------------------------------------------
 
-    def unsent_outbox(self, limit: int = 500) -> list[tuple[int, str, str, int]]:
+    def unsent_outbox(self, limit: int = 500) -> list[tuple[int, str, str, int, bool]]:
         """Outbox rows not relayed to the queue yet, oldest first, as (row id,
-        namespace, context id, version)."""
+        namespace, context id, version, the ingest was activity)."""
         stmt = (
-            select(OutboxRow.id, OutboxRow.namespace, OutboxRow.context_id, OutboxRow.version)
+            select(
+                OutboxRow.id,
+                OutboxRow.namespace,
+                OutboxRow.context_id,
+                OutboxRow.version,
+                OutboxRow.activity,
+            )
             .where(OutboxRow.sent_at.is_(None))
             .order_by(OutboxRow.id)
             .limit(limit)
         )
         with self.session() as s:
-            return [(int(i), ns, cid, int(v)) for i, ns, cid, v in s.execute(stmt).all()]
+            return [
+                (int(i), ns, cid, int(v), bool(a)) for i, ns, cid, v, a in s.execute(stmt).all()
+            ]
 
     def mark_outbox_sent(self, ids: list[int], keep_s: float = 86400.0) -> None:
         """Mark relayed rows (enqueueing is idempotent, so a second relay of a row is
@@ -369,6 +386,37 @@ class SQLStore:
         if arts.complete:
             self._artifacts.put(ck, arts)
         return arts
+
+    def latest_complete_version(self, namespace: str, context_id: str, before: int) -> int | None:
+        """The newest version older than ``before`` whose sleep-time run finished."""
+        stmt = select(func.max(ArtifactRow.version)).where(
+            ArtifactRow.namespace == namespace,
+            ArtifactRow.context_id == context_id,
+            ArtifactRow.kind == MANIFEST,
+            ArtifactRow.version < before,
+        )
+        rows = self._hot_read(stmt)
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def latest_learned(
+        self, namespace: str, context_id: str, before: int
+    ) -> tuple[int, str] | None:
+        """The newest learned context of a version older than ``before``: what the
+        online path leans on (flagged stale) until the current version is learned."""
+        stmt = (
+            select(ArtifactRow.version, ArtifactRow.payload)
+            .where(
+                ArtifactRow.namespace == namespace,
+                ArtifactRow.context_id == context_id,
+                ArtifactRow.kind == LEARNED,
+                ArtifactRow.key == "0",
+                ArtifactRow.version < before,
+            )
+            .order_by(ArtifactRow.version.desc())
+            .limit(1)
+        )
+        rows = self._hot_read(stmt)
+        return (int(rows[0][0]), str(rows[0][1]["text"])) if rows else None
 
     # -- accounting ---------------------------------------------------------------
 
@@ -473,24 +521,27 @@ class SQLStore:
         self.flush(timeout=5.0)  # count the queries answered so far
         totals = (
             select(
+                LedgerRow.model,
                 LedgerRow.phase,
                 func.coalesce(func.sum(LedgerRow.prompt_tokens), 0),
                 func.coalesce(func.sum(LedgerRow.completion_tokens), 0),
                 func.count(),
             )
             .where(LedgerRow.namespace == namespace, LedgerRow.context_id == context_id)
-            .group_by(LedgerRow.phase)
+            .group_by(LedgerRow.model, LedgerRow.phase)
         )
         sources = (
             select(QueryRow.source, func.count())
             .where(QueryRow.namespace == namespace, QueryRow.context_id == context_id)
             .group_by(QueryRow.source)
         )
+        by_phase: dict[str, Usage] = {}
+        by_model: dict[str, dict[str, Usage]] = {}
         with self.session() as s:
-            by_phase = {
-                phase: Usage(prompt_tokens=int(p), completion_tokens=int(c), calls=int(n))
-                for phase, p, c, n in s.execute(totals).all()
-            }
+            for model, phase, p, c, n in s.execute(totals).all():
+                used = Usage(prompt_tokens=int(p), completion_tokens=int(c), calls=int(n))
+                by_phase[phase] = by_phase.get(phase, Usage()) + used
+                by_model.setdefault(model or "", {})[phase] = used
             by_source = {src: int(n) for src, n in s.execute(sources).all()}
         return Ledger(
             namespace=namespace,
@@ -499,6 +550,7 @@ class SQLStore:
             test=by_phase.get("test", Usage()),
             queries=sum(by_source.values()),
             by_source=by_source,
+            by_model=by_model,
         )
 
 
