@@ -363,6 +363,9 @@ def kill_9(root: Path, n: int) -> Outcome:
             victim.wait(timeout=10)
         else:
             out.notes.append("no job in the victim's hands to kill")
+        exited = [p.returncode for p in procs if p.poll() is not None and p is not victim]
+        if exited:
+            out.notes.append(f"a worker exited by itself (rc {exited}): see {root}/workers.log")
         _drain(st, versions, 90)
     finally:
         for p in procs:
