@@ -293,3 +293,27 @@ def test_cache_without_version_key_is_not_served(redis_server: Any, sqlite_url: 
     _, arts = st.cache.get("acme", "doc")
     assert arts is None
     st.close()
+
+
+def test_jobs_retry_all_revives_dead_jobs_of_current_versions(sqlite_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from sleeptime.cli import app
+
+    st = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=fast_settings())
+    q = st.open_queue()
+    st.ingest("acme", "old", "Ann has 3 apples.")
+    st.ingest("acme", "cur", "Bob has 4 pears.")
+    assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)
+    for job in q.claim("w0", 2):
+        assert q.fail("w0", job, "ValueError: boom", delay=0, permanent=True) == "dead"
+    st.ingest("acme", "old", "Ann has 5 apples.")  # v1 of "old" is superseded
+    res = CliRunner().invoke(app, ["jobs", "retry", "--all", "--database-url", sqlite_url])
+    assert res.exit_code == 0, res.output
+    assert "1 dead job(s) pending again; 1 superseded left dead" in res.output
+    [dead] = q.list("dead")
+    assert (dead.context_id, dead.version) == ("old", 1)
+    assert [(j.context_id, j.deliveries) for j in q.list("waiting")][:1] == [("cur", 0)]
+    bad = CliRunner().invoke(app, ["jobs", "retry", "--database-url", sqlite_url])
+    assert bad.exit_code != 0
+    st.close()

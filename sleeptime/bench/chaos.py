@@ -387,7 +387,7 @@ def redis_restart(root: Path, n: int, aof: bool) -> Outcome:
     out = Outcome("redis-restart-aof" if aof else "redis-restart-no-aof")
     db = f"sqlite:///{root / 'st.db'}"
     with _redis(root) as server:
-        st = _client(db, redis_url=server.url)
+        st = _client(db, model=FakeChatModel(latency_s=0.05), redis_url=server.url)
         versions = _ingest(st, n)
         st.start_worker(concurrency=2)
         _wait(lambda: _done_count(st, versions) >= max(1, n // 4), 60)
@@ -419,7 +419,7 @@ def db_down(root: Path, n: int, seconds: float, name: str) -> Outcome:
         time.sleep(seconds)  # the outage itself: real, bounded
         pg.start()
         _drain(st, versions, 120)
-        out.notes.append(f"breaker opened {worker.breaker.opened}x")
+        out.notes.append(f"breaker opened or re-opened {worker.breaker.opened}x")
         try:
             return _measure(
                 out, st, versions, lambda: _client(pg.url, queue_path=str(root / "q2.db"))
