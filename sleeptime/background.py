@@ -20,7 +20,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from sleeptime.cache import HotCache
-from sleeptime.errors import QueueUnavailable, StoreUnavailable
 from sleeptime.models import ContextVersion
 from sleeptime.queue import open_queue
 from sleeptime.queue.base import JobQueue
@@ -101,7 +100,7 @@ class OutboxRelay:
                 backoff = 0.0
                 if not self._wake.is_set():
                     self._idle.set()
-            except (QueueUnavailable, StoreUnavailable, Exception) as exc:
+            except Exception as exc:  # QueueUnavailable, StoreUnavailable: retried
                 backoff = min(self.interval, max(0.05, backoff * 2))
                 now = time.monotonic()
                 if now - self._last_warning > 60:

@@ -50,9 +50,13 @@ return cur
 
 #: Cache a complete artifact set unless the version key already names a newer version;
 #: moves the version key forward to it. KEYS: version, artifacts; ARGV: version,
-#: payload, artifacts TTL ms, version TTL ms. Returns 1 if written.
+#: payload, artifacts TTL ms, version TTL ms, '1' if a missing version key may be
+#: created (only a reader that just read the current version from SQL). Returns 1 if
+#: written.
 _PUT = """
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local raw = redis.call('GET', KEYS[1])
+if not raw and ARGV[5] ~= '1' then return 0 end
+local cur = tonumber(raw or '0')
 local v = tonumber(ARGV[1])
 if v < cur then return 0 end
 redis.call('SET', KEYS[1], v, 'PX', ARGV[4])
@@ -83,6 +87,7 @@ class HotCache:
         self._put = self.r.register_script(_PUT)
         #: Newest version this process committed per context: never serve older ones.
         self._floor: dict[tuple[str, str], int] = {}
+        self._floor_size = 100_000
         self._down_until = 0.0
         self._lock = threading.Lock()
         #: Invalidations that failed while Redis was down, replayed when it is back.
@@ -140,10 +145,12 @@ class HotCache:
                 self._parsed.popitem(last=False)
         return arts
 
-    def put(self, arts: Artifacts) -> bool:
+    def put(self, arts: Artifacts, *, create: bool = True) -> bool:
         """Cache a complete artifact set (incomplete ones change as sleep-time runs) as
         the current version, unless Redis already knows a newer one. Only a caller that
-        read the current version from SQL may call this: it moves the version key."""
+        read the current version from SQL may call this: it moves the version key.
+        ``create=False``: only if the version key exists (a worker warming the cache
+        after a Redis restart must not be the one that re-creates it)."""
         if not arts.complete:
             return False
         written = self._put(
@@ -151,7 +158,13 @@ class HotCache:
                 self.keys.version(arts.namespace, arts.context_id),
                 self.keys.artifacts(arts.namespace, arts.context_id),
             ],
-            args=[arts.version, arts.model_dump_json(), self.ttl_ms, self.ttl_ms * 2],
+            args=[
+                arts.version,
+                arts.model_dump_json(),
+                self.ttl_ms,
+                self.ttl_ms * 2,
+                "1" if create else "0",
+            ],
         )
         return bool(int(written))
 
@@ -161,6 +174,8 @@ class HotCache:
         with self._lock:
             if version > self._floor.get(key, 0):
                 self._floor[key] = version
+                if len(self._floor) > self._floor_size:  # the version key still guards
+                    del self._floor[next(iter(self._floor))]
 
     def wrap(self, fallback: ArtifactSource) -> ArtifactSource:
         def source(namespace: str, context_id: str) -> tuple[int, Artifacts] | None:

@@ -265,6 +265,10 @@ def test_old_job_after_redis_restart_cannot_serve_the_old_version(
 
     worker = Worker(st, st.open_queue())
     worker._warm_cache(Job("j1", "acme", "doc", 1), old)
+    assert st.cache is not None
+    assert st.cache.r.get(st.cache.keys.version("acme", "doc")) is None  # not re-created
+    worker._warm_cache(Job("j2", "acme", "doc", 2), new)  # current, but no key to trust
+    assert st.cache.r.get(st.cache.keys.version("acme", "doc")) is None
     # even a direct write of v1 cannot go past a version key at v2
     fresh = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings)
     for _ in range(3):  # miss (fill from SQL), then hits

@@ -449,9 +449,9 @@ class Worker:
     def _warm_cache(self, job: Job, report: SleepReport) -> None:
         """Put the finished artifacts in the hot cache (built from the report) if the
         job's version is still the current one in SQL. The cache's compare-and-set
-        refuses a version older than its key; checking SQL first also covers a key lost
-        to a Redis restart without persistence, which must not come back at an old
-        version."""
+        refuses a version older than its key, and a key lost to a Redis restart without
+        persistence is left for a reader to re-create from SQL (never at an old
+        version)."""
         cache = self.st.cache
         if cache is None:
             return
@@ -466,7 +466,7 @@ class Worker:
         try:
             if self.st.store.current_version(job.namespace, job.context_id) != job.version:
                 return
-            cache.put(arts)
+            cache.put(arts, create=False)
         except Exception as exc:  # the cache is an optimisation
             log.debug("could not warm the cache: %s", exc)
 
