@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +31,7 @@ from sleeptime.retrieval import (
 )
 from sleeptime.settings import Settings
 from sleeptime.store.sql import MANIFEST, SQLStore
+from sleeptime.validation import check_ids, validate_ask, validate_ingest, validate_sleep
 
 if TYPE_CHECKING:
     from sleeptime.background import Background, OutboxRelay
@@ -40,21 +40,7 @@ if TYPE_CHECKING:
     from sleeptime.queue.scheduler import ActivityRecorder
     from sleeptime.worker.runtime import Worker
 
-_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
 _SLEEP_GRAPH = build_sleep_graph()
-
-
-def check_ids(namespace: str, context_id: str) -> None:
-    if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
-        raise InvalidInput(
-            f"bad namespace {namespace!r}: 1-128 chars of letters, digits, '.', '_', ':', '-'"
-        )
-    if not isinstance(context_id, str) or not context_id.strip() or len(context_id) > 256:
-        raise InvalidInput(f"bad context id {context_id!r}: 1-256 characters, not blank")
-    if _CONTROL.search(context_id):
-        raise InvalidInput(f"bad context id {context_id!r}: control characters are not allowed")
 
 
 class SleepTime:
@@ -201,16 +187,7 @@ class SleepTime:
 
         ``activity=False`` stores it without postponing sleep-time work: a completed
         chat turn is the moment to prepare for the next one, not a sign of editing."""
-        check_ids(namespace, context_id)
-        if not isinstance(text, str):
-            raise InvalidInput(f"context text must be a string, not {type(text).__name__}")
-        if not text.strip():
-            raise InvalidInput(f"context {namespace}/{context_id} is empty")
-        if len(text) > self.settings.max_context_chars:
-            raise InvalidInput(
-                f"context {namespace}/{context_id} has {len(text):,} characters; the limit "
-                f"is {self.settings.max_context_chars:,} (SLEEPTIME_MAX_CONTEXT_CHARS)"
-            )
+        validate_ingest(namespace, context_id, text, max_chars=self.settings.max_context_chars)
         # The version and its outbox row (its sleep-time job) commit together; the relay
         # moves the row to the queue (recording the activity first, so the job waits
         # for quiet), and the online path never waits on Redis: a queue outage loses
@@ -299,7 +276,9 @@ class SleepTime:
         Idempotent: a version whose artifacts are complete is skipped, and a run that
         was interrupted resumes from the last persisted step.
         """
-        check_ids(namespace, context_id)
+        validate_sleep(
+            namespace, context_id, version=version, k=k, n_questions=n_questions, progress=progress
+        )
         ctx = self.store.get_context(namespace, context_id, version)
         if ctx is None:
             raise ContextNotFound(namespace, context_id)
@@ -359,9 +338,15 @@ class SleepTime:
         answers from c' use ``default_verbosity`` and cold answers (no artifacts yet)
         the full ``cold_verbosity``; an explicit budget is honoured on every path.
         """
-        check_ids(namespace, context_id)
-        if not isinstance(question, str) or not question.strip():
-            raise InvalidInput("question is empty")
+        validate_ask(
+            namespace,
+            context_id,
+            question,
+            verbosity=verbosity,
+            max_tokens=max_tokens,
+            budget=budget,
+            max_question_chars=self.settings.max_question_chars,
+        )
         explicit = budget is not None or verbosity is not None or max_tokens is not None
         if budget is None:
             v = self.settings.default_verbosity if verbosity is None else verbosity

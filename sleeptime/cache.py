@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from sleeptime.models import Artifacts
 from sleeptime.queue.keys import Keys
 from sleeptime.queue.redis_streams import connect
+from sleeptime.redact import redact_text
 from sleeptime.settings import default
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class HotCache:
         if first:
             log.warning(
                 "Redis hot cache unavailable (%s); serving artifacts from SQL for the next %.0f s",
-                exc,
+                redact_text(exc, self.url),
                 self.cooldown_s,
             )
 

@@ -23,6 +23,7 @@ from sleeptime.api import SleepTime
 from sleeptime.bench.cli import app as bench_app
 from sleeptime.errors import InvalidInput, SleepTimeError
 from sleeptime.models import Answer, Budget
+from sleeptime.redact import redact_url
 from sleeptime.settings import Settings
 
 app = typer.Typer(
@@ -50,15 +51,21 @@ def client(model: str | None, database_url: str | None) -> SleepTime:
 
 
 def _read_text(source: str) -> str:
+    """A file's (or stdin's) text, decoded strictly as UTF-8."""
     if source == "-":
-        return sys.stdin.read()
-    path = Path(source)
-    if not path.is_file():
-        raise InvalidInput(f"no such file: {source}")
+        data, name = sys.stdin.buffer.read(), "standard input"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidInput(f"no such file: {source!r}")
+        data, name = path.read_bytes(), repr(source)
     try:
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{source} is not UTF-8 text: {exc.reason}") from exc
+        raise InvalidInput(
+            f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start}): convert it, "
+            "e.g. iconv -f latin1 -t utf-8"
+        ) from None
 
 
 @app.command()
@@ -205,7 +212,7 @@ def demo(
     console.rule("[bold]sleeptime demo")
     with console.status("loading the model"):
         name = st.model_name
-    console.print(f"model: {name}    store: {url}")
+    console.print(f"model: {name}    store: {redact_url(url)}")
     if name.startswith("local:"):
         console.print(
             "[yellow]The bundled SmolLM2-135M cannot reason (0/10 on grade-school math): its "
@@ -409,6 +416,39 @@ def jobs_retry(
     console.print(f"{revived} dead job(s) pending again; {skipped} superseded left dead")
 
 
+db_app = typer.Typer(help="The SQL schema: `db upgrade` applies its migrations (Alembic).")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DbOpt = None) -> None:
+    """Bring the schema to the newest revision (also done on start; safe to run from
+    many processes at once)."""
+    from sleeptime.store.sql import SQLStore
+
+    url = database_url or Settings().database_url
+    store = SQLStore(url, create=False)
+    before, after = store.migrate()
+    store.dispose()
+    console.print(f"{redact_url(url)}: {before or '(unversioned)'} -> {after}", highlight=False)
+
+
+@db_app.command("current")
+def db_current(database_url: DbOpt = None) -> None:
+    """Print the schema revision of the database and the newest one this version ships."""
+    from sleeptime.store import migrate
+    from sleeptime.store.sql import SQLStore
+
+    url = database_url or Settings().database_url
+    store = SQLStore(url, create=False)
+    revision = store.schema_revision()
+    store.dispose()
+    console.print(
+        f"{redact_url(url)}: revision {revision or '(none)'}, newest {migrate.head()}",
+        highlight=False,
+    )
+
+
 @app.command("predictability")
 def predictability_cmd(
     namespace: str,
@@ -441,7 +481,21 @@ def predictability_cmd(
     print(json.dumps(out, indent=2))
 
 
+def _undecodable_argument() -> str | None:
+    """Arguments that were not valid UTF-8 reach Python as lone surrogates."""
+    for i, arg in enumerate(sys.argv[1:], 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"argument {i} is not valid UTF-8 text ({ascii(arg)[:60]})"
+    return None
+
+
 def main() -> None:
+    bad = _undecodable_argument()
+    if bad is not None:
+        err.print(f"[red]error:[/red] {escape(bad)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     try:
         app()
     except SleepTimeError as exc:

@@ -19,6 +19,11 @@ class InvalidInput(SleepTimeError):
     """Empty text, oversized context, bad identifiers, out-of-range budgets."""
 
 
+class InvalidSettings(InvalidInput, ValueError):
+    """A setting (``SLEEPTIME_*`` or a ``Settings`` argument) has a bad value.
+    Also a ``ValueError``, as pydantic's validation errors were."""
+
+
 class ContextTooLong(InvalidInput):
     """The context does not fit the model's window on a path that needs all of it."""
 

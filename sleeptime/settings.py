@@ -8,16 +8,37 @@ field in one table; ``tests/test_settings_doc.py`` keeps the two in step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sleeptime.errors import InvalidSettings
+from sleeptime.redact import redact_url, url_scheme
+from sleeptime.validation import one_line
+
+#: The URL schemes redis-py connects with.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class Settings(BaseSettings):
-    """All knobs in one place. Every field can be set as ``SLEEPTIME_<NAME>``."""
+    """All knobs in one place. Every field can be set as ``SLEEPTIME_<NAME>``.
+
+    A bad value raises :class:`~sleeptime.errors.InvalidSettings` (a ``SleepTimeError``
+    and a ``ValueError``) with one line naming the variable; values are never echoed,
+    since URLs may hold passwords.
+    """
 
     model_config = SettingsConfigDict(env_prefix="SLEEPTIME_", extra="ignore")
+
+    if not TYPE_CHECKING:  # type checkers keep pydantic's typed signature
+
+        def __init__(self, **values: Any) -> None:
+            try:
+                super().__init__(**values)
+            except ValidationError as exc:
+                raise InvalidSettings(f"invalid settings: {one_line(exc, _env_name)}") from None
 
     model: str = Field("local", description="'local', 'fake', an init_chat_model spec, ...")
     sleep_model: str | None = Field(
@@ -57,6 +78,7 @@ class Settings(BaseSettings):
         True, description="give the raw context next to c' when answering from c'"
     )
     max_context_chars: int = Field(2_000_000, ge=1)
+    max_question_chars: int = Field(4000, ge=1, description="longer questions are rejected")
 
     context_window: int | None = Field(
         None, ge=256, description="model window in tokens (default: known for local models)"
@@ -113,6 +135,33 @@ class Settings(BaseSettings):
     prewarm: bool = Field(
         True, description="send a 1-token request at sleep time to warm a server's prefix cache"
     )
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: object) -> object:
+        """Refuse a URL redis-py cannot use (``redsi://``) now, not at the first ingest."""
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            return value  # the str type check reports it
+        scheme = url_scheme(value)
+        if scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                f"{redact_url(value)} is not a Redis URL: it must start with redis://, "
+                "rediss:// or unix://"
+            )
+        try:
+            _ = urlsplit(value).port  # raises on a non-numeric port
+        except ValueError:
+            raise ValueError(
+                f"the {scheme}:// URL does not parse (a non-numeric port?); it is not shown "
+                "since it may hold a password"
+            ) from None
+        return value
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return "SLEEPTIME_" + str(loc[0]).upper() if loc else "settings"
 
 
 def default(name: str) -> Any:

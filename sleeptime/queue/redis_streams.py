@@ -32,6 +32,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from sleeptime.errors import InvalidInput
 from sleeptime.queue.base import (
     DONE_TTL,
     FailOutcome,
@@ -42,6 +43,7 @@ from sleeptime.queue.base import (
     new_job_id,
 )
 from sleeptime.queue.keys import GROUP, Keys, ctx_key
+from sleeptime.redact import redact_text, redact_url
 from sleeptime.settings import default
 
 #: Every script starts here. ARGV[1] is the caller's clock, or '' for the Redis clock
@@ -345,15 +347,21 @@ def _job(fields: dict[str, str], receipt: str = "") -> Job:
 
 def connect(url: str, *, timeout: float | None = 5.0, retries: int = 3) -> redis.Redis:
     """A client that retries dropped connections with backoff (Redis restarts)."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        health_check_interval=30,
-    )
+    try:
+        return redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            health_check_interval=30,
+        )
+    except ValueError as exc:  # redis-py's own message may quote part of the URL
+        raise InvalidInput(
+            f"bad Redis URL {redact_url(url)}: {redact_text(exc, url)}; "
+            "use redis://[:password@]host[:port][/db], rediss://... or unix://path"
+        ) from None
 
 
 class RedisStreamsQueue:
@@ -395,7 +403,8 @@ class RedisStreamsQueue:
         try:
             yield
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise QueueUnavailable(f"Redis at {_redact(self.url)}", str(exc)) from exc
+            where, detail = redact_url(self.url), redact_text(exc, self.url)
+            raise QueueUnavailable(f"Redis at {where}", detail) from exc
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -647,13 +656,6 @@ class RedisStreamsQueue:
 
     def close(self) -> None:
         self.r.close()
-
-
-def _redact(url: str) -> str:
-    head, sep, tail = url.partition("@")
-    if not sep or "://" not in head:
-        return url
-    return f"{head.partition('://')[0]}://***@{tail}"
 
 
 __all__ = ["RedisStreamsQueue", "connect", "ctx_key", "new_job_id"]

@@ -27,16 +27,18 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from sleeptime.errors import StoreUnavailable
+from sleeptime.errors import InvalidInput, StoreUnavailable
 from sleeptime.models import Artifacts, ContextVersion, Ledger, Phase, PredictedQA, Usage
+from sleeptime.redact import redact_text, redact_url
+from sleeptime.store import migrate
 from sleeptime.store.querylog import QueryLog
 from sleeptime.store.schema import (
     ArtifactRow,
-    Base,
     ContextRow,
     LedgerRow,
     NamespaceRow,
@@ -48,6 +50,7 @@ from sleeptime.store.schema import (
 _CURRENT_VERSION = select(func.max(ContextRow.version)).where(
     ContextRow.namespace == bindparam("ns"), ContextRow.context_id == bindparam("cid")
 )
+_LOCK_CONTEXT = sql_text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 _INSERT_QUERY = insert(QueryRow)
 _INSERT_LEDGER = insert(LedgerRow)
 
@@ -68,18 +71,15 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _redact(url: str) -> str:
-    head, sep, tail = url.partition("@")
-    if not sep or "://" not in head:
-        return url
-    scheme, _, _ = head.partition("://")
-    return f"{scheme}://***@{tail}"
-
-
 class SQLStore:
     """Repository over SQLAlchemy. Thread-safe; cheap to share across threads."""
 
     def __init__(self, url: str, *, create: bool = True, cache_size: int = 1024) -> None:
+        if not isinstance(url, str) or not url.strip():
+            raise InvalidInput(
+                f"database URL must be a non-empty string, not {type(url).__name__} "
+                "(e.g. sqlite:///sleeptime.db or postgresql+psycopg://user@host/db)"
+            )
         self.url = url
         kwargs: dict[str, Any] = {"future": True}
         if url.startswith("sqlite"):
@@ -89,7 +89,9 @@ class SQLStore:
         try:
             self.engine: Engine = create_engine(url, **kwargs)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise StoreUnavailable(f"bad database URL {_redact(url)!r}: {exc}") from exc
+            raise StoreUnavailable(
+                f"bad database URL {redact_url(url)}: {redact_text(exc, url)}"
+            ) from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             self._hot: Engine = self.engine
@@ -115,13 +117,20 @@ class SQLStore:
         )
         self._queries = QueryLog(self._write_queries, inline=memory)
         if create:
-            self.create_all()
+            self.migrate()
 
     # -- plumbing -----------------------------------------------------------------
 
-    def create_all(self) -> None:
+    def migrate(self) -> tuple[str | None, str]:
+        """Bring the schema to the newest revision (Alembic; once, under a lock, however
+        many processes start at once). Returns (revision before, revision after)."""
         with self._guard():
-            Base.metadata.create_all(self.engine)
+            return migrate.upgrade(self.engine)
+
+    def schema_revision(self) -> str | None:
+        """The database's schema revision (None: never migrated)."""
+        with self._guard():
+            return migrate.current(self.engine)
 
     def dispose(self) -> None:
         self._queries.close()
@@ -149,8 +158,9 @@ class SQLStore:
         try:
             yield
         except OperationalError as exc:
+            detail = redact_text(str(exc.orig).strip(), self.url)
             raise StoreUnavailable(
-                f"database {_redact(self.url)} unavailable: {str(exc.orig).strip()}"
+                f"database {redact_url(self.url)} unavailable: {detail}"
             ) from exc
 
     @contextmanager
@@ -194,6 +204,7 @@ class SQLStore:
         for _attempt in range(5):
             try:
                 with self.session() as s:
+                    self._lock_context(s, namespace, context_id)
                     self._insert_ignore(s, {"name": namespace}, NamespaceRow.__table__)
                     latest = s.scalars(
                         select(ContextRow)
@@ -226,6 +237,13 @@ class SQLStore:
             except IntegrityError:  # a concurrent ingest took this version number
                 continue
         raise StoreUnavailable(f"could not store {namespace}/{context_id}: too much contention")
+
+    def _lock_context(self, s: Session, namespace: str, context_id: str) -> None:
+        """On PostgreSQL, writers of one context take turns (a transaction-level advisory
+        lock on its key): without it, a dozen concurrent ingests of one id kept colliding
+        on the next version number until their retries ran out."""
+        if self.engine.dialect.name == "postgresql":
+            s.execute(_LOCK_CONTEXT, {"key": f"{namespace}\x1f{context_id}"})
 
     def get_context(
         self, namespace: str, context_id: str, version: int | None = None
