@@ -530,8 +530,13 @@ def chaos(
             param_hint="--scenario",
         )
     # the faults are on purpose: their warnings would drown the table
-    logging.getLogger("sleeptime").setLevel(logging.CRITICAL)
-    results = run_chaos(scenario, jobs=jobs, long_outage=long_outage)
+    logger = logging.getLogger("sleeptime")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        results = run_chaos(scenario, jobs=jobs, long_outage=long_outage)
+    finally:
+        logger.setLevel(level)
     if as_json:
         print(json.dumps([asdict(r) for r in results], indent=2))
         return
