@@ -18,8 +18,23 @@ from sleeptime.llm.gateway import ModelGateway
 from sleeptime.llm.kv import attach_kv
 from sleeptime.llm.resolve import ModelSpec, resolve_model
 from sleeptime.llm.retry import RetryPolicy
-from sleeptime.models import Answer, Artifacts, Budget, ContextVersion, Ledger, SleepReport, Usage
-from sleeptime.online import ArtifactSource, OnlineDeps, answer_question
+from sleeptime.models import (
+    Answer,
+    Artifacts,
+    Budget,
+    ContextVersion,
+    Ledger,
+    Notes,
+    SleepReport,
+    Usage,
+)
+from sleeptime.online import (
+    ArtifactSource,
+    OnlineDeps,
+    answer_question,
+    learned_notes,
+    serve_prepared,
+)
 from sleeptime.retrieval import (
     SERVE_MODES,
     EmbeddingMatcher,
@@ -382,6 +397,53 @@ class SleepTime:
             latency_ms=answer.latency_ms,
         )
         return answer
+
+    def prepared_answer(self, namespace: str, context_id: str, question: str) -> Answer | None:
+        """The precomputed answer the serve policy allows for ``question`` at zero
+        tokens, or None; never calls a model. For agents that call their own model
+        otherwise (the LangGraph middleware, node and tool). A served answer is logged
+        as a query like any other."""
+        validate_ask(
+            namespace, context_id, question, max_question_chars=self.settings.max_question_chars
+        )
+        start = time.perf_counter()
+        found = self.artifact_source(namespace, context_id)
+        if found is None:
+            return None
+        answer = serve_prepared(self._online, question.strip(), found)
+        if answer is None:
+            return None
+        answer = answer.model_copy(update={"latency_ms": (time.perf_counter() - start) * 1000.0})
+        self.store.log_query(
+            namespace,
+            context_id,
+            answer.version,
+            question=question,
+            answer=answer.text,
+            source=answer.source,
+            usage=answer.usage,
+            latency_ms=answer.latency_ms,
+        )
+        return answer
+
+    def notes(self, namespace: str, context_id: str) -> Notes | None:
+        """The learned context an agent's own model should see, or None before any
+        sleep-time work: the current version's, else an older version's (``stale``)."""
+        check_ids(namespace, context_id)
+        found = self.artifact_source(namespace, context_id)
+        if found is None:
+            return None
+        got = learned_notes(self._online, namespace, context_id, found)
+        if got is None:
+            return None
+        text, learned_version, stale = got
+        return Notes(
+            text=text,
+            version=found[0],
+            learned_version=learned_version,
+            stale=stale,
+            prepared=[qa for qa in found[1].qas if qa.servable],
+        )
 
     def ledger(self, namespace: str, context_id: str) -> Ledger:
         """Sleep-time vs test-time tokens spent on a context so far, and queries answered."""

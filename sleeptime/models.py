@@ -104,6 +104,18 @@ class Answer(BaseModel):
     )
 
 
+class Notes(BaseModel):
+    """What sleep-time compute prepared, for an agent whose own model answers."""
+
+    text: str = Field(description="the learned context c'")
+    version: int = Field(description="the current version of the context")
+    learned_version: int = Field(description="the version c' was learned on")
+    stale: bool = Field(description="c' was learned on an older version")
+    prepared: list[PredictedQA] = Field(
+        default_factory=list, description="the current version's servable predicted Q&As"
+    )
+
+
 class Ledger(BaseModel):
     """Sleep-time vs test-time tokens spent on one context, and queries answered."""
 

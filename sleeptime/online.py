@@ -72,6 +72,35 @@ def answer_question(
     return out
 
 
+def serve_prepared(
+    deps: OnlineDeps, question: str, found: tuple[int, Artifacts]
+) -> Answer | None:
+    """The precomputed answer the serve policy allows for ``question`` without any
+    model call (an exact match, or a near one the user's judge confirms), else None."""
+    version, arts = found
+    servable = [qa for qa in arts.qas if qa.servable]
+    decision = deps.policy.decide(question, [qa.question for qa in servable])
+    if decision.serve is not None:
+        return _served(servable[decision.serve], version, 1.0, decision.reason, Usage())
+    if decision.verify is not None and deps.judge is not None:
+        qa = servable[decision.verify]
+        if deps.judge(question, qa.question):
+            return _served(qa, version, decision.score, "verified by judge", Usage())
+    return None
+
+
+def learned_notes(
+    deps: OnlineDeps, namespace: str, context_id: str, found: tuple[int, Artifacts]
+) -> tuple[str, int, bool] | None:
+    """(learned context, the version it was learned on, stale) for prompting an
+    agent's own model: the current version's, else the newest older one (stale)."""
+    version, arts = found
+    if arts.learned:
+        return arts.learned, version, False
+    older = deps.store.latest_learned(namespace, context_id, version) if version > 1 else None
+    return (older[1], older[0], True) if older else None
+
+
 def _served(qa: PredictedQA, version: int, score: float, reason: str, usage: Usage) -> Answer:
     return Answer(
         text=qa.answer,
