@@ -50,7 +50,7 @@ from sleeptime.store.sql import MANIFEST, SQLStore
 from sleeptime.validation import check_ids, validate_ask, validate_ingest, validate_sleep
 
 if TYPE_CHECKING:
-    from sleeptime.background import Background
+    from sleeptime.background import Background, OutboxRelay
     from sleeptime.cache import HotCache
     from sleeptime.queue.base import JobQueue
     from sleeptime.queue.scheduler import ActivityRecorder
@@ -138,6 +138,8 @@ class SleepTime:
         self.cache: HotCache | None = None
         self.activity_recorder: ActivityRecorder | None = None
         self.worker: Worker | None = None
+        #: Moves committed versions' outbox rows to the queue (a thread of this client).
+        self.outbox_relay: OutboxRelay | None = None
         self._background: Background | None = None
         if background or self.settings.redis_url:
             self.open_queue()
@@ -145,14 +147,16 @@ class SleepTime:
             self.start_worker()
 
     def open_queue(self) -> JobQueue:
-        """This client's job queue, opened on first use together with the hot cache and
-        the activity recorder: from then on new versions are enqueued, ingests and asks
-        postpone idle work, and (with Redis) answers are read through the cache."""
+        """This client's job queue, opened on first use together with the hot cache, the
+        activity recorder and the outbox relay: from then on new versions are enqueued
+        (by the relay, off the online path), ingests and asks postpone idle work, and
+        (with Redis) answers are read through the cache."""
         if self._background is None:
             from sleeptime.background import open_background
 
-            bg = self._background = open_background(self.settings, self.store.url)
+            bg = self._background = open_background(self.settings, self.store)
             self.queue, self.cache, self.activity_recorder = bg.queue, bg.cache, bg.recorder
+            self.outbox_relay = bg.relay
             if bg.cache is not None:
                 self.artifact_source = bg.cache.wrap(self.artifact_source)
             self.on_new_version.append(bg.new_version)
@@ -202,14 +206,13 @@ class SleepTime:
         ``activity=False`` stores it without postponing sleep-time work: a completed
         chat turn is the moment to prepare for the next one, not a sign of editing."""
         validate_ingest(namespace, context_id, text, max_chars=self.settings.max_context_chars)
-        # Activity first, persisted before the new version becomes visible: a worker's
-        # catch-up sweep may enqueue the version the moment it is committed, and must
-        # then see a busy namespace, not an idle one.
+        # The version and its outbox row (its sleep-time job) commit together; the relay
+        # moves the row to the queue (recording the activity first, so the job waits
+        # for quiet), and the online path never waits on Redis: a queue outage loses
+        # nothing. Without a queue in this process, a worker's loop relays the row.
         if activity:
             self._touch(namespace, context_id)
-            if self.activity_recorder is not None:
-                self.activity_recorder.flush()
-        ctx = self.store.put_context(namespace, context_id, text)
+        ctx = self.store.put_context(namespace, context_id, text, outbox=True, activity=activity)
         if ctx.created:
             for hook in self.on_new_version:
                 hook(ctx)

@@ -5,8 +5,14 @@ that answers from one Redis round trip (``MGET`` of the cached artifacts and the
 newest known version), falls back to SQL on a miss and fills the cache with complete
 artifact sets (they are immutable per version).
 
-A new context version bumps the version key and deletes the entry, so a stale fill
-racing with an ingest is detected on read (cached version < newest version -> miss).
+The cache cannot go back in time. The version key only moves forward (a Lua
+compare-and-set, :data:`_BUMP`), artifacts are written together with it by another
+compare-and-set (:data:`_PUT`) that refuses a version older than the key, and a read
+serves cached artifacts only when they are exactly the version the key names: with no
+version key (Redis restarted without persistence, or evicted) the read falls back to
+SQL, which knows the current version, and re-creates the key from it. A client that
+ingested a version also never serves an older one (:meth:`HotCache.floor`, in memory),
+even before the relay has moved the key.
 When Redis is down the online path keeps answering from SQL: one warning log line,
 then Redis is skipped for ``cooldown`` seconds so no request waits on a dead socket.
 """
@@ -43,6 +49,22 @@ end
 return cur
 """
 
+#: Cache a complete artifact set unless the version key already names a newer version;
+#: moves the version key forward to it. KEYS: version, artifacts; ARGV: version,
+#: payload, artifacts TTL ms, version TTL ms, '1' if a missing version key may be
+#: created (only a reader that just read the current version from SQL). Returns 1 if
+#: written.
+_PUT = """
+local raw = redis.call('GET', KEYS[1])
+if not raw and ARGV[5] ~= '1' then return 0 end
+local cur = tonumber(raw or '0')
+local v = tonumber(ARGV[1])
+if v < cur then return 0 end
+redis.call('SET', KEYS[1], v, 'PX', ARGV[4])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
 
 class HotCache:
     def __init__(
@@ -63,6 +85,10 @@ class HotCache:
         self.clock = clock
         self.r: Any = connect(url, timeout=timeout_s, retries=0)  # str responses
         self._bump = self.r.register_script(_BUMP)
+        self._put = self.r.register_script(_PUT)
+        #: Newest version this process committed per context: never serve older ones.
+        self._floor: dict[tuple[str, str], int] = {}
+        self._floor_size = 100_000
         self._down_until = 0.0
         self._lock = threading.Lock()
         #: Invalidations that failed while Redis was down, replayed when it is back.
@@ -96,12 +122,12 @@ class HotCache:
             [self.keys.artifacts(namespace, context_id), self.keys.version(namespace, context_id)]
         )
         newest = int(ver) if ver else None
-        if not raw:
+        if not raw or newest is None:  # no version key: nothing says the entry is current
             return newest, None
         arts = self._parse(namespace, context_id, raw)
         if arts.namespace != namespace or arts.context_id != context_id:  # never cross tenants
             return newest, None
-        if newest is not None and arts.version < newest:
+        if arts.version != newest or arts.version < self._floor.get((namespace, context_id), 0):
             return newest, None
         return newest, arts
 
@@ -120,15 +146,37 @@ class HotCache:
                 self._parsed.popitem(last=False)
         return arts
 
-    def put(self, arts: Artifacts) -> None:
-        """Cache a complete artifact set (incomplete ones change as sleep-time runs)."""
+    def put(self, arts: Artifacts, *, create: bool = True) -> bool:
+        """Cache a complete artifact set (incomplete ones change as sleep-time runs) as
+        the current version, unless Redis already knows a newer one. Only a caller that
+        read the current version from SQL may call this: it moves the version key.
+        ``create=False``: only if the version key exists (a worker warming the cache
+        after a Redis restart must not be the one that re-creates it)."""
         if not arts.complete:
-            return
-        self.r.set(
-            self.keys.artifacts(arts.namespace, arts.context_id),
-            arts.model_dump_json(),
-            px=self.ttl_ms,
+            return False
+        written = self._put(
+            keys=[
+                self.keys.version(arts.namespace, arts.context_id),
+                self.keys.artifacts(arts.namespace, arts.context_id),
+            ],
+            args=[
+                arts.version,
+                arts.model_dump_json(),
+                self.ttl_ms,
+                self.ttl_ms * 2,
+                "1" if create else "0",
+            ],
         )
+        return bool(int(written))
+
+    def floor(self, namespace: str, context_id: str, version: int) -> None:
+        """This process committed ``version``: never serve an older one (no I/O)."""
+        key = (namespace, context_id)
+        with self._lock:
+            if version > self._floor.get(key, 0):
+                self._floor[key] = version
+                if len(self._floor) > self._floor_size:  # the version key still guards
+                    del self._floor[next(iter(self._floor))]
 
     def wrap(self, fallback: ArtifactSource) -> ArtifactSource:
         def source(namespace: str, context_id: str) -> tuple[int, Artifacts] | None:
@@ -146,6 +194,8 @@ class HotCache:
             self.misses += 1
             found = fallback(namespace, context_id)
             fresh = found is not None and (newest is None or found[0] >= newest)
+            if found is not None:
+                self.floor(namespace, context_id, found[0])
             if found is not None and fresh and found[1].complete and self._available():
                 try:
                     self.put(found[1])

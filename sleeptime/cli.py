@@ -425,16 +425,45 @@ def jobs(
 
 @jobs_app.command("retry")
 def jobs_retry(
-    job_id: Annotated[str, typer.Argument(help="a dead job's id (`sleeptime jobs --state dead`)")],
+    job_id: Annotated[
+        str | None, typer.Argument(help="a dead job's id (`sleeptime jobs --state dead`)")
+    ] = None,
+    all_dead: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="every dead job whose version is still the current one (others: dropped)"
+        ),
+    ] = False,
     redis_url: RedisOpt = None,
     database_url: DbOpt = None,
 ) -> None:
     """Put a dead job back in the queue with its delivery count reset."""
+    if (job_id is None) == (not all_dead):
+        raise InvalidInput("give a job id or --all (not both)")
     queue = _queue(redis_url, database_url)
-    job = queue.retry(job_id)
-    queue.close()
-    ctx = f"{job.namespace}/{job.context_id} v{job.version}"
-    console.print(f"job {job.id} ({ctx}) is pending again")
+    if not all_dead:
+        assert job_id is not None
+        job = queue.retry(job_id)
+        queue.close()
+        ctx = f"{job.namespace}/{job.context_id} v{job.version}"
+        console.print(f"job {job.id} ({ctx}) is pending again")
+        return
+    from sleeptime.store.sql import SQLStore
+
+    store = SQLStore(database_url or Settings().database_url)
+    revived = skipped = 0
+    try:
+        for dead in queue.list("dead", limit=100_000):
+            current = store.current_version(dead.namespace, dead.context_id)
+            if current != dead.version:
+                skipped += 1  # superseded: its version will never be served
+                continue
+            if queue.enqueue(dead.namespace, dead.context_id, dead.version) is not None:
+                revived += 1
+    finally:
+        queue.close()
+        store.dispose()
+    console.print(f"{revived} dead job(s) pending again; {skipped} superseded left dead")
 
 
 @app.command()

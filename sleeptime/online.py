@@ -72,9 +72,7 @@ def answer_question(
     return out
 
 
-def serve_prepared(
-    deps: OnlineDeps, question: str, found: tuple[int, Artifacts]
-) -> Answer | None:
+def serve_prepared(deps: OnlineDeps, question: str, found: tuple[int, Artifacts]) -> Answer | None:
     """The precomputed answer the serve policy allows for ``question`` without any
     model call (an exact match, or a near one the user's judge confirms), else None."""
     version, arts = found

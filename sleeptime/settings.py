@@ -113,6 +113,15 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(30.0, ge=0.0)
     poll_s: float = Field(0.5, gt=0.0, description="how often an idle worker looks for work")
     sweep_s: float = Field(300.0, ge=0.0, description="re-enqueue missed versions (0: at start)")
+    breaker_failures: int = Field(
+        3, ge=1, description="infrastructure failures in a row that open a worker's breaker"
+    )
+    breaker_open_s: float = Field(
+        5.0, gt=0.0, description="an open breaker waits this long before one probe job"
+    )
+    relay_s: float = Field(
+        1.0, gt=0.0, description="how often the outbox relay looks for versions to enqueue"
+    )
     metrics_port: int = Field(0, ge=0, le=65535, description="/metrics port (0 = off)")
     metrics_host: str = Field(
         "127.0.0.1", min_length=1, description="address of the worker's /metrics server"
@@ -160,6 +169,7 @@ class Settings(BaseSettings):
 
 def _env_name(loc: tuple[Any, ...]) -> str:
     return "SLEEPTIME_" + str(loc[0]).upper() if loc else "settings"
+
 
 def default(name: str) -> Any:
     """The default of setting ``name``, for classes that take it as a parameter (so a

@@ -152,7 +152,6 @@ def test_dead_letter_after_max_deliveries_then_retry(make_queue: MakeQueue) -> N
     [dead] = q.list("dead")
     assert dead.id == job.id and dead.error == "ValueError: boom #3" and dead.deliveries == 3
     assert q.counts()["dead"] == 1
-    assert q.enqueue("acme", "doc", 1) is None  # dead jobs stay deduplicated until retried
     with pytest.raises(JobNotFound):
         q.retry("no-such-job")
     revived = q.retry(job.id)
@@ -163,6 +162,25 @@ def test_dead_letter_after_max_deliveries_then_retry(make_queue: MakeQueue) -> N
     with pytest.raises(JobNotFound, match="it is running"):
         q.retry(job.id)
     assert q.ack("w1", again)
+
+
+def test_enqueue_revives_a_dead_job_and_dedups_a_live_one(make_queue: MakeQueue) -> None:
+    """A catch-up sweep (or ``jobs retry --all``) re-enqueues a current version whose
+    job died; the dedup must not treat the dead job as existing work."""
+    q = make_queue(max_deliveries=1)
+    first = q.enqueue("acme", "doc", 1)
+    assert first is not None
+    [job] = q.claim("w1", 1)
+    assert q.fail("w1", job, "ValueError: boom", delay=0) == "dead"
+    revived = q.enqueue("acme", "doc", 1)
+    assert revived is not None and revived.id == first.id
+    assert q.list("dead") == [] and q.counts()["dead"] == 0
+    assert q.enqueue("acme", "doc", 1) is None  # a waiting job is deduplicated
+    [again] = q.claim("w1", 1)
+    assert again.id == first.id and again.deliveries == 1
+    assert q.enqueue("acme", "doc", 1) is None  # so is a running one
+    assert q.ack("w1", again)
+    assert q.enqueue("acme", "doc", 1) is None  # and a done one
 
 
 def test_infrastructure_failure_does_not_use_up_deliveries(make_queue: MakeQueue) -> None:

@@ -150,3 +150,12 @@ app.command("prefill")(prefill_cmd)
 from sleeptime.bench.overhead import overhead as overhead_cmd  # noqa: E402
 
 app.command("overhead")(overhead_cmd)
+
+
+# -- reliability: throughput under load, and faults injected on purpose ----------------------
+
+from sleeptime.bench.chaos import chaos as chaos_cmd  # noqa: E402
+from sleeptime.bench.load import load as load_cmd  # noqa: E402
+
+app.command("load")(load_cmd)
+app.command("chaos")(chaos_cmd)

@@ -88,7 +88,10 @@ class JobQueue(Protocol):
         self, namespace: str, context_id: str, version: int, priority: float = 0.0
     ) -> Job | None:
         """Add a job unless one for (namespace, context id, version) exists (else None).
-        Done jobs count for a day, so a late duplicate of finished work adds nothing."""
+        Done jobs count for a day, so a late duplicate of finished work adds nothing. A
+        dead job does not count: it is revived (waiting, deliveries reset) and returned,
+        so a catch-up sweep or ``jobs retry --all`` can bring back a current version
+        whose job died in an outage."""
         ...
 
     def touch(self, activity: dict[str, int]) -> None:

@@ -84,7 +84,16 @@ local jk, dedup, waiting = KEYS[1], KEYS[2], KEYS[3]
 local id, ns, cid, version, priority = A[1], A[2], A[3], A[4], A[5]
 local existing = redis.call('GET', dedup)
 if existing and redis.call('EXISTS', A[6] .. existing) == 1 then
-  return {0, existing}
+  local ek = A[6] .. existing
+  local f = redis.call('HMGET', ek, 'state', 'dead_entry')
+  if f[1] ~= 'dead' then return {0, existing} end
+  -- a dead job is no reason to skip the work: it comes back, deliveries reset
+  if f[2] and f[2] ~= '' then redis.call('XDEL', A[7], f[2]) end
+  redis.call('HSET', ek, 'state', 'waiting', 'deliveries', 0, 'ready_at', nows,
+    'enqueued_at', nows)
+  redis.call('HDEL', ek, 'dead_entry')
+  redis.call('ZADD', waiting, now, existing)
+  return {1, existing}
 end
 redis.call('SET', dedup, id)
 redis.call('HSET', jk, 'id', id, 'ns', ns, 'cid', cid, 'version', version, 'state', 'waiting',
@@ -453,7 +462,15 @@ class RedisStreamsQueue:
                 self.keys.dedup(namespace, context_id, version),
                 self.keys.waiting,
             ],
-            [job_id, namespace, context_id, version, priority, self.keys.job_prefix],
+            [
+                job_id,
+                namespace,
+                context_id,
+                version,
+                priority,
+                self.keys.job_prefix,
+                self.keys.dead,
+            ],
         )
         if not int(created):
             return None

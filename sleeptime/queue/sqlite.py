@@ -164,8 +164,19 @@ class SQLiteQueue:
                 "VALUES (?, ?, ?, ?, 'waiting', ?, ?, ?, ?)",
                 (job_id, namespace, context_id, version, priority, now, now, dedup),
             )
-        if not cur.rowcount:
-            return None
+            if not cur.rowcount:
+                # a dead job is no reason to skip the work: it comes back, deliveries reset
+                row = db.execute(
+                    "SELECT id FROM st_jobs WHERE dedup = ? AND state = 'dead'", (dedup,)
+                ).fetchone()
+                if row is None:
+                    return None
+                job_id = row[0]
+                db.execute(
+                    "UPDATE st_jobs SET state = 'waiting', deliveries = 0, ready_at = ?, "
+                    "enqueued_at = ?, finished_at = NULL WHERE id = ?",
+                    (now, now, job_id),
+                )
         return Job(job_id, namespace, context_id, version, "waiting", 0, priority, now, now)
 
     def touch(self, activity: dict[str, int]) -> None:

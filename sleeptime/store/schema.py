@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKeyConstraint,
     Index,
@@ -156,3 +157,21 @@ class ApiKeyRow(Base):
     namespace: Mapped[str] = mapped_column(String(128), default="")
     admin: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OutboxRow(Base):
+    """Sleep-time work to hand to the job queue: written in the same transaction as the
+    context version it is for, so a committed version always has its job recorded, and
+    relayed to the queue (Redis or the embedded one) off the online path."""
+
+    __tablename__ = "st_outbox"
+    __table_args__ = (Index("ix_st_outbox_unsent", "sent_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(128))
+    context_id: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer)
+    #: The ingest was activity: the relay marks the namespace busy before it enqueues.
+    activity: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
@@ -51,8 +52,10 @@ from sleeptime.store.schema import (
     ContextRow,
     LedgerRow,
     NamespaceRow,
+    OutboxRow,
     QueryRow,
     TombstoneRow,
+    utcnow,
 )
 
 _CURRENT_VERSION = select(func.max(ContextRow.version)).where(
@@ -210,8 +213,18 @@ class SQLStore:
 
     # -- contexts -----------------------------------------------------------------
 
-    def put_context(self, namespace: str, context_id: str, text: str) -> ContextVersion:
-        """Store ``text`` as the newest version unless it equals the newest already."""
+    def put_context(
+        self,
+        namespace: str,
+        context_id: str,
+        text: str,
+        *,
+        outbox: bool = False,
+        activity: bool = True,
+    ) -> ContextVersion:
+        """Store ``text`` as the newest version unless it equals the newest already.
+        ``outbox``: a new version also gets its outbox row (its sleep-time job), in the
+        same transaction, so no committed version can miss its job."""
         digest = content_hash(text)
         for _attempt in range(5):
             try:
@@ -240,6 +253,15 @@ class SQLStore:
                         text=text,
                     )
                     s.add(row)
+                    if outbox:
+                        s.add(
+                            OutboxRow(
+                                namespace=namespace,
+                                context_id=context_id,
+                                version=row.version,
+                                activity=activity,
+                            )
+                        )
                     s.flush()
                     if self.keep_versions > 0 and row.version > self.keep_versions:
                         self._prune(s, namespace, context_id, row.version - self.keep_versions)
@@ -304,9 +326,61 @@ class SQLStore:
                 ArtifactRow.kind == MANIFEST,
             )
         )
-        stmt = select(latest.c.ns, latest.c.cid, latest.c.v).where(~done).limit(limit)
+        # a version whose outbox row is not relayed yet belongs to the relay, which
+        # records the namespace as busy before it enqueues (idle-time scheduling)
+        unsent = exists().where(
+            and_(
+                OutboxRow.namespace == latest.c.ns,
+                OutboxRow.context_id == latest.c.cid,
+                OutboxRow.version == latest.c.v,
+                OutboxRow.sent_at.is_(None),
+            )
+        )
+        stmt = select(latest.c.ns, latest.c.cid, latest.c.v).where(~done, ~unsent).limit(limit)
         with self.session() as s:
             return [(ns, cid, int(v)) for ns, cid, v in s.execute(stmt).all()]
+
+    # -- outbox -------------------------------------------------------------------
+
+    def unsent_outbox(self, limit: int = 500) -> list[tuple[int, str, str, int, bool]]:
+        """Outbox rows not relayed to the queue yet, oldest first, as (row id,
+        namespace, context id, version, the ingest was activity)."""
+        stmt = (
+            select(
+                OutboxRow.id,
+                OutboxRow.namespace,
+                OutboxRow.context_id,
+                OutboxRow.version,
+                OutboxRow.activity,
+            )
+            .where(OutboxRow.sent_at.is_(None))
+            .order_by(OutboxRow.id)
+            .limit(limit)
+        )
+        with self.session() as s:
+            return [
+                (int(i), ns, cid, int(v), bool(a)) for i, ns, cid, v, a in s.execute(stmt).all()
+            ]
+
+    def mark_outbox_sent(self, ids: list[int], keep_s: float = 86400.0) -> None:
+        """Mark relayed rows (enqueueing is idempotent, so a second relay of a row is
+        harmless) and drop rows relayed more than ``keep_s`` ago."""
+        if not ids:
+            return
+        now = utcnow()
+        with self.session() as s:
+            s.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(sent_at=now))
+            cutoff = datetime.fromtimestamp(now.timestamp() - keep_s, UTC)
+            s.execute(delete(OutboxRow).where(OutboxRow.sent_at < cutoff))
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Outbox rows by state: ``unsent`` and ``sent`` (within the retention)."""
+        stmt = select(OutboxRow.sent_at.is_(None), func.count()).group_by(
+            OutboxRow.sent_at.is_(None)
+        )
+        with self.session() as s:
+            found = {bool(unsent): int(n) for unsent, n in s.execute(stmt).all()}
+        return {"unsent": found.get(True, 0), "sent": found.get(False, 0)}
 
     # -- artifacts ----------------------------------------------------------------
 

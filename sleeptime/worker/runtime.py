@@ -34,7 +34,13 @@ from tenacity import (
     wait_random,
 )
 
-from sleeptime.errors import ContextNotFound, InvalidInput, QueueUnavailable, StoreUnavailable
+from sleeptime.errors import (
+    ContextNotFound,
+    InvalidInput,
+    ModelUnavailable,
+    QueueUnavailable,
+    StoreUnavailable,
+)
 from sleeptime.models import Artifacts, SleepReport
 from sleeptime.queue.base import Job, JobQueue, short_error
 from sleeptime.queue.scheduler import TokenWindow, retry_delay
@@ -49,8 +55,76 @@ T = TypeVar("T")
 #: Errors that no retry can fix: the job goes to the dead letter at once.
 PERMANENT = (ContextNotFound, InvalidInput)
 #: Failures of the infrastructure, not of the job: it goes back to the queue without
-#: using up one of its deliveries, so an outage delays work but never kills it.
-INFRASTRUCTURE = (StoreUnavailable,)
+#: using up one of its deliveries, so an outage delays work but never kills it, and
+#: they count towards the worker's circuit breaker.
+INFRASTRUCTURE = (StoreUnavailable, ModelUnavailable)
+
+
+class CircuitBreaker:
+    """Stops a worker from claiming jobs while the database or the model provider is
+    down, so an outage is waited out instead of burning through the queue.
+
+    Closed: jobs are claimed as usual. ``threshold`` infrastructure failures in a row
+    open it: nothing is claimed for ``open_s`` seconds. Then it is half-open: one
+    probe job is let through; its success closes the breaker, its infrastructure
+    failure opens it again for another ``open_s``. ``clock`` is injectable."""
+
+    def __init__(
+        self, threshold: int, open_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.threshold = threshold
+        self.open_s = open_s
+        self.clock = clock
+        self.failures = 0
+        self.opened = 0  # times it opened (metrics, tests)
+        self._open_until: float | None = None
+        self._probing = False
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            if self._open_until is None:
+                return "closed"
+            return "half-open" if self.clock() >= self._open_until else "open"
+
+    def allowance(self, free: int) -> int:
+        """How many jobs may be claimed now (``free`` slots)."""
+        with self._lock:
+            if self._open_until is None:
+                return free
+            if self.clock() < self._open_until or self._probing:
+                return 0
+            self._probing = True
+            return min(1, free)
+
+    def wait_s(self) -> float:
+        with self._lock:
+            if self._open_until is None:
+                return 0.0
+            return max(0.0, self._open_until - self.clock())
+
+    def success(self) -> None:
+        with self._lock:
+            self.failures = 0
+            self._open_until = None
+            self._probing = False
+
+    def failure(self) -> bool:
+        """Count an infrastructure failure; True if the breaker (re)opened."""
+        with self._lock:
+            self.failures += 1
+            if self._probing or self.failures >= self.threshold:
+                self._probing = False
+                self._open_until = self.clock() + self.open_s
+                self.opened += 1
+                return True
+            return False
+
+    def release(self) -> None:
+        """A probe that ended without saying anything about the infrastructure."""
+        with self._lock:
+            self._probing = False
 
 
 def worker_name() -> str:
@@ -81,6 +155,7 @@ class Worker:
         self.concurrency = concurrency or self.settings.worker_concurrency
         self.id = worker_id or worker_name()
         self.tokens = TokenWindow(self.settings.worker_tokens_per_minute)
+        self.breaker = CircuitBreaker(self.settings.breaker_failures, self.settings.breaker_open_s)
         self.metrics = metrics or WorkerMetrics(queue, st.store)
         self.grace = self.settings.shutdown_grace_s
         self.started_at = time.time()
@@ -158,6 +233,7 @@ class Worker:
         )
         next_reclaim = 0.0
         next_sweep = 0.0
+        next_relay = 0.0
         backoff = 0.0
         try:
             while not self._stop.is_set():
@@ -168,7 +244,10 @@ class Worker:
                     next_sweep = (
                         now + self.settings.sweep_s if self.settings.sweep_s else float("inf")
                     )
-                free = self.concurrency - len(self._in_hand)
+                if now >= next_relay:
+                    self._relay()
+                    next_relay = now + self.settings.relay_s
+                free = self.breaker.allowance(self.concurrency - len(self._in_hand))
                 jobs: list[Job] = []
                 if free > 0 and self.tokens.allows():
                     try:
@@ -178,7 +257,10 @@ class Worker:
                         if len(jobs) < free:
                             jobs += self.queue.claim(self.id, free - len(jobs))
                         backoff = 0.0
+                        if not jobs and self.breaker.state == "half-open":
+                            self.breaker.release()  # no probe job to be had
                     except QueueUnavailable as exc:
+                        self.breaker.release()
                         backoff = min(5.0, max(0.1, backoff * 2))
                         self._warn(f"queue unavailable, retrying in {backoff:.1f} s: {exc}")
                         self._stop.wait(backoff)
@@ -190,6 +272,8 @@ class Worker:
                 if burst and not jobs and not self._in_hand and self._drained():
                     break
                 timeout = self.settings.poll_s
+                if self.breaker.state == "open":
+                    timeout = max(timeout, self.breaker.wait_s())
                 if not self.tokens.allows():
                     timeout = max(timeout, min(self.tokens.wait_s(), 5.0))
                 self._wake.wait(timeout)
@@ -242,6 +326,7 @@ class Worker:
         try:
             current = self.st.store.current_version(job.namespace, job.context_id)
             if current is not None and current > job.version:
+                self.breaker.success()  # the database answered
                 self._queue_call(lambda: self.queue.ack(self.id, job))
                 self.metrics.superseded.inc()
                 log.info(
@@ -257,6 +342,7 @@ class Worker:
         except Exception as exc:
             self._failed(job, exc)
         else:
+            self.breaker.success()
             self._queue_call(lambda: self.queue.ack(self.id, job))
             tokens = report.usage.total_tokens
             self.tokens.add(tokens)
@@ -286,6 +372,20 @@ class Worker:
         self.jobs_failed += 1
         self.metrics.failed.inc()
         error = short_error(exc)
+        infra = isinstance(exc, INFRASTRUCTURE)
+        if infra:
+            was_closed = self.breaker.state == "closed"
+            if self.breaker.failure() and was_closed:  # probes that fail again: debug
+                log.warning(
+                    "worker %s: circuit breaker open for %.1f s after %d infrastructure "
+                    "failure(s) in a row: %s",
+                    self.id,
+                    self.breaker.open_s,
+                    self.breaker.failures,
+                    error,
+                )
+        else:
+            self.breaker.release()
         delay = retry_delay(
             job.deliveries, self.settings.retry_initial_s, self.settings.retry_max_s
         )
@@ -296,12 +396,13 @@ class Worker:
                 error,
                 delay=delay,
                 permanent=isinstance(exc, PERMANENT),
-                consume=not isinstance(exc, INFRASTRUCTURE),
+                consume=not infra,
             )
         )
         if outcome == "retry":
             self.metrics.retried.inc()
-            log.warning(
+            log.log(
+                logging.DEBUG if infra else logging.WARNING,
                 "job %s (%s/%s v%d) failed, delivery %d, retry in %.1f s: %s",
                 job.id,
                 job.namespace,
@@ -346,7 +447,11 @@ class Worker:
         return None
 
     def _warm_cache(self, job: Job, report: SleepReport) -> None:
-        """Put the finished artifacts in the hot cache (built from the report: no SQL read)."""
+        """Put the finished artifacts in the hot cache (built from the report) if the
+        job's version is still the current one in SQL. The cache's compare-and-set
+        refuses a version older than its key, and a key lost to a Redis restart without
+        persistence is left for a reader to re-create from SQL (never at an old
+        version)."""
         cache = self.st.cache
         if cache is None:
             return
@@ -359,16 +464,28 @@ class Worker:
             complete=True,
         )
         try:
-            cache.invalidate(job.namespace, job.context_id, job.version)
-            cache.put(arts)
+            if self.st.store.current_version(job.namespace, job.context_id) != job.version:
+                return
+            cache.put(arts, create=False)
         except Exception as exc:  # the cache is an optimisation
             log.debug("could not warm the cache: %s", exc)
 
     # -- background duties ----------------------------------------------------------
 
+    def _relay(self) -> None:
+        """Move committed versions' outbox rows to the queue (ingests by clients that
+        have no queue of their own, or whose relay thread died with them)."""
+        from sleeptime.background import relay_outbox
+
+        try:
+            relay_outbox(self.st.store, self.queue, self.st.cache)
+        except Exception as exc:
+            self._warn(f"outbox relay failed: {exc}")
+
     def _sweep(self) -> None:
-        """Enqueue current versions that have no artifacts (ingested while the queue was
-        down, or before the worker service existed); dedup makes this idempotent."""
+        """Enqueue current versions that have no artifacts (ingested before the outbox
+        existed, or whose job was dead-lettered); dedup makes this idempotent, and a
+        dead job of a current version is revived by the enqueue."""
         try:
             found = self.st.store.missing_versions()
             added = sum(1 for ns, cid, v in found if self.queue.enqueue(ns, cid, v) is not None)
