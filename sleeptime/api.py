@@ -387,19 +387,7 @@ class SleepTime:
             found=found,
         )
         # reading is not editing: an ask never postpones sleep-time work
-        answer = answer.model_copy(update={"latency_ms": (time.perf_counter() - start) * 1000.0})
-        # batched off the critical path; ledger() and close() flush it
-        self.store.log_query(
-            namespace,
-            context_id,
-            answer.version,
-            question=question,
-            answer=answer.text,
-            source=answer.source,
-            usage=answer.usage,
-            latency_ms=answer.latency_ms,
-        )
-        return answer
+        return self._logged(namespace, context_id, question, answer, start)
 
     def prepared_answer(self, namespace: str, context_id: str, question: str) -> Answer | None:
         """The precomputed answer the serve policy allows for ``question`` at zero
@@ -416,6 +404,13 @@ class SleepTime:
         answer = serve_prepared(self._online, question.strip(), found)
         if answer is None:
             return None
+        return self._logged(namespace, context_id, question, answer, start)
+
+    def _logged(
+        self, namespace: str, context_id: str, question: str, answer: Answer, start: float
+    ) -> Answer:
+        """``answer`` with its latency, booked in the query log (batched off the
+        critical path; ledger() and close() flush it)."""
         answer = answer.model_copy(update={"latency_ms": (time.perf_counter() - start) * 1000.0})
         self.store.log_query(
             namespace,

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from sleeptime.api import SleepTime
 from sleeptime.errors import InvalidInput
-from sleeptime.models import Answer, Budget, DeleteCounts, Ledger
+from sleeptime.models import Answer, Budget, ContextVersion, DeleteCounts, Ledger
 from sleeptime.server.auth import Principal, authenticate
 
 router = APIRouter()
@@ -127,6 +127,17 @@ def list_contexts(namespace: str, _who: Tenant, st: Client) -> dict[str, list[st
     return {"contexts": st.store.context_ids(namespace)}
 
 
+def _context_out(ctx: ContextVersion) -> ContextOut:
+    return ContextOut(
+        namespace=ctx.namespace,
+        context_id=ctx.context_id,
+        version=ctx.version,
+        created=ctx.created,
+        content_hash=ctx.content_hash,
+        chars=len(ctx.text),
+    )
+
+
 @router.put("/v1/{namespace}/contexts/{context_id}", tags=["contexts"])
 def put_context(
     namespace: str, context_id: str, body: ContextIn, _who: Tenant, st: Client
@@ -134,14 +145,7 @@ def put_context(
     """Store a context (a new version when its text changed); sleep-time compute is
     queued for the workers."""
     ctx = st.ingest(namespace, context_id, body.text)
-    return ContextOut(
-        namespace=namespace,
-        context_id=context_id,
-        version=ctx.version,
-        created=ctx.created,
-        content_hash=ctx.content_hash,
-        chars=len(ctx.text),
-    )
+    return _context_out(ctx)
 
 
 @router.post("/v1/{namespace}/contexts/{context_id}/append", tags=["contexts"])
@@ -151,14 +155,7 @@ def append_context(
     """Append ``text`` to a context (a log, a thread) as a new version; sleep-time work
     on it is incremental."""
     ctx = st.append(namespace, context_id, body.text)
-    return ContextOut(
-        namespace=namespace,
-        context_id=context_id,
-        version=ctx.version,
-        created=ctx.created,
-        content_hash=ctx.content_hash,
-        chars=len(ctx.text),
-    )
+    return _context_out(ctx)
 
 
 @router.get("/v1/{namespace}/contexts/{context_id}", tags=["contexts"])
@@ -167,14 +164,7 @@ def show_context(namespace: str, context_id: str, _who: Tenant, st: Client) -> S
     ctx = st.context(namespace, context_id)
     arts = st.artifacts(namespace, context_id)
     return ShowOut(
-        context=ContextOut(
-            namespace=namespace,
-            context_id=context_id,
-            version=ctx.version,
-            created=False,
-            content_hash=ctx.content_hash,
-            chars=len(ctx.text),
-        ),
+        context=_context_out(ctx),
         versions=st.store.versions(namespace, context_id),
         artifacts=arts.model_dump(mode="json"),
         ledger=st.ledger(namespace, context_id),
