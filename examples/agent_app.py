@@ -51,6 +51,8 @@ def tokens(st: SleepTime, ns: str, cid: str) -> dict[str, int]:
 
 def agent_part(st: SleepTime) -> dict[str, Any]:
     model = st.gateway.model  # the agent's own model: the same local model here
+    if getattr(model, "max_tokens", None):  # keep the local demo's replies short
+        model = model.model_copy(update={"max_tokens": 96})
     agent = create_agent(model, tools=[], middleware=[SleepTimeMiddleware(st)])
     plain = create_agent(model, tools=[])
     conf: Any = {"configurable": {"thread_id": "shop-chat"}}
@@ -82,7 +84,10 @@ def agent_part(st: SleepTime) -> dict[str, Any]:
 
 
 def graph_part(st: SleepTime) -> dict[str, Any]:
-    doc = (Path(__file__).parent.parent / "sleeptime" / "data" / "sample_context.txt").read_text()
+    doc = (
+        "The library expects 340 visitors on Saturday and 260 on Sunday. It puts out the "
+        "same number of muffins each day and keeps 10% of the cookies for volunteers."
+    )
     st.ingest("baker-1", "catering", doc)
     st.sleep("baker-1", "catering")
     g = StateGraph(Chat)
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.db or f"sqlite:///{Path(tmp) / 'agent.db'}"
-        settings = Settings(model=args.model, n_questions=3, sleep_max_tokens=192)
+        settings = Settings(model=args.model, n_questions=2, sleep_max_tokens=128)
         with SleepTime(model=args.model, database_url=url, settings=settings) as st:
             return {"agent": agent_part(st), "graph": graph_part(st)}
 
