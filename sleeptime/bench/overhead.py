@@ -141,6 +141,9 @@ def worker_run(
     st = SleepTime(model=FakeChatModel(), database_url=db, settings=settings)
     for i in range(jobs):
         st.ingest("bench", f"c{i}", f"{TEXT} Note {i}: {i * 7} extra rolls.")
+    # the jobs reach Redis through the outbox relay: wait until they are all there
+    if st.outbox_relay is not None and not st.outbox_relay.wait_idle(60):
+        raise RuntimeError("the outbox relay did not enqueue the benchmark's jobs in 60 s")
     env = dict(os.environ) | {
         "SLEEPTIME_DATABASE_URL": db,
         "SLEEPTIME_REDIS_URL": redis_url,
