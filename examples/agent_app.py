@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -69,14 +70,19 @@ def agent_part(st: SleepTime) -> dict[str, Any]:
     questions = [qa.question for qa in report.qas if qa.servable][:1]
     questions.append("How much money do the muffins bring in?")
     for q in questions:
+        t0 = time.perf_counter()
         reply = turn(agent, q, thread)[-1]  # the agent's own model call, or none
-        meta = reply.response_metadata.get("sleeptime", {})
+        t1 = time.perf_counter()
         baseline = turn(plain, q, thread)[-1].usage_metadata or {}
+        t2 = time.perf_counter()
+        meta = reply.response_metadata.get("sleeptime", {})
         row = {
             "question": q,
             "source": meta.get("source", "model, with the learned notes in its system prompt"),
             "test_tokens_with_sleeptime": (reply.usage_metadata or {}).get("total_tokens", 0),
             "test_tokens_without": baseline.get("total_tokens", 0),
+            "seconds_with_sleeptime": round(t1 - t0, 3),
+            "seconds_without": round(t2 - t1, 3),
         }
         figures["turns"].append(row)
         print(row)
