@@ -157,7 +157,7 @@ def worker_run(
             [
                 sys.executable,
                 "-m",
-                "workers",
+                "sleeptime.worker",
                 "--concurrency",
                 "1",
                 "--model",
