@@ -13,7 +13,9 @@ from sleeptime.store.sql import SQLStore
 
 
 def row_counts(store: SQLStore) -> dict[str, int]:
-    """Rows per table: equal before and after means nothing was written."""
+    """Rows per table: equal before and after means nothing was written. The query
+    log is written in batches off the answer's path: flush it first (its barrier)."""
+    assert store.flush(timeout=30)
     with store.session() as s:
         return {
             name: int(s.scalar(select(func.count()).select_from(table)) or 0)
@@ -29,6 +31,7 @@ def check_invariants(store: SQLStore) -> dict[tuple[str, str], list[str]]:
     - artifacts, ledger and query rows belong to a stored version of a context of
       their own namespace (no rows of unknown versions, none across namespaces).
     """
+    assert store.flush(timeout=30)  # the query log's batched rows count too
     with store.session() as s:
         contexts = s.execute(
             select(
