@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -909,8 +910,20 @@ def _no_wal_wait(dbapi_conn: Any, _record: Any) -> None:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    # WAL is a property of the file: set it once. Switching needs an exclusive lock and
+    # does not wait on the busy handler, so processes opening a fresh file together
+    # (workers starting at once) retry instead of failing with "database is locked".
+    for attempt in range(100):
+        if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            break
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break  # set (an in-memory database keeps its own mode)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.05)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
