@@ -170,12 +170,14 @@ class SleepTime:
         if self._gateway is None:
             with self._gateway_lock:
                 if self._gateway is None:
-                    model = resolve_model(self._model_spec, self.settings)
-                    attach_kv(model, self.store, self.settings)  # saved prefixes, once
-                    self._gateway = ModelGateway(
-                        model=model, retry=self.retry, window=self.settings.context_window
-                    )
+                    self._gateway = self._new_gateway(self._model_spec, kv=True)
         return self._gateway
+
+    def _new_gateway(self, spec: ModelSpec, *, kv: bool) -> ModelGateway:
+        model = resolve_model(spec, self.settings)
+        if kv:  # the answering model restores saved prefixes (attached once)
+            attach_kv(model, self.store, self.settings)
+        return ModelGateway(model=model, retry=self.retry, window=self.settings.context_window)
 
     @property
     def sleep_gateway(self) -> ModelGateway:
@@ -186,10 +188,7 @@ class SleepTime:
         if self._sleep_gateway is None:
             with self._gateway_lock:
                 if self._sleep_gateway is None:
-                    model = resolve_model(self._sleep_spec, self.settings)
-                    self._sleep_gateway = ModelGateway(
-                        model=model, retry=self.retry, window=self.settings.context_window
-                    )
+                    self._sleep_gateway = self._new_gateway(self._sleep_spec, kv=False)
         return self._sleep_gateway
 
     @property
@@ -367,11 +366,8 @@ class SleepTime:
         )
         explicit = budget is not None or verbosity is not None or max_tokens is not None
         if budget is None:
+            # validate_ask has checked both: ranges and strict types
             v = self.settings.default_verbosity if verbosity is None else verbosity
-            if not isinstance(v, int) or not 0 <= v <= 4:
-                raise InvalidInput(f"verbosity must be 0-4 (got {v!r})")
-            if max_tokens is not None and max_tokens < 1:
-                raise InvalidInput(f"max_tokens must be >= 1 (got {max_tokens})")
             budget = Budget(verbosity=v, max_tokens=max_tokens)
         start = time.perf_counter()
         found = self.artifact_source(namespace, context_id)  # the one keyed read
