@@ -20,7 +20,7 @@ from langchain_core.messages import BaseMessage
 from sleeptime import prompts
 from sleeptime.errors import ContextNotFound, ContextTooLong
 from sleeptime.llm.budget import call_max_tokens, with_budget
-from sleeptime.llm.gateway import ModelGateway
+from sleeptime.llm.gateway import ModelGateway, TokenSink
 from sleeptime.models import Answer, Artifacts, Budget, PredictedQA, Usage
 from sleeptime.retrieval import Judge, ServePolicy
 from sleeptime.settings import Settings
@@ -50,22 +50,39 @@ def answer_question(
     *,
     explicit_budget: bool,
     found: tuple[int, Artifacts],
+    on_token: TokenSink | None = None,
 ) -> Answer:
-    """Answer ``question`` about the version in ``found`` (the caller's one read)."""
+    """Answer ``question`` about the version in ``found`` (the caller's one read).
+    With ``on_token`` the answer's text is also sent there as it is produced (a
+    precomputed answer in one piece)."""
     version, arts = found
     servable = [qa for qa in arts.qas if qa.servable]
     decision = deps.policy.decide(question, [qa.question for qa in servable])
-    if decision.serve is not None:
-        return _served(servable[decision.serve], version, 1.0, decision.reason, Usage())
+    served: Answer | None = None
     spent = Usage()
-    if decision.verify is not None:
+    if decision.serve is not None:
+        served = _served(servable[decision.serve], version, 1.0, decision.reason, Usage())
+    elif decision.verify is not None:
         qa = servable[decision.verify]
         same, spent, how = _verify(deps, namespace, context_id, version, question, qa.question)
         if same:
-            return _served(qa, version, decision.score, f"verified by {how}", spent)
+            served = _served(qa, version, decision.score, f"verified by {how}", spent)
+    if served is not None:
+        if on_token is not None:
+            on_token(served.text)
+        return served
     related = [servable[i] for i in decision.related]
     out = _generate(
-        deps, namespace, context_id, question, budget, explicit_budget, version, arts, related
+        deps,
+        namespace,
+        context_id,
+        question,
+        budget,
+        explicit_budget,
+        version,
+        arts,
+        related,
+        on_token,
     )
     if spent.calls:  # the verification call is part of this answer's cost
         out = out.model_copy(update={"usage": out.usage + spent})
@@ -148,6 +165,7 @@ def _generate(
     version: int,
     arts: Artifacts,
     related: list[PredictedQA],
+    on_token: TokenSink | None,
 ) -> Answer:
     ctx = deps.store.get_context(namespace, context_id, version)
     if ctx is None:  # the version vanished between the two reads
@@ -193,7 +211,13 @@ def _generate(
         # text (a stale answer says so in ``Answer.stale``)
         messages = build(None)
     res = gateway.call(
-        messages, phase="test", step=source, max_tokens=cap, recorder=record, namespace=namespace
+        messages,
+        phase="test",
+        step=source,
+        max_tokens=cap,
+        recorder=record,
+        namespace=namespace,
+        on_token=on_token,
     )
     return Answer(
         text=res.text.strip(),

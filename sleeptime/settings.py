@@ -40,10 +40,15 @@ class Settings(BaseSettings):
             except ValidationError as exc:
                 raise InvalidSettings(f"invalid settings: {one_line(exc, _env_name)}") from None
 
-    model: str = Field("local", description="'local', 'fake', an init_chat_model spec, ...")
+    model: str = Field(
+        "local", description="'local', 'fake', 'server:URL[#model]', 'provider:model', ..."
+    )
     sleep_model: str | None = Field(
         None, description="model of sleep-time calls (default: the same as model)"
     )
+    server_kind: Literal[
+        "auto", "openai", "vllm", "sglang", "llama-server", "llama-cpp-python", "ollama", "generic"
+    ] = Field("auto", description="what the OpenAI-compatible server is (auto: probe it)")
     database_url: str = "sqlite:///sleeptime.db"
     redis_url: str | None = None
 

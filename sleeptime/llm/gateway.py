@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from tenacity import retry_if_exception
 
-from sleeptime.errors import ModelCallError, ModelUnavailable
+from sleeptime.errors import ModelCallError, ModelUnavailable, SleepTimeError
 from sleeptime.llm.capabilities import PrefixState
 from sleeptime.llm.retry import RetryPolicy, is_transient
 from sleeptime.models import Phase, Usage
@@ -34,6 +35,8 @@ class CallResult:
 
 #: Receives (phase, step, usage, latency_ms) for every finished call.
 Recorder = Callable[[Phase, str, Usage, float], None]
+#: Receives each piece of an answer's text as the model produces it.
+TokenSink = Callable[[str], None]
 
 
 def model_name(model: BaseChatModel) -> str:
@@ -71,10 +74,14 @@ def structured_kwargs(model: BaseChatModel, schema: dict[str, Any]) -> dict[str,
     when it has no such mode (the caller then parses text, with repair).
 
     Our llama.cpp model compiles the schema into a grammar; OpenAI-style chat APIs
-    take ``response_format``. Both return a plain message, so usage is still read
-    from it and the ledger stays exact."""
+    take ``response_format`` (in the form each server accepts, see ``llm/servers.py``).
+    Both return a plain message, so usage is still read from it and the ledger stays
+    exact."""
     if getattr(model, "supports_json_schema", False):
         return {"json_schema": schema}
+    server_form = getattr(model, "json_kwargs", None)
+    if callable(server_form):  # an OpenAI-compatible server: the form it accepts
+        return dict(server_form(schema))
     if type(model).__name__ in {"ChatOpenAI", "AzureChatOpenAI"}:
         name = str(schema.get("title", "reply"))
         return {
@@ -156,9 +163,15 @@ class ModelGateway:
         recorder: Recorder | None = None,
         json_schema: dict[str, Any] | None = None,
         namespace: str | None = None,
+        on_token: TokenSink | None = None,
     ) -> CallResult:
         """One model call: retried here (and only here) on transient errors, booked
         with ``recorder`` and the gateway's own recorder.
+
+        With ``on_token`` the reply is streamed: each piece of text goes to
+        ``on_token`` as it arrives (a model without streaming sends its whole reply as
+        one piece). A transient failure is retried only before the first piece was
+        sent, so a listener never sees text twice.
 
         With ``json_schema`` the model is asked for constrained JSON where it supports
         it; if the provider rejects that request, the call is repeated as plain text
@@ -175,7 +188,55 @@ class ModelGateway:
                     return self._call(messages, {**kwargs, **extra}, phase, step, recorder)
                 except ModelCallError:
                     pass  # no JSON mode after all: plain text below
+        if on_token is not None:
+            return self._stream(messages, kwargs, phase, step, recorder, on_token)
         return self._call(messages, kwargs, phase, step, recorder)
+
+    def _stream(
+        self,
+        messages: Sequence[BaseMessage],
+        kwargs: dict[str, Any],
+        phase: Phase,
+        step: str,
+        recorder: Recorder | None,
+        on_token: TokenSink,
+    ) -> CallResult:
+        start = time.perf_counter()
+        sent = False
+
+        def once() -> AIMessageChunk | None:
+            nonlocal sent
+            total: AIMessageChunk | None = None
+            for chunk in self.model.stream(list(messages), **kwargs):
+                total = chunk if total is None else total + chunk
+                piece = chunk.text
+                if piece:
+                    sent = True
+                    on_token(piece)
+            return total
+
+        try:
+            for attempt in self.retry.retrying(
+                retry=retry_if_exception(lambda e: not sent and is_transient(e))
+            ):
+                with attempt:
+                    total = once()
+        except Exception as exc:
+            raise self._error(exc, step) from exc
+        msg = AIMessage(
+            content=total.content if total is not None else "",
+            usage_metadata=total.usage_metadata if total is not None else None,
+            response_metadata=total.response_metadata if total is not None else {},
+        )
+        return self._finish(messages, msg, phase, step, start, recorder)
+
+    def _error(self, exc: BaseException, step: str) -> SleepTimeError:
+        if is_transient(exc):
+            return ModelUnavailable(
+                f"model {self.name} still failing on {step} after "
+                f"{self.retry.attempts} attempts: {type(exc).__name__}: {exc}"
+            )
+        return ModelCallError(f"model {self.name} failed on {step}: {exc}")
 
     def _call(
         self,
@@ -191,12 +252,7 @@ class ModelGateway:
                 with attempt:
                     msg = self.model.invoke(list(messages), **kwargs)
         except Exception as exc:
-            if is_transient(exc):
-                raise ModelUnavailable(
-                    f"model {self.name} still failing on {step} after "
-                    f"{self.retry.attempts} attempts: {type(exc).__name__}: {exc}"
-                ) from exc
-            raise ModelCallError(f"model {self.name} failed on {step}: {exc}") from exc
+            raise self._error(exc, step) from exc
         return self._finish(messages, msg, phase, step, start, recorder)
 
     def _finish(

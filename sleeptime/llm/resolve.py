@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
@@ -15,8 +16,11 @@ ModelSpec = str | BaseChatModel
 def resolve_model(spec: ModelSpec, settings: Settings | None = None) -> BaseChatModel:
     """Accept a chat model, ``"local"`` (offline llama.cpp, optionally
     ``"local:/path/model.gguf"``), ``"fake"`` (deterministic, for tests and overhead
-    benchmarks) or any ``init_chat_model`` string such as ``"openai:gpt-4o-mini"``
-    (point it at vLLM / Ollama / llama.cpp server with ``OPENAI_BASE_URL``)."""
+    benchmarks), ``"server:http://host:port/v1"`` (an OpenAI-compatible server: vLLM,
+    SGLang, Ollama, llama.cpp's or llama-cpp-python's server; ``#name`` picks a model)
+    or any ``init_chat_model`` string such as ``"openai:gpt-4o-mini"``. With
+    ``OPENAI_BASE_URL`` pointing anywhere but OpenAI, ``"openai:NAME"`` is that server's
+    model NAME, spoken to in the form the server honours (``llm/servers.py``)."""
     settings = settings or Settings()
     if isinstance(spec, BaseChatModel):
         return spec
@@ -44,6 +48,15 @@ def resolve_model(spec: ModelSpec, settings: Settings | None = None) -> BaseChat
         return LocalChatModel(
             model_path=str(path), n_ctx=settings.local_n_ctx, n_threads=settings.local_threads
         )
+    if spec.startswith("server:"):
+        url, _, name = spec.partition(":")[2].partition("#")
+        return _server(url, name or None, settings)
+    base_url = os.environ.get("OPENAI_BASE_URL")
+    if spec.startswith("openai:") and base_url:
+        from sleeptime.llm.servers import is_openai_host
+
+        if not is_openai_host(base_url):
+            return _server(base_url, spec.partition(":")[2] or None, settings)
     if ":" not in spec:
         raise UnknownModel(
             f"unknown model {spec!r}: use 'local', 'fake', 'provider:model' "
@@ -59,3 +72,15 @@ def resolve_model(spec: ModelSpec, settings: Settings | None = None) -> BaseChat
         return init_chat_model(spec)
     except Exception as exc:  # init_chat_model raises ValueError/ImportError/others
         raise UnknownModel(f"cannot load model {spec!r}: {exc}") from exc
+
+
+def _server(url: str, name: str | None, settings: Settings) -> BaseChatModel:
+    try:
+        from sleeptime.llm.servers import server_model
+    except ImportError as exc:
+        raise UnknownModel(
+            "an OpenAI-compatible server needs langchain-openai: pip install 'sleeptime[openai]'"
+        ) from exc
+    return server_model(
+        url.strip(), name, kind=settings.server_kind, window=settings.context_window
+    )

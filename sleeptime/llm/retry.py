@@ -70,12 +70,14 @@ class RetryPolicy(BaseModel):
         )
 
     def retrying(self, **overrides: Any) -> Retrying:
-        return Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(
+        """A tenacity ``Retrying`` with this policy; ``overrides`` replace any of its
+        arguments (a streamed call narrows ``retry`` to failures before any output)."""
+        params: dict[str, Any] = {
+            "stop": stop_after_attempt(self.attempts),
+            "wait": wait_exponential_jitter(
                 multiplier=self.initial, max=self.max_wait, jitter=self.jitter
             ),
-            retry=retry_if_exception(is_transient),
-            reraise=True,
-            **overrides,
-        )
+            "retry": retry_if_exception(is_transient),
+            "reraise": True,
+        }
+        return Retrying(**{**params, **overrides})

@@ -74,8 +74,13 @@ def prewarm_messages(context: str | None, learned: str | None) -> list[Any]:
 
 
 def supports_prewarm(model: BaseChatModel) -> bool:
-    """OpenAI-compatible servers (vLLM, llama.cpp server, SGLang, Ollama's /v1) cache
-    prompt prefixes; a fake or an in-process model has nothing to warm."""
+    """True when a pre-warm request can still be in the server's prefix cache when the
+    first question comes: a server that keeps many prefixes (vLLM, SGLang, OpenAI; see
+    ``llm/servers.py``), not one whose next request evicts it (llama-cpp-python, a
+    single-slot llama.cpp server). A fake or an in-process model has nothing to warm."""
+    helps = getattr(model, "prewarm_helps", None)
+    if isinstance(helps, bool):
+        return helps
     return (
         getattr(model, "openai_api_base", None) is not None or type(model).__name__ == "ChatOpenAI"
     )
