@@ -30,6 +30,7 @@ from sleeptime.models import (
     Notes,
     PredictedQA,
     SleepReport,
+    SleepStep,
     Usage,
 )
 from sleeptime.settings import Settings
@@ -58,6 +59,7 @@ __all__ = [
     "RetryPolicy",
     "Settings",
     "SleepReport",
+    "SleepStep",
     "SleepTime",
     "SleepTimeError",
     "StoreUnavailable",

@@ -27,6 +27,7 @@ from sleeptime.models import (
     Ledger,
     Notes,
     SleepReport,
+    SleepStep,
     Usage,
 )
 from sleeptime.online import (
@@ -287,14 +288,23 @@ class SleepTime:
         k: int | None = None,
         n_questions: int | None = None,
         progress: Callable[[str], None] | None = None,
+        on_step: Callable[[SleepStep], None] | None = None,
     ) -> SleepReport:
         """Run sleep-time compute on a context version now, in this process.
 
         Idempotent: a version whose artifacts are complete is skipped, and a run that
-        was interrupted resumes from the last persisted step.
+        was interrupted resumes from the last persisted step. ``progress`` gets a
+        human-readable line as work starts; ``on_step`` gets a :class:`SleepStep` (name,
+        duration, tokens; no text) as each step of the run finishes or fails.
         """
         validate_sleep(
-            namespace, context_id, version=version, k=k, n_questions=n_questions, progress=progress
+            namespace,
+            context_id,
+            version=version,
+            k=k,
+            n_questions=n_questions,
+            progress=progress,
+            on_step=on_step,
         )
         ctx = self.store.get_context(namespace, context_id, version)
         if ctx is None:
@@ -313,6 +323,7 @@ class SleepTime:
             k=k,
             n_questions=n,
             progress=progress,
+            on_step=on_step,
         )
         start = time.perf_counter()
         out = _SLEEP_GRAPH.invoke(
@@ -479,6 +490,7 @@ class SleepTime:
         k: int | None = None,
         n_questions: int | None = None,
         progress: Callable[[str], None] | None = None,
+        on_step: Callable[[SleepStep], None] | None = None,
     ) -> SleepReport:
         """:meth:`sleep` in a worker thread."""
         return await asyncio.to_thread(
@@ -489,6 +501,7 @@ class SleepTime:
             k=k,
             n_questions=n_questions,
             progress=progress,
+            on_step=on_step,
         )
 
     async def aask(

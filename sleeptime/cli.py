@@ -7,6 +7,7 @@ with one line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import tempfile
 import time
@@ -347,6 +348,10 @@ def worker(
     ] = None,
     burst: Annotated[bool, typer.Option(help="exit once the queue is empty")] = False,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+    log_format: Annotated[
+        str,
+        typer.Option(help="text (key=value lines) or json (one JSON object per line)"),
+    ] = "text",
 ) -> None:
     """Run a sleep-time worker until SIGTERM/SIGINT (drains the jobs in hand first)."""
     from sleeptime.worker.service import serve
@@ -361,6 +366,7 @@ def worker(
             metrics_host=metrics_host,
             burst=burst,
             log_level=log_level,
+            log_format=log_format,
         )
     )
 
@@ -376,25 +382,42 @@ def _queue(redis_url: str | None, database_url: str | None) -> Any:
     return open_queue(Settings(**overrides), database_url)
 
 
+def _eta(seconds: float) -> str:
+    """How long until a waiting job can start: "now", "in 12s", "in 5m", "in 1.5h"."""
+    if seconds <= 0:
+        return "now"
+    if seconds < 90:
+        return f"in {math.ceil(seconds)}s"
+    if seconds < 90 * 60:
+        return f"in {round(seconds / 60)}m"
+    return f"in {seconds / 3600:.1f}h"
+
+
+#: ``--state`` values; "pending" is the earlier name of "waiting" and still accepted.
+JOB_STATES = ("waiting", "pending", "running", "dead")
+
+
 @jobs_app.callback(invoke_without_command=True)
 def jobs(
     ctx: typer.Context,
     state: Annotated[
         str | None,
-        typer.Option(help="pending (= waiting + queued), running or dead (default: all three)"),
+        typer.Option(help="waiting, running or dead (default: all three)"),
     ] = None,
     limit: Annotated[int, typer.Option(min=1)] = 100,
     as_json: JsonOpt = False,
     redis_url: RedisOpt = None,
     database_url: DbOpt = None,
 ) -> None:
-    """List pending, running and dead jobs."""
+    """List waiting, running and dead jobs; a waiting job's "ready" is when it can start
+    (its backoff and the namespace's idle time, with this process's
+    SLEEPTIME_IDLE_AFTER / SLEEPTIME_MAX_DELAY, which should be the workers')."""
     if ctx.invoked_subcommand is not None:
         return
-    if state not in (None, "pending", "running", "dead"):
-        raise InvalidInput(f"--state must be pending, running or dead (got {state!r})")
+    if state not in (None, *JOB_STATES):
+        raise InvalidInput(f"--state must be waiting, running or dead (got {state!r})")
     queue = _queue(redis_url, database_url)
-    found = queue.list(state, limit=limit)
+    found = queue.list("waiting" if state == "pending" else state, limit=limit)
     counts = queue.counts()
     live = [w for w in queue.workers() if w.get("state") != "stopped"]
     queue.close()
@@ -405,7 +428,8 @@ def jobs(
             )
         )
         return
-    table = Table("state", "context", "v", "tries", "worker", "error")
+    now = time.time()
+    table = Table("state", "context", "v", "tries", "ready", "worker", "error")
     table.add_column("id", no_wrap=True)
     for j in found:
         table.add_row(
@@ -413,6 +437,7 @@ def jobs(
             f"{j.namespace}/{j.context_id}",
             str(j.version),
             str(j.deliveries),
+            _eta(j.ready_at - now) if j.state == "waiting" else "",
             j.worker or "",
             _short(j.error or "", 60),
             j.id,
@@ -446,7 +471,7 @@ def jobs_retry(
         job = queue.retry(job_id)
         queue.close()
         ctx = f"{job.namespace}/{job.context_id} v{job.version}"
-        console.print(f"job {job.id} ({ctx}) is pending again")
+        console.print(f"job {job.id} ({ctx}) is waiting again")
         return
     from sleeptime.store.sql import SQLStore
 
@@ -463,7 +488,7 @@ def jobs_retry(
     finally:
         queue.close()
         store.dispose()
-    console.print(f"{revived} dead job(s) pending again; {skipped} superseded left dead")
+    console.print(f"{revived} dead job(s) waiting again; {skipped} superseded left dead")
 
 
 @app.command()

@@ -157,6 +157,26 @@ class SleepReport(BaseModel):
     )
 
 
+class SleepStep(BaseModel):
+    """One finished step of a sleep-time run, as given to ``SleepTime.sleep(on_step=)``:
+    its name (``plan``, ``rethink``, ``revise``, ``merge``, ``predict``, ``answer``,
+    ``prefill``, ``finish``), how it ended and how long it took. Carries no text of the
+    context, the notes or the questions, so it can be logged as it is."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: str
+    status: Literal["done", "failed"]
+    duration_ms: int = Field(ge=0)
+    #: Tokens of the step's model calls (0 for a failed step: its calls are in the ledger).
+    tokens: int = 0
+    calls: int = 0
+    #: Which of the ``k`` parallel rethinks (1-based); None for the other steps.
+    part: int | None = None
+    #: The exception's class name when the step failed (never its message).
+    error: str | None = None
+
+
 #: Default completion-token caps per verbosity level (0 = answer only ... 4 = thorough).
 VERBOSITY_MAX_TOKENS: dict[int, int] = {0: 32, 1: 96, 2: 192, 3: 384, 4: 768}
 

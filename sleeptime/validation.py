@@ -105,6 +105,7 @@ def validate_sleep(
     k: object = None,
     n_questions: object = None,
     progress: object = None,
+    on_step: object = None,
 ) -> None:
     check_ids(namespace, context_id)
     check_optional_int(version, "version", lo=1)
@@ -113,8 +114,9 @@ def validate_sleep(
         if k == 0:
             raise InvalidInput("k must be >= 1 (got 0); k=0 means: do not call sleep()")
     check_optional_int(n_questions, "n_questions", lo=0)
-    if progress is not None and not callable(progress):
-        raise InvalidInput(f"progress must be a callable, not {type(progress).__name__}")
+    for name, fn in (("progress", progress), ("on_step", on_step)):
+        if fn is not None and not callable(fn):
+            raise InvalidInput(f"{name} must be a callable, not {type(fn).__name__}")
 
 
 def validate_ask(

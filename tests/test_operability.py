@@ -16,13 +16,16 @@ from sleeptime.queue import open_queue
 from sleeptime.worker.metrics import WorkerMetrics
 
 
-def run(args: list[str], db: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], db: str, stdin: str | None = None, **settings: str
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "SLEEPTIME_DATABASE_URL": db,
         "SLEEPTIME_MODEL": "fake",
         "NO_COLOR": "1",
         "COLUMNS": "200",
+        **{f"SLEEPTIME_{k.upper()}": v for k, v in settings.items()},
     }
     env.pop("SLEEPTIME_REDIS_URL", None)
     return subprocess.run(
@@ -77,6 +80,31 @@ def test_job_state_names_match_json(tmp_path: Path) -> None:
     table = run(["jobs"], db).stdout
     assert "waiting" in table and "pending" not in table
     assert f"waiting {as_json['counts']['waiting']}" in table
+
+
+def test_jobs_shows_when_a_waiting_job_can_start(tmp_path: Path) -> None:
+    """A job waits for its namespace to be idle: ``ready_at`` is then, not the enqueue
+    time, and the table says how long that is; ``--state waiting`` is the state's own
+    name (``pending``, its earlier name, still works)."""
+    db = f"sqlite:///{tmp_path / 'eta.db'}"
+    quiet = {"idle_after": "3600", "max_delay": "7200"}
+    settings = Settings(model="fake", idle_after=3600.0, max_delay=7200.0)
+    with SleepTime(model=FakeChatModel(), database_url=db, settings=settings) as st:
+        st.open_queue()
+        st.ingest("acme", "doc", "Ann has 3 apples.")
+        assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)
+    listed = json.loads(run(["jobs", "--state", "waiting", "--json"], db, **quiet).stdout)
+    [job] = listed["jobs"]
+    assert job["state"] == "waiting"
+    assert 3600 - 60 < job["ready_at"] - job["enqueued_at"] <= 3600  # activity, then enqueue
+    old_name = json.loads(run(["jobs", "--state", "pending", "--json"], db, **quiet).stdout)
+    assert [j["id"] for j in old_name["jobs"]] == [job["id"]]
+    table = _flat(run(["jobs"], db, **quiet).stdout)
+    assert re.search(r" waiting acme/doc 1 0 in (59|60)m ", table), table
+    now = _flat(run(["jobs"], db, idle_after="0").stdout)  # no idle time: it could run now
+    assert " waiting acme/doc 1 0 now " in now, now
+    bad = run(["jobs", "--state", "queued"], db)
+    assert bad.returncode == 2 and "--state must be waiting, running or dead" in bad.stderr
 
 
 def test_sleep_prints_progress_when_piped(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from sleeptime.queue import JobNotFound, JobQueue, QueueConfig, retry_delay
 from sleeptime.queue.redis_streams import RedisStreamsQueue
-from sleeptime.queue.scheduler import ActivityRecorder, TokenWindow, due
+from sleeptime.queue.scheduler import ActivityRecorder, TokenWindow, due, eta
 from sleeptime.queue.sqlite import SQLiteQueue
 
 MakeQueue = Callable[..., JobQueue]
@@ -250,6 +250,88 @@ def test_max_delay_bounds_the_wait(make_queue: MakeQueue, clock: Clock) -> None:
     assert got.namespace == "busy"
 
 
+def test_ready_at_is_when_an_idle_namespace_lets_the_job_start(
+    make_queue: MakeQueue, clock: Clock
+) -> None:
+    """A waiting job's listed ``ready_at`` is its earliest start under the idle rule,
+    and a claim succeeds exactly then, not a moment before."""
+    q = make_queue(idle_after=10, max_delay=60)
+    start = clock.now
+    q.enqueue("acme", "doc", 1)
+    clock.advance(3)
+    q.touch({"acme/doc": 1})
+    [job] = q.list("waiting")
+    assert job.enqueued_at == pytest.approx(start, abs=1e-3)
+    assert job.ready_at == pytest.approx(start + 3 + 10, abs=1e-3)
+    clock.now = job.ready_at - 0.01
+    assert q.claim("w", 1) == []
+    clock.now = job.ready_at + 0.001
+    assert [j.id for j in q.claim("w", 1)] == [job.id]
+
+
+def test_ready_at_is_capped_by_max_delay(make_queue: MakeQueue, clock: Clock) -> None:
+    q = make_queue(idle_after=10, max_delay=30)
+    start = clock.now
+    q.enqueue("busy", "doc", 1)
+    for _ in range(8):  # activity every 5 s, past enqueued_at + max_delay
+        clock.advance(5)
+        q.touch({"busy/doc": 1})
+        [job] = q.list("waiting")
+        assert job.ready_at == pytest.approx(min(clock.now + 10, start + 30), abs=1e-3)
+    assert job.ready_at == pytest.approx(start + 30, abs=1e-3)
+    assert [j.id for j in q.claim("w", 1)] == [job.id]  # overdue: due despite the activity
+
+
+def test_ready_at_without_idle_time_is_the_enqueue_time(
+    make_queue: MakeQueue, clock: Clock
+) -> None:
+    q = make_queue(idle_after=0)
+    q.touch({"acme/doc": 1})
+    q.enqueue("acme", "doc", 1)
+    enqueued = clock.now
+    clock.advance(1)
+    q.touch({"acme/doc": 1})
+    [job] = q.list(None)
+    assert job.state == "waiting"
+    assert job.ready_at == pytest.approx(enqueued, abs=1e-3) == job.enqueued_at
+
+
+def test_ready_at_after_a_failure_waits_for_backoff_and_idleness(
+    make_queue: MakeQueue, clock: Clock
+) -> None:
+    q = make_queue(idle_after=10, max_delay=600)
+    start = clock.now
+    q.enqueue("acme", "doc", 1)
+    clock.advance(10)
+    [job] = q.claim("w", 1)
+    assert q.fail("w", job, "ValueError: boom", delay=20) == "retry"
+    backoff = start + 10 + 20
+    [waiting] = q.list("waiting")
+    assert waiting.ready_at == pytest.approx(backoff, abs=1e-3)  # idle already: the backoff
+    clock.advance(15)
+    q.touch({"acme/doc": 1})  # activity during the backoff: idle only at start + 35
+    [waiting] = q.list("waiting")
+    assert waiting.ready_at == pytest.approx(start + 25 + 10, abs=1e-3)
+    assert waiting.ready_at >= backoff
+    clock.now = backoff + 1  # the backoff is over, the namespace is still busy
+    assert q.claim("w", 1) == []
+    clock.now = waiting.ready_at + 0.001
+    assert [j.id for j in q.claim("w", 1)] == [job.id]
+
+
+def test_ready_at_of_a_revived_dead_job(make_queue: MakeQueue, clock: Clock) -> None:
+    q = make_queue(idle_after=10, max_delay=600, max_deliveries=1)
+    q.enqueue("acme", "doc", 1)
+    clock.advance(10)
+    [job] = q.claim("w", 1)
+    assert q.fail("w", job, "ValueError: boom", delay=0) == "dead"
+    q.touch({"acme/doc": 1})
+    revived = q.retry(job.id)
+    assert revived.state == "waiting"
+    assert revived.ready_at == pytest.approx(clock.now + 10, abs=1e-3)
+    assert [j.ready_at for j in q.list("waiting")] == [revived.ready_at]
+
+
 def test_priority_prefers_the_busiest_context(make_queue: MakeQueue) -> None:
     q = make_queue()
     for cid in ("cold", "hot", "warm"):
@@ -283,6 +365,16 @@ def test_due_rule_and_backoff() -> None:
     delays = [retry_delay(n, 1.0, 30.0, jitter=0) for n in range(1, 7)]
     assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0]
     assert 1.0 <= retry_delay(1, 1.0, 30.0) <= 2.0
+
+
+def test_eta_rule() -> None:
+    # backoff ready_at, enqueued_at, last activity, idle_after, max_delay
+    assert eta(5, 0, 100, idle_after=0, max_delay=60) == 5  # no idle time: the backoff
+    assert eta(0, 0, 12, idle_after=10, max_delay=60) == 22  # idle 10 s after the activity
+    assert eta(0, 0, 100, idle_after=10, max_delay=60) == 60  # never later than max_delay
+    assert eta(70, 0, 12, idle_after=10, max_delay=60) == 70  # never before the backoff
+    for now in (21.9, 22.0, 22.1):  # due() agrees: due from the eta on, not before
+        assert due(now, 0, 12, idle_after=10, max_delay=60) == (now >= eta(0, 0, 12, 10, 60))
 
 
 def test_token_window_caps_admission(clock: Clock) -> None:

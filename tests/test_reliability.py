@@ -314,7 +314,7 @@ def test_jobs_retry_all_revives_dead_jobs_of_current_versions(sqlite_url: str) -
     st.ingest("acme", "old", "Ann has 5 apples.")  # v1 of "old" is superseded
     res = CliRunner().invoke(app, ["jobs", "retry", "--all", "--database-url", sqlite_url])
     assert res.exit_code == 0, res.output
-    assert "1 dead job(s) pending again; 1 superseded left dead" in res.output
+    assert "1 dead job(s) waiting again; 1 superseded left dead" in res.output
     [dead] = q.list("dead")
     assert (dead.context_id, dead.version) == ("old", 1)
     assert [(j.context_id, j.deliveries) for j in q.list("waiting")][:1] == [("cur", 0)]

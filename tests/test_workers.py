@@ -4,7 +4,9 @@ restarts, dead letters and `jobs retry`, idle scheduling, SIGTERM drain, metrics
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,11 +20,12 @@ from prometheus_client import generate_latest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from sleeptime import FakeChatModel, Settings, SleepTime
+from sleeptime import FakeChatModel, InvalidInput, Settings, SleepTime
 from sleeptime.cli import app
 from sleeptime.queue.redis_streams import RedisStreamsQueue
 from sleeptime.store.schema import ArtifactRow
 from sleeptime.worker import Worker
+from sleeptime.worker.logs import JsonFormatter
 
 N_QUESTIONS = 2
 #: learned + questions + N answers + manifest
@@ -199,7 +202,7 @@ def test_permanent_failure_goes_dead_then_jobs_retry_revives_it(
     bad = runner.invoke(app, ["jobs", "retry", "nope"], env=env)
     assert bad.exit_code != 0 and "no job 'nope'" in str(bad.exception)
     ok = runner.invoke(app, ["jobs", "retry", dead["id"]], env=env)
-    assert ok.exit_code == 0 and "pending again" in ok.output
+    assert ok.exit_code == 0 and "waiting again" in ok.output
 
     st.start_worker()  # the model works now: the revived job completes
     wait_for(lambda: st.queue.counts()["done"] == 1, 20, "the revived job")
@@ -422,3 +425,114 @@ def test_ingest_records_activity_before_the_version_is_visible(sqlite_url: str) 
     assert st.queue is not None and st.queue.counts()["waiting"] == 1
     assert st.queue.claim("w1") == []  # busy: not due
     st.close()
+
+
+def structured(records: list[logging.LogRecord]) -> list[dict[str, str]]:
+    """The worker's structured lines (``event=...``), parsed as ``key=value`` pairs."""
+    out = []
+    for rec in records:
+        msg = rec.getMessage()
+        if rec.name == "sleeptime.worker" and msg.startswith("event="):
+            out.append(dict(pair.split("=", 1) for pair in shlex.split(msg)))
+    return out
+
+
+FULL_RUN = ["plan", "rethink", "merge", "predict", "answer", "prefill", "finish"]
+
+
+def test_worker_logs_each_step_and_each_job_end(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One line per finished step of a job (with its duration) and one per job end
+    (done or superseded, with total duration and tokens): ids only, never text."""
+    settings = Settings(model="fake", n_questions=N_QUESTIONS, idle_after=0.0, poll_s=0.05)
+    st = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings)
+    queue = st.open_queue()
+    st.ingest("acme", "doc 1", "Cid has 5 plums.")
+    st.ingest("acme", "doc 1", "Ann has 3 apples. Bob has 4 pears.")  # v1 is superseded
+    assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)
+    job_of = {j.version: j.id for j in queue.list("waiting")}
+    caplog.set_level(logging.INFO, logger="sleeptime.worker")
+    Worker(st, queue).run(burst=True, install_signals=False)
+
+    lines = structured(caplog.records)
+    steps = [ln for ln in lines if ln["event"] == "step"]
+    assert [ln["step"] for ln in steps] == FULL_RUN  # the superseded job ran no step
+    for ln in steps:
+        assert (ln["job"], ln["ns"], ln["ctx"], ln["v"]) == (job_of[2], "acme", "doc 1", "2")
+        assert ln["status"] == "done" and ln["duration_ms"].isdigit()
+    ends = {ln["job"]: ln for ln in lines if ln["event"] == "job"}
+    assert set(ends) == {job_of[1], job_of[2]}
+    assert ends[job_of[1]]["status"] == "superseded" and ends[job_of[1]]["by_v"] == "2"
+    done = ends[job_of[2]]
+    assert done["status"] == "done" and done["duration_ms"].isdigit()
+    assert int(done["tokens"]) == sum(int(ln["tokens"]) for ln in steps) > 0
+    assert lines.index(done) > max(lines.index(ln) for ln in steps)
+
+    texts = [qa.question for qa in st.artifacts("acme", "doc 1").qas] + ["apples", "plums"]
+    for rec in caplog.records:
+        assert not any(t in rec.getMessage() for t in texts), rec.getMessage()
+    for rec in caplog.records:  # --log-format json: the same fields, typed
+        if rec.getMessage().startswith("event="):
+            obj = json.loads(JsonFormatter().format(rec))
+            assert obj["level"] == "INFO" and obj["logger"] == "sleeptime.worker"
+            assert obj["job"] in job_of.values() and isinstance(obj["duration_ms"], int)
+    st.close()
+
+
+def test_worker_logs_a_failed_step_and_the_retry(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = FakeChatModel(errors=[ValueError("provider said 400: secret prompt")])
+    settings = Settings(
+        model="fake",
+        n_questions=N_QUESTIONS,
+        idle_after=0.0,
+        poll_s=0.05,
+        retry_initial_s=0.01,
+        retry_max_s=0.02,
+    )
+    st = SleepTime(model=model, database_url=sqlite_url, settings=settings)
+    queue = st.open_queue()
+    st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
+    caplog.set_level(logging.INFO, logger="sleeptime.worker")
+    Worker(st, queue).run(burst=True, install_signals=False)
+
+    lines = structured(caplog.records)
+    ends = [ln for ln in lines if ln["event"] == "job"]
+    assert [(e["status"], e["delivery"]) for e in ends] == [("failed", "1"), ("done", "2")]
+    assert ends[0]["error"] == "ModelCallError" and ends[0]["outcome"] == "retry"
+    first = lines[: lines.index(ends[0])]
+    assert [(ln["step"], ln["status"]) for ln in first] == [("plan", "done"), ("rethink", "failed")]
+    assert first[1]["error"] == "ModelCallError" and first[1]["duration_ms"].isdigit()
+    assert "tokens" not in first[1]  # a failed step's spend is in the ledger, not here
+    second = lines[lines.index(ends[0]) + 1 : lines.index(ends[1])]
+    assert [ln["step"] for ln in second] == FULL_RUN
+    assert all("secret prompt" not in str(ln) for ln in lines)  # the error's class only
+    st.close()
+
+
+JSON_LOGS = ("--log-format", "json")
+
+
+def test_worker_process_writes_json_lines(sqlite_url: str, tmp_path: Path) -> None:
+    st = client(sqlite_url)
+    st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
+    st.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "sleeptime.worker", "--model", "fake", "--burst", *JSON_LOGS],
+        env=worker_env(None, sqlite_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in out.stderr.splitlines()]  # every line is JSON
+    steps = [r["step"] for r in records if r.get("event") == "step"]
+    assert steps == FULL_RUN
+    [end] = [r for r in records if r.get("event") == "job"]
+    assert end["status"] == "done" and end["tokens"] > 0 and end["duration_ms"] >= 0
+    assert any("drained" in r.get("msg", "") for r in records)  # plain lines are JSON too
+
+    bad = CliRunner().invoke(app, ["worker", "--log-format", "xml"])
+    assert isinstance(bad.exception, InvalidInput) and "text or json" in str(bad.exception)

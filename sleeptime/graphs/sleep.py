@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import operator
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Protocol, TypedDict
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.graph import END, START, StateGraph
@@ -26,7 +27,7 @@ from sleeptime.errors import ModelOutputError
 from sleeptime.llm.gateway import CallResult, ModelGateway
 from sleeptime.llm.kv import prefill_missing, sleep_prefill
 from sleeptime.llm.parsing import parse_questions
-from sleeptime.models import Usage
+from sleeptime.models import SleepStep, Usage
 from sleeptime.settings import Settings
 from sleeptime.store.sql import LEARNED, MANIFEST, QA, QUESTIONS, SQLStore
 
@@ -80,6 +81,8 @@ class SleepDeps:
     k: int
     n_questions: int
     progress: Callable[[str], None] | None = None
+    #: Called once per finished (or failed) step with its name, duration and tokens.
+    on_step: Callable[[SleepStep], None] | None = None
     #: The test-time model, whose query-prompt prefix the prefill step computes (the
     #: sleep-time model may be another, cheaper or stronger one). None: the same.
     prefill_gateway: ModelGateway | None = None
@@ -536,16 +539,64 @@ def finish(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     return {}
 
 
+class Node(Protocol):
+    """A node of the sleep graph (LangGraph passes ``runtime`` by keyword)."""
+
+    def __call__(self, state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]: ...
+
+
+def timed(name: str, node: Node) -> Node:
+    """``node`` reporting its end to ``SleepDeps.on_step``: duration, tokens, and for a
+    failure the exception's class (the exception itself propagates unchanged)."""
+
+    def run(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
+        report = runtime.context.on_step
+        if report is None:
+            return node(state, runtime)
+        part = state["rethink"] + 1 if name == "rethink" else None
+        t0 = time.perf_counter()
+        try:
+            out = node(state, runtime)
+        except Exception as exc:
+            report(
+                SleepStep(
+                    step=name,
+                    status="failed",
+                    duration_ms=round((time.perf_counter() - t0) * 1000),
+                    part=part,
+                    error=type(exc).__name__,
+                )
+            )
+            raise
+        usage = out.get("usage") or Usage()
+        report(
+            SleepStep(
+                step=name,
+                status="done",
+                duration_ms=round((time.perf_counter() - t0) * 1000),
+                tokens=usage.total_tokens,
+                calls=usage.calls,
+                part=part,
+            )
+        )
+        return out
+
+    return run
+
+
 def build_sleep_graph() -> Any:
     g = StateGraph(SleepState, context_schema=SleepDeps)
-    g.add_node("plan", plan)
-    g.add_node("rethink", rethink)
-    g.add_node("revise", revise)
-    g.add_node("merge", merge)
-    g.add_node("predict", predict)
-    g.add_node("answer", answer)
-    g.add_node("prefill", prefill)
-    g.add_node("finish", finish)
+    for name, node in (
+        ("plan", plan),
+        ("rethink", rethink),
+        ("revise", revise),
+        ("merge", merge),
+        ("predict", predict),
+        ("answer", answer),
+        ("prefill", prefill),
+        ("finish", finish),
+    ):
+        g.add_node(name, timed(name, node))
     g.add_edge(START, "plan")
     g.add_conditional_edges("plan", route_plan, ["rethink", "revise", "predict", "prefill", END])
     g.add_edge("revise", "predict")

@@ -33,6 +33,9 @@ class Job:
     deliveries: int = 0
     priority: float = 0.0
     enqueued_at: float = 0.0
+    #: A waiting job read by ``list`` or ``retry``: the earliest time it can be claimed
+    #: (its backoff and the idle rule, :func:`sleeptime.queue.scheduler.eta`); later
+    #: activity in its namespace moves it, up to ``enqueued_at + max_delay``.
     ready_at: float = 0.0
     worker: str | None = None
     error: str | None = None
@@ -130,7 +133,8 @@ class JobQueue(Protocol):
         ...
 
     def list(self, state: str | None = None, limit: int = 100) -> list[Job]:
-        """Jobs that are pending (waiting + queued), running or dead."""
+        """Jobs that are waiting (``state`` ``"waiting"``; ``"pending"`` is the same),
+        running or dead; a waiting job's ``ready_at`` is its earliest start."""
         ...
 
     def retry(self, job_id: str) -> Job:
@@ -138,7 +142,7 @@ class JobQueue(Protocol):
         ...
 
     def counts(self) -> dict[str, int]:
-        """Jobs per state: waiting, queued, running, dead (+ done/retried counters)."""
+        """Jobs per state: waiting, running, dead (+ done/retried counters)."""
         ...
 
     def heartbeat(self, worker: str, info: dict[str, Any], ttl: float) -> None: ...

@@ -23,6 +23,7 @@ import builtins
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -43,6 +44,7 @@ from sleeptime.queue.base import (
     new_job_id,
 )
 from sleeptime.queue.keys import GROUP, Keys, ctx_key
+from sleeptime.queue.scheduler import eta
 from sleeptime.redact import redact_text, redact_url
 from sleeptime.settings import default
 
@@ -604,12 +606,35 @@ class RedisStreamsQueue:
                 for eid, f in self.r.xrange(self.keys.dead, "-", "+", count=limit):
                     job = _job({**f, "state": "dead"}, eid)
                     out.append(job)
-        return out
+        return self._with_eta(out)
+
+    def _with_eta(self, jobs: builtins.list[Job]) -> builtins.list[Job]:
+        """Waiting jobs with ``ready_at`` their earliest start (backoff and idle rule,
+        :func:`~sleeptime.queue.scheduler.eta`, as the claim script decides it); the
+        stored backoff time (the ``waiting`` score) is untouched."""
+        namespaces = sorted({j.namespace for j in jobs if j.state == "waiting"})
+        if not namespaces:
+            return jobs
+        with self._guard():
+            found = self.r.hmget(self.keys.activity, namespaces)
+        last = {ns: float(at or 0.0) for ns, at in zip(namespaces, found, strict=True)}
+        c = self.config
+        return [
+            replace(
+                j,
+                ready_at=eta(
+                    j.ready_at, j.enqueued_at, last[j.namespace], c.idle_after, c.max_delay
+                ),
+            )
+            if j.state == "waiting"
+            else j
+            for j in jobs
+        ]
 
     def _get(self, job_id: str) -> Job | None:
         with self._guard():
             f = self.r.hgetall(self.keys.job(job_id))
-        return _job(f) if f else None
+        return self._with_eta([_job(f)])[0] if f else None
 
     def retry(self, job_id: str) -> Job:
         out = self._run(

@@ -30,6 +30,18 @@ def due(
     return idle_after <= 0 or now - last_activity >= idle_after or now - enqueued_at >= max_delay
 
 
+def eta(
+    ready_at: float, enqueued_at: float, last_activity: float, idle_after: float, max_delay: float
+) -> float:
+    """The earliest time a waiting job can be claimed if its namespace sees no more
+    activity: its backoff (``ready_at``) and the idle rule of :func:`due` both passed.
+    More activity moves it later, up to ``enqueued_at + max_delay``. Computed where
+    jobs are listed, from the stored values, so nothing is rewritten to show it."""
+    if idle_after <= 0:
+        return ready_at
+    return max(ready_at, min(last_activity + idle_after, enqueued_at + max_delay))
+
+
 def retry_delay(
     deliveries: int, initial: float, maximum: float, jitter: float | None = None
 ) -> float:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from sleeptime.queue.base import (
     new_job_id,
 )
 from sleeptime.queue.keys import ctx_key
-from sleeptime.queue.scheduler import due
+from sleeptime.queue.scheduler import due, eta
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS st_jobs (
@@ -350,11 +351,34 @@ class SQLiteQueue:
             f"SELECT {_COLUMNS} FROM st_jobs WHERE state IN ({marks}) ORDER BY id LIMIT ?",
             (*states, limit),
         )
-        return [_job(r) for r in rows]
+        return self._with_eta([_job(r) for r in rows])
+
+    def _with_eta(self, jobs: builtins.list[Job]) -> builtins.list[Job]:
+        """Waiting jobs with ``ready_at`` their earliest start (backoff and idle rule,
+        :func:`~sleeptime.queue.scheduler.eta`); the stored backoff time is untouched."""
+        if not any(j.state == "waiting" for j in jobs):
+            return jobs
+        last = dict(self._read("SELECT namespace, at FROM st_job_activity"))
+        c = self.config
+        return [
+            replace(
+                j,
+                ready_at=eta(
+                    j.ready_at,
+                    j.enqueued_at,
+                    float(last.get(j.namespace, 0.0)),
+                    c.idle_after,
+                    c.max_delay,
+                ),
+            )
+            if j.state == "waiting"
+            else j
+            for j in jobs
+        ]
 
     def _get(self, job_id: str) -> Job | None:
         rows = self._read(f"SELECT {_COLUMNS} FROM st_jobs WHERE id = ?", (job_id,))
-        return _job(rows[0]) if rows else None
+        return self._with_eta([_job(rows[0])])[0] if rows else None
 
     def retry(self, job_id: str) -> Job:
         with self._tx() as db:

@@ -226,14 +226,15 @@ def delete_namespace(namespace: str, _who: Tenant, st: Client) -> DeleteCounts:
 
 # -- operator routes ------------------------------------------------------------------
 
-_STATES = ("pending", "running", "dead")
+#: "pending" is the earlier name of "waiting" (the state jobs report) and still accepted.
+_STATES = ("waiting", "pending", "running", "dead")
 
 
 @router.get("/v1/admin/jobs", tags=["operations"])
 def jobs(_who: Admin, st: Client, state: str | None = None, limit: int = 100) -> dict[str, Any]:
-    """Pending, running and dead jobs, the counts per state and the live workers."""
+    """Waiting, running and dead jobs, the counts per state and the live workers."""
     if state is not None and state not in _STATES:
-        raise InvalidInput(f"state must be pending, running or dead (got {state!r})")
+        raise InvalidInput(f"state must be waiting, running or dead (got {state!r})")
     if not 1 <= limit <= 10_000:
         raise InvalidInput(f"limit must be 1-10000 (got {limit})")
     queue = st.open_queue()

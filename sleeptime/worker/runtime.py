@@ -41,9 +41,10 @@ from sleeptime.errors import (
     QueueUnavailable,
     StoreUnavailable,
 )
-from sleeptime.models import Artifacts, SleepReport
-from sleeptime.queue.base import Job, JobQueue, short_error
+from sleeptime.models import Artifacts, SleepReport, SleepStep
+from sleeptime.queue.base import FailOutcome, Job, JobQueue, short_error
 from sleeptime.queue.scheduler import TokenWindow, retry_delay
+from sleeptime.worker.logs import log_event
 from sleeptime.worker.metrics import WorkerMetrics
 
 if TYPE_CHECKING:
@@ -125,6 +126,35 @@ class CircuitBreaker:
         """A probe that ended without saying anything about the infrastructure."""
         with self._lock:
             self._probing = False
+
+
+class _StepLog:
+    """The ``on_step`` callback of one job: a structured log line per finished step
+    (ids, step, status, duration, tokens; never text), and the tokens so far. Steps of
+    one run may finish on several threads at once (the parallel rethinks)."""
+
+    def __init__(self, ids: dict[str, object]) -> None:
+        self.ids = ids
+        self.tokens = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, step: SleepStep) -> None:
+        with self._lock:
+            self.tokens += step.tokens
+        log_event(
+            log,
+            {
+                "event": "step",
+                **self.ids,
+                "step": step.step,
+                "part": step.part,
+                "status": step.status,
+                "duration_ms": step.duration_ms,
+                "tokens": step.tokens if step.status == "done" else None,
+                "calls": step.calls if step.status == "done" else None,
+                "error": step.error,
+            },
+        )
 
 
 def worker_name() -> str:
@@ -322,6 +352,14 @@ class Worker:
 
     def _execute(self, job: Job) -> None:
         start = time.perf_counter()
+        ids: dict[str, object] = {
+            "job": job.id,
+            "ns": job.namespace,
+            "ctx": job.context_id,
+            "v": job.version,
+        }
+        steps = _StepLog(ids)
+        end: dict[str, object] = {}
         self.metrics.in_progress.inc()
         try:
             current = self.st.store.current_version(job.namespace, job.context_id)
@@ -329,18 +367,18 @@ class Worker:
                 self.breaker.success()  # the database answered
                 self._queue_call(lambda: self.queue.ack(self.id, job))
                 self.metrics.superseded.inc()
-                log.info(
-                    "job %s: %s/%s v%d superseded by v%d",
-                    job.id,
-                    job.namespace,
-                    job.context_id,
-                    job.version,
-                    current,
-                )
+                end = {"status": "superseded", "tokens": 0, "by_v": current}
                 return
-            report = self._sleep(job)
+            report = self._sleep(job, steps)
         except Exception as exc:
-            self._failed(job, exc)
+            outcome = self._failed(job, exc)
+            # tokens of the steps that finished before the failure (the ledger has all)
+            end = {
+                "status": "failed",
+                "tokens": steps.tokens,
+                "error": type(exc).__name__,
+                "outcome": outcome,
+            }
         else:
             self.breaker.success()
             self._queue_call(lambda: self.queue.ack(self.id, job))
@@ -350,25 +388,40 @@ class Worker:
             self.metrics.done.inc()
             self.jobs_done += 1
             self._warm_cache(job, report)
+            end = {"status": "done", "tokens": tokens, "skipped": report.skipped or None}
         finally:
-            self.metrics.duration.observe(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            log_event(
+                log,
+                {
+                    "event": "job",
+                    **ids,
+                    "status": end.get("status", "failed"),
+                    "duration_ms": round(elapsed * 1000),
+                    **{k: v for k, v in end.items() if k != "status"},
+                    "delivery": job.deliveries,
+                },
+            )
+            self.metrics.duration.observe(elapsed)
             self.metrics.in_progress.dec()
             with self._lock:
                 self._in_hand.pop(job.id, None)
             self._wake.set()
 
-    def _sleep(self, job: Job) -> SleepReport:
+    def _sleep(self, job: Job, steps: _StepLog | None = None) -> SleepReport:
         """Run the job once. Model calls were already retried by the gateway (the one
         retry layer for a model failure); a job that still fails goes back to the
         queue with a backoff (:meth:`_failed`), so the next attempt may run on any
         worker and a run killed halfway resumes from its last persisted step."""
         t0 = time.perf_counter()
         try:
-            return self.st.sleep(job.namespace, job.context_id, version=job.version)
+            return self.st.sleep(job.namespace, job.context_id, version=job.version, on_step=steps)
         finally:
             self.sleep_seconds += time.perf_counter() - t0
 
-    def _failed(self, job: Job, exc: Exception) -> None:
+    def _failed(self, job: Job, exc: Exception) -> FailOutcome | None:
+        """Hand a failed job back to the queue; returns what the queue did with it (None
+        when the queue could not be written: the job will be reclaimed)."""
         self.jobs_failed += 1
         self.metrics.failed.inc()
         error = short_error(exc)
@@ -423,6 +476,7 @@ class Worker:
                 job.deliveries,
                 error,
             )
+        return outcome
 
     def _queue_call(self, fn: Callable[[], T]) -> T | None:
         """A queue write that must not be lost to a Redis restart: retried with backoff

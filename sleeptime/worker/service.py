@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
+from sleeptime.errors import InvalidInput
+from sleeptime.worker.logs import LOG_FORMATS, configure
 from sleeptime.worker.runtime import Worker
 
 
@@ -19,20 +20,21 @@ def serve(
     metrics_host: str | None = None,
     burst: bool = False,
     log_level: str = "INFO",
+    log_format: str = "text",
 ) -> int:
     """Run one worker process until SIGTERM/SIGINT (or an empty queue with ``burst``).
 
     Exit code 0 after a clean drain. If jobs were still running when the grace period
     ended the process exits at once (code 1) and those jobs are reclaimed by others.
+    ``log_format``: ``text`` (one line per record) or ``json`` (one JSON object per
+    line); either way each finished job step and each job end is one structured line.
     """
     from sleeptime.api import SleepTime  # the worker process's own client
     from sleeptime.settings import Settings
 
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if log_format not in LOG_FORMATS:
+        raise InvalidInput(f"--log-format must be text or json (got {log_format!r})")
+    configure(log_level, log_format)
     overrides: dict[str, object] = {}
     if redis_url is not None:
         overrides["redis_url"] = redis_url or None
