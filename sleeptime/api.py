@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
@@ -48,6 +48,7 @@ from sleeptime.retrieval import (
 )
 from sleeptime.settings import Settings
 from sleeptime.store.sql import MANIFEST, SQLStore
+from sleeptime.streaming import astream_in_thread, stream_in_thread
 from sleeptime.validation import check_ids, validate_ask, validate_ingest, validate_sleep
 
 if TYPE_CHECKING:
@@ -359,22 +360,19 @@ class SleepTime:
         verbosity: int | None = None,
         max_tokens: int | None = None,
         budget: Budget | None = None,
+        on_token: Callable[[str], None] | None = None,
     ) -> Answer:
         """Answer a question about a context with whatever sleep-time work exists.
 
         The budget is ``budget``, else ``verbosity``/``max_tokens``. When none is given,
         answers from c' use ``default_verbosity`` and cold answers (no artifacts yet)
         the full ``cold_verbosity``; an explicit budget is honoured on every path.
+        ``on_token`` receives the answer's text piece by piece as the model writes it
+        (a precomputed answer in one piece); see also :meth:`ask_stream`.
         """
-        validate_ask(
-            namespace,
-            context_id,
-            question,
-            verbosity=verbosity,
-            max_tokens=max_tokens,
-            budget=budget,
-            max_question_chars=self.settings.max_question_chars,
-        )
+        self._validate_ask(namespace, context_id, question, verbosity, max_tokens, budget)
+        if on_token is not None and not callable(on_token):
+            raise InvalidInput(f"on_token must be callable, not {type(on_token).__name__}")
         explicit = budget is not None or verbosity is not None or max_tokens is not None
         if budget is None:
             # validate_ask has checked both: ranges and strict types
@@ -392,9 +390,73 @@ class SleepTime:
             budget,
             explicit_budget=explicit,
             found=found,
+            on_token=on_token,
         )
         # reading is not editing: an ask never postpones sleep-time work
         return self._logged(namespace, context_id, question, answer, start)
+
+    def ask_stream(
+        self,
+        namespace: str,
+        context_id: str,
+        question: str,
+        *,
+        verbosity: int | None = None,
+        max_tokens: int | None = None,
+        budget: Budget | None = None,
+    ) -> Iterator[str | Answer]:
+        """:meth:`ask`, streamed: yields the answer's text in pieces as the model
+        writes it, then the :class:`Answer` (with usage and source). Bad input and an
+        unknown context raise here, before anything is yielded or any model is called.
+
+        >>> for item in st.ask_stream("acme", "doc-1", "How much?"):  # doctest: +SKIP
+        ...     print(item if isinstance(item, str) else f"\n[{item.source}]", end="")
+        """
+        self._check_ask(namespace, context_id, question, verbosity, max_tokens, budget)
+        return stream_in_thread(
+            lambda sink: self.ask(
+                namespace,
+                context_id,
+                question,
+                verbosity=verbosity,
+                max_tokens=max_tokens,
+                budget=budget,
+                on_token=sink,
+            )
+        )
+
+    def _check_ask(
+        self,
+        namespace: str,
+        context_id: str,
+        question: str,
+        verbosity: int | None,
+        max_tokens: int | None,
+        budget: Budget | None,
+    ) -> None:
+        """Everything :meth:`ask` would refuse, before a stream starts."""
+        self._validate_ask(namespace, context_id, question, verbosity, max_tokens, budget)
+        if self.artifact_source(namespace, context_id) is None:
+            raise ContextNotFound(namespace, context_id)
+
+    def _validate_ask(
+        self,
+        namespace: str,
+        context_id: str,
+        question: str,
+        verbosity: int | None,
+        max_tokens: int | None,
+        budget: Budget | None,
+    ) -> None:
+        validate_ask(
+            namespace,
+            context_id,
+            question,
+            verbosity=verbosity,
+            max_tokens=max_tokens,
+            budget=budget,
+            max_question_chars=self.settings.max_question_chars,
+        )
 
     def prepared_answer(self, namespace: str, context_id: str, question: str) -> Answer | None:
         """The precomputed answer the serve policy allows for ``question`` at zero
@@ -513,8 +575,9 @@ class SleepTime:
         verbosity: int | None = None,
         max_tokens: int | None = None,
         budget: Budget | None = None,
+        on_token: Callable[[str], None] | None = None,
     ) -> Answer:
-        """:meth:`ask` in a worker thread."""
+        """:meth:`ask` in a worker thread (``on_token`` is called from that thread)."""
         return await asyncio.to_thread(
             self.ask,
             namespace,
@@ -523,7 +586,36 @@ class SleepTime:
             verbosity=verbosity,
             max_tokens=max_tokens,
             budget=budget,
+            on_token=on_token,
         )
+
+    async def aask_stream(
+        self,
+        namespace: str,
+        context_id: str,
+        question: str,
+        *,
+        verbosity: int | None = None,
+        max_tokens: int | None = None,
+        budget: Budget | None = None,
+    ) -> AsyncIterator[str | Answer]:
+        """:meth:`ask_stream` for asyncio: ``async for item in st.aask_stream(...)``.
+        The answer is produced in a worker thread; the event loop only awaits pieces."""
+        await asyncio.to_thread(
+            self._check_ask, namespace, context_id, question, verbosity, max_tokens, budget
+        )
+        async for item in astream_in_thread(
+            lambda sink: self.ask(
+                namespace,
+                context_id,
+                question,
+                verbosity=verbosity,
+                max_tokens=max_tokens,
+                budget=budget,
+                on_token=sink,
+            )
+        ):
+            yield item
 
     async def aledger(self, namespace: str, context_id: str) -> Ledger:
         return await asyncio.to_thread(self.ledger, namespace, context_id)

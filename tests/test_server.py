@@ -83,6 +83,12 @@ MATRIX: dict[tuple[str, str], Call] = {
         {"question": Q},
         False,
     ),
+    ("POST", "/v1/{namespace}/contexts/{context_id}/ask/stream"): (
+        "POST",
+        "/v1/a/contexts/doc/ask/stream",
+        {"question": Q},
+        False,
+    ),
     ("POST", "/v1/{namespace}/contexts/{context_id}/sleep"): (
         "POST",
         "/v1/a/contexts/doc/sleep",

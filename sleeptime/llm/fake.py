@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field, PrivateAttr
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -34,6 +34,8 @@ class FakeChatModel(BaseChatModel):
 
     responses: list[str] | None = None
     errors: list[BaseException] = Field(default_factory=list)
+    #: Raised by a streamed reply after its first piece (a connection lost midway).
+    stream_error: BaseException | None = None
     latency_s: float = 0.0
     display_name: str = "fake"
     _calls: int = PrivateAttr(default=0)
@@ -94,6 +96,29 @@ class FakeChatModel(BaseChatModel):
             response_metadata={"finish_reason": finish},
         )
         return ChatResult(generations=[ChatGeneration(message=msg)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        """The same reply as :meth:`_generate`, a word at a time; usage on the last piece."""
+        msg = self._generate(messages, stop, run_manager, **kwargs).generations[0].message
+        words = str(msg.content).split(" ")
+        for i, word in enumerate(words):
+            last = i == len(words) - 1
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content=word if i == 0 else f" {word}",
+                    usage_metadata=msg.usage_metadata if last else None,  # type: ignore[attr-defined]
+                    response_metadata=msg.response_metadata if last else {},
+                )
+            )
+            if i == 0 and self.stream_error is not None:
+                error, self.stream_error = self.stream_error, None
+                raise error
 
     def _rule_based(self, messages: Sequence[BaseMessage], structured: bool = False) -> str:
         last = str(messages[-1].content)

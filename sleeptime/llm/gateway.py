@@ -222,6 +222,11 @@ class ModelGateway:
                 with attempt:
                     total = once()
         except Exception as exc:
+            if sent:  # not retried: the listener already has part of a reply
+                raise ModelUnavailable(
+                    f"model {self.name} failed midway through a streamed reply on {step}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             raise self._error(exc, step) from exc
         msg = AIMessage(
             content=total.content if total is not None else "",

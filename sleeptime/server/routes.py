@@ -3,19 +3,24 @@ pool, so a model call or a database round trip never blocks the event loop."""
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from sleeptime.api import SleepTime
-from sleeptime.errors import InvalidInput
+from sleeptime.errors import InvalidInput, SleepTimeError
 from sleeptime.models import Answer, Budget, ContextVersion, DeleteCounts, Ledger
 from sleeptime.server.auth import Principal, authenticate
 
 router = APIRouter()
+log = logging.getLogger("sleeptime.server")
 _bearer = HTTPBearer(auto_error=False, description="a key from `sleeptime keys create`")
 
 
@@ -171,25 +176,73 @@ def show_context(namespace: str, context_id: str, _who: Tenant, st: Client) -> S
     )
 
 
+def _budget(body: AskIn, st: SleepTime) -> Budget | None:
+    """A thinking budget when one is asked for; else ask() builds the default."""
+    if body.think_tokens is None and not body.extend:
+        return None
+    v = st.settings.default_verbosity if body.verbosity is None else body.verbosity
+    return Budget(
+        verbosity=v, max_tokens=body.max_tokens, think_tokens=body.think_tokens, extend=body.extend
+    )
+
+
 @router.post("/v1/{namespace}/contexts/{context_id}/ask", tags=["contexts"])
 def ask(namespace: str, context_id: str, body: AskIn, _who: Tenant, st: Client) -> Answer:
     """Answer a question with whatever sleep-time work exists (the `Answer` fields)."""
-    budget = None
-    if body.think_tokens is not None or body.extend:
-        v = st.settings.default_verbosity if body.verbosity is None else body.verbosity
-        budget = Budget(
-            verbosity=v,
-            max_tokens=body.max_tokens,
-            think_tokens=body.think_tokens,
-            extend=body.extend,
-        )
     return st.ask(
         namespace,
         context_id,
         body.question,
         verbosity=body.verbosity,
         max_tokens=body.max_tokens,
-        budget=budget,
+        budget=_budget(body, st),
+    )
+
+
+def _event(kind: str, data: str) -> bytes:
+    return f"event: {kind}\ndata: {data}\n\n".encode()
+
+
+@router.post(
+    "/v1/{namespace}/contexts/{context_id}/ask/stream",
+    tags=["contexts"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+def ask_stream(
+    namespace: str, context_id: str, body: AskIn, _who: Tenant, st: Client
+) -> StreamingResponse:
+    """The answer as server-sent events while the model writes it: `token` events
+    (`{"text": ...}`, a precomputed answer in one piece), then one `answer` event with
+    the `Answer` fields, or an `error` event (`{"error": kind, "detail": message}`) if
+    the model fails midway. Bad input and unknown contexts get a plain JSON error
+    before the stream starts."""
+    items = st.ask_stream(
+        namespace,
+        context_id,
+        body.question,
+        verbosity=body.verbosity,
+        max_tokens=body.max_tokens,
+        budget=_budget(body, st),
+    )
+
+    def events() -> Iterator[bytes]:
+        try:
+            for item in items:
+                if isinstance(item, Answer):
+                    yield _event("answer", item.model_dump_json())
+                else:
+                    yield _event("token", json.dumps({"text": item}))
+        except SleepTimeError as exc:
+            yield _event("error", json.dumps({"error": type(exc).__name__, "detail": str(exc)}))
+        except Exception:
+            log.exception("streamed answer failed")
+            yield _event("error", json.dumps({"error": "InternalError", "detail": "see the log"}))
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
