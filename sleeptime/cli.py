@@ -157,11 +157,16 @@ def ask(
     extend: Annotated[
         int, typer.Option(min=0, help="budget forcing: append 'Wait' up to N times")
     ] = 0,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="print the answer as the model writes it")
+    ] = False,
     as_json: JsonOpt = False,
     model: ModelOpt = None,
     database_url: DbOpt = None,
 ) -> None:
     """Answer a question using whatever sleep-time work exists."""
+    if stream and as_json:
+        raise InvalidInput("--stream and --json do not go together: --json prints one object")
     st = client(model, database_url)
     budget = None
     if think_tokens is not None or extend:
@@ -171,13 +176,31 @@ def ask(
             think_tokens=think_tokens,
             extend=extend,
         )
-    answer = st.ask(
-        namespace, context_id, question, verbosity=verbosity, max_tokens=max_tokens, budget=budget
-    )
+    if stream:
+        answer = st.ask(
+            namespace,
+            context_id,
+            question,
+            verbosity=verbosity,
+            max_tokens=max_tokens,
+            budget=budget,
+            on_token=lambda piece: print(piece, end="", flush=True),
+        )
+        print()
+    else:
+        answer = st.ask(
+            namespace,
+            context_id,
+            question,
+            verbosity=verbosity,
+            max_tokens=max_tokens,
+            budget=budget,
+        )
     if as_json:
         print(answer.model_dump_json(indent=2))
         return
-    console.print(answer.text)
+    if not stream:
+        console.print(answer.text)
     console.print(
         f"[dim]source={answer.source} test-time tokens={answer.usage.total_tokens} "
         f"latency={answer.latency_ms:.0f} ms[/dim]"
