@@ -10,27 +10,42 @@ import re
 from collections.abc import Callable
 
 _PARAGRAPHS = re.compile(r"\n\s*\n")
+_JOIN = "\n\n"
 _SENTENCES = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 
 def split_text(text: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
     """Greedy packing of paragraphs (then sentences, then words) into chunks of at
-    most ``max_tokens`` tokens as measured by ``count``. Order is preserved."""
+    most ``max_tokens`` tokens as measured by ``count``. Order is preserved.
+
+    The pieces' counts are summed while packing, with the separator's tokens; a sum is
+    only an estimate of the joined text's count (a real tokenizer merges across piece
+    boundaries), so each packed chunk is counted whole once and halved if it is over."""
     if max_tokens < 1:
         raise ValueError("max_tokens must be >= 1")
     pieces = _atoms(text, max_tokens, count)
-    chunks: list[str] = []
+    sep = max(1, count(_JOIN))
+    groups: list[list[str]] = []
     current: list[str] = []
     size = 0
     for piece, n in pieces:
-        if current and size + n > max_tokens:
-            chunks.append("\n\n".join(current))
-            current, size = [], 0
+        extra = n + (sep if current else 0)
+        if current and size + extra > max_tokens:
+            groups.append(current)
+            current, size, extra = [], 0, n
         current.append(piece)
-        size += n
+        size += extra
     if current:
-        chunks.append("\n\n".join(current))
-    return chunks
+        groups.append(current)
+    return [chunk for group in groups for chunk in _fit(group, max_tokens, count)]
+
+
+def _fit(group: list[str], max_tokens: int, count: Callable[[str], int]) -> list[str]:
+    joined = _JOIN.join(group)
+    if len(group) == 1 or count(joined) <= max_tokens:
+        return [joined]
+    half = len(group) // 2
+    return _fit(group[:half], max_tokens, count) + _fit(group[half:], max_tokens, count)
 
 
 def _atoms(text: str, max_tokens: int, count: Callable[[str], int]) -> list[tuple[str, int]]:

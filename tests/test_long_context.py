@@ -25,6 +25,18 @@ def test_split_text_respects_the_limit_and_keeps_everything() -> None:
         split_text(text, 0, words)
 
 
+def test_chunks_fit_when_the_whole_counts_more_than_its_parts() -> None:
+    # a tokenizer for which joined text costs more than the sum of its pieces (here:
+    # every line break is two tokens), as a real BPE count of a joined chunk can be
+    def count(text: str) -> int:
+        return len(text.split()) + 2 * text.count("\n")
+
+    text = " ".join(f"Crate {i} holds {i} apples." for i in range(200))
+    chunks = split_text(text, 50, count)
+    assert all(count(c) <= 50 for c in chunks), max(count(c) for c in chunks)
+    assert " ".join(" ".join(chunks).split()) == " ".join(text.split())
+
+
 def long_text(n_sentences: int) -> str:
     return "\n\n".join(
         f"Crate {i} holds {i * 3} apples and {i + 2} pears in warehouse {i % 4}."
