@@ -12,7 +12,7 @@
 set -euo pipefail
 
 VERSION="${SLEEPTIME_LLAMA_VERSION:-0.3.36}"
-PY="${PYTHON:-python}"
+PY=python  # the active environment (the venv the README and test.sh activate)
 
 if [ "$(uname -m)" != "x86_64" ]; then
     "$PY" -m pip install -q "llama-cpp-python==$VERSION"
@@ -29,6 +29,8 @@ if ! ls "$CACHE"/llama_cpp_python-"$VERSION"-*.whl >/dev/null 2>&1; then
         "llama-cpp-python==$VERSION" -w "$CACHE"
 fi
 # --only-binary: the index has only the source, so pip must take our wheel (and the
-# runtime dependencies from the index), never a native build from its own cache
+# runtime dependencies from the index), never a native build from its own cache;
+# --force-reinstall of the wheel alone replaces a native build already in the venv
 "$PY" -m pip install -q --find-links "$CACHE" --only-binary llama-cpp-python \
     "llama-cpp-python==$VERSION"
+"$PY" -m pip install -q --force-reinstall --no-deps "$CACHE"/llama_cpp_python-"$VERSION"-*.whl

@@ -28,7 +28,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null
-# llama-cpp-python compiles llama.cpp on first install (~5 min on 2 cores); pip caches it.
+# llama-cpp-python compiles llama.cpp on first install (~5 min on 2 cores), for a
+# portable x86-64-v3 target (scripts/install-llama.sh says why); the wheel is cached.
+bash scripts/install-llama.sh
 python -m pip install -q -e ".[dev,local,postgres]"
 
 python -m pytest -q -p no:cacheprovider "$@"
