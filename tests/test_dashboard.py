@@ -144,12 +144,12 @@ def test_dashboard_shows_a_dead_job_and_retries_it(
     browser.save_screenshot(str(tmp_path / "dashboard.png"))
 
     dead_rows[0].find_element(By.CLASS_NAME, "retry").click()
-    assert "pending again" in _wait_for(browser, "note").text
+    assert "waiting again" in _wait_for(browser, "note").text
     assert not browser.find_elements(By.CSS_SELECTOR, "tr.job.dead")
     assert browser.find_element(By.ID, "count-dead").text.endswith("0")
     jobs = httpx.get(f"{base}/v1/admin/jobs", headers={"Authorization": f"Bearer {admin}"}).json()
     assert jobs["counts"]["dead"] == 0
-    assert [j["context_id"] for j in jobs["jobs"]] == ["gone"]  # pending again
+    assert [j["context_id"] for j in jobs["jobs"]] == ["gone"]  # waiting again
 
 
 def test_dashboard_cookie_does_not_open_the_api(server: tuple[str, str, str]) -> None:

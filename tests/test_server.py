@@ -197,6 +197,25 @@ def test_routes_do_what_they_say(api: TestClient, st: SleepTime, keys: dict[str,
     assert "c1" in {j["context_id"] for j in jobs["jobs"]}  # ingests over HTTP are enqueued
 
 
+def test_context_ids_with_slashes_work_on_every_route(
+    api: TestClient, st: SleepTime, keys: dict[str, str]
+) -> None:
+    h = auth(keys["a"])
+    base = "/v1/a/contexts/docs/2026/readme.md"
+    assert api.put(base, json={"text": TEXT}, headers=h).status_code == 200
+    assert st.store.context_ids("a") == ["doc", "docs/2026/readme.md"]
+    assert api.post(f"{base}/sleep", json={}, headers=h).status_code == 200
+    shown = api.get(base, headers=h).json()
+    assert shown["context"]["context_id"] == "docs/2026/readme.md"
+    answer = api.post(f"{base}/ask", json={"question": Q}, headers=h).json()
+    assert answer["version"] == 1
+    ledger = api.get(f"{base}/ledger", headers=h).json()
+    assert ledger["context_id"] == "docs/2026/readme.md" and ledger["queries"] == 1
+    assert api.post(f"{base}/append", json={"text": "More."}, headers=h).status_code == 200
+    assert api.delete(base, headers=h).status_code == 200
+    assert st.store.context_ids("a") == ["doc"]
+
+
 def test_errors_are_one_line_json(
     api: TestClient, st: SleepTime, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

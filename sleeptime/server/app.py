@@ -130,7 +130,8 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
         start = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
+        # path_format drops convertors ("{context_id:path}" -> "{context_id}")
+        name = getattr(route, "path_format", None) or getattr(route, "path", "unmatched")
         metrics.requests.labels(name, str(response.status_code)).inc()
         metrics.latency.labels(name).observe(time.perf_counter() - start)
         return response

@@ -133,7 +133,7 @@ def dashboard(request: Request, note: str = "") -> Response:
     e = html.escape
 
     cards = "".join(f"<span id='count-{e(k)}'>{e(k)} <b>{v}</b></span>" for k, v in counts.items())
-    cards += f"<span>oldest pending <b>{_age(oldest) if waiting else '-'}</b></span>"
+    cards += f"<span>oldest waiting <b>{_age(oldest) if waiting else '-'}</b></span>"
     cards += f"<span>live workers <b>{len(workers)}</b></span>"
 
     job_rows = []
@@ -232,5 +232,5 @@ def retry(request: Request, job_id: str) -> Response:
         return refused
     st: SleepTime = request.app.state.st
     job = st.open_queue().retry(job_id)
-    note = f"job {job.id} ({job.namespace}/{job.context_id} v{job.version}) is pending again"
+    note = f"job {job.id} ({job.namespace}/{job.context_id} v{job.version}) is waiting again"
     return RedirectResponse(f"/dashboard?note={quote(note)}", status_code=303)

@@ -1,5 +1,9 @@
 """The ``/v1`` routes. Handlers are plain functions: FastAPI runs them in its thread
-pool, so a model call or a database round trip never blocks the event loop."""
+pool, so a model call or a database round trip never blocks the event loop.
+
+Context ids may contain ``/`` (``docs/readme.md``), so they are ``:path`` parameters.
+A route with a suffix (``/ledger``, ``/ask``, ...) is registered before the bare
+route of the same method, which would otherwise take the suffix as part of the id."""
 
 from __future__ import annotations
 
@@ -143,7 +147,7 @@ def _context_out(ctx: ContextVersion) -> ContextOut:
     )
 
 
-@router.put("/v1/{namespace}/contexts/{context_id}", tags=["contexts"])
+@router.put("/v1/{namespace}/contexts/{context_id:path}", tags=["contexts"])
 def put_context(
     namespace: str, context_id: str, body: ContextIn, _who: Tenant, st: Client
 ) -> ContextOut:
@@ -153,7 +157,7 @@ def put_context(
     return _context_out(ctx)
 
 
-@router.post("/v1/{namespace}/contexts/{context_id}/append", tags=["contexts"])
+@router.post("/v1/{namespace}/contexts/{context_id:path}/append", tags=["contexts"])
 def append_context(
     namespace: str, context_id: str, body: ContextIn, _who: Tenant, st: Client
 ) -> ContextOut:
@@ -163,7 +167,14 @@ def append_context(
     return _context_out(ctx)
 
 
-@router.get("/v1/{namespace}/contexts/{context_id}", tags=["contexts"])
+@router.get("/v1/{namespace}/contexts/{context_id:path}/ledger", tags=["contexts"])
+def ledger(namespace: str, context_id: str, _who: Tenant, st: Client) -> Ledger:
+    """Sleep-time vs test-time tokens spent on a context, and queries answered."""
+    st.context(namespace, context_id)  # 404 for a context that does not exist
+    return st.ledger(namespace, context_id)
+
+
+@router.get("/v1/{namespace}/contexts/{context_id:path}", tags=["contexts"])
 def show_context(namespace: str, context_id: str, _who: Tenant, st: Client) -> ShowOut:
     """The current version, its artifacts (learned context, predicted Q&As) and the ledger."""
     ctx = st.context(namespace, context_id)
@@ -186,7 +197,7 @@ def _budget(body: AskIn, st: SleepTime) -> Budget | None:
     )
 
 
-@router.post("/v1/{namespace}/contexts/{context_id}/ask", tags=["contexts"])
+@router.post("/v1/{namespace}/contexts/{context_id:path}/ask", tags=["contexts"])
 def ask(namespace: str, context_id: str, body: AskIn, _who: Tenant, st: Client) -> Answer:
     """Answer a question with whatever sleep-time work exists (the `Answer` fields)."""
     return st.ask(
@@ -204,7 +215,7 @@ def _event(kind: str, data: str) -> bytes:
 
 
 @router.post(
-    "/v1/{namespace}/contexts/{context_id}/ask/stream",
+    "/v1/{namespace}/contexts/{context_id:path}/ask/stream",
     tags=["contexts"],
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
@@ -246,7 +257,7 @@ def ask_stream(
     )
 
 
-@router.post("/v1/{namespace}/contexts/{context_id}/sleep", tags=["contexts"])
+@router.post("/v1/{namespace}/contexts/{context_id:path}/sleep", tags=["contexts"])
 def sleep(
     namespace: str, context_id: str, _who: Tenant, st: Client, body: SleepIn | None = None
 ) -> dict[str, Any]:
@@ -257,14 +268,7 @@ def sleep(
     return report.model_dump(mode="json")
 
 
-@router.get("/v1/{namespace}/contexts/{context_id}/ledger", tags=["contexts"])
-def ledger(namespace: str, context_id: str, _who: Tenant, st: Client) -> Ledger:
-    """Sleep-time vs test-time tokens spent on a context, and queries answered."""
-    st.context(namespace, context_id)  # 404 for a context that does not exist
-    return st.ledger(namespace, context_id)
-
-
-@router.delete("/v1/{namespace}/contexts/{context_id}", tags=["contexts"])
+@router.delete("/v1/{namespace}/contexts/{context_id:path}", tags=["contexts"])
 def delete_context(namespace: str, context_id: str, _who: Tenant, st: Client) -> DeleteCounts:
     """Delete a context: text, versions, artifacts, KV blobs, cache entries. The
     ledger keeps token counts; the query log keeps rows without their text."""
