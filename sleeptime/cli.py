@@ -92,8 +92,19 @@ def ingest(
     database_url: DbOpt = None,
 ) -> None:
     """Store a context (a new version when its text changed)."""
+    text = _read_text(source)
     st = client("fake", database_url)  # ingest never calls a model
-    ctx = st.ingest(namespace, context_id, _read_text(source))
+    # the queue (Redis or the embedded one) gets the job before this command exits, so
+    # `sleeptime jobs` lists it at once; if the queue is down, the committed outbox row
+    # is relayed by the next worker
+    try:
+        st.open_queue()
+    except SleepTimeError as exc:
+        console.print(f"[yellow]queue unavailable ({exc}); a worker will enqueue it[/yellow]")
+    try:
+        ctx = st.ingest(namespace, context_id, text)
+    finally:
+        st.close()
     state = "new version" if ctx.created else "unchanged"
     console.print(f"{namespace}/{context_id} v{ctx.version} ({state}, {len(ctx.text):,} chars)")
 

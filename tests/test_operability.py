@@ -107,6 +107,21 @@ def test_jobs_shows_when_a_waiting_job_can_start(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--state must be waiting, running or dead" in bad.stderr
 
 
+def test_cli_ingest_enqueues_on_the_embedded_queue_before_it_exits(tmp_path: Path) -> None:
+    # with Redis the job was in the queue at once, with the embedded queue only after a
+    # worker's next outbox pass; now both list it as soon as the command returns
+    db = f"sqlite:///{tmp_path / 'i.db'}"
+    done = run(["ingest", "acme", "doc", "-"], db, stdin="Ann has 3 apples.", idle_after="3600")
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(run(["jobs", "--json"], db).stdout)
+    assert [(j["context_id"], j["version"], j["state"]) for j in listed["jobs"]] == [
+        ("doc", 1, "waiting")
+    ]
+    again = run(["ingest", "acme", "doc", "-"], db, stdin="Ann has 3 apples.")
+    assert "unchanged" in again.stdout  # an unchanged text enqueues nothing new
+    assert len(json.loads(run(["jobs", "--json"], db).stdout)["jobs"]) == 1
+
+
 def test_sleep_prints_progress_when_piped(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'p.db'}"
     assert run(["ingest", "acme", "doc", "-"], db, stdin="Ann has 3 apples.").returncode == 0
