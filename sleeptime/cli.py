@@ -490,7 +490,9 @@ def jobs_retry(
     all_dead: Annotated[
         bool,
         typer.Option(
-            "--all", help="every dead job whose version is still the current one (others: dropped)"
+            "--all",
+            help="every dead job whose version is still the current one "
+            "(dead jobs of older versions stay dead)",
         ),
     ] = False,
     redis_url: RedisOpt = None,

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     retry_jitter_s: float = Field(0.5, ge=0.0, description="random extra wait, up to this")
 
     # sleep-time
-    sleep_k: int = Field(1, ge=0, le=16, description="independent rethinks of c', merged")
+    sleep_k: int = Field(1, ge=1, le=16, description="independent rethinks of c', merged")
     n_questions: int = Field(5, ge=0, le=50, description="predicted questions per context")
     sleep_max_tokens: int = Field(384, ge=16, description="token cap of one sleep-time call")
     sleep_temperature: float = Field(0.7, ge=0.0, description="used when sleep_k > 1")

@@ -285,3 +285,15 @@ def test_a_concurrent_run_of_the_same_version_keeps_the_first_write(st: SleepTim
     assert first == second == {"questions": ["Q from run A?"]}
     report = st.sleep("acme", "doc")
     assert [qa.question for qa in report.qas] == ["Q from run A?"]
+
+
+def test_an_in_memory_database_is_one_database_for_every_thread() -> None:
+    # the k rethinks run in parallel threads; each used to get its own empty
+    # in-memory database ("no such table")
+    st = SleepTime(model=FakeChatModel(), database_url="sqlite:///:memory:")
+    st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 apples.")
+    report = st.sleep("acme", "doc", k=3)
+    assert report.usage.calls >= 4  # three rethinks and their merge
+    assert st.artifacts("acme", "doc").complete
+    assert st.ask("acme", "doc", "How many apples are there in all?").version == 1
+    st.close()

@@ -31,8 +31,16 @@ from sqlalchemy import (
 )
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 from sleeptime.errors import InvalidInput, StoreUnavailable
 from sleeptime.models import (
@@ -109,8 +117,17 @@ class SQLStore:
         #: ones are pruned when a new version is stored. The current one is never pruned.
         self.keep_versions = keep_versions
         kwargs: dict[str, Any] = {"future": True}
+        #: Serializes every statement on an in-memory SQLite database (None otherwise).
+        self._serial: threading.RLock | None = None
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            if _in_memory(url):
+                # One connection for every thread: SQLAlchemy's default for :memory:
+                # gives each thread its own, i.e. its own empty database, so the k
+                # parallel rethinks of a sleep found no tables. The shared connection
+                # is used by one thread at a time (see _guard).
+                kwargs["poolclass"] = StaticPool
+                self._serial = threading.RLock()
         else:
             kwargs["pool_pre_ping"] = True
         try:
@@ -200,7 +217,11 @@ class SQLStore:
     @contextmanager
     def _guard(self) -> Iterator[None]:
         try:
-            yield
+            if self._serial is None:
+                yield
+            else:
+                with self._serial:
+                    yield
         except OperationalError as exc:
             detail = redact_text(str(exc.orig).strip(), self.url)
             raise StoreUnavailable(
@@ -906,6 +927,14 @@ def _no_wal_wait(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("SET SESSION synchronous_commit TO OFF")
     cur.close()
     dbapi_conn.commit()  # a session setting, kept for the connection's life
+
+
+def _in_memory(url: str) -> bool:
+    try:
+        database = make_url(url).database
+    except ArgumentError:
+        return False
+    return database in (None, "", ":memory:")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
