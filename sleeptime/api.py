@@ -414,7 +414,22 @@ class SleepTime:
         """
         self._check_ask(namespace, context_id, question, verbosity, max_tokens, budget)
         return stream_in_thread(
-            lambda sink: self.ask(
+            self._asker(namespace, context_id, question, verbosity, max_tokens, budget)
+        )
+
+    def _asker(
+        self,
+        namespace: str,
+        context_id: str,
+        question: str,
+        verbosity: int | None,
+        max_tokens: int | None,
+        budget: Budget | None,
+    ) -> Callable[[Callable[[str], None]], Answer]:
+        """The ask behind a stream: it sends its pieces to the sink it is given."""
+
+        def run(sink: Callable[[str], None]) -> Answer:
+            return self.ask(
                 namespace,
                 context_id,
                 question,
@@ -423,7 +438,8 @@ class SleepTime:
                 budget=budget,
                 on_token=sink,
             )
-        )
+
+        return run
 
     def _check_ask(
         self,
@@ -604,17 +620,8 @@ class SleepTime:
         await asyncio.to_thread(
             self._check_ask, namespace, context_id, question, verbosity, max_tokens, budget
         )
-        async for item in astream_in_thread(
-            lambda sink: self.ask(
-                namespace,
-                context_id,
-                question,
-                verbosity=verbosity,
-                max_tokens=max_tokens,
-                budget=budget,
-                on_token=sink,
-            )
-        ):
+        run = self._asker(namespace, context_id, question, verbosity, max_tokens, budget)
+        async for item in astream_in_thread(run):
             yield item
 
     async def aledger(self, namespace: str, context_id: str) -> Ledger:

@@ -187,26 +187,21 @@ def ask(
             think_tokens=think_tokens,
             extend=extend,
         )
+
+    def show(piece: str) -> None:
+        print(piece, end="", flush=True)
+
+    answer = st.ask(
+        namespace,
+        context_id,
+        question,
+        verbosity=verbosity,
+        max_tokens=max_tokens,
+        budget=budget,
+        on_token=show if stream else None,
+    )
     if stream:
-        answer = st.ask(
-            namespace,
-            context_id,
-            question,
-            verbosity=verbosity,
-            max_tokens=max_tokens,
-            budget=budget,
-            on_token=lambda piece: print(piece, end="", flush=True),
-        )
         print()
-    else:
-        answer = st.ask(
-            namespace,
-            context_id,
-            question,
-            verbosity=verbosity,
-            max_tokens=max_tokens,
-            budget=budget,
-        )
     if as_json:
         print(answer.model_dump_json(indent=2))
         return

@@ -21,9 +21,24 @@ Sink = Callable[[str], None]
 
 
 class _Done(Generic[T]):
+    """The end of a stream: the call's result, or the error it raised."""
+
     def __init__(self, result: T | None = None, error: BaseException | None = None) -> None:
         self.result = result
         self.error = error
+
+    def unwrap(self) -> T:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+def _producer(run: Callable[[Sink], T], put: Callable[[str | _Done[T]], None]) -> None:
+    try:
+        put(_Done(result=run(put)))
+    except BaseException as exc:  # handed to the reader, raised there
+        put(_Done(error=exc))
 
 
 def stream_in_thread(run: Callable[[Sink], T], name: str = "sleeptime-stream") -> Iterator[str | T]:
@@ -31,21 +46,11 @@ def stream_in_thread(run: Callable[[Sink], T], name: str = "sleeptime-stream") -
     result. If the reader stops early the call still finishes (it is booked like any
     other), its remaining pieces are dropped."""
     pieces: queue.SimpleQueue[str | _Done[T]] = queue.SimpleQueue()
-
-    def work() -> None:
-        try:
-            pieces.put(_Done(result=run(pieces.put)))
-        except BaseException as exc:  # handed to the reader, raised there
-            pieces.put(_Done(error=exc))
-
-    threading.Thread(target=work, name=name, daemon=True).start()
+    threading.Thread(target=_producer, args=(run, pieces.put), name=name, daemon=True).start()
     while True:
         item = pieces.get()
         if isinstance(item, _Done):
-            if item.error is not None:
-                raise item.error
-            assert item.result is not None
-            yield item.result
+            yield item.unwrap()
             return
         yield item
 
@@ -60,19 +65,10 @@ async def astream_in_thread(
     def put(item: str | _Done[T]) -> None:
         loop.call_soon_threadsafe(pieces.put_nowait, item)
 
-    def work() -> None:
-        try:
-            put(_Done(result=run(put)))
-        except BaseException as exc:
-            put(_Done(error=exc))
-
-    threading.Thread(target=work, name=name, daemon=True).start()
+    threading.Thread(target=_producer, args=(run, put), name=name, daemon=True).start()
     while True:
         item = await pieces.get()
         if isinstance(item, _Done):
-            if item.error is not None:
-                raise item.error
-            assert item.result is not None
-            yield item.result
+            yield item.unwrap()
             return
         yield item

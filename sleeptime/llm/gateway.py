@@ -83,14 +83,16 @@ def structured_kwargs(model: BaseChatModel, schema: dict[str, Any]) -> dict[str,
     if callable(server_form):  # an OpenAI-compatible server: the form it accepts
         return dict(server_form(schema))
     if type(model).__name__ in {"ChatOpenAI", "AzureChatOpenAI"}:
-        name = str(schema.get("title", "reply"))
-        return {
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": name, "schema": schema},
-            }
-        }
+        return json_schema_format(schema)
     return {}
+
+
+def json_schema_format(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's ``response_format`` asking for JSON that matches ``schema``."""
+    name = str(schema.get("title", "reply"))
+    return {
+        "response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+    }
 
 
 def _kwargs(max_tokens: int | None, temperature: float | None, seed: int | None) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import PrivateAttr, SecretStr
 
 from sleeptime.errors import UnknownModel
+from sleeptime.llm.gateway import json_schema_format
 
 log = logging.getLogger("sleeptime.llm")
 
@@ -265,13 +266,7 @@ class ServerChatModel(BaseChatOpenAI):
         if form == "json_object":
             return {"response_format": {"type": "json_object", "schema": schema}}
         if form == "json_schema":
-            name = str(schema.get("title", "reply"))
-            return {
-                "response_format": {
-                    "type": "json_schema",
-                    "json_schema": {"name": name, "schema": schema},
-                }
-            }
+            return json_schema_format(schema)
         return {}
 
     def _get_request_payload(
