@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
@@ -59,6 +60,19 @@ if TYPE_CHECKING:
     from sleeptime.worker.runtime import Worker
 
 _SLEEP_GRAPH = build_sleep_graph()
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """A validated question, its budget and the artifacts it is answered from."""
+
+    namespace: str
+    context_id: str
+    question: str
+    budget: Budget
+    explicit: bool
+    found: tuple[int, Artifacts]
+    start: float
 
 
 class SleepTime:
@@ -370,30 +384,10 @@ class SleepTime:
         ``on_token`` receives the answer's text piece by piece as the model writes it
         (a precomputed answer in one piece); see also :meth:`ask_stream`.
         """
-        self._validate_ask(namespace, context_id, question, verbosity, max_tokens, budget)
         if on_token is not None and not callable(on_token):
             raise InvalidInput(f"on_token must be callable, not {type(on_token).__name__}")
-        explicit = budget is not None or verbosity is not None or max_tokens is not None
-        if budget is None:
-            # validate_ask has checked both: ranges and strict types
-            v = self.settings.default_verbosity if verbosity is None else verbosity
-            budget = Budget(verbosity=v, max_tokens=max_tokens)
-        start = time.perf_counter()
-        found = self.artifact_source(namespace, context_id)  # the one keyed read
-        if found is None:
-            raise ContextNotFound(namespace, context_id)
-        answer = answer_question(
-            self._online,
-            namespace,
-            context_id,
-            question.strip(),
-            budget,
-            explicit_budget=explicit,
-            found=found,
-            on_token=on_token,
-        )
-        # reading is not editing: an ask never postpones sleep-time work
-        return self._logged(namespace, context_id, question, answer, start)
+        prepared = self._prepare_ask(namespace, context_id, question, verbosity, max_tokens, budget)
+        return self._answer(prepared, on_token)
 
     def ask_stream(
         self,
@@ -412,12 +406,10 @@ class SleepTime:
         >>> for item in st.ask_stream("acme", "doc-1", "How much?"):  # doctest: +SKIP
         ...     print(item if isinstance(item, str) else f"\n[{item.source}]", end="")
         """
-        self._check_ask(namespace, context_id, question, verbosity, max_tokens, budget)
-        return stream_in_thread(
-            self._asker(namespace, context_id, question, verbosity, max_tokens, budget)
-        )
+        prepared = self._prepare_ask(namespace, context_id, question, verbosity, max_tokens, budget)
+        return stream_in_thread(lambda sink: self._answer(prepared, sink))
 
-    def _asker(
+    def _prepare_ask(
         self,
         namespace: str,
         context_id: str,
@@ -425,45 +417,9 @@ class SleepTime:
         verbosity: int | None,
         max_tokens: int | None,
         budget: Budget | None,
-    ) -> Callable[[Callable[[str], None]], Answer]:
-        """The ask behind a stream: it sends its pieces to the sink it is given."""
-
-        def run(sink: Callable[[str], None]) -> Answer:
-            return self.ask(
-                namespace,
-                context_id,
-                question,
-                verbosity=verbosity,
-                max_tokens=max_tokens,
-                budget=budget,
-                on_token=sink,
-            )
-
-        return run
-
-    def _check_ask(
-        self,
-        namespace: str,
-        context_id: str,
-        question: str,
-        verbosity: int | None,
-        max_tokens: int | None,
-        budget: Budget | None,
-    ) -> None:
-        """Everything :meth:`ask` would refuse, before a stream starts."""
-        self._validate_ask(namespace, context_id, question, verbosity, max_tokens, budget)
-        if self.artifact_source(namespace, context_id) is None:
-            raise ContextNotFound(namespace, context_id)
-
-    def _validate_ask(
-        self,
-        namespace: str,
-        context_id: str,
-        question: str,
-        verbosity: int | None,
-        max_tokens: int | None,
-        budget: Budget | None,
-    ) -> None:
+    ) -> _Ask:
+        """Everything an ask refuses, checked, and its one keyed read done: a stream
+        raises here, before it starts."""
         validate_ask(
             namespace,
             context_id,
@@ -473,6 +429,30 @@ class SleepTime:
             budget=budget,
             max_question_chars=self.settings.max_question_chars,
         )
+        explicit = budget is not None or verbosity is not None or max_tokens is not None
+        if budget is None:
+            # validate_ask has checked both: ranges and strict types
+            v = self.settings.default_verbosity if verbosity is None else verbosity
+            budget = Budget(verbosity=v, max_tokens=max_tokens)
+        start = time.perf_counter()
+        found = self.artifact_source(namespace, context_id)  # the one keyed read
+        if found is None:
+            raise ContextNotFound(namespace, context_id)
+        return _Ask(namespace, context_id, question, budget, explicit, found, start)
+
+    def _answer(self, q: _Ask, on_token: Callable[[str], None] | None) -> Answer:
+        answer = answer_question(
+            self._online,
+            q.namespace,
+            q.context_id,
+            q.question.strip(),
+            q.budget,
+            explicit_budget=q.explicit,
+            found=q.found,
+            on_token=on_token,
+        )
+        # reading is not editing: an ask never postpones sleep-time work
+        return self._logged(q.namespace, q.context_id, q.question, answer, q.start)
 
     def prepared_answer(self, namespace: str, context_id: str, question: str) -> Answer | None:
         """The precomputed answer the serve policy allows for ``question`` at zero
@@ -617,11 +597,10 @@ class SleepTime:
     ) -> AsyncIterator[str | Answer]:
         """:meth:`ask_stream` for asyncio: ``async for item in st.aask_stream(...)``.
         The answer is produced in a worker thread; the event loop only awaits pieces."""
-        await asyncio.to_thread(
-            self._check_ask, namespace, context_id, question, verbosity, max_tokens, budget
+        prepared = await asyncio.to_thread(
+            self._prepare_ask, namespace, context_id, question, verbosity, max_tokens, budget
         )
-        run = self._asker(namespace, context_id, question, verbosity, max_tokens, budget)
-        async for item in astream_in_thread(run):
+        async for item in astream_in_thread(lambda sink: self._answer(prepared, sink)):
             yield item
 
     async def aledger(self, namespace: str, context_id: str) -> Ledger:

@@ -131,18 +131,19 @@ class ModelGateway:
         return n_ctx if isinstance(n_ctx, int) else None
 
     def count_tokens(self, text: str) -> int:
-        """Tokens in ``text``; long texts (contexts, notes) are counted once and cached."""
-        cached = self._counts.get(text) if len(text) > 512 else None
+        """Tokens in ``text``, counted once: the same system prompts, notes and
+        contexts are measured again and again, and a server's tokenizer costs a round
+        trip per count."""
+        cached = self._counts.get(text)
         if cached is not None:
             return cached
         try:
             n = int(self.model.get_num_tokens(text))
         except Exception:  # tokenizer unavailable offline: estimate
             n = len(_WORDISH.findall(text))
-        if len(text) > 512:
-            if len(self._counts) >= 256:
-                self._counts.clear()
-            self._counts[text] = n
+        if len(self._counts) >= 1024:
+            self._counts.clear()
+        self._counts[text] = n
         return n
 
     def prompt_tokens(self, messages: Sequence[BaseMessage]) -> int:

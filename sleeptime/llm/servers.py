@@ -29,14 +29,14 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import httpx
 from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import PrivateAttr, SecretStr
 
@@ -225,6 +225,9 @@ class ServerChatModel(BaseChatOpenAI):
     @property
     def server_profile(self) -> ServerProfile:
         """The server's profile, probed once (again later if it was unreachable)."""
+        known = self._profile
+        if known is not None and known.reached:  # every request reads it: no lock
+            return known
         with self._lock:
             if self._profile is None or not self._profile.reached:
                 self._profile = probe_server(
@@ -291,6 +294,19 @@ class ServerChatModel(BaseChatOpenAI):
     ) -> ChatResult:
         try:
             return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        except Exception as exc:
+            self._learn_window(exc)
+            raise
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        try:
+            yield from super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
         except Exception as exc:
             self._learn_window(exc)
             raise

@@ -9,7 +9,7 @@ another.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, delete, func, select, update
@@ -36,16 +36,8 @@ class KVBlob:
 
 
 def _blob(row: KVBlobRow) -> KVBlob:
-    return KVBlob(
-        namespace=row.namespace,
-        model_key=row.model_key,
-        prefix_hash=row.prefix_hash,
-        n_tokens=row.n_tokens,
-        file=row.file,
-        size_bytes=row.size_bytes,
-        context_id=row.context_id,
-        version=row.version,
-    )
+    # the dataclass's fields are the row's columns of the same names
+    return KVBlob(**{f.name: getattr(row, f.name) for f in fields(KVBlob)})
 
 
 def _aware(t: datetime) -> datetime:
@@ -71,20 +63,7 @@ class KVIndex:
         now = datetime.now(UTC)
         with self.store.session() as s:
             s.execute(delete(KVBlobRow).where(_key(blob)))
-            s.add(
-                KVBlobRow(
-                    namespace=blob.namespace,
-                    model_key=blob.model_key,
-                    prefix_hash=blob.prefix_hash,
-                    n_tokens=blob.n_tokens,
-                    context_id=blob.context_id,
-                    version=blob.version,
-                    file=blob.file,
-                    size_bytes=blob.size_bytes,
-                    created_at=now,
-                    last_used_at=now,
-                )
-            )
+            s.add(KVBlobRow(**asdict(blob), created_at=now, last_used_at=now))
 
     def delete(self, blob: KVBlob) -> None:
         with self.store.session() as s:
