@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -269,12 +270,9 @@ def load_stateful(path: str | Path, *, expect: str | None = None) -> list[Item]:
     return parse_stateful(lines, source=str(p))
 
 
-def parse_stateful(lines: list[str], *, source: str = "<data>") -> list[Item]:
-    fmt = stateful_format(lines)
-    if fmt is None:
-        raise InvalidInput(f"{source}: no Stateful GSM-Symbolic or Stateful AIME records")
-    ctx_field, q_field = STATEFUL_FORMATS[fmt]
-    groups: dict[str, list[tuple[str, Query, dict[str, Any]]]] = {}
+def _records(lines: list[str], source: str) -> Iterator[tuple[int, str, Any]]:
+    """(line number, "source:line", parsed value) of each JSON line; blank lines and
+    ``#`` comments skipped; bad JSON is one clear error naming its line."""
     for lineno, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -285,6 +283,16 @@ def parse_stateful(lines: list[str], *, source: str = "<data>") -> list[Item]:
             raise InvalidInput(
                 f"{where}: not valid JSON ({exc.msg} at column {exc.colno})"
             ) from exc
+        yield lineno, where, obj
+
+
+def parse_stateful(lines: list[str], *, source: str = "<data>") -> list[Item]:
+    fmt = stateful_format(lines)
+    if fmt is None:
+        raise InvalidInput(f"{source}: no Stateful GSM-Symbolic or Stateful AIME records")
+    ctx_field, q_field = STATEFUL_FORMATS[fmt]
+    groups: dict[str, list[tuple[str, Query, dict[str, Any]]]] = {}
+    for lineno, where, obj in _records(lines, source):
         if not isinstance(obj, dict):
             raise InvalidInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
         context, question = obj.get(ctx_field), obj.get(q_field)
@@ -348,16 +356,7 @@ def _stateful_gold(fmt: str, answer: str | int | float, where: str) -> str:
 def parse_jsonl(lines: list[str], *, source: str = "<data>") -> list[Item]:
     items: list[Item] = []
     seen: dict[str, int] = {}
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        where = f"{source}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(
-                f"{where}: not valid JSON ({exc.msg} at column {exc.colno})"
-            ) from exc
+    for lineno, where, obj in _records(lines, source):
         item = _item_from_json(obj, where)
         if item.id in seen:
             raise InvalidInput(f"{where}: duplicate id {item.id!r} (first on line {seen[item.id]})")
