@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command. Works on a fresh Debian/Ubuntu machine: installs what the
-# tests need (redis-server, chromium + chromium-driver; the package with its
+# tests need (redis-server, chromium + chromium-driver, wrk; the package with its
 # dev/local/postgres extras in .venv),
 # then runs the whole suite. Tests start their own redis-server on free loopback ports;
 # PostgreSQL tests run when a server is reachable (SLEEPTIME_TEST_POSTGRES_URL, default
@@ -13,6 +13,8 @@ command -v redis-server >/dev/null 2>&1 || MISSING="$MISSING redis-server"
 # the dashboard's browser test drives Debian's chromium through its chromedriver
 [ -x /usr/bin/chromium ] || MISSING="$MISSING chromium"
 [ -x /usr/bin/chromedriver ] || MISSING="$MISSING chromium-driver"
+# the HTTP benchmark's load generator (its test runs it when present)
+command -v wrk >/dev/null 2>&1 || MISSING="$MISSING wrk"
 if [ -n "$MISSING" ]; then
     echo "installing$MISSING ..."
     SUDO=""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -276,6 +277,28 @@ def test_keys_are_stored_as_hashes_only(st: SleepTime) -> None:
     assert st.store.find_api_key(hash_key(key)) is None
 
 
+def test_key_lookup_and_revocation_on_both_backends(database_url: str) -> None:
+    """The per-request key lookup takes the fast read path (a per-thread SQLite
+    connection, autocommit on PostgreSQL) and caches nothing: a key revoked by another
+    process is refused at the very next request."""
+    settings = Settings(model="fake")
+    with (
+        SleepTime(model=FakeChatModel(), database_url=database_url, settings=settings) as server,
+        SleepTime(model=FakeChatModel(), database_url=database_url, settings=settings) as cli,
+    ):
+        tenant_id, tenant = create_key(cli.store, "acme")
+        _admin_id, admin = create_key(cli.store, None, admin=True)
+        assert server.store.find_api_key(hash_key(tenant)) == ("acme", False)
+        assert server.store.find_api_key(hash_key(admin)) == ("", True)
+        assert server.store.find_api_key(hash_key(tenant + "x")) is None
+        with TestClient(create_app(server, close=False)) as api:
+            auth = {"Authorization": f"Bearer {tenant}"}
+            assert api.get("/v1/acme/contexts", headers=auth).status_code == 200
+            assert cli.store.revoke_api_key(tenant_id)
+            assert api.get("/v1/acme/contexts", headers=auth).status_code == 401
+        assert server.store.find_api_key(hash_key(tenant)) is None
+
+
 # -- the real command -------------------------------------------------------------------
 
 
@@ -344,11 +367,15 @@ def test_sleeptime_serve_subprocess(tmp_path: Path) -> None:
     assert json.loads(listed.stdout)[0]["namespace"] == "acme" and key not in listed.stdout
 
 
-def test_http_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("load", ["httpx", "wrk"])
+def test_http_bench_runs(load: str, capsys: pytest.CaptureFixture[str]) -> None:
     from sleeptime.bench import http
 
-    assert http.main(["--seconds", "0.3", "--threads", "2"]) == 0
+    if load == "wrk" and shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed")
+    assert http.main(["--seconds", "0.3", "--threads", "2", "--client", load]) == 0
     out = json.loads(capsys.readouterr().out)
+    assert out["client"] == ("wrk" if load == "wrk" else "httpx threads")
     predicted, unpredicted = out["results"]
     assert predicted["sources"] == ["predicted"] and unpredicted["sources"] == ["learned"]
     assert predicted["errors"] == 0 and predicted["requests"] > 0

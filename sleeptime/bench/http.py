@@ -1,6 +1,7 @@
 """Requests/s and latency percentiles of ``ask`` over HTTP (``sleeptime serve``).
 
     python -m sleeptime.bench.http [--seconds 10] [--threads 8] [--model fake]
+                                   [--client auto|wrk|httpx]
 
 Starts ``sleeptime serve`` as a subprocess on a free loopback port over a fresh SQLite
 file, stores a context, runs sleep-time compute on it, then keeps ``--threads``
@@ -8,6 +9,11 @@ clients (each one keep-alive connection) asking for ``--seconds`` per question k
 a predicted question (served at zero tokens) and an unpredicted one (one model call).
 Prints one JSON object. The numbers include the HTTP stack, authentication (one key
 lookup per request), the ask itself and the query log.
+
+The load comes from ``wrk`` when it is installed (``apt-get install wrk``): a client in
+Python needs about as much CPU per request as the server, so on a small machine it
+measures itself. Without wrk, threads of keep-alive ``httpx`` clients are used and the
+figures are a floor.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -79,12 +87,74 @@ def _load(base: str, key: str, question: str, seconds: float, threads: int) -> d
     }
 
 
+_WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+"""
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _wrk_ms(out: str, label: str) -> float:
+    found = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+    if found is None:
+        raise RuntimeError(f"no {label} latency in wrk's output:\n{out}")
+    return float(found.group(1)) * _WRK_UNITS[found.group(2)]
+
+
+def _load_wrk(
+    wrk: str, base: str, key: str, question: str, seconds: float, threads: int
+) -> dict[str, Any]:
+    """The same load from wrk (C, one event loop, ``threads`` connections)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        body = json.dumps(json.dumps({"question": question}))  # a Lua string literal
+        f.write(_WRK_SCRIPT.format(body=body, key=key))
+    try:
+        out = subprocess.run(
+            [wrk, "-t1", f"-c{threads}", f"-d{max(1, round(seconds))}s", "--latency",
+             "-s", f.name, f"{base}/v1/bench/contexts/doc/ask"],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+    finally:
+        os.unlink(f.name)
+    total = re.search(r"(\d+) requests in ([\d.]+)(\w+),", out)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    failed = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if total is None or rate is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    sources = {httpx.post(
+        f"{base}/v1/bench/contexts/doc/ask", json={"question": question},
+        headers={"Authorization": f"Bearer {key}"},
+    ).json()["source"]}  # fmt: skip
+    return {
+        "question": question,
+        "sources": sorted(sources),
+        "requests": int(total.group(1)),
+        "errors": (int(failed.group(1)) if failed else 0)
+        + (sum(int(n) for n in errors.groups()) if errors else 0),
+        "requests_per_s": round(float(rate.group(1)), 1),
+        "p50_ms": round(_wrk_ms(out, "50%"), 2),
+        "p99_ms": round(_wrk_ms(out, "99%"), 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=10.0, help="per question kind")
     parser.add_argument("--threads", type=int, default=8, help="concurrent clients")
     parser.add_argument("--model", default="fake", help="model spec of the server")
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "httpx"),
+        default="auto",
+        help="load generator (auto: wrk when installed, else httpx threads)",
+    )
     args = parser.parse_args(argv)
+    wrk = shutil.which("wrk") if args.client in ("auto", "wrk") else None
+    if args.client == "wrk" and wrk is None:
+        parser.error("--client wrk: wrk is not installed (apt-get install wrk)")
 
     with tempfile.TemporaryDirectory(prefix="sleeptime-http-bench-") as tmp:
         env = {
@@ -124,9 +194,14 @@ def main(argv: list[str] | None = None) -> int:
             httpx.post(f"{base}/v1/bench/contexts/doc/sleep", json={}, headers=h, timeout=600)
             shown = httpx.get(f"{base}/v1/bench/contexts/doc", headers=h).json()
             predicted = shown["artifacts"]["qas"][0]["question"]
+            # a short warm-up: the first requests start the server's thread pool and
+            # its per-thread database connections
+            _load(base, key, predicted, min(1.0, args.seconds), args.threads)
             results = [
-                _load(base, key, predicted, args.seconds, args.threads),
-                _load(base, key, "Why is the sky blue today?", args.seconds, args.threads),
+                _load_wrk(wrk, base, key, q, args.seconds, args.threads)
+                if wrk
+                else _load(base, key, q, args.seconds, args.threads)
+                for q in (predicted, "Why is the sky blue today?")
             ]
         finally:
             server.terminate()
@@ -134,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "model": args.model,
         "threads": args.threads,
+        "client": "wrk" if wrk else "httpx threads",
         "seconds": args.seconds,
         "server": "sleeptime serve (uvicorn, 1 process), SQLite file, loopback",
         "cpus": os.cpu_count(),
