@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -563,6 +564,16 @@ def serve(
         str, typer.Option(help="address to bind; 0.0.0.0 exposes the API to the network")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port")] = 8080,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="server processes sharing the port (each one its own client of the "
+            "database and Redis)",
+        ),
+    ] = 1,
     worker: Annotated[
         bool, typer.Option(help="also run a sleep-time worker in this process")
     ] = False,
@@ -580,8 +591,31 @@ def serve(
         raise InvalidInput(
             f"the HTTP server needs the server extra: pip install 'sleeptime[server]' ({exc})"
         ) from exc
+    if workers > 1 and worker:
+        raise InvalidInput(
+            "--worker runs one sleep-time worker inside a single server process: with "
+            "--workers N, run `sleeptime worker` beside the server instead"
+        )
     st = SleepTime(model=model, database_url=database_url, background=worker)
-    uvicorn.run(create_app(st, close=True), host=host, port=port, log_level=log_level.lower())
+    if workers == 1:
+        uvicorn.run(create_app(st, close=True), host=host, port=port, log_level=log_level.lower())
+        return
+    # Each process builds its own client from the environment (uvicorn starts them
+    # from an import string); the options reach them through it. The client built
+    # above has checked the options and brought the schema up to date once.
+    st.close()
+    if model is not None:
+        os.environ["SLEEPTIME_MODEL"] = model
+    if database_url is not None:
+        os.environ["SLEEPTIME_DATABASE_URL"] = database_url
+    uvicorn.run(
+        "sleeptime.server:create_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+    )
 
 
 @app.command("mcp")

@@ -367,6 +367,39 @@ def test_sleeptime_serve_subprocess(tmp_path: Path) -> None:
     assert json.loads(listed.stdout)[0]["namespace"] == "acme" and key not in listed.stdout
 
 
+def test_sleeptime_serve_with_several_processes(tmp_path: Path) -> None:
+    """--workers N: every process answers with the options given on the command line
+    (they reach the processes through the environment), and keys work in all."""
+    db = f"sqlite:///{tmp_path / 'serve.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLEEPTIME_")}
+    key = _cli(["keys", "create", "acme", "--database-url", db], env).stdout.splitlines()[-1]
+    refused = _cli(["serve", "--workers", "2", "--worker", "--database-url", db], env)
+    assert refused.returncode == 2 and "sleeptime worker" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sleeptime", "serve", "--port", str(port), "--workers", "2",
+         "--model", "fake", "--database-url", db, "--log-level", "warning"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait(lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200, proc)
+        h = auth(key)
+        assert httpx.put(f"{base}/v1/acme/contexts/d", json={"text": TEXT}, headers=h).is_success
+        # fresh connections, so the kernel spreads them over the processes
+        for _ in range(6):
+            r = httpx.post(f"{base}/v1/acme/contexts/d/ask", json={"question": Q}, headers=h)
+            assert r.status_code == 200 and r.json()["source"] == "cold", r.text
+        ledger = httpx.get(f"{base}/v1/acme/contexts/d/ledger", headers=h).json()
+        assert list(ledger["by_model"]) == ["fake"]  # --model reached every process
+        assert ledger["test"]["calls"] == 6
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
 @pytest.mark.parametrize("load", ["httpx", "wrk"])
 def test_http_bench_runs(load: str, capsys: pytest.CaptureFixture[str]) -> None:
     from sleeptime.bench import http

@@ -146,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=8, help="concurrent clients")
     parser.add_argument("--model", default="fake", help="model spec of the server")
     parser.add_argument(
+        "--database-url",
+        default=None,
+        help="the server's database (default: a fresh SQLite file); namespace 'bench' is "
+        "deleted first",
+    )
+    parser.add_argument(
         "--client",
         choices=("auto", "wrk", "httpx"),
         default="auto",
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sleeptime-http-bench-") as tmp:
         env = {
             **os.environ,
-            "SLEEPTIME_DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
+            "SLEEPTIME_DATABASE_URL": args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}",
             "SLEEPTIME_MODEL": args.model,
             "SLEEPTIME_N_QUESTIONS": "3",
         }
@@ -174,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                 text=True,
             ).stdout
 
+        if args.database_url:
+            cli("delete", "bench", "--yes")  # a database that held an earlier run
         key = cli("keys", "create", "bench").strip().splitlines()[-1]
         port = _free_port()
         server = subprocess.Popen(
@@ -211,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "client": "wrk" if wrk else "httpx threads",
         "seconds": args.seconds,
-        "server": "sleeptime serve (uvicorn, 1 process), SQLite file, loopback",
+        "server": "sleeptime serve (uvicorn, 1 process), loopback",
+        "database": "postgresql" if (args.database_url or "").startswith("postgres") else "sqlite",
         "cpus": os.cpu_count(),
         "results": results,
     }
