@@ -380,7 +380,8 @@ class SleepTime:
 
         The budget is ``budget``, else ``verbosity``/``max_tokens``. When none is given,
         answers from c' use ``default_verbosity`` and cold answers (no artifacts yet)
-        the full ``cold_verbosity``; an explicit budget is honoured on every path.
+        the full ``cold_verbosity``; an explicit budget is honoured on every path (one
+        that sets only ``think_tokens``/``extend`` keeps those defaults for its size).
         ``on_token`` receives the answer's text piece by piece as the model writes it
         (a precomputed answer in one piece); see also :meth:`ask_stream`.
         """
@@ -429,11 +430,17 @@ class SleepTime:
             budget=budget,
             max_question_chars=self.settings.max_question_chars,
         )
-        explicit = budget is not None or verbosity is not None or max_tokens is not None
+        explicit = (
+            verbosity is not None
+            or max_tokens is not None
+            or (budget is not None and budget.sets_size)
+        )
         if budget is None:
             # validate_ask has checked both: ranges and strict types
             v = self.settings.default_verbosity if verbosity is None else verbosity
             budget = Budget(verbosity=v, max_tokens=max_tokens)
+        elif "verbosity" not in budget.model_fields_set:
+            budget = budget.model_copy(update={"verbosity": self.settings.default_verbosity})
         start = time.perf_counter()
         found = self.artifact_source(namespace, context_id)  # the one keyed read
         if found is None:

@@ -180,14 +180,9 @@ def ask(
     if stream and as_json:
         raise InvalidInput("--stream and --json do not go together: --json prints one object")
     st = client(model, database_url)
-    budget = None
-    if think_tokens is not None or extend:
-        budget = Budget(
-            verbosity=st.settings.default_verbosity if verbosity is None else verbosity,
-            max_tokens=max_tokens,
-            think_tokens=think_tokens,
-            extend=extend,
-        )
+    budget = Budget.thinking(
+        verbosity=verbosity, max_tokens=max_tokens, think_tokens=think_tokens, extend=extend
+    )
 
     def show(piece: str) -> None:
         print(piece, end="", flush=True)

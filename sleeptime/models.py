@@ -198,6 +198,30 @@ class Budget(BaseModel):
     extend: int = Field(0, ge=0)
 
     @property
+    def sets_size(self) -> bool:
+        """Whether the caller chose the answer's size (a verbosity or a cap). A budget
+        that sets only thinking control leaves it to ``ask``: the configured verbosity
+        from learned notes, the full cold verbosity without them."""
+        return bool({"verbosity", "max_tokens"} & self.model_fields_set)
+
+    @classmethod
+    def thinking(
+        cls,
+        *,
+        verbosity: int | None = None,
+        max_tokens: int | None = None,
+        think_tokens: int | None = None,
+        extend: int = 0,
+    ) -> Budget | None:
+        """The budget of a request that may ask for thinking control (the CLI's and
+        the HTTP API's options), or None when it does not: then ``verbosity`` and
+        ``max_tokens`` go to ``ask`` as they are. Only the fields given are set."""
+        if think_tokens is None and not extend:
+            return None
+        given = {"verbosity": verbosity, "max_tokens": max_tokens, "think_tokens": think_tokens}
+        return cls(extend=extend, **{k: v for k, v in given.items() if v is not None})
+
+    @property
     def token_cap(self) -> int:
         return (
             self.max_tokens if self.max_tokens is not None else VERBOSITY_MAX_TOKENS[self.verbosity]

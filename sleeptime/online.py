@@ -186,8 +186,8 @@ def _generate(
         context = ctx.text if deps.settings.include_raw_context or stale else None
     else:
         source = "cold"
-        if not explicit_budget:  # no artifacts to lean on: full budget
-            budget = Budget(verbosity=deps.settings.cold_verbosity)
+        if not explicit_budget:  # no artifacts to lean on: full budget (thinking kept)
+            budget = budget.model_copy(update={"verbosity": deps.settings.cold_verbosity})
         context = ctx.text
     gateway = with_budget(deps.gateway(), budget)
     record = deps.store.recorder(namespace, context_id, version, gateway.name)

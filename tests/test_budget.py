@@ -142,6 +142,37 @@ def test_the_query_path_spends_the_budget_on_a_reasoning_model(sqlite_url: str) 
     st.close()
 
 
+def test_a_thinking_only_budget_keeps_the_default_answer_size(sqlite_url: str) -> None:
+    """Budget(think_tokens=...) chooses thinking, not the answer's size: a cold answer
+    still gets the full cold verbosity and one from learned notes the configured
+    default, as without a budget; a verbosity or cap given with it wins."""
+    model = ReasoningFake(seen=[])
+    settings = Settings(model="fake", default_verbosity=2, cold_verbosity=4, n_questions=1)
+    st = SleepTime(model=model, database_url=sqlite_url, settings=settings)
+    st.ingest("a", "d", "Ann has 3 apples. Bob has 4 apples.")
+    think = Budget.thinking(think_tokens=2000)
+    assert think is not None and not think.sets_size
+    st.ask("a", "d", "How many apples in all?", budget=think)  # cold
+    st.ask("a", "d", "How many apples in all?", budget=Budget(verbosity=0, think_tokens=2000))
+    cold = [seen["max_tokens"] for seen in model.seen]
+    st.sleep("a", "d")
+    model.seen.clear()
+    st.ask("a", "d", "Who has more apples?", budget=think)  # from learned notes
+    st.ask("a", "d", "Who has more apples?", budget=Budget.thinking(max_tokens=7, extend=1))
+    learned = [seen["max_tokens"] for seen in model.seen]
+    st.close()
+    assert cold == [Budget(verbosity=4).token_cap + 2000, Budget(verbosity=0).token_cap + 2000]
+    assert learned == [Budget(verbosity=2).token_cap + 2000, 7]
+
+
+def test_thinking_budget_from_cli_and_http_options() -> None:
+    assert Budget.thinking(verbosity=3, max_tokens=9) is None  # ask() takes these itself
+    b = Budget.thinking(think_tokens=10)
+    assert b is not None and b.model_fields_set == {"think_tokens", "extend"}
+    b = Budget.thinking(verbosity=0, extend=2)
+    assert b is not None and b.verbosity == 0 and b.sets_size
+
+
 # -- the real local model ------------------------------------------------------------------
 
 

@@ -126,8 +126,18 @@ def run_cmd(
 def report_cmd(
     out: str = typer.Argument(..., help="a run directory written by 'sleeptime bench run'"),
     t: float = typer.Option(10.0, "--t", help="cost of a test-time token in sleep-time tokens"),
-    prices: str = typer.Option(None, "--prices", help='JSON {"model": [usd_in_1M, usd_out_1M]}'),
-    price_model: str = typer.Option(None, "--price-model", help="prices used in the US$ plot"),
+    prices: str = typer.Option(
+        None,
+        "--prices",
+        help='a JSON file of prices, {"model": \\[usd_in_1M, usd_out_1M]}, added to the '
+        "built-in ones (default: built-in only)",
+    ),
+    price_model: str = typer.Option(
+        None,
+        "--price-model",
+        help="prices used in the US$ plot (default: the run's model when priced and not "
+        "free, else gpt-4o-mini)",
+    ),
     scorer: str = typer.Option(
         None, "--scorer", help="re-score the run: paper or lenient (default: the run's)"
     ),

@@ -187,13 +187,13 @@ def show_context(namespace: str, context_id: str, _who: Tenant, st: Client) -> S
     )
 
 
-def _budget(body: AskIn, st: SleepTime) -> Budget | None:
+def _budget(body: AskIn) -> Budget | None:
     """A thinking budget when one is asked for; else ask() builds the default."""
-    if body.think_tokens is None and not body.extend:
-        return None
-    v = st.settings.default_verbosity if body.verbosity is None else body.verbosity
-    return Budget(
-        verbosity=v, max_tokens=body.max_tokens, think_tokens=body.think_tokens, extend=body.extend
+    return Budget.thinking(
+        verbosity=body.verbosity,
+        max_tokens=body.max_tokens,
+        think_tokens=body.think_tokens,
+        extend=body.extend,
     )
 
 
@@ -206,7 +206,7 @@ def ask(namespace: str, context_id: str, body: AskIn, _who: Tenant, st: Client) 
         body.question,
         verbosity=body.verbosity,
         max_tokens=body.max_tokens,
-        budget=_budget(body, st),
+        budget=_budget(body),
     )
 
 
@@ -234,7 +234,7 @@ def ask_stream(
         body.question,
         verbosity=body.verbosity,
         max_tokens=body.max_tokens,
-        budget=_budget(body, st),
+        budget=_budget(body),
     )
 
     def events() -> Iterator[bytes]:
