@@ -87,6 +87,8 @@ def test_sleeptime_mcp_over_stdio(tmp_path: Path) -> None:
 
     async def session() -> None:
         async with Client(params) as c:
+            assert c.server_info.name == "sleeptime" and c.server_info.version  # the package's
+            assert {t.name for t in (await c.list_tools()).tools} == {"ingest", "ask", "show"}
             made = _data(
                 await c.call_tool("ingest", {"namespace": "n", "context_id": "d", "text": TEXT})
             )

@@ -13,10 +13,20 @@ from sleeptime.api import SleepTime
 from sleeptime.errors import SleepTimeError
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sleeptime")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return ""
+
+
 def create_mcp(st: SleepTime, namespace: str | None = None) -> MCPServer:
     """An MCP server over ``st``; with ``namespace``, tools work in that namespace only."""
     server = MCPServer(
         "sleeptime",
+        version=_version(),
         instructions=(
             "Store a document with `ingest`, then ask questions about it with `ask`: "
             "answers use notes prepared while the system was idle (sleep-time compute), "
