@@ -3,6 +3,7 @@ one-line JSON, keys stored as hashes, and the real server started as a subproces
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -297,6 +298,53 @@ def test_key_lookup_and_revocation_on_both_backends(database_url: str) -> None:
             assert cli.store.revoke_api_key(tenant_id)
             assert api.get("/v1/acme/contexts", headers=auth).status_code == 401
         assert server.store.find_api_key(hash_key(tenant)) is None
+
+
+def test_a_database_outage_is_a_503_and_the_api_recovers_by_itself() -> None:
+    """A real PostgreSQL cluster of the test's own is stopped under the API: every
+    request, the key lookup included, gets a one-line 503 (no traceback, no URL
+    secret), /health says so, a refused ingest stores nothing, and once the database
+    is back the same server answers again without a restart."""
+    import shutil as sh
+    import tempfile
+
+    from sleeptime.bench.chaos import PostgresCluster
+
+    if sh.which("pg_ctl") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")):
+        pytest.skip("PostgreSQL's server binaries (pg_ctl, initdb) are not installed")
+    root = Path(tempfile.mkdtemp(prefix="sleeptime-pg-"))  # not under pytest's 0700 tree
+    cluster = PostgresCluster(root).init()
+    try:
+        settings = Settings(model="fake", n_questions=2, idle_after=3600.0)
+        st = SleepTime(model=FakeChatModel(), database_url=cluster.url, settings=settings)
+        with st, TestClient(create_app(st, close=False)) as api:
+            key = create_key(st.store, "a")[1]
+            h = auth(key)
+            assert api.put("/v1/a/contexts/doc", json={"text": TEXT}, headers=h).is_success
+            assert api.post("/v1/a/contexts/doc/ask", json={"question": Q}, headers=h).is_success
+
+            cluster.stop()
+            for method, path, body in (
+                ("POST", "/v1/a/contexts/doc/ask", {"question": Q}),
+                ("PUT", "/v1/a/contexts/doc", {"text": TEXT + " More."}),
+                ("GET", "/v1/a/contexts/doc", None),
+            ):
+                r = api.request(method, path, json=body, headers=h)
+                assert r.status_code == 503, (path, r.text)
+                assert r.json()["error"] == "StoreUnavailable" and "\n" not in r.text
+                assert "Traceback" not in r.text
+            assert api.get("/health").status_code == 503
+
+            cluster.start()
+            r = api.post("/v1/a/contexts/doc/ask", json={"question": Q}, headers=h)
+            assert r.status_code == 200, r.text
+            shown = api.get("/v1/a/contexts/doc", headers=h).json()
+            assert shown["context"]["version"] == 1  # the refused ingest stored nothing
+            assert api.get("/health").json() == {"status": "ok"}
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.stop()
+        sh.rmtree(root, ignore_errors=True)
 
 
 # -- the real command -------------------------------------------------------------------
