@@ -118,7 +118,7 @@ def _load_wrk(
         ).stdout  # fmt: skip
     finally:
         os.unlink(f.name)
-    total = re.search(r"(\d+) requests in ([\d.]+)(\w+),", out)
+    total = re.search(r"(\d+) requests in ", out)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     failed = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)

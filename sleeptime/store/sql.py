@@ -7,6 +7,7 @@ filters by namespace first, so one tenant's artifacts are never served to anothe
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import sqlite3
 import threading
@@ -79,13 +80,18 @@ _INSERT_LEDGER = insert(LedgerRow)
 #: Contexts up to this size are cached in-process (bounds the cache to ~64 MiB).
 _CACHED_CONTEXT_CHARS = 256_000
 
-_CURRENT_VERSION_SQL = (
-    f"SELECT max(version) FROM {ContextRow.__tablename__} WHERE namespace = ? AND context_id = ?"
-)
 _FIND_API_KEY = select(ApiKeyRow.namespace, ApiKeyRow.admin).where(
     ApiKeyRow.key_hash == bindparam("h")
 )
-_FIND_API_KEY_SQL = f"SELECT namespace, admin FROM {ApiKeyRow.__tablename__} WHERE key_hash = ?"
+
+
+@functools.cache
+def _sqlite_form(stmt: Any) -> tuple[str, tuple[str, ...]]:
+    """A statement compiled once for the sqlite3 module: its SQL and the order of its
+    named parameters (the fast read speaks to sqlite3 directly)."""
+    compiled = stmt.compile(dialect=sqlite.dialect())
+    return str(compiled), tuple(compiled.positiontup or ())
+
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -354,26 +360,30 @@ class SQLStore:
 
     def current_version(self, namespace: str, context_id: str) -> int | None:
         """The newest version number: one indexed lookup, on every query."""
-        if self._sqlite_file is not None:
-            row = self._sqlite_read(self._sqlite_file, _CURRENT_VERSION_SQL, namespace, context_id)
-            return row[0] if row else None
-        rows = self._hot_read(_CURRENT_VERSION, {"ns": namespace, "cid": context_id})
-        return rows[0][0] if rows else None
+        row = self._fast_row(_CURRENT_VERSION, {"ns": namespace, "cid": context_id})
+        return row[0] if row else None
 
-    def _sqlite_read(self, path: str, sql: str, *params: Any) -> tuple[Any, ...] | None:
-        """The first row of one indexed read on every request (the current version, an
-        API key), on a SQLite connection of this thread's own outside the pool:
-        checkout, result proxy and rollback-on-return cost more than the read itself. A
-        plain SELECT in WAL mode sees the latest commit."""
+    def _fast_row(self, stmt: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of one indexed read made on every request (the current
+        version, an API key). On a server: ``_hot_read``. On a SQLite file: a
+        connection of this thread's own outside the pool, since checkout, result proxy
+        and rollback-on-return cost more than the read itself; a plain SELECT in WAL
+        mode sees the latest commit."""
+        if self._sqlite_file is None:
+            rows = self._hot_read(stmt, params)
+            return tuple(rows[0]) if rows else None
+        sql, names = _sqlite_form(stmt)
         conn = getattr(self._local, "conn", None)
         try:
             if conn is None:
-                conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+                conn = sqlite3.connect(self._sqlite_file, check_same_thread=False, timeout=30)
                 conn.execute("PRAGMA busy_timeout=30000")
                 self._local.conn = conn
                 with self._raw_lock:
                     self._raw_conns.append(conn)
-            row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+            row: tuple[Any, ...] | None = conn.execute(
+                sql, tuple(params[n] for n in names)
+            ).fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(
                 f"database {redact_url(self.url)} unavailable: {exc}; check the file and disk"
@@ -851,11 +861,7 @@ class SQLStore:
         """(namespace, admin) of the key with this hash, or None. It runs on every HTTP
         request, so it takes the online path's fast read, never an ORM session; a
         revoked key is gone from the next request on."""
-        if self._sqlite_file is not None:
-            row = self._sqlite_read(self._sqlite_file, _FIND_API_KEY_SQL, key_hash)
-        else:
-            rows = self._hot_read(_FIND_API_KEY, {"h": key_hash})
-            row = tuple(rows[0]) if rows else None
+        row = self._fast_row(_FIND_API_KEY, {"h": key_hash})
         return (str(row[0]), bool(row[1])) if row is not None else None
 
     def api_keys(self) -> list[tuple[str, str, bool]]:
