@@ -5,6 +5,7 @@ cheaper and better when they come (Lin et al. 2025, arXiv 2504.13171).
 """
 
 from sleeptime.api import SleepTime
+from sleeptime.compaction import Compaction
 from sleeptime.errors import (
     ContextNotFound,
     ContextTooLong,
@@ -28,6 +29,8 @@ from sleeptime.models import (
     DeleteCounts,
     Ledger,
     Notes,
+    PassageIndex,
+    PassageRef,
     PredictedQA,
     SleepReport,
     SleepStep,
@@ -41,6 +44,7 @@ __all__ = [
     "Answer",
     "Artifacts",
     "Budget",
+    "Compaction",
     "ContextNotFound",
     "ContextTooLong",
     "ContextVersion",
@@ -54,6 +58,8 @@ __all__ = [
     "ModelOutputError",
     "ModelUnavailable",
     "Notes",
+    "PassageIndex",
+    "PassageRef",
     "PredictedQA",
     "QueueUnavailable",
     "RetryPolicy",

@@ -136,6 +136,13 @@ class SleepTimeMiddleware(AgentMiddleware):
     ``serve=False`` never answers without the model; ``ingest=False`` leaves storing
     the conversation to the app (e.g. when the context is a document, not the chat:
     then pass ``context_id="doc-1"``).
+
+    Once notes exist for an older version of the thread and the turns they cover pass
+    ``passage_threshold_tokens``, those turns are replaced by the notes plus the
+    passages of them the question needs (:meth:`SleepTime.compact_messages`); the
+    turns after that version and the last ``compact_keep_exchanges`` exchanges stay
+    verbatim. ``compact=False`` keeps every message (the notes are then added to the
+    system prompt on top of the history).
     """
 
     def __init__(
@@ -146,6 +153,7 @@ class SleepTimeMiddleware(AgentMiddleware):
         context_id: IdSpec = None,
         serve: bool = True,
         ingest: bool = True,
+        compact: bool = True,
     ) -> None:
         super().__init__()
         self.st = st
@@ -153,6 +161,7 @@ class SleepTimeMiddleware(AgentMiddleware):
         self.context_id = context_id
         self.serve = serve
         self.ingest = ingest
+        self.compact = compact
 
     def _ids(self, runtime: Any) -> tuple[str, str]:
         return resolve_ids(getattr(runtime, "context", None), self.namespace, self.context_id)
@@ -167,6 +176,15 @@ class SleepTimeMiddleware(AgentMiddleware):
         notes = self.st.notes(ns, cid)
         if notes is None:
             return request
+        if self.compact:
+            base = request.system_message
+            done = self.st.compact_messages(
+                ns, cid, request.messages, system=str(base.text) if base is not None else None
+            )
+            if done.replaced:
+                head, *rest = done.messages
+                assert isinstance(head, SystemMessage)
+                return request.override(system_message=head, messages=rest)  # type: ignore[arg-type]
         return request.override(
             system_message=notes_system_message(request.system_message, notes.text, notes.stale)
         )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.embeddings import Embeddings
 from langchain_core.messages import BaseMessage
 
+from sleeptime.compaction import Compaction, compact
 from sleeptime.conversation import completed_turn, render_messages
 from sleeptime.errors import ContextNotFound, InvalidInput
 from sleeptime.graphs.sleep import SleepDeps, build_sleep_graph
@@ -493,6 +494,7 @@ class SleepTime:
             source=answer.source,
             usage=answer.usage,
             latency_ms=answer.latency_ms,
+            cold_prompt_tokens=answer.cold_prompt_tokens,
         )
         return answer
 
@@ -513,6 +515,43 @@ class SleepTime:
             learned_version=learned_version,
             stale=stale,
             prepared=[qa for qa in found[1].qas if qa.servable],
+        )
+
+    def compact_messages(
+        self,
+        namespace: str,
+        context_id: str,
+        messages: Sequence[BaseMessage | Mapping[str, Any]],
+        *,
+        question: str | None = None,
+        system: str | None = None,
+        keep_exchanges: int | None = None,
+    ) -> Compaction:
+        """A chat thread as a model should see it: the turns that the newest learned
+        version covers replaced by its notes plus the passages of those turns that the
+        question needs (default: the last user message), the rest verbatim. For agent
+        frameworks other than LangChain; :class:`~sleeptime.agents.SleepTimeMiddleware`
+        does it on its own. Applies when the covered turns pass
+        ``passage_threshold_tokens`` and were indexed; otherwise returns the messages
+        unchanged (with ``system`` first). Never calls a model."""
+        check_ids(namespace, context_id)
+        if keep_exchanges is not None and (
+            not isinstance(keep_exchanges, int)
+            or isinstance(keep_exchanges, bool)
+            or keep_exchanges < 0
+        ):
+            raise InvalidInput(f"keep_exchanges must be an int >= 0 (got {keep_exchanges!r})")
+        found = self.artifact_source(namespace, context_id)
+        got = learned_notes(self._online, namespace, context_id, found) if found else None
+        return compact(
+            self._online,
+            namespace,
+            context_id,
+            messages,
+            (got[0], got[1]) if got else None,
+            question=question,
+            system=system,
+            keep_exchanges=keep_exchanges,
         )
 
     def ledger(self, namespace: str, context_id: str) -> Ledger:

@@ -14,6 +14,8 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+#: The role names a rendered message starts with (``[user] ...``).
+ROLE_TAGS = tuple(_ROLES.values())
 
 
 def _content(message: BaseMessage) -> str:

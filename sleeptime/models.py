@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 Source = Literal["predicted", "learned", "cold"]
 Phase = Literal["sleep", "test"]
@@ -58,6 +58,32 @@ class PredictedQA(BaseModel):
     reason: str | None = None
 
 
+class PassageIndex(BaseModel):
+    """What the sleep-time ``index`` step measured and indexed for one version.
+
+    The token counts are the answering model's own, made once per version so that no
+    ask ever tokenizes the raw text again."""
+
+    model_config = ConfigDict(frozen=True)
+
+    passages: int = Field(0, description="passages indexed (0: the text is short, kept whole)")
+    ids: tuple[int, int] | None = Field(None, description="the passages' row-id range")
+    text_tokens: int = Field(0, description="tokens of the raw text")
+    cold_prompt_tokens: int = Field(
+        0, description="prompt tokens of a cold answer about this version (a typical question)"
+    )
+
+
+class PassageRef(BaseModel):
+    """A passage of the raw text that an answer's prompt carried verbatim."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int = Field(description="the passage's number within its version (0-based)")
+    start: int = Field(description="offset of its first character in the version's text")
+    end: int = Field(description="offset just past its last character")
+
+
 class Artifacts(BaseModel):
     """What sleep-time compute left for one context version (all servable together)."""
 
@@ -69,6 +95,7 @@ class Artifacts(BaseModel):
     learned: str | None = None
     qas: tuple[PredictedQA, ...] = ()
     complete: bool = False
+    index: PassageIndex | None = None
 
     @property
     def empty(self) -> bool:
@@ -102,6 +129,25 @@ class Answer(BaseModel):
         default_factory=list,
         description="prepared questions shown to the model as notes (learned answers)",
     )
+    passages: list[PassageRef] = Field(
+        default_factory=list,
+        description="passages of the raw text the prompt carried instead of the whole text "
+        "(learned answers about a long context)",
+    )
+    cold_prompt_tokens: int | None = Field(
+        None,
+        description="prompt tokens a cold answer (whole text, no notes) would have sent, "
+        "counted once per version at sleep time; None before the version was indexed",
+    )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def saved_prompt_tokens(self) -> int:
+        """Prompt tokens this answer did not send, against a cold answer (0 when unknown
+        or when it sent more)."""
+        if self.cold_prompt_tokens is None:
+            return 0
+        return max(0, self.cold_prompt_tokens - self.usage.prompt_tokens)
 
 
 class Notes(BaseModel):
@@ -133,6 +179,21 @@ class Ledger(BaseModel):
         default_factory=list,
         description="what sleep-time compute could not do for the current version",
     )
+    saved_prompt_tokens: int = Field(
+        0,
+        description="test-time prompt tokens not sent, summed over answers, against a cold "
+        "answer about the same version",
+    )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def break_even_queries(self) -> float | None:
+        """Queries needed for the test-time tokens saved to repay the sleep-time tokens
+        spent, at the mean saving per query so far (None: no query or no saving yet)."""
+        if not self.queries or self.saved_prompt_tokens <= 0:
+            return None
+        per_query = self.saved_prompt_tokens / self.queries
+        return round(self.sleep.total_tokens / per_query, 1)
 
     def cost(self, test_weight: float = 10.0) -> float:
         """Paper's weighting: a test-time token costs ``test_weight`` sleep-time tokens."""
@@ -159,7 +220,7 @@ class SleepReport(BaseModel):
 
 class SleepStep(BaseModel):
     """One finished step of a sleep-time run, as given to ``SleepTime.sleep(on_step=)``:
-    its name (``plan``, ``rethink``, ``revise``, ``merge``, ``predict``, ``answer``,
+    its name (``index``, ``plan``, ``rethink``, ``revise``, ``merge``, ``predict``, ``answer``,
     ``prefill``, ``finish``), how it ended and how long it took. Carries no text of the
     context, the notes or the questions, so it can be logged as it is."""
 

@@ -6,8 +6,13 @@ read (done by the caller) plus at most one model call::
     artifacts of the current version
       ├─ same question as a servable predicted one (serve policy) ► 0 tokens   predicted
       ├─ near candidate confirmed by the verifier (``serve="verified"``)        predicted
-      ├─ learned context c' ► model(c' + related prepared Q&As + c + q)         learned
+      ├─ learned context c' ► model(c' + passages or c + related Q&As + q)     learned
       └─ nothing yet ► model(c + q, full budget)                                cold
+
+A long text (over ``passage_threshold_tokens``, indexed at sleep time) is not sent
+whole beside its notes: the passages the question needs are, found by the store's
+full-text engine within ``passage_budget_tokens``. That is where the test-time saving
+of sleep-time compute comes from on long contexts.
 """
 
 from __future__ import annotations
@@ -21,9 +26,19 @@ from sleeptime import prompts
 from sleeptime.errors import ContextNotFound, ContextTooLong
 from sleeptime.llm.budget import call_max_tokens, with_budget
 from sleeptime.llm.gateway import ModelGateway, TokenSink
-from sleeptime.models import Answer, Artifacts, Budget, PredictedQA, Usage
+from sleeptime.models import (
+    Answer,
+    Artifacts,
+    Budget,
+    PassageIndex,
+    PassageRef,
+    PredictedQA,
+    Usage,
+)
+from sleeptime.passages import replaces_text
 from sleeptime.retrieval import Judge, ServePolicy
 from sleeptime.settings import Settings
+from sleeptime.store.passages import Found
 from sleeptime.store.sql import SQLStore
 
 #: (namespace, context id) -> (current version, its artifacts) or None if unknown.
@@ -61,12 +76,12 @@ def answer_question(
     served: Answer | None = None
     spent = Usage()
     if decision.serve is not None:
-        served = _served(servable[decision.serve], version, 1.0, decision.reason, Usage())
+        served = _served(servable[decision.serve], found, 1.0, decision.reason, Usage())
     elif decision.verify is not None:
         qa = servable[decision.verify]
         same, spent, how = _verify(deps, namespace, context_id, version, question, qa.question)
         if same:
-            served = _served(qa, version, decision.score, f"verified by {how}", spent)
+            served = _served(qa, found, decision.score, f"verified by {how}", spent)
     if served is not None:
         if on_token is not None:
             on_token(served.text)
@@ -92,15 +107,15 @@ def answer_question(
 def serve_prepared(deps: OnlineDeps, question: str, found: tuple[int, Artifacts]) -> Answer | None:
     """The precomputed answer the serve policy allows for ``question`` without any
     model call (an exact match, or a near one the user's judge confirms), else None."""
-    version, arts = found
+    _version, arts = found
     servable = [qa for qa in arts.qas if qa.servable]
     decision = deps.policy.decide(question, [qa.question for qa in servable])
     if decision.serve is not None:
-        return _served(servable[decision.serve], version, 1.0, decision.reason, Usage())
+        return _served(servable[decision.serve], found, 1.0, decision.reason, Usage())
     if decision.verify is not None and deps.judge is not None:
         qa = servable[decision.verify]
         if deps.judge(question, qa.question):
-            return _served(qa, version, decision.score, "verified by judge", Usage())
+            return _served(qa, found, decision.score, "verified by judge", Usage())
     return None
 
 
@@ -116,13 +131,17 @@ def learned_notes(
     return (older[1], older[0], True) if older else None
 
 
-def _served(qa: PredictedQA, version: int, score: float, reason: str, usage: Usage) -> Answer:
+def _served(
+    qa: PredictedQA, found: tuple[int, Artifacts], score: float, reason: str, usage: Usage
+) -> Answer:
+    version, arts = found
     return Answer(
         text=qa.answer,
         source="predicted",
         usage=usage,
         latency_ms=0.0,
         version=version,
+        cold_prompt_tokens=arts.index.cold_prompt_tokens if arts.index else None,
         matched_question=qa.question,
         match_score=round(score, 4),
         serve_reason=reason,
@@ -181,9 +200,15 @@ def _generate(
         if older is not None:
             learned_version, learned = older
             stale = True
+    picked: list[Found] = []
     if learned:
         source = "learned"
-        context = ctx.text if deps.settings.include_raw_context or stale else None
+        raw = deps.settings.include_raw_context or stale
+        context = ctx.text if raw else None
+        if raw and replaces_text(arts.index, deps.settings.passage_threshold_tokens):
+            assert arts.index is not None
+            picked = pick_passages(deps, namespace, context_id, version, question, arts.index)
+            context = None
     else:
         source = "cold"
         if not explicit_budget:  # no artifacts to lean on: full budget (thinking kept)
@@ -195,7 +220,12 @@ def _generate(
 
     def build(raw: str | None) -> list[BaseMessage]:
         return prompts.query_messages(
-            question, context=raw, learned=learned, verbosity=budget.verbosity, related=notes
+            question,
+            context=raw,
+            learned=learned,
+            verbosity=budget.verbosity,
+            related=notes,
+            passages=[(p.idx, p.text) for p in picked],
         )
 
     messages = build(context)
@@ -208,8 +238,11 @@ def _generate(
                 "fits) or use a model with a larger window"
             )
         # the learned context is what makes a long context answerable: drop the raw
-        # text (a stale answer says so in ``Answer.stale``)
+        # text (a stale answer says so in ``Answer.stale``), then the passages
         messages = build(None)
+        if picked and not gateway.fits(messages, cap):
+            picked = []
+            messages = build(None)
     res = gateway.call(
         messages,
         phase="test",
@@ -228,4 +261,41 @@ def _generate(
         related_questions=[qa.question for qa in related],
         stale=stale,
         learned_version=learned_version,
+        passages=[PassageRef(id=p.idx, start=p.start, end=p.end) for p in picked],
+        cold_prompt_tokens=(
+            res.usage.prompt_tokens
+            if source == "cold"
+            else arts.index.cold_prompt_tokens
+            if arts.index
+            else None
+        ),
     )
+
+
+def pick_passages(
+    deps: OnlineDeps,
+    namespace: str,
+    context_id: str,
+    version: int,
+    question: str,
+    index: PassageIndex,
+) -> list[Found]:
+    """The best-ranked passages for ``question`` that fit the passage budget together
+    (by their counts stored at sleep time), in text order. The budget is
+    ``passage_budget_tokens``, and at most ``passage_share`` of the text the passages
+    stand in for (but one passage's size at least): they bring back what a question
+    needs, not a copy of the text."""
+    settings = deps.settings
+    share = int(index.text_tokens * settings.passage_share)
+    budget = min(settings.passage_budget_tokens, max(settings.passage_tokens, share))
+    limit = 4 + 2 * budget // max(1, settings.passage_tokens)
+    ranked = deps.store.passages.search(
+        namespace, context_id, version, question, limit=limit, ids=index.ids
+    )
+    chosen: list[Found] = []
+    used = 0
+    for p in ranked:
+        if used + p.n_tokens <= budget:
+            chosen.append(p)
+            used += p.n_tokens
+    return sorted(chosen, key=lambda p: p.idx)

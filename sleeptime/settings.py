@@ -82,8 +82,42 @@ class Settings(BaseSettings):
     include_raw_context: bool = Field(
         True, description="give the raw context next to c' when answering from c'"
     )
+    passage_threshold_tokens: int = Field(
+        2000,
+        ge=0,
+        description="a raw text longer than this (answering model's tokens) is not sent "
+        "whole with learned notes: the passages the question needs are",
+    )
+    passage_tokens: int = Field(
+        128, ge=16, description="target size of one indexed passage (whole sentences/exchanges)"
+    )
+    passage_budget_tokens: int = Field(
+        1000, ge=0, description="passage tokens one learned answer (or compacted thread) carries"
+    )
+    passage_share: float = Field(
+        0.05,
+        gt=0.0,
+        le=1.0,
+        description="passages carried are at most this share of the text they stand in for",
+    )
+    compact_keep_exchanges: int = Field(
+        3, ge=0, description="latest exchanges a compacted agent thread keeps verbatim"
+    )
+    prices: str | None = Field(
+        None,
+        description="price sheet, $ per million tokens: a JSON file or inline JSON "
+        '{"model": {"input": ..., "cached_input": ..., "output": ...}}',
+    )
     max_context_chars: int = Field(2_000_000, ge=1)
     max_question_chars: int = Field(4000, ge=1, description="longer questions are rejected")
+
+    # the HTTP server
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1,
+        description="larger HTTP request bodies get a 413 before they are read or "
+        "authenticated (the default holds the largest context once JSON-escaped)",
+    )
 
     context_window: int | None = Field(
         None, ge=256, description="model window in tokens (default: known for local models)"

@@ -27,9 +27,10 @@ from sleeptime.errors import ModelOutputError
 from sleeptime.llm.gateway import CallResult, ModelGateway
 from sleeptime.llm.kv import prefill_missing, sleep_prefill
 from sleeptime.llm.parsing import parse_questions
-from sleeptime.models import SleepStep, Usage
+from sleeptime.models import PassageIndex, SleepStep, Usage
+from sleeptime.passages import TYPICAL_QUESTION, replaces_text, split_passages
 from sleeptime.settings import Settings
-from sleeptime.store.sql import LEARNED, MANIFEST, QA, QUESTIONS, SQLStore
+from sleeptime.store.sql import INDEX, LEARNED, MANIFEST, QA, QUESTIONS, SQLStore
 
 DRAFT = "draft"
 #: Calls (first try plus repairs) spent on predicting questions before giving up.
@@ -162,6 +163,35 @@ class SleepDeps:
         return self.store.get_artifact(
             state["namespace"], state["context_id"], state["version"], kind, key
         )
+
+
+def index(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
+    """Measure the version with the answering model's counter (the raw text, and the
+    prompt a cold answer would send: counted once here, never per ask) and, when the
+    text is over the passage threshold, split it into passages and index them in the
+    store's full-text engine. No model call; idempotent like every step."""
+    deps = runtime.context
+    if deps.get(state, INDEX, "0") is not None:
+        return {}
+    gateway, settings, text = deps.query_gateway, deps.settings, state["text"]
+    text_tokens = gateway.count_tokens(text)
+    cold = prompts.query_messages(
+        TYPICAL_QUESTION, context=text, learned=None, verbosity=settings.cold_verbosity
+    )
+    ids: tuple[int, int] | None = None
+    spans = []
+    if text_tokens > settings.passage_threshold_tokens:
+        deps.say(f"indexing passages ({text_tokens:,} tokens)")
+        spans = split_passages(text, settings.passage_tokens, gateway.count_tokens)
+        ids = deps.store.passages.put(**where(state), text=text, spans=spans)
+    made = PassageIndex(
+        passages=len(spans),
+        ids=ids,
+        text_tokens=text_tokens,
+        cold_prompt_tokens=gateway.prompt_tokens(cold),
+    )
+    deps.put(state, INDEX, "0", made.model_dump(mode="json"), Usage())
+    return {}
 
 
 def plan(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
@@ -505,13 +535,17 @@ def prefill(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     question) computed: a saved KV state for a llama.cpp model, a warm prefix cache for
     an OpenAI-compatible server. An optimisation only, so a failure never fails the run."""
     deps = runtime.context
+    made = deps.get(state, INDEX, "0")
+    index = PassageIndex.model_validate(made) if made else None
+    # with passages, the online prompt's stable prefix is the notes alone
+    whole = not replaces_text(index, deps.settings.passage_threshold_tokens)
     try:
         note = sleep_prefill(
             deps.store,
             deps.query_gateway,
             deps.settings,
             **where(state),
-            context=state["text"],
+            context=state["text"] if whole else None,
             learned=state.get("learned"),
         )
     except Exception as exc:  # never fail a run for an optimisation
@@ -587,6 +621,7 @@ def timed(name: str, node: Node) -> Node:
 def build_sleep_graph() -> Any:
     g = StateGraph(SleepState, context_schema=SleepDeps)
     for name, node in (
+        ("index", index),
         ("plan", plan),
         ("rethink", rethink),
         ("revise", revise),
@@ -597,7 +632,8 @@ def build_sleep_graph() -> Any:
         ("finish", finish),
     ):
         g.add_node(name, timed(name, node))
-    g.add_edge(START, "plan")
+    g.add_edge(START, "index")
+    g.add_edge("index", "plan")
     g.add_conditional_edges("plan", route_plan, ["rethink", "revise", "predict", "prefill", END])
     g.add_edge("revise", "predict")
     g.add_edge("rethink", "merge")

@@ -76,6 +76,34 @@ class ArtifactRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class PassageRow(Base):
+    """One passage of a context version (whole sentences or exchanges), indexed in the
+    database's full-text engine: an FTS5 table beside it on SQLite, a generated
+    ``tsvector`` column with a GIN index on PostgreSQL (both made by migration 0004,
+    outside the ORM, since neither is portable)."""
+
+    __tablename__ = "st_passages"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["namespace", "context_id", "version"],
+            ["st_contexts.namespace", "st_contexts.context_id", "st_contexts.version"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_st_passages_version", "namespace", "context_id", "version", "idx", unique=True),
+    )
+
+    # an INTEGER PRIMARY KEY is SQLite's rowid, which the FTS5 table points at
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(128))
+    context_id: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer)
+    idx: Mapped[int] = mapped_column(Integer)
+    start_char: Mapped[int] = mapped_column(Integer)
+    end_char: Mapped[int] = mapped_column(Integer)
+    n_tokens: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+
+
 class LedgerRow(Base):
     """One model call: which phase paid for it and how many tokens it used."""
 
@@ -110,6 +138,8 @@ class QueryRow(Base):
     source: Mapped[str] = mapped_column(String(16))
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    #: what a cold answer's prompt would have been (0: unknown), for the savings sum
+    cold_prompt_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     latency_ms: Mapped[float] = mapped_column(default=0.0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -50,6 +51,7 @@ from sleeptime.models import (
     ContextVersion,
     DeleteCounts,
     Ledger,
+    PassageIndex,
     Phase,
     PredictedQA,
     Usage,
@@ -57,6 +59,7 @@ from sleeptime.models import (
 from sleeptime.redact import redact_text, redact_url
 from sleeptime.settings import default
 from sleeptime.store import migrate
+from sleeptime.store.passages import PassageRepo
 from sleeptime.store.querylog import QueryLog
 from sleeptime.store.schema import (
     ApiKeyRow,
@@ -65,6 +68,7 @@ from sleeptime.store.schema import (
     LedgerRow,
     NamespaceRow,
     OutboxRow,
+    PassageRow,
     QueryRow,
     TombstoneRow,
     utcnow,
@@ -101,6 +105,8 @@ LEARNED = "learned"
 QUESTIONS = "questions"
 QA = "qa"
 MANIFEST = "manifest"
+#: The passage index of a long version: row-id range, text and cold-prompt token counts.
+INDEX = "index"
 
 
 def content_hash(text: str) -> str:
@@ -187,6 +193,8 @@ class SQLStore:
         self._raw_conns: list[sqlite3.Connection] = []
         self._raw_lock = threading.Lock()
         self._queries = QueryLog(self._write_queries, inline=memory)
+        #: The passage index (full-text search over long versions' passages).
+        self.passages = PassageRepo(self)
         if create:
             self.migrate()
 
@@ -224,6 +232,10 @@ class SQLStore:
                     if attempt or not exc.connection_invalidated:
                         raise
         raise AssertionError("unreachable")
+
+    def read(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
+        """Rows of one read on the online path, for the store's repositories."""
+        return self._hot_read(stmt, params)
 
     def ping(self) -> None:
         """One trivial read; raises StoreUnavailable when the database is down."""
@@ -617,6 +629,7 @@ class SQLStore:
         source: str,
         usage: Usage,
         latency_ms: float,
+        cold_prompt_tokens: int | None = None,
     ) -> None:
         self._queries.append(
             {
@@ -628,6 +641,7 @@ class SQLStore:
                 "source": source,
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
+                "cold_prompt_tokens": cold_prompt_tokens or 0,
                 "latency_ms": latency_ms,
             }
         )
@@ -665,8 +679,20 @@ class SQLStore:
             .where(LedgerRow.namespace == namespace, LedgerRow.context_id == context_id)
             .group_by(LedgerRow.model, LedgerRow.phase)
         )
+        saved = func.coalesce(
+            func.sum(
+                case(
+                    (
+                        QueryRow.cold_prompt_tokens > QueryRow.prompt_tokens,
+                        QueryRow.cold_prompt_tokens - QueryRow.prompt_tokens,
+                    ),
+                    else_=0,
+                )
+            ),
+            0,
+        )
         sources = (
-            select(QueryRow.source, func.count())
+            select(QueryRow.source, func.count(), saved)
             .where(QueryRow.namespace == namespace, QueryRow.context_id == context_id)
             .group_by(QueryRow.source)
         )
@@ -677,7 +703,10 @@ class SQLStore:
                 used = Usage(prompt_tokens=int(p), completion_tokens=int(c), calls=int(n))
                 by_phase[phase] = by_phase.get(phase, Usage()) + used
                 by_model.setdefault(model or "", {})[phase] = used
-            by_source = {src: int(n) for src, n in s.execute(sources).all()}
+            by_source, saved_tokens = {}, 0
+            for src, n, sv in s.execute(sources).all():
+                by_source[src] = int(n)
+                saved_tokens += int(sv)
         return Ledger(
             namespace=namespace,
             context_id=context_id,
@@ -686,13 +715,18 @@ class SQLStore:
             queries=sum(by_source.values()),
             by_source=by_source,
             by_model=by_model,
+            saved_prompt_tokens=saved_tokens,
         )
 
     # -- deletion and retention -----------------------------------------------------
 
     def _prune(self, s: Session, namespace: str, context_id: str, upto: int) -> None:
         """Delete versions <= ``upto`` of one context with their artifacts."""
-        for table, col_v in ((ArtifactRow, ArtifactRow.version), (ContextRow, ContextRow.version)):
+        for table, col_v in (
+            (ArtifactRow, ArtifactRow.version),
+            (PassageRow, PassageRow.version),
+            (ContextRow, ContextRow.version),
+        ):
             s.execute(
                 delete(table).where(
                     table.namespace == namespace,
@@ -734,6 +768,7 @@ class SQLStore:
                 else:
                     tomb.version = max(tomb.version, int(version))
             artifacts = _rowcount(s.execute(delete(ArtifactRow).where(*where(ArtifactRow))))
+            s.execute(delete(PassageRow).where(*where(PassageRow)))
             versions = _rowcount(s.execute(delete(ContextRow).where(*where(ContextRow))))
             queries = _rowcount(
                 s.execute(
@@ -913,9 +948,12 @@ def artifacts_from_rows(namespace: str, context_id: str, version: int, rows: Any
     learned: str | None = None
     qas: list[tuple[int, PredictedQA]] = []
     complete = False
+    index: PassageIndex | None = None
     for kind, key, payload in rows:
         if kind == LEARNED:
             learned = payload["text"]
+        elif kind == INDEX:
+            index = PassageIndex.model_validate(payload)
         elif kind == QA:
             qas.append((int(key), PredictedQA(**payload)))
         elif kind == MANIFEST:
@@ -928,6 +966,7 @@ def artifacts_from_rows(namespace: str, context_id: str, version: int, rows: Any
         learned=learned,
         qas=tuple(qa for _, qa in qas),
         complete=complete,
+        index=index,
     )
 
 

@@ -133,14 +133,15 @@ def sleep_prefill(
     namespace: str,
     context_id: str,
     version: int,
-    context: str,
+    context: str | None,
     learned: str | None,
 ) -> str:
     """Leave the query prompt's prefix computed for the model behind ``gateway`` -- a
     saved KV state of ``namespace`` (llama.cpp) or a warm server prefix cache
     (OpenAI-compatible servers, one 1-token request, booked as sleep-time). Mirrors the
-    query path's choice to drop the raw context when it does not fit. Returns what was
-    done, for progress output."""
+    query path's choice to drop the raw context when it does not fit (``context`` None:
+    the query path sends passages, not the text). Returns what was done, for progress
+    output."""
     raw: str | None = context if settings.include_raw_context else None
     if raw is not None:
         probe = prewarm_messages(raw, learned)
