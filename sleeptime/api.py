@@ -39,6 +39,7 @@ from sleeptime.online import (
     learned_notes,
     serve_prepared,
 )
+from sleeptime.pricing import PriceSheet, ledger_money
 from sleeptime.retrieval import (
     SERVE_MODES,
     EmbeddingMatcher,
@@ -113,6 +114,8 @@ class SleepTime:
         sleep_model: ModelSpec | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        #: The price sheet (``SLEEPTIME_PRICES``), None when nothing is priced.
+        self.prices = PriceSheet.load(self.settings.prices)
         mode = self.settings.serve if serve is None else serve
         if mode not in SERVE_MODES:
             raise InvalidInput(f"serve must be one of {', '.join(SERVE_MODES)} (got {mode!r})")
@@ -563,6 +566,9 @@ class SleepTime:
             manifest = self.store.get_artifact(namespace, context_id, version, MANIFEST, "0")
             if manifest:
                 ledger = ledger.model_copy(update={"warnings": manifest.get("warnings", [])})
+        if self.prices is not None:
+            money = ledger_money(self.prices, ledger)
+            ledger = ledger.model_copy(update={"money": money})
         return ledger
 
     # -- async twins ------------------------------------------------------------------

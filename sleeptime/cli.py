@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -26,7 +27,7 @@ from rich.table import Table
 from sleeptime.api import SleepTime
 from sleeptime.bench.cli import app as bench_app
 from sleeptime.errors import InvalidInput, SleepTimeError
-from sleeptime.models import Answer, Budget
+from sleeptime.models import Answer, Budget, Ledger, SleepReport
 from sleeptime.redact import redact_url
 from sleeptime.settings import Settings, default
 
@@ -243,19 +244,50 @@ def _short(text: str, n: int = 70) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _ledger_line(ledger: Any) -> str:
-    return (
+def _ledger_line(ledger: Ledger) -> str:
+    line = (
         f"ledger: sleep-time {ledger.sleep.total_tokens:,} tokens in {ledger.sleep.calls} calls; "
         f"test-time {ledger.test.total_tokens:,} tokens in {ledger.test.calls} calls; "
-        f"{ledger.queries} queries {ledger.by_source}"
+        f"{ledger.queries} queries {ledger.by_source}; "
+        f"saved {ledger.saved_prompt_tokens:,} prompt tokens against cold answers"
     )
+    if ledger.break_even_queries is not None:
+        line += f"; break-even after {ledger.break_even_queries:,} queries"
+    if ledger.money is not None:
+        m = ledger.money
+        line += (
+            f"\nmoney: sleep-time ${m.sleep_usd:,.4f}, test-time ${m.test_usd:,.4f}, "
+            f"saved ${m.saved_usd:,.4f}"
+        )
+        if m.break_even_queries is not None:
+            line += f", break-even after {m.break_even_queries:,} queries"
+    return line
 
 
 DEMO_QUESTIONS = [
     "How much does the library pay for the whole order, including delivery?",
     "At what time does Rosa finish baking the muffins?",
     "How many cookies are kept aside for volunteers?",
+    "How many parking spaces does the church lend, and on which day?",
 ]
+_MARKUP = re.compile(r"<[^>\n]{1,40}>|^\s*[|#*-]+\s*|\s*\|\s*", re.MULTILINE)
+
+
+def _plain(text: str) -> str:
+    """Notes as plain lines for a terminal panel: a small model often writes HTML or
+    Markdown tables, whose source is noise at a glance."""
+    return "\n".join(
+        line for line in (_MARKUP.sub(" ", raw).strip() for raw in text.splitlines()) if line
+    )
+
+
+def _predicted_line(report: SleepReport) -> str:
+    servable = [qa for qa in report.qas if qa.servable]
+    line = f"{len(report.qas)} predicted questions, {len(servable)} with a whole precomputed answer"
+    held = [qa.reason for qa in report.qas if not qa.servable and qa.reason]
+    if held:
+        line += f" (not served at zero tokens: {'; '.join(sorted(set(held)))})"
+    return line
 
 
 @app.command()
@@ -271,36 +303,50 @@ def demo(
     tmp = tempfile.TemporaryDirectory(prefix="sleeptime-demo-")
     url = database_url or f"sqlite:///{Path(tmp.name) / 'demo.db'}"
     st = SleepTime(model=model or settings.model, database_url=url, settings=settings)
-    text = resources.files("sleeptime").joinpath("data/sample_context.txt").read_text("utf-8")
+    text = resources.files("sleeptime").joinpath("data/sample_report.txt").read_text("utf-8")
     console.rule("[bold]sleeptime demo")
     with console.status("loading the model"):
         name = st.model_name
     console.print(f"model: {name}    store: {redact_url(url)}")
-    if name.startswith("local:"):
+    small = name.startswith("local:")
+    if small:
         console.print(
             "[yellow]The bundled SmolLM2-135M cannot reason (0/10 on grade-school math): its "
             "answers show the mechanism (caching, budgets, accounting), not accuracy.[/yellow]"
         )
-    st.ingest("demo", "bakery", text)
-    st.ingest("demo", "bakery-cold", text)  # the control: never gets sleep-time compute
-    console.print(f"context: {len(text):,} chars, ingested as demo/bakery and demo/bakery-cold")
+    st.ingest("demo", "fair", text)
+    st.ingest("demo", "fair-cold", text)  # the control: never gets sleep-time compute
+    console.print(
+        f"context: a {len(text):,}-character planning file, ingested as demo/fair and "
+        "demo/fair-cold (the control, never slept)"
+    )
 
     with console.status("sleep-time compute") as status:
-        report = st.sleep("demo", "bakery", progress=_progress(status))
+        report = st.sleep("demo", "fair", progress=_progress(status))
+    index = st.artifacts("demo", "fair").index
     console.print(
         f"sleep time: {report.usage.total_tokens:,} tokens in {report.usage.calls} calls, "
-        f"{report.seconds:.1f} s -> learned context + {len(report.qas)} predicted questions"
+        f"{report.seconds:.1f} s -> learned context c' and {_predicted_line(report)}"
     )
-    console.print(Panel(_short(report.learned or "", 600), title="learned context c' (excerpt)"))
+    if index is not None and index.passages:
+        console.print(
+            f"passage index: {index.passages} passages of whole sentences; learned answers "
+            f"send c' and the passages a question needs instead of the whole "
+            f"{index.text_tokens:,}-token text"
+        )
+    console.print(
+        Panel(_short(_plain(report.learned or ""), 600), title="learned context c' (excerpt)")
+    )
 
     questions = list(DEMO_QUESTIONS)
-    if report.qas:
-        questions.append(report.qas[0].question)  # a question the model itself predicted
+    served = next((qa for qa in report.qas if qa.servable), None)
+    if served is not None:
+        questions.append(served.question)  # a question the model itself predicted
     rows: list[tuple[str, Answer, Answer]] = []
     for q in questions:
         with console.status(f"asking: {_short(q, 60)}"):
-            warm = st.ask("demo", "bakery", q, verbosity=verbosity)
-            cold = st.ask("demo", "bakery-cold", q, verbosity=verbosity)
+            warm = st.ask("demo", "fair", q, verbosity=verbosity)
+            cold = st.ask("demo", "fair-cold", q, verbosity=verbosity)
         rows.append((q, warm, cold))
         table = Table(title=q, title_justify="left", expand=True)
         table.add_column("path", no_wrap=True)
@@ -311,16 +357,24 @@ def demo(
         for label, ans in (("with sleep-time", warm), ("cold (no sleep-time)", cold)):
             table.add_row(
                 label,
-                ans.source,
+                ans.source + (f"\n{len(ans.passages)} passages" if ans.passages else ""),
                 f"{ans.usage.prompt_tokens:,} + {ans.usage.completion_tokens:,}",
                 f"{ans.latency_ms:,.0f} ms",
                 _short(ans.text, 90),
             )
         console.print(table)
+        if warm.source == "predicted":
+            console.print(
+                "[dim]served at zero tokens from the answer precomputed at sleep time: it is as "
+                "right as the sleep-time model was"
+                + (" (the bundled 135M model often is not)" if small else "")
+                + "[/dim]"
+            )
 
     summary = Table(title="summary over the demo questions", title_justify="left")
     summary.add_column("path")
     summary.add_column("test-time tokens (total)", justify="right")
+    summary.add_column("prompt tokens", justify="right")
     summary.add_column("completion tokens", justify="right")
     summary.add_column("latency (total)", justify="right")
     for label, answers in (
@@ -330,11 +384,27 @@ def demo(
         summary.add_row(
             label,
             f"{sum(a.usage.total_tokens for a in answers):,}",
+            f"{sum(a.usage.prompt_tokens for a in answers):,}",
             f"{sum(a.usage.completion_tokens for a in answers):,}",
             f"{sum(a.latency_ms for a in answers) / 1000:,.2f} s",
         )
     console.print(summary)
-    console.print(_ledger_line(st.ledger("demo", "bakery")))
+    ledger = st.ledger("demo", "fair")
+    warm_total = sum(w.usage.total_tokens for _, w, _ in rows)
+    cold_total = sum(c.usage.total_tokens for _, _, c in rows)
+    if cold_total:
+        console.print(
+            f"test-time tokens with sleep-time: {warm_total:,} against {cold_total:,} cold "
+            f"({warm_total / cold_total:.0%})"
+        )
+    if ledger.break_even_queries is not None:
+        console.print(
+            f"break-even: the {ledger.sleep.total_tokens:,} sleep-time tokens are repaid after "
+            f"{ledger.break_even_queries:,} queries at the "
+            f"{ledger.saved_prompt_tokens // max(1, ledger.queries):,} prompt tokens saved per "
+            "query so far"
+        )
+    console.print(_ledger_line(ledger))
     st.close()
     tmp.cleanup()
 

@@ -162,6 +162,20 @@ class Notes(BaseModel):
     )
 
 
+class Money(BaseModel):
+    """A ledger in dollars, by the price sheet (``SLEEPTIME_PRICES``); models the sheet
+    does not price count as free."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sleep_usd: float
+    test_usd: float
+    saved_usd: float = Field(description="prompt tokens not sent, at the test model's input price")
+    break_even_queries: float | None = Field(
+        None, description="queries whose savings repay the sleep-time spend, at the mean so far"
+    )
+
+
 class Ledger(BaseModel):
     """Sleep-time vs test-time tokens spent on one context, and queries answered."""
 
@@ -184,6 +198,7 @@ class Ledger(BaseModel):
         description="test-time prompt tokens not sent, summed over answers, against a cold "
         "answer about the same version",
     )
+    money: Money | None = Field(None, description="the same in dollars, with a price sheet")
 
     @computed_field  # type: ignore[prop-decorator]
     @property

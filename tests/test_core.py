@@ -107,12 +107,12 @@ def test_interrupted_sleep_resumes_without_duplicates(
     with pytest.raises(Exception, match="bad request"):
         st.sleep("acme", "doc")
     partial = artifact_count(st)
-    assert partial == 3  # learned, questions, one answer; no manifest
+    assert partial == 4  # index, learned, questions, one answer; no manifest
     assert not st.artifacts("acme", "doc").complete
     report = st.sleep("acme", "doc")
     assert len(report.qas) == settings.n_questions
     assert calls["n"] == 4 + settings.n_questions - 1  # only the missing answers were computed
-    assert artifact_count(st) == 3 + settings.n_questions  # learned, questions, qas, manifest
+    assert artifact_count(st) == 4 + settings.n_questions  # index, learned, questions, qas, manifest
     assert st.artifacts("acme", "doc").complete
 
 

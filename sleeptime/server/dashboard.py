@@ -167,13 +167,15 @@ def dashboard(request: Request, note: str = "") -> Response:
         f"{'complete' if r['complete'] else 'pending'}</td>"
         f"<td class='num'>{r['sleep_tokens']:,}</td><td class='num'>{r['test_tokens']:,}</td>"
         f"<td class='num'>{r['queries']:,}</td><td class='num'>{r['zero_token_answers']:,}</td>"
-        f"<td class='num'>{_per_query(r)}</td></tr>"
+        f"<td class='num'>{_per_query(r)}</td><td class='num'>{r['saved_tokens']:,}</td>"
+        f"<td class='num'>{_break_even(r)}</td></tr>"
         for r in contexts
     )
     total_sleep = sum(r["sleep_tokens"] for r in contexts)
     total_test = sum(r["test_tokens"] for r in contexts)
     total_q = sum(r["queries"] for r in contexts)
     total_zero = sum(r["zero_token_answers"] for r in contexts)
+    total_saved = sum(r["saved_tokens"] for r in contexts)
     amortized = f"{(total_sleep + total_test) / total_q:,.0f}" if total_q else "-"
     notice = f"<p class='ok' id='note'>{e(note)}</p>" if note else ""
     body = (
@@ -185,14 +187,24 @@ def dashboard(request: Request, note: str = "") -> Response:
         f"<span>test-time tokens <b id='total-test'>{total_test:,}</b></span>"
         f"<span>queries <b id='total-queries'>{total_q:,}</b></span>"
         f"<span>zero-token answers <b id='total-zero'>{total_zero:,}</b></span>"
-        f"<span>tokens per query, amortized <b>{amortized}</b></span></div>"
+        f"<span>tokens per query, amortized <b>{amortized}</b></span>"
+        f"<span>prompt tokens saved vs cold <b id='total-saved'>{total_saved:,}</b></span></div>"
         f"{_chart(contexts)}"
         "<h2>Contexts</h2><table id='contexts'><tr><th>namespace</th><th>context</th>"
         "<th>version</th><th>versions kept</th><th>artifacts</th><th>sleep tokens</th>"
-        "<th>test tokens</th><th>queries</th><th>zero-token</th><th>tokens/query</th></tr>"
+        "<th>test tokens</th><th>queries</th><th>zero-token</th><th>tokens/query</th>"
+        "<th>saved vs cold</th><th>break-even (queries)</th></tr>"
         f"{ctx_rows}</table>"
     )
     return _page("sleeptime dashboard", body)
+
+
+def _break_even(row: dict[str, Any]) -> str:
+    """Queries whose prompt-token savings repay the context's sleep-time tokens, at
+    the mean saving so far (as ``Ledger.break_even_queries``)."""
+    if not row["queries"] or not row["saved_tokens"]:
+        return "-"
+    return f"{row['sleep_tokens'] / (row['saved_tokens'] / row['queries']):,.1f}"
 
 
 def _per_query(row: dict[str, Any]) -> str:

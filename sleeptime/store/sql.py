@@ -83,6 +83,19 @@ _INSERT_LEDGER = insert(LedgerRow)
 
 #: Contexts up to this size are cached in-process (bounds the cache to ~64 MiB).
 _CACHED_CONTEXT_CHARS = 256_000
+#: Prompt tokens answers did not send against a cold answer (the query log's rows).
+_SAVED_SUM = func.coalesce(
+    func.sum(
+        case(
+            (
+                QueryRow.cold_prompt_tokens > QueryRow.prompt_tokens,
+                QueryRow.cold_prompt_tokens - QueryRow.prompt_tokens,
+            ),
+            else_=0,
+        )
+    ),
+    0,
+)
 
 _FIND_API_KEY = select(ApiKeyRow.namespace, ApiKeyRow.admin).where(
     ApiKeyRow.key_hash == bindparam("h")
@@ -679,20 +692,8 @@ class SQLStore:
             .where(LedgerRow.namespace == namespace, LedgerRow.context_id == context_id)
             .group_by(LedgerRow.model, LedgerRow.phase)
         )
-        saved = func.coalesce(
-            func.sum(
-                case(
-                    (
-                        QueryRow.cold_prompt_tokens > QueryRow.prompt_tokens,
-                        QueryRow.cold_prompt_tokens - QueryRow.prompt_tokens,
-                    ),
-                    else_=0,
-                )
-            ),
-            0,
-        )
         sources = (
-            select(QueryRow.source, func.count(), saved)
+            select(QueryRow.source, func.count(), _SAVED_SUM)
             .where(QueryRow.namespace == namespace, QueryRow.context_id == context_id)
             .group_by(QueryRow.source)
         )
@@ -861,12 +862,20 @@ class SQLStore:
             ).all():
                 tokens.setdefault((ns, cid), {})[phase] = int(n or 0)
             sources: dict[tuple[str, str], dict[str, int]] = {}
-            for ns, cid, src, n in s.execute(
-                select(QueryRow.namespace, QueryRow.context_id, QueryRow.source, func.count())
+            saved: dict[tuple[str, str], int] = {}
+            for ns, cid, src, n, sv in s.execute(
+                select(
+                    QueryRow.namespace,
+                    QueryRow.context_id,
+                    QueryRow.source,
+                    func.count(),
+                    _SAVED_SUM,
+                )
                 .where(QueryRow.namespace.in_(namespaces))
                 .group_by(QueryRow.namespace, QueryRow.context_id, QueryRow.source)
             ).all():
                 sources.setdefault((ns, cid), {})[src] = int(n)
+                saved[(ns, cid)] = saved.get((ns, cid), 0) + int(sv)
         out = []
         for ns, cid, version, n_versions, created in rows:
             by_source = sources.get((ns, cid), {})
@@ -882,6 +891,7 @@ class SQLStore:
                     "test_tokens": tokens.get((ns, cid), {}).get("test", 0),
                     "queries": sum(by_source.values()),
                     "zero_token_answers": by_source.get("predicted", 0),
+                    "saved_tokens": saved.get((ns, cid), 0),
                 }
             )
         return out
