@@ -129,6 +129,7 @@ class SleepTime:
         )
         self.retry = retry or RetryPolicy.from_settings(self.settings)
         self.matcher: Matcher = EmbeddingMatcher(embeddings) if embeddings else LexicalMatcher()
+        self._embeddings = embeddings
         self.policy = ServePolicy(
             mode,
             matcher=self.matcher,
@@ -141,6 +142,7 @@ class SleepTime:
             policy=self.policy,
             settings=self.settings,
             judge=judge,
+            embeddings=embeddings,
         )
         self._gateway: ModelGateway | None = None
         self._gateway_lock = threading.Lock()
@@ -341,6 +343,7 @@ class SleepTime:
             settings=self.settings,
             k=k,
             n_questions=n,
+            embeddings=self._embeddings,
             progress=progress,
             on_step=on_step,
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from langchain_core.embeddings import Embeddings
 from langchain_core.messages import BaseMessage
 
 from sleeptime import prompts
@@ -36,7 +37,7 @@ from sleeptime.models import (
     Usage,
 )
 from sleeptime.passages import replaces_text
-from sleeptime.retrieval import Judge, ServePolicy
+from sleeptime.retrieval import Judge, ServePolicy, cosine
 from sleeptime.settings import Settings
 from sleeptime.store.passages import Found
 from sleeptime.store.sql import SQLStore
@@ -54,6 +55,9 @@ class OnlineDeps:
     policy: ServePolicy
     settings: Settings
     judge: Judge | None = None
+    #: With a LangChain ``Embeddings``, passages are also ranked by meaning (fused with
+    #: the full-text ranking); without, the full-text engine alone ranks them.
+    embeddings: Embeddings | None = None
 
 
 def answer_question(
@@ -292,6 +296,12 @@ def pick_passages(
     ranked = deps.store.passages.search(
         namespace, context_id, version, question, limit=limit, ids=index.ids
     )
+    if deps.embeddings is not None:
+        embedded = deps.store.passages.embedded(namespace, context_id, version)
+        if embedded:
+            q = deps.embeddings.embed_query(question)
+            by_meaning = sorted(embedded, key=lambda pv: -cosine(q, pv[1]))[:limit]
+            ranked = fuse(ranked, [p for p, _ in by_meaning])[:limit]
     chosen: list[Found] = []
     used = 0
     for p in ranked:
@@ -299,3 +309,16 @@ def pick_passages(
             chosen.append(p)
             used += p.n_tokens
     return sorted(chosen, key=lambda p: p.idx)
+
+
+def fuse(*rankings: list[Found], k: int = 60) -> list[Found]:
+    """Reciprocal-rank fusion: passages ranked high by any ranking come first. Robust
+    to the rankings' incomparable scores (BM25 vs cosine)."""
+    score: dict[int, float] = {}
+    found: dict[int, Found] = {}
+    for ranking in rankings:
+        for rank, p in enumerate(ranking):
+            score[p.idx] = score.get(p.idx, 0.0) + 1.0 / (k + rank + 1)
+            found[p.idx] = p
+    return [found[i] for i in sorted(score, key=lambda i: (-score[i], i))]
+

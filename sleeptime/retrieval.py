@@ -285,7 +285,7 @@ class EmbeddingMatcher:
         if not candidates:
             return []
         q = self.embeddings.embed_query(question)
-        return [_cosine(q, vec) for vec in self._vectors(candidates)]
+        return [cosine(q, vec) for vec in self._vectors(candidates)]
 
     def best(self, question: str, candidates: Sequence[str]) -> Match | None:
         scores = self.scores(question, candidates)
@@ -295,7 +295,7 @@ class EmbeddingMatcher:
         return Match(i, scores[i])
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     na = math.sqrt(sum(x * x for x in a))
     nb = math.sqrt(sum(y * y for y in b))

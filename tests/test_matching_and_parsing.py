@@ -99,7 +99,7 @@ def test_parse_round_trips_numbered_lists(questions: list[str]) -> None:
 
 
 def test_cosine_is_bounded() -> None:
-    from sleeptime.retrieval import _cosine
+    from sleeptime.retrieval import cosine
 
-    assert math.isclose(_cosine([1.0, 0.0], [1.0, 0.0]), 1.0)
-    assert _cosine([0.0, 0.0], [1.0, 0.0]) == 0.0
+    assert math.isclose(cosine([1.0, 0.0], [1.0, 0.0]), 1.0)
+    assert cosine([0.0, 0.0], [1.0, 0.0]) == 0.0

@@ -65,7 +65,10 @@ def test_revisions_match_the_models(database_url: str) -> None:
     store = SQLStore(database_url)
     with store.engine.connect() as conn:
         diff = compare_metadata(
-            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+            MigrationContext.configure(
+                conn, opts={"compare_type": True, "include_name": migrate.include_name}
+            ),
+            Base.metadata,
         )
     store.dispose()
     assert diff == [], "schema.py changed without a migration: add a revision\n" + repr(diff)

@@ -9,6 +9,7 @@ import random
 import re
 
 import pytest
+from langchain_core.embeddings import Embeddings
 
 from sleeptime import FakeChatModel, Settings, SleepTime
 from sleeptime.conversation import render_messages
@@ -224,4 +225,49 @@ def test_passages_follow_the_budget_and_the_text_order(sqlite_url: str) -> None:
         )
         assert sum(words(text[p.start : p.end]) for p in ans.passages) <= 120
         assert any(f"Quill{i}," in text[p.start : p.end] for p in ans.passages)
+    st.close()
+
+
+class Concepts(Embeddings):
+    """A toy embedding by meaning: words of one concept share a dimension, so a
+    paraphrase lands near its passage though they share no word."""
+
+    CONCEPTS = (
+        {"refrigerated", "chilled", "cold", "frozen", "fridge"},
+        {"warehouse", "store", "depot", "storeroom"},
+        {"pallets", "crates", "boxes"},
+    )
+
+    def _vec(self, text: str) -> list[float]:
+        words = set(re.findall(r"[a-z]+", text.lower()))
+        return [float(len(words & c)) for c in self.CONCEPTS] + [0.01]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self._vec(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vec(text)
+
+
+def test_an_embeddings_model_finds_passages_in_other_words(sqlite_url: str) -> None:
+    filler = [f"Paragraph {i} talks about the parade and the music of year {i}." for i in range(80)]
+    filler[50] = "The refrigerated warehouse kept 40 pallets of apples."
+    text = "\n\n".join(filler)
+    question = "How much fruit was left in the chilled depot?"
+    plain = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=long_settings())
+    plain.ingest("acme", "doc", text)
+    plain.sleep("acme", "doc")
+    miss = plain.ask("acme", "doc", question, verbosity=0)
+    assert all("refrigerated" not in text[p.start : p.end] for p in miss.passages)
+    plain.close()
+    st = SleepTime(
+        model=FakeChatModel(),
+        database_url=sqlite_url.replace(".db", "-2.db"),
+        settings=long_settings(),
+        embeddings=Concepts(),
+    )
+    st.ingest("acme", "doc", text)
+    st.sleep("acme", "doc")
+    hit = st.ask("acme", "doc", question, verbosity=0)
+    assert any("refrigerated" in text[p.start : p.end] for p in hit.passages)
     st.close()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypedDict
 
+from langchain_core.embeddings import Embeddings
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -87,6 +88,8 @@ class SleepDeps:
     #: The test-time model, whose query-prompt prefix the prefill step computes (the
     #: sleep-time model may be another, cheaper or stronger one). None: the same.
     prefill_gateway: ModelGateway | None = None
+    #: The client's LangChain ``Embeddings``: passages are embedded too (optional).
+    embeddings: Embeddings | None = None
 
     @property
     def query_gateway(self) -> ModelGateway:
@@ -183,7 +186,10 @@ def index(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     if text_tokens > settings.passage_threshold_tokens:
         deps.say(f"indexing passages ({text_tokens:,} tokens)")
         spans = split_passages(text, settings.passage_tokens, gateway.count_tokens)
-        ids = deps.store.passages.put(**where(state), text=text, spans=spans)
+        vectors = None
+        if deps.embeddings is not None and spans:
+            vectors = deps.embeddings.embed_documents([text[s.start : s.end] for s in spans])
+        ids = deps.store.passages.put(**where(state), text=text, spans=spans, vectors=vectors)
     made = PassageIndex(
         passages=len(spans),
         ids=ids,

@@ -114,3 +114,23 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             if raw is not None:
                 raw.isolation_level = saved
     return before, target
+
+
+#: What the full-text engines keep beside ``st_passages`` (migration 0004), outside the
+#: ORM because neither is portable: SQLite's FTS5 table and its shadow tables, and
+#: PostgreSQL's generated ``tsvector`` column with its GIN index.
+FULL_TEXT_TABLE = "st_passages_fts"
+FULL_TEXT_COLUMN = "tsv"
+FULL_TEXT_INDEX = "ix_st_passages_tsv"
+
+
+def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
+    """Alembic's ``include_name`` hook: compare everything but the full-text objects."""
+    if type_ == "table":
+        return not (name or "").startswith(FULL_TEXT_TABLE)
+    if type_ == "column":
+        return not (name == FULL_TEXT_COLUMN and parent_names.get("table_name") == "st_passages")
+    if type_ == "index":
+        return name != FULL_TEXT_INDEX
+    return True
+

@@ -11,11 +11,13 @@ however many contexts the database holds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cachetools import LRUCache
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
@@ -64,15 +66,27 @@ class Found:
 class PassageRepo:
     """Passages of context versions, over the store's engines."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache_size: int = 256) -> None:
         self._db = db
         self._dialect = db.engine.dialect.name
+        # a version's passages never change: their embeddings are read once per process
+        self._vectors: LRUCache[tuple[str, str, int], list[tuple[Found, list[float]]]] = LRUCache(
+            maxsize=cache_size
+        )
+        self._lock = threading.Lock()
 
     def put(
-        self, namespace: str, context_id: str, version: int, text: str, spans: Sequence[Span]
+        self,
+        namespace: str,
+        context_id: str,
+        version: int,
+        text: str,
+        spans: Sequence[Span],
+        vectors: Sequence[list[float]] | None = None,
     ) -> tuple[int, int] | None:
         """Index a version's passages once (a second call keeps the first set) and
-        return their (first, last) row ids, or None for no passages."""
+        return their (first, last) row ids, or None for no passages. ``vectors``: one
+        embedding per span, for semantic retrieval beside the full-text engine."""
         where = (
             PassageRow.namespace == namespace,
             PassageRow.context_id == context_id,
@@ -92,8 +106,9 @@ class PassageRepo:
                         "end_char": sp.end,
                         "n_tokens": sp.n_tokens,
                         "text": text[sp.start : sp.end],
+                        "embedding": list(vectors[i]) if vectors is not None else None,
                     }
-                    for sp in spans
+                    for i, sp in enumerate(spans)
                 ]
                 s.execute(insert(PassageRow), rows)
                 lo, hi = s.execute(
@@ -148,3 +163,45 @@ class PassageRepo:
         )
         rows = self._db.read(stmt)
         return [Found(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in rows]
+
+    def embedded(
+        self, namespace: str, context_id: str, version: int
+    ) -> list[tuple[Found, list[float]]]:
+        """Every passage of a version that has an embedding, with it (cached)."""
+        key = (namespace, context_id, version)
+        with self._lock:
+            hit = self._vectors.get(key)
+        if hit is not None:
+            return hit
+        stmt = (
+            select(
+                PassageRow.idx,
+                PassageRow.start_char,
+                PassageRow.end_char,
+                PassageRow.n_tokens,
+                PassageRow.text,
+                PassageRow.embedding,
+            )
+            .where(
+                PassageRow.namespace == namespace,
+                PassageRow.context_id == context_id,
+                PassageRow.version == version,
+                PassageRow.embedding.is_not(None),
+            )
+            .order_by(PassageRow.idx)
+        )
+        rows = self._db.read(stmt)
+        out = [
+            (Found(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4])), list(r[5]))
+            for r in rows
+            if r[5]
+        ]
+        with self._lock:
+            self._vectors[key] = out
+        return out
+
+    def forget(self, drop: Callable[[tuple[str, str, int]], bool]) -> None:
+        """Drop the cached embeddings of deleted or pruned versions."""
+        with self._lock:
+            for key in [k for k in self._vectors if drop(k)]:
+                del self._vectors[key]

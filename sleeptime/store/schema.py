@@ -102,6 +102,8 @@ class PassageRow(Base):
     end_char: Mapped[int] = mapped_column(Integer)
     n_tokens: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
+    #: the passage's embedding when the client has a LangChain ``Embeddings`` (else NULL)
+    embedding: Mapped[list[float] | None] = mapped_column(JSON, nullable=True)
 
 
 class LedgerRow(Base):

@@ -740,6 +740,7 @@ class SQLStore:
     def _forget(self, drop: Callable[[tuple[str, str, int]], bool]) -> None:
         self._artifacts.discard(drop)
         self._contexts.discard(drop)
+        self.passages.forget(drop)
 
     def delete_context(self, namespace: str, context_id: str | None = None) -> DeleteCounts:
         """Delete a context (every version, its artifacts) or, with ``context_id`` None,

@@ -51,6 +51,7 @@ def upgrade() -> None:
             sa.Column("end_char", sa.Integer(), nullable=False),
             sa.Column("n_tokens", sa.Integer(), nullable=False),
             sa.Column("text", sa.Text(), nullable=False),
+            sa.Column("embedding", sa.JSON(), nullable=True),
             sa.PrimaryKeyConstraint("id"),
             sa.ForeignKeyConstraint(
                 ["namespace", "context_id", "version"],
