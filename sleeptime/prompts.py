@@ -45,31 +45,18 @@ _TAG_REST = re.compile(r"\s*/?\s*(?:" + "|".join(TAGS) + r")\b")
 _TAG_SPAN = 1 + max(len(t) for t in TAGS) + 1
 #: "<" and the characters that look like it or fold to it (NFKC, or NFD plus a mark):
 #: full-width, small form, angle quotation marks and brackets, arrowheads, "≮".
-_LESS_THAN = re.compile(
-    "[<\uff1c\ufe64\u2039\u3008\u2329\u27e8\u02c2\u1438\u226e\u276e\u29fc]"
-)
+_LESS_THAN = re.compile("[<\uff1c\ufe64\u2039\u3008\u2329\u27e8\u02c2\u1438\u226e\u276e\u29fc]")
 #: Letters and slashes that look like Latin ones but NFKC leaves alone: Cyrillic and
 #: Greek homoglyphs (of the letters of our tag names and a few more), slash look-alikes.
 _HOMOGLYPHS = str.maketrans(
-    {
-        # Cyrillic
-        "\u0430": "a", "\u0410": "a", "\u0441": "c", "\u0421": "c", "\u0435": "e",
-        "\u0415": "e", "\u0451": "e", "\u043e": "o", "\u041e": "o", "\u0440": "p",
-        "\u0420": "p", "\u0445": "x", "\u0425": "x", "\u0455": "s", "\u0405": "s",
-        "\u0456": "i", "\u0406": "i", "\u0457": "i", "\u0458": "j", "\u0501": "d",
-        "\u051b": "q", "\u0442": "t", "\u0422": "t", "\u043f": "n", "\u0438": "u",
-        "\u0443": "y", "\u04bb": "h", "\u0475": "v", "\u0433": "r",
-        # Greek
-        "\u03bf": "o", "\u039f": "o", "\u03b1": "a", "\u0391": "a", "\u03b5": "e",
-        "\u0395": "e", "\u03c1": "p", "\u03a1": "p", "\u03c4": "t", "\u03a4": "t",
-        "\u03c7": "x", "\u03a7": "x", "\u03ba": "k", "\u039a": "k", "\u03b9": "i",
-        "\u0399": "i", "\u03bd": "v", "\u03c5": "u", "\u039d": "n", "\u03b7": "n",
-        "\u0396": "z", "\u0392": "b", "\u0397": "h", "\u039c": "m",
-        # Latin letters NFKC keeps apart
-        "\u0131": "i", "\u0269": "i", "\u0251": "a", "\u0261": "g",
-        # slashes
-        "\u2215": "/", "\u2044": "/", "\u29f8": "/", "\u2571": "/",
-    }
+    "аАсСеЕёоОрРхХѕЅіІїјԁԛтТпиуһѵг"  # Cyrillic
+    "οΟαΑεΕρΡτΤχΧκΚιΙνυΝηΖΒΗΜ"  # Greek
+    "ıɩɑɡ"  # Latin letters NFKC keeps apart
+    "∕⁄⧸╱",  # slashes
+    "aacceeeooppxxssiiijdqttnuyhvr"  # the Latin letter each one looks like
+    "ooaaeeppttxxkkiivunnzbhm"  # Greek
+    "iiag"  # Latin
+    "////",  # slashes
 )
 #: Invisible characters that are not format characters (Cf): Hangul fillers and the
 #: braille blank.

@@ -142,13 +142,30 @@ def local_forced_answer(
     :meth:`~sleeptime.llm.local.LocalChatModel.claim_cache`)."""
     llama, lock = model.llama()
     special_stops = parts.stop
+    mk = markers or ThinkMarkers()
+    tail = mk.end + mk.answer
 
     restored: list[int] = []
 
+    def tokens_of(text: str) -> list[int]:
+        """The prompt's own ids (``parts.tokens``: its content was tokenized as plain
+        text), then what force_budget appended to it: the start marker, the thinking
+        and, for the answer, the end marker and "Final answer:". The markers are ours
+        (special tokens on: ``<think>`` may be one); the thinking is model output that
+        may echo the context, so it is plain text."""
+        added = text[len(parts.text) :]  # force_budget only ever appends to the prompt
+        head = mk.start if added.startswith(mk.start) else ""
+        body = added[len(head) :]
+        end = tail if tail and body.endswith(tail) else ""
+        body = body[: len(body) - len(end)]
+        ids = list(parts.tokens)
+        for piece, special in ((head, True), (body, False), (end, True)):
+            if piece:
+                ids.extend(llama.tokenize(piece.encode("utf-8"), add_bos=False, special=special))
+        return ids
+
     def complete(text: str, max_tokens: int, stop: list[str]) -> Completion:
-        tokens = llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-        if parts.tokens[:1] and tokens[:1] != parts.tokens[:1]:
-            tokens = parts.tokens[:1] + tokens  # keep the BOS the template relies on
+        tokens = tokens_of(text)
         with lock:
             restored.append(model.prepare(tokens, namespace)[0])  # a saved KV prefix, if any
             out = llama.create_completion(
@@ -170,7 +187,7 @@ def local_forced_answer(
         think_tokens=think_tokens,
         extend=extend,
         answer_tokens=answer_tokens,
-        markers=markers,
+        markers=mk,
     )
     used = forced.think_tokens + forced.answer_tokens
     return AIMessage(

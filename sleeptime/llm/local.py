@@ -17,8 +17,10 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -195,11 +197,12 @@ class LocalChatModel(BaseChatModel):
             return None
         chat = [{"role": _ROLES.get(m.type, "user"), "content": str(m.content)} for m in messages]
         res = formatter(messages=chat)
-        tokens = llama.tokenize(
-            res.prompt.encode("utf-8"), add_bos=not res.added_special, special=True
-        )
+        pieces = split_chat(lambda c: str(formatter(messages=c).prompt), chat, res.prompt)
+        # the template's text may hold control tokens; the messages' content never does
+        tokens = tokenize_chat(pieces, llama.tokenize, add_bos=not res.added_special)
         stop = res.stop if isinstance(res.stop, list) else [res.stop] if res.stop else []
-        return PromptParts(res.prompt, list(tokens), list(stop), res.stopping_criteria)
+        text = "".join(p.text for p in pieces)
+        return PromptParts(text, tokens, list(stop), res.stopping_criteria)
 
     # -- KV-prefill artifacts ----------------------------------------------------------
 
@@ -381,6 +384,105 @@ class LocalChatModel(BaseChatModel):
     def get_num_tokens(self, text: str) -> int:
         llama, _ = self.llama()
         return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+# -- chat prompts: the template's structure vs the messages' text -------------------------
+
+
+@dataclass(frozen=True)
+class ChatPiece:
+    """A run of a rendered chat prompt: one message's content (``content``), or the
+    template's own text around the contents."""
+
+    text: str
+    content: bool
+
+
+#: (text, add_bos, special) -> token ids: the signature of ``Llama.tokenize``.
+Tokenize = Callable[[bytes, bool, bool], Sequence[int]]
+
+#: Ways a template may emit a message's content (Llama 3's and Gemma's trim it).
+_CONTENT_FORMS: tuple[Callable[[str], str], ...] = (
+    lambda c: c,
+    str.strip,
+    str.lstrip,
+    str.rstrip,
+)
+
+
+def split_chat(
+    render: Callable[[list[dict[str, str]]], str],
+    chat: list[dict[str, str]],
+    rendered: str | None = None,
+) -> list[ChatPiece]:
+    """The prompt a chat template renders for ``chat`` (``rendered``, else
+    ``render(chat)``), cut into the template's own text and each message's content.
+
+    The template is rendered once more with a sentinel in place of each message's
+    content; the sentinels cut that into the template's pieces, and each content goes
+    back between them in the form the template gives it (as is, or trimmed: whichever
+    reproduces ``rendered``). When no form does (a template that branches on the
+    content), the contents go back as they are: the prompt then differs from the
+    template's by that whitespace, never in its structure, and the content is still
+    content. Empty pieces are left out."""
+    if rendered is None:
+        rendered = render(chat)
+    nonce = 0
+    while any(f"\x00sleeptime{nonce}:" in m["content"] for m in chat):
+        nonce += 1  # no real content may hold a sentinel
+    marked = [{**m, "content": f"\x00sleeptime{nonce}:{i}\x00"} for i, m in enumerate(chat)]
+    skeleton = render(marked)
+    around: list[str] = []  # the template's pieces: one more than the contents
+    contents: list[str] = []  # what goes between them (a template may repeat or drop one)
+    last = 0
+    for m in re.finditer(f"\x00sleeptime{nonce}:(\\d+)\x00", skeleton):
+        around.append(skeleton[last : m.start()])
+        contents.append(chat[int(m.group(1))]["content"])
+        last = m.end()
+    around.append(skeleton[last:])
+    forms = _fit_forms(around, contents, rendered)
+    pieces = [ChatPiece(around[0], False)]
+    for k, content in enumerate(contents):
+        pieces.append(ChatPiece(forms[k](content), True))
+        pieces.append(ChatPiece(around[k + 1], False))
+    return [p for p in pieces if p.text]
+
+
+def _fit_forms(around: list[str], contents: list[str], rendered: str) -> list[Callable[[str], str]]:
+    """For each content, the form (as is, trimmed) under which the template's pieces
+    and the contents put together make ``rendered``; all "as is" when none does."""
+    chosen: list[Callable[[str], str]] = []
+    pos = len(around[0])
+    if rendered.startswith(around[0]):
+        for k, content in enumerate(contents):
+            after = around[k + 1]
+            for form in _CONTENT_FORMS:
+                text = form(content)
+                if rendered.startswith(text + after, pos):
+                    chosen.append(form)
+                    pos += len(text) + len(after)
+                    break
+            else:
+                break
+    if len(chosen) == len(contents) and pos == len(rendered):
+        return chosen
+    log.debug("the chat template's pieces do not reproduce its prompt; content kept as is")
+    return [_CONTENT_FORMS[0]] * len(contents)
+
+
+def tokenize_chat(pieces: Sequence[ChatPiece], tokenize: Tokenize, *, add_bos: bool) -> list[int]:
+    """Token ids of a chat prompt: the template's pieces with special tokens on (its
+    turn markers are control tokens), every message's content with them off (plain
+    text, whatever it spells, so no context or question can open a turn). ``add_bos``
+    applies to the first piece only, as it would to the whole prompt."""
+    ids: list[int] = []
+    bos = add_bos
+    for piece in pieces:
+        ids.extend(tokenize(piece.text.encode("utf-8"), bos, not piece.content))
+        bos = False
+    if bos:  # no text at all
+        ids.extend(tokenize(b"", True, True))
+    return ids
 
 
 @dataclass(frozen=True)

@@ -126,8 +126,99 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
 
     app.include_router(routes.router)
     app.include_router(dashboard.router)
+    # added first, so it runs inside _Measure (a 413 is counted) and before any route:
+    # the body is refused before authentication reads the key or the route parses it
+    app.add_middleware(_LimitBody, limit=client.settings.max_body_bytes)
     app.add_middleware(_Measure, metrics=metrics)
     return app
+
+
+class _BodyTooLarge(Exception):
+    """Raised from the wrapped ``receive`` once a body without a Content-Length has
+    passed the limit; the route never sees the rest of it."""
+
+
+class _LimitBody:
+    """Refuses a request body over ``limit`` bytes with a 413 before it is read: a
+    Content-Length over the limit is answered at once (the body is never received), and
+    a chunked body is counted as the route receives it and refused as soon as the count
+    passes the limit, so no more than ``limit`` bytes plus one chunk are ever held. It
+    runs before authentication (a dependency of each route), so a caller without a key
+    cannot make the server read or buffer a large body either. A plain ASGI middleware,
+    like :class:`_Measure`, so the fast path costs one header scan."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None:
+            if declared > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            # the server reads no more than the declared length (h11 and httptools
+            # enforce it), so the body needs no counting
+            await self.app(scope, receive, send)
+            return
+
+        received = 0
+        over = False
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    over = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if over:
+                return  # the route's reaction to the refused body (FastAPI: a 400) is dropped
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not over:
+                raise
+            # FastAPI wraps an error while reading the body in its own HTTPException, and
+            # a route may catch it: whatever came out, the 413 below is the answer
+        if over and not started:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = _error(
+            413,
+            "ContentTooLarge",
+            f"request body over {self.limit} bytes (SLEEPTIME_MAX_BODY_BYTES)",
+        )
+        # the rest of the body is never read: closing the connection tells the client to
+        # stop sending it (and keeps the server from reading it to reach the next request)
+        response.headers["connection"] = "close"
+        await response(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared body length; None without one (chunked) or when it does not parse
+    (the HTTP server refuses those itself; counting is then the safe choice)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 class _Measure:
