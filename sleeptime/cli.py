@@ -687,12 +687,23 @@ def serve(
 def mcp_cmd(
     namespace: Annotated[
         str | None,
-        typer.Option(help="pin the server to this namespace (default: any namespace)"),
+        typer.Option(
+            help="pin the server to this namespace: its tools then take no namespace argument"
+        ),
     ] = None,
     model: ModelOpt = None,
     database_url: DbOpt = None,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="run sleep-time work in this process (default); --no-worker when separate "
+            "`sleeptime worker` processes share the queue",
+        ),
+    ] = True,
 ) -> None:
-    """Serve ingest, ask and show as MCP tools over stdio (for MCP clients)."""
+    """Serve ingest, ask and show as MCP tools over stdio (for MCP clients), with a
+    worker in the same process preparing notes for what is ingested."""
     try:
         from sleeptime.server.mcp_server import create_mcp
     except ImportError as exc:
@@ -700,9 +711,11 @@ def mcp_cmd(
             f"the MCP server needs the mcp extra: pip install 'sleeptime[mcp]' ({exc})"
         ) from exc
     st = SleepTime(model=model, database_url=database_url)
-    st.open_queue()  # ingests enqueue sleep-time jobs for the workers
+    st.open_queue()  # ingests enqueue sleep-time jobs
+    if worker:
+        st.start_worker()
     try:
-        create_mcp(st, namespace).run("stdio")
+        create_mcp(st, namespace, worker=worker).run("stdio")
     finally:
         st.close()
 

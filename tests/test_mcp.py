@@ -42,32 +42,27 @@ def test_tools_in_process(sqlite_url: str) -> None:
             async with Client(server) as c:
                 names = {t.name for t in (await c.list_tools()).tools}
                 assert names == {"ingest", "ask", "show"}
-                made = _data(
-                    await c.call_tool(
-                        "ingest", {"namespace": "acme", "context_id": "d", "text": TEXT}
-                    )
+                tools = {t.name: t for t in (await c.list_tools()).tools}
+                # pinned: no tool requires a namespace
+                assert all(
+                    "namespace" not in t.input_schema.get("required", []) for t in tools.values()
                 )
+                assert "separate `sleeptime worker`" in str(tools["ingest"].description)
+                made = _data(await c.call_tool("ingest", {"context_id": "d", "text": TEXT}))
                 assert made["version"] == 1 and made["created"] is True
                 cold = _data(
-                    await c.call_tool(
-                        "ask",
-                        {"namespace": "acme", "context_id": "d", "question": "How many apples?"},
-                    )
+                    await c.call_tool("ask", {"context_id": "d", "question": "How many apples?"})
                 )
                 assert cold["source"] == "cold"
+                pending = _data(await c.call_tool("show", {"context_id": "d"}))
+                assert pending["complete"] is False and "not ready yet" in pending["status"]
                 await asyncio.to_thread(st.sleep, "acme", "d")
-                shown = _data(await c.call_tool("show", {"namespace": "acme", "context_id": "d"}))
+                shown = _data(await c.call_tool("show", {"context_id": "d"}))
                 assert shown["complete"] is True and len(shown["predicted"]) == 2
                 q = shown["predicted"][0]["question"]
-                warm = _data(
-                    await c.call_tool(
-                        "ask", {"namespace": "acme", "context_id": "d", "question": q}
-                    )
-                )
+                warm = _data(await c.call_tool("ask", {"context_id": "d", "question": q}))
                 assert warm["source"] == "predicted" and warm["usage"]["prompt_tokens"] == 0
-                missing = await c.call_tool(
-                    "ask", {"namespace": "acme", "context_id": "nope", "question": "Why?"}
-                )
+                missing = await c.call_tool("ask", {"context_id": "nope", "question": "Why?"})
                 assert "no context 'nope'" in _error(missing)
                 assert "Traceback" not in _error(missing)
                 other = await c.call_tool(
@@ -101,5 +96,36 @@ def test_sleeptime_mcp_over_stdio(tmp_path: Path) -> None:
             assert ans["source"] == "cold" and ans["text"]
             bad = await c.call_tool("ingest", {"namespace": "n", "context_id": "d", "text": " "})
             assert "is empty" in _error(bad)
+
+    asyncio.run(asyncio.wait_for(session(), timeout=120))
+
+
+def test_sleeptime_mcp_prepares_notes_on_its_own(tmp_path: Path) -> None:
+    """The documented MCP configuration starts only `sleeptime mcp`: its own worker must
+    turn an ingested document into notes (before: never, at 10, 20, 30 and 40 s)."""
+    db = f"sqlite:///{tmp_path / 'mcp.db'}"
+    env = {k: v for k, v in os.environ.items() if k != "SLEEPTIME_REDIS_URL"}
+    env |= {
+        "SLEEPTIME_DATABASE_URL": db,
+        "SLEEPTIME_MODEL": "fake",
+        "SLEEPTIME_IDLE_AFTER": "0",
+        "SLEEPTIME_POLL_S": "0.05",
+        "SLEEPTIME_RELAY_S": "0.05",
+    }
+    args = ["-m", "sleeptime", "mcp", "--namespace", "n"]
+    params = StdioServerParameters(command=sys.executable, args=args, env=env)
+
+    async def session() -> None:
+        async with Client(params) as c:
+            tools = {t.name: t for t in (await c.list_tools()).tools}
+            assert "this server's own worker" in str(tools["ingest"].description)
+            made = _data(await c.call_tool("ingest", {"context_id": "d", "text": TEXT}))
+            assert "own worker" in made["notes"]
+            while True:  # the outer wait_for bounds it; this waits on the worker's result
+                shown = _data(await c.call_tool("show", {"context_id": "d"}))
+                if shown["complete"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert shown["learned"] and shown["predicted"]
 
     asyncio.run(asyncio.wait_for(session(), timeout=120))

@@ -1,6 +1,11 @@
 """The MCP server (``sleeptime mcp``): ingest, ask and show as tools, over stdio, for
 any MCP client (the official ``mcp`` Python SDK, 2.x). ``namespace=`` pins the server
-to one namespace: a tool call naming another is refused before anything is read."""
+to one namespace: its tools then need no namespace, and a call naming another is
+refused before anything is read.
+
+An MCP host starts only this process, so ``sleeptime mcp`` runs a worker in it: without
+one an ingested document would never get notes (a host has no idea a second process
+is needed). The tool descriptions say who prepares the notes and when."""
 
 from __future__ import annotations
 
@@ -22,22 +27,32 @@ def _version() -> str:
         return ""
 
 
-def create_mcp(st: SleepTime, namespace: str | None = None) -> MCPServer:
-    """An MCP server over ``st``; with ``namespace``, tools work in that namespace only."""
+def create_mcp(
+    st: SleepTime, namespace: str | None = None, *, worker: bool | None = None
+) -> MCPServer:
+    """An MCP server over ``st``. With ``namespace`` the server is pinned: its tools take
+    no namespace argument and work in that namespace only. ``worker`` says who prepares
+    the notes, for the tool descriptions: True, this process's worker (``sleeptime mcp``
+    starts one); False, a separate ``sleeptime worker``; None, whether ``st`` has one."""
+    own = st.worker is not None if worker is None else worker
+    idle = st.settings.idle_after
+    when = (
+        f"this server's own worker prepares notes and likely questions once the namespace has "
+        f"been idle for {idle:g} s (`show` says when they are ready)"
+        if own
+        else "a separate `sleeptime worker` process prepares notes and likely questions "
+        "(none runs in this server)"
+    )
     server = MCPServer(
         "sleeptime",
         version=_version(),
         instructions=(
             "Store a document with `ingest`, then ask questions about it with `ask`: "
             "answers use notes prepared while the system was idle (sleep-time compute), "
-            "so they are fast and cheap. `show` lists the prepared notes and questions."
+            f"so they are fast and cheap; {when}. `show` lists the prepared notes and "
+            "questions."
         ),
     )
-
-    def scope(ns: str) -> str:
-        if namespace is not None and ns != namespace:
-            raise ToolError(f"this server is pinned to namespace {namespace!r}, not {ns!r}")
-        return ns
 
     def guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -45,39 +60,20 @@ def create_mcp(st: SleepTime, namespace: str | None = None) -> MCPServer:
         except SleepTimeError as exc:  # one line, what to do; never a traceback
             raise ToolError(str(exc).splitlines()[0]) from exc
 
-    @server.tool()
-    def ingest(namespace: str, context_id: str, text: str) -> dict[str, Any]:
-        """Store a document (a new version when its text changed); sleep-time compute
-        prepares notes and likely questions for it in the background."""
-        ctx = guarded(st.ingest, scope(namespace), context_id, text)
-        return {"namespace": namespace, "context_id": context_id, "version": ctx.version,
-                "created": ctx.created}  # fmt: skip
+    def do_ingest(ns: str, context_id: str, text: str) -> dict[str, Any]:
+        ctx = guarded(st.ingest, ns, context_id, text)
+        return {"namespace": ns, "context_id": context_id, "version": ctx.version,
+                "created": ctx.created, "notes": when}  # fmt: skip
 
-    @server.tool()
-    def ask(
-        namespace: str,
-        context_id: str,
-        question: str,
-        verbosity: int | None = None,
-        max_tokens: int | None = None,
+    def do_ask(
+        ns: str, context_id: str, question: str, verbosity: int | None, max_tokens: int | None
     ) -> dict[str, Any]:
-        """Answer a question about a stored document using its prepared notes.
-        ``source`` says how: predicted (precomputed, zero tokens), learned, or cold."""
         answer = guarded(
-            st.ask,
-            scope(namespace),
-            context_id,
-            question,
-            verbosity=verbosity,
-            max_tokens=max_tokens,
+            st.ask, ns, context_id, question, verbosity=verbosity, max_tokens=max_tokens
         )
         return dict(answer.model_dump(mode="json"))
 
-    @server.tool()
-    def show(namespace: str, context_id: str) -> dict[str, Any]:
-        """The document's current version, its learned notes, the predicted questions
-        with their prepared answers, and the token ledger."""
-        ns = scope(namespace)
+    def do_show(ns: str, context_id: str) -> dict[str, Any]:
         ctx = guarded(st.context, ns, context_id)
         arts = guarded(st.artifacts, ns, context_id)
         ledger = guarded(st.ledger, ns, context_id)
@@ -85,8 +81,72 @@ def create_mcp(st: SleepTime, namespace: str | None = None) -> MCPServer:
             "version": ctx.version,
             "learned": arts.learned,
             "complete": arts.complete,
+            "status": "ready" if arts.complete else f"not ready yet: {when}",
             "predicted": [{"question": qa.question, "answer": qa.answer} for qa in arts.qas],
             "ledger": ledger.model_dump(mode="json"),
         }
 
+    ingest_doc = (
+        "Store a document (a new version when its text changed). Sleep-time compute then "
+        f"prepares notes and likely questions for it: {when}."
+    )
+    ask_doc = (
+        "Answer a question about a stored document using its prepared notes. ``source`` "
+        "says how: predicted (precomputed, zero tokens), learned (notes), or cold (no notes "
+        "yet)."
+    )
+    show_doc = (
+        "The document's current version, its learned notes, the predicted questions with "
+        "their prepared answers, whether they are ready, and the token ledger."
+    )
+    if namespace is not None:
+        pinned: str = namespace
+
+        def scope(ns: str | None) -> str:
+            # optional, so hosts need not know it; a different one is refused, never
+            # silently redirected into the pinned namespace
+            if ns is not None and ns != pinned:
+                raise ToolError(f"this server is pinned to namespace {pinned!r}, not {ns!r}")
+            return pinned
+
+        def ingest(context_id: str, text: str, namespace: str | None = None) -> dict[str, Any]:
+            return do_ingest(scope(namespace), context_id, text)
+
+        def ask(
+            context_id: str,
+            question: str,
+            verbosity: int | None = None,
+            max_tokens: int | None = None,
+            namespace: str | None = None,
+        ) -> dict[str, Any]:
+            return do_ask(scope(namespace), context_id, question, verbosity, max_tokens)
+
+        def show(context_id: str, namespace: str | None = None) -> dict[str, Any]:
+            return do_show(scope(namespace), context_id)
+
+        for fn, doc in ((ingest, ingest_doc), (ask, ask_doc), (show, show_doc)):
+            server.tool(description=doc)(fn)
+        return server
+
+    def ingest_any(namespace: str, context_id: str, text: str) -> dict[str, Any]:
+        return do_ingest(namespace, context_id, text)
+
+    def ask_any(
+        namespace: str,
+        context_id: str,
+        question: str,
+        verbosity: int | None = None,
+        max_tokens: int | None = None,
+    ) -> dict[str, Any]:
+        return do_ask(namespace, context_id, question, verbosity, max_tokens)
+
+    def show_any(namespace: str, context_id: str) -> dict[str, Any]:
+        return do_show(namespace, context_id)
+
+    for fn, name, doc in (
+        (ingest_any, "ingest", ingest_doc),
+        (ask_any, "ask", ask_doc),
+        (show_any, "show", show_doc),
+    ):
+        server.tool(name=name, description=doc)(fn)
     return server
