@@ -133,3 +133,32 @@ def test_redis_down_falls_back_to_sql_with_one_warning(
     hits = st.cache.hits
     st.ask("acme", "doc", qa.question)
     assert st.cache.hits == hits + 1  # back on Redis
+
+
+def test_a_worker_warms_the_cache_with_the_passage_index(
+    redis_server: Any, sqlite_url: str
+) -> None:
+    """What a worker puts in Redis is what SQL holds, the passage index included: a
+    learned answer read through the cache sends passages, not the whole text."""
+    from sleeptime.worker.runtime import Worker
+
+    settings = Settings(
+        model="fake",
+        n_questions=1,
+        idle_after=0.0,
+        redis_url=redis_server.url,
+        passage_threshold_tokens=300,
+        sleep_max_tokens=40,
+    )
+    st = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings)
+    queue = st.open_queue()
+    text = "\n\n".join(f"Shelf {i} holds {i * 4} jars of honey from farm {i}." for i in range(80))
+    st.ingest("acme", "doc", text)
+    assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)
+    Worker(st, queue).run(burst=True, install_signals=False)
+    sql = counting_sql(st)
+    ans = st.ask("acme", "doc", "How many jars does shelf 17 hold?", verbosity=0)
+    assert sql[0] == 0  # read from Redis
+    assert ans.source == "learned" and ans.passages
+    assert any("Shelf 17 " in text[p.start : p.end] for p in ans.passages)
+    st.close()

@@ -437,7 +437,7 @@ def structured(records: list[logging.LogRecord]) -> list[dict[str, str]]:
     return out
 
 
-FULL_RUN = ["plan", "rethink", "merge", "predict", "answer", "prefill", "finish"]
+FULL_RUN = ["index", "plan", "rethink", "merge", "predict", "answer", "prefill", "finish"]
 
 
 def test_worker_logs_each_step_and_each_job_end(

@@ -41,7 +41,7 @@ from sleeptime.errors import (
     QueueUnavailable,
     StoreUnavailable,
 )
-from sleeptime.models import Artifacts, SleepReport, SleepStep
+from sleeptime.models import SleepReport, SleepStep
 from sleeptime.queue.base import FailOutcome, Job, JobQueue, short_error
 from sleeptime.queue.scheduler import TokenWindow, retry_delay
 from sleeptime.worker.logs import log_event
@@ -387,7 +387,7 @@ class Worker:
             self.metrics.sleep_tokens.inc(tokens)
             self.metrics.done.inc()
             self.jobs_done += 1
-            self._warm_cache(job, report)
+            self._warm_cache(job)
             end = {"status": "done", "tokens": tokens, "skipped": report.skipped or None}
         finally:
             elapsed = time.perf_counter() - start
@@ -500,25 +500,22 @@ class Worker:
             )
         return None
 
-    def _warm_cache(self, job: Job, report: SleepReport) -> None:
-        """Put the finished artifacts in the hot cache (built from the report) if the
-        job's version is still the current one in SQL. The cache's compare-and-set
-        refuses a version older than its key, and a key lost to a Redis restart without
+    def _warm_cache(self, job: Job) -> None:
+        """Put the finished artifacts in the hot cache if the job's version is still the
+        current one in SQL. They are read back from SQL (one read, cached in-process),
+        not rebuilt from the report, so the cache holds every kind a reader would find
+        there (the passage index included). The cache's compare-and-set refuses a
+        version older than its key, and a key lost to a Redis restart without
         persistence is left for a reader to re-create from SQL (never at an old
         version)."""
         cache = self.st.cache
         if cache is None:
             return
-        arts = Artifacts(
-            namespace=job.namespace,
-            context_id=job.context_id,
-            version=job.version,
-            learned=report.learned,
-            qas=tuple(report.qas),
-            complete=True,
-        )
         try:
             if self.st.store.current_version(job.namespace, job.context_id) != job.version:
+                return
+            arts = self.st.store.load_artifacts(job.namespace, job.context_id, job.version)
+            if not arts.complete:
                 return
             cache.put(arts, create=False)
         except Exception as exc:  # the cache is an optimisation
