@@ -133,19 +133,15 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
     return app
 
 
-class _BodyTooLarge(Exception):
-    """Raised from the wrapped ``receive`` once a body without a Content-Length has
-    passed the limit; the route never sees the rest of it."""
-
-
 class _LimitBody:
-    """Refuses a request body over ``limit`` bytes with a 413 before it is read: a
-    Content-Length over the limit is answered at once (the body is never received), and
-    a chunked body is counted as the route receives it and refused as soon as the count
-    passes the limit, so no more than ``limit`` bytes plus one chunk are ever held. It
-    runs before authentication (a dependency of each route), so a caller without a key
-    cannot make the server read or buffer a large body either. A plain ASGI middleware,
-    like :class:`_Measure`, so the fast path costs one header scan."""
+    """Refuses a request body over ``limit`` bytes with a 413 before it is read. A
+    Content-Length over the limit is answered at once: the body is never received. A
+    chunked body is received here, counted chunk by chunk, and refused as soon as the
+    count passes the limit, so no more than the limit plus one chunk is ever held; a
+    body within it is handed to the route as one message. This runs before the route
+    and so before authentication (a dependency of each route): a caller without a key
+    cannot make the server read or hold a large body either. A plain ASGI middleware,
+    like :class:`_Measure`: a request with a Content-Length costs one header scan."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -155,8 +151,8 @@ class _LimitBody:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
-        if declared is not None:
+        declared, chunked = _body_headers(scope)
+        if declared is not None and not chunked:
             if declared > self.limit:
                 await self._refuse(scope, receive, send)
                 return
@@ -164,38 +160,41 @@ class _LimitBody:
             # enforce it), so the body needs no counting
             await self.app(scope, receive, send)
             return
-
-        received = 0
-        over = False
-        started = False
-
-        async def counted() -> Message:
-            nonlocal received, over
+        if not chunked:  # HTTP/1.1: no length and no chunked coding means no body
+            await self.app(scope, receive, send)
+            return
+        # Read and count here rather than raise from a wrapped receive while the route
+        # reads: FastAPI turns that error into an exception chain (a reference cycle) that
+        # keeps the chunks read so far alive until the cyclic garbage collector runs
+        # (measured: ten refused 200 MB bodies took a server from 151 MB up to 265 MB).
+        # Chunks held here are freed at once (the same ten: 151 MB after each).
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    over = True
-                    raise _BodyTooLarge
+            if message["type"] != "http.request":
+                return  # the client went away: there is no one to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                chunks.clear()
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body: bytes | None = b"".join(chunks)
+        chunks.clear()
+
+        async def replay() -> Message:
+            nonlocal body
+            if body is None:
+                return await receive()  # after the body: a disconnect, when it comes
+            message = {"type": "http.request", "body": body, "more_body": False}
+            body = None
             return message
 
-        async def guarded(message: Message) -> None:
-            nonlocal started
-            if over:
-                return  # the route's reaction to the refused body (FastAPI: a 400) is dropped
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted, guarded)
-        except Exception:
-            if not over:
-                raise
-            # FastAPI wraps an error while reading the body in its own HTTPException, and
-            # a route may catch it: whatever came out, the 413 below is the answer
-        if over and not started:
-            await self._refuse(scope, receive, send)
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = _error(
@@ -209,16 +208,21 @@ class _LimitBody:
         await response(scope, receive, send)
 
 
-def _content_length(scope: Scope) -> int | None:
-    """The declared body length; None without one (chunked) or when it does not parse
-    (the HTTP server refuses those itself; counting is then the safe choice)."""
+def _body_headers(scope: Scope) -> tuple[int | None, bool]:
+    """The declared body length (None without one, or when it does not parse: the HTTP
+    server refuses those itself, and counting is then the safe choice) and whether the
+    body is chunked."""
+    declared: int | None = None
+    chunked = False
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None
-    return None
+                chunked = True
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked
 
 
 class _Measure:
