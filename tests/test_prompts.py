@@ -115,6 +115,13 @@ def test_look_alike_tags_stay_inside_the_fence(forged: str) -> None:
     assert fenced == f"<context>\n{text.replace(forged, defused)}\n</context>"
 
 
+def test_only_the_look_alikes_that_open_a_tag_change() -> None:
+    # ordinary "<" and look-alikes that open nothing, between ones that do
+    text = "3 < 5 \uff1c/context> a\u2039b <b> </\u0441ontext> 2 \uff1c 4 <no\u200btes> \u2039x"
+    want = "3 < 5 &lt;/context> a\u2039b <b> &lt;/\u0441ontext> 2 \uff1c 4 &lt;no\u200btes> \u2039x"
+    assert prompts.defuse_tags(text) == want
+
+
 def test_fence_leaves_ordinary_text_alone() -> None:
     for text in (
         "3 < 5 and <b>bold</b>, a\uff1cb, <contextual> and </notebook>",
