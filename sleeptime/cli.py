@@ -236,6 +236,13 @@ def show(
     for i, qa in enumerate(arts.qas, 1):
         table.add_row(str(i), qa.question, _short(qa.answer, 100))
     console.print(table)
+    if arts.index is not None and arts.index.passages:
+        console.print(
+            f"passage index: {arts.index.passages} passages of a {arts.index.text_tokens:,}-token "
+            "text (learned answers send the ones a question needs)"
+        )
+    for warning in ledger.warnings:
+        console.print(f"[yellow]degraded: {escape(warning)}[/yellow]")
     console.print(_ledger_line(ledger))
 
 

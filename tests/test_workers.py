@@ -28,8 +28,8 @@ from sleeptime.worker import Worker
 from sleeptime.worker.logs import JsonFormatter
 
 N_QUESTIONS = 2
-#: learned + questions + N answers + manifest
-ARTIFACTS_PER_JOB = 3 + N_QUESTIONS
+#: index + learned + questions + N answers + manifest
+ARTIFACTS_PER_JOB = 4 + N_QUESTIONS
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -503,9 +503,13 @@ def test_worker_logs_a_failed_step_and_the_retry(
     assert [(e["status"], e["delivery"]) for e in ends] == [("failed", "1"), ("done", "2")]
     assert ends[0]["error"] == "ModelCallError" and ends[0]["outcome"] == "retry"
     first = lines[: lines.index(ends[0])]
-    assert [(ln["step"], ln["status"]) for ln in first] == [("plan", "done"), ("rethink", "failed")]
-    assert first[1]["error"] == "ModelCallError" and first[1]["duration_ms"].isdigit()
-    assert "tokens" not in first[1]  # a failed step's spend is in the ledger, not here
+    assert [(ln["step"], ln["status"]) for ln in first] == [
+        ("index", "done"),
+        ("plan", "done"),
+        ("rethink", "failed"),
+    ]
+    assert first[2]["error"] == "ModelCallError" and first[2]["duration_ms"].isdigit()
+    assert "tokens" not in first[2]  # a failed step's spend is in the ledger, not here
     second = lines[lines.index(ends[0]) + 1 : lines.index(ends[1])]
     assert [ln["step"] for ln in second] == FULL_RUN
     assert all("secret prompt" not in str(ln) for ln in lines)  # the error's class only

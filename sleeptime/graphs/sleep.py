@@ -13,7 +13,7 @@ import operator
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol, TypedDict
 
 from langchain_core.embeddings import Embeddings
@@ -22,7 +22,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from sleeptime import prompts
+from sleeptime import prompts, quality
 from sleeptime.chunking import split_text
 from sleeptime.errors import ModelOutputError
 from sleeptime.llm.gateway import CallResult, ModelGateway
@@ -31,9 +31,18 @@ from sleeptime.llm.parsing import parse_questions
 from sleeptime.models import PassageIndex, SleepStep, Usage
 from sleeptime.passages import TYPICAL_QUESTION, replaces_text, split_passages
 from sleeptime.settings import Settings
-from sleeptime.store.sql import INDEX, LEARNED, MANIFEST, QA, QUESTIONS, SQLStore
+from sleeptime.store.kinds import Kind
+from sleeptime.store.sql import SQLStore
 
-DRAFT = "draft"
+
+class DegenerateOutput(ModelOutputError):
+    """Sleep-time output the quality gate rejected twice (``cause``: empty, repetition)."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
 #: Calls (first try plus repairs) spent on predicting questions before giving up.
 PREDICT_ATTEMPTS = 3
 #: Verbosity used to precompute answers to predicted questions (sleep time is cheap).
@@ -90,6 +99,8 @@ class SleepDeps:
     prefill_gateway: ModelGateway | None = None
     #: The client's LangChain ``Embeddings``: passages are embedded too (optional).
     embeddings: Embeddings | None = None
+    #: What degraded in this run (quality gate, ...), for the report and the manifest.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def query_gateway(self) -> ModelGateway:
@@ -123,14 +134,30 @@ class SleepDeps:
     def nonempty(
         self, state: SleepState, messages: list[BaseMessage], step: str, **kw: Any
     ) -> tuple[str, Usage]:
-        """Call until the model says something (twice at most); never store an empty artifact."""
+        """Call until the output passes the quality gate (twice at most): never store an
+        empty or looping artifact. A cut-off output is kept up to its last complete
+        sentence, with a warning; two rejected outputs raise :class:`DegenerateOutput`."""
         usage = Usage()
+        cause = "empty"
         for _ in range(2):
             res = self.call(state, messages, step, **kw)
             usage = usage + res.usage
-            if res.text.strip():
-                return res.text.strip(), usage
-        raise ModelOutputError(f"model {self.gateway.name} returned empty output twice on {step}")
+            got = quality.check(res.text, res.hit_cap)
+            if got.text is not None:
+                if got.cause:
+                    self.warn(f"{step}: {got.cause} at the token cap; kept up to the last "
+                              "complete sentence")  # fmt: skip
+                return got.text, usage
+            cause = got.cause or cause
+        raise DegenerateOutput(
+            f"model {self.gateway.name} returned {cause} output twice on {step}", cause
+        )
+
+    def warn(self, message: str) -> None:
+        """A degraded step: said now, and kept for the report and the manifest."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+        self.say(message)
 
     def fitted(
         self, build: Callable[[str | None], list[BaseMessage]], context: str
@@ -174,7 +201,7 @@ def index(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     text is over the passage threshold, split it into passages and index them in the
     store's full-text engine. No model call; idempotent like every step."""
     deps = runtime.context
-    if deps.get(state, INDEX, "0") is not None:
+    if deps.get(state, Kind.INDEX, "0") is not None:
         return {}
     gateway, settings, text = deps.query_gateway, deps.settings, state["text"]
     text_tokens = gateway.count_tokens(text)
@@ -196,13 +223,13 @@ def index(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
         text_tokens=text_tokens,
         cold_prompt_tokens=gateway.prompt_tokens(cold),
     )
-    deps.put(state, INDEX, "0", made.model_dump(mode="json"), Usage())
+    deps.put(state, Kind.INDEX, "0", made.model_dump(mode="json"), Usage())
     return {}
 
 
 def plan(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     deps = runtime.context
-    manifest = deps.get(state, MANIFEST, "0")
+    manifest = deps.get(state, Kind.MANIFEST, "0")
     if manifest is not None:
         arts = deps.store.load_artifacts(state["namespace"], state["context_id"], state["version"])
         try:
@@ -216,7 +243,7 @@ def plan(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
             "qas": [qa.model_dump() for qa in arts.qas],
             "warnings": manifest.get("warnings", []),
         }
-    learned = deps.get(state, LEARNED, "0")
+    learned = deps.get(state, Kind.LEARNED, "0")
     return {
         "skipped": False,
         "learned": learned["text"] if learned else None,
@@ -235,7 +262,7 @@ def extends(state: SleepState, deps: SleepDeps) -> dict[str, Any]:
     old = deps.store.get_context(ns, cid, base)
     if old is None or not state["text"].startswith(old.text) or len(old.text) == 0:
         return {}
-    if deps.store.get_artifact(ns, cid, base, LEARNED, "0") is None:
+    if deps.store.get_artifact(ns, cid, base, Kind.LEARNED, "0") is None:
         return {}
     return {"base_version": base, "new_part": state["text"][len(old.text) :]}
 
@@ -254,7 +281,7 @@ def route_plan(state: SleepState, runtime: Runtime[SleepDeps]) -> Any:
 def rethink(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     deps = runtime.context
     i = state["rethink"]
-    found = deps.get(state, DRAFT, str(i))
+    found = deps.get(state, Kind.DRAFT, str(i))
     if found is not None:
         return {"drafts": [found["text"]]}
     deps.say(f"learning the context (rethink {i + 1}/{deps.k})")
@@ -265,7 +292,7 @@ def rethink(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     else:
         text, usage = learn_long(state, deps, temperature)
     if deps.k > 1:
-        deps.put(state, DRAFT, str(i), {"text": text}, usage)
+        deps.put(state, Kind.DRAFT, str(i), {"text": text}, usage)
     return {"drafts": [text], "usage": usage}
 
 
@@ -318,24 +345,24 @@ def revise(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     version's notes plus the added text in, revised notes out."""
     deps = runtime.context
     base = state["base_version"]
-    old = deps.store.get_artifact(state["namespace"], state["context_id"], base, LEARNED, "0")
+    old = deps.store.get_artifact(state["namespace"], state["context_id"], base, Kind.LEARNED, "0")
     assert old is not None  # checked by extends()
     deps.say(f"revising the notes of v{base} with {len(state['new_part']):,} new characters")
-    learned, usage = deps.nonempty(
-        state, prompts.revise_messages(old["text"], state["new_part"]), "revise"
-    )
-    stored = deps.put(
-        state,
-        LEARNED,
-        "0",
-        {
-            "text": learned,
-            "k": 1,
-            "revised_from": base,
-            "provenance": prompts.PROVENANCE,
-        },
-        usage,
-    )
+    payload: dict[str, Any] = {"k": 1, "revised_from": base, "provenance": prompts.PROVENANCE}
+    try:
+        learned, usage = deps.nonempty(
+            state, prompts.revise_messages(old["text"], state["new_part"]), "revise"
+        )
+    except DegenerateOutput as exc:
+        # the good notes of the earlier version stay in use, never a loop in their place
+        usage = Usage()  # the rejected calls are in the ledger
+        learned = old["text"]
+        payload["degraded"] = exc.cause
+        deps.warn(f"revise: {exc.cause} output rejected; kept the notes of v{base}")
+    payload["text"] = learned
+    if deps.warnings:
+        payload["warnings"] = list(deps.warnings)
+    stored = deps.put(state, Kind.LEARNED, "0", payload, usage)
     return {"learned": stored["text"], "usage": usage}
 
 
@@ -350,9 +377,10 @@ def merge(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
         learned, usage = deps.nonempty(
             state, deps.fitted(lambda c: prompts.merge_messages(c, drafts), state["text"]), "merge"
         )
-    stored = deps.put(
-        state, LEARNED, "0", {"text": learned, "k": deps.k, "provenance": prompts.PROVENANCE}, usage
-    )
+    payload: dict[str, Any] = {"text": learned, "k": deps.k, "provenance": prompts.PROVENANCE}
+    if deps.warnings:
+        payload["warnings"] = list(deps.warnings)
+    stored = deps.put(state, Kind.LEARNED, "0", payload, usage)
     return {"learned": stored["text"], "usage": usage}
 
 
@@ -363,7 +391,7 @@ def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     completes with zero predictions and a warning in its manifest."""
     deps = runtime.context
     n = deps.n_questions
-    found = deps.get(state, QUESTIONS, "0")
+    found = deps.get(state, Kind.QUESTIONS, "0")
     if found is not None:
         return {
             "questions": found["questions"],
@@ -382,7 +410,7 @@ def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
         source = state["new_part"]  # questions about what was added; the notes hold the rest
         learned = None
         if n <= 0:
-            deps.put(state, QUESTIONS, "0", {"questions": [], "carried": carried}, usage)
+            deps.put(state, Kind.QUESTIONS, "0", {"questions": [], "carried": carried}, usage)
             return {"questions": [], "carried": carried, "usage": usage}
     deps.say(f"predicting {n} questions")
     messages = deps.fitted(lambda c: prompts.predict_messages(c, learned, n), source)
@@ -395,7 +423,7 @@ def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
         if questions:
             stored = deps.put(
                 state,
-                QUESTIONS,
+                Kind.QUESTIONS,
                 "0",
                 {
                     "questions": questions,
@@ -420,7 +448,7 @@ def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     deps.say(warning)
     stored = deps.put(
         state,
-        QUESTIONS,
+        Kind.QUESTIONS,
         "0",
         {"questions": [], "carried": carried, "raw": last, "warnings": [warning]},
         usage,
@@ -481,12 +509,12 @@ def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     usage = Usage()
     carried = state.get("carried", [])
     for i, qa in enumerate(carried):  # still-valid answers of the version this extends
-        qas.append(_qa(deps.put(state, QA, str(i), qa, Usage())))
+        qas.append(_qa(deps.put(state, Kind.QA, str(i), qa, Usage())))
     # incremental: the revised notes already hold the old text; read only the new part
     source = state.get("new_part", state["text"])
     for j, question in enumerate(questions):
         i = len(carried) + j
-        found = deps.get(state, QA, str(i))
+        found = deps.get(state, Kind.QA, str(i))
         if found is not None:
             qas.append(_qa(found))
             continue
@@ -500,7 +528,13 @@ def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
         res = deps.call(state, messages, "answer")
         usage = usage + res.usage
         text = res.text.strip()
-        reason = unservable_reason(text, res.hit_cap)
+        reason = unservable_reason(
+            text,
+            res.hit_cap,
+            over_budget=res.usage.completion_tokens > 2 * deps.settings.sleep_max_tokens,
+        )
+        if reason in ("repetition (a loop)", "far longer than its budget"):
+            deps.warn(f"answer {i + 1}: {reason}; not served")
         qa = {
             "question": question,
             "answer": text,
@@ -508,7 +542,7 @@ def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
             "reason": reason,
             "provenance": prompts.PROVENANCE,
         }
-        stored = deps.put(state, QA, str(i), qa, res.usage)
+        stored = deps.put(state, Kind.QA, str(i), qa, res.usage)
         qas.append(_qa(stored))
     return {"qas": qas, "usage": usage}
 
@@ -525,10 +559,16 @@ def _qa(payload: dict[str, Any]) -> dict[str, Any]:
 _FINAL = re.compile(r"answer is\s*[:\-]?\s*\S|####\s*\S|\\boxed\{[^}]+\}", re.IGNORECASE)
 
 
-def unservable_reason(text: str, hit_cap: bool) -> str | None:
-    """Why a precomputed answer must not be served at zero tokens, or None."""
+def unservable_reason(text: str, hit_cap: bool, *, over_budget: bool = False) -> str | None:
+    """Why a precomputed answer must not be served at zero tokens, or None. A provider
+    that ignores the cap can stop "normally" after thousands of tokens: an answer far
+    over its budget, or looping, is never served whatever its finish reason."""
     if not text:
         return "empty answer"
+    if quality.is_loop(text):
+        return "repetition (a loop)"
+    if over_budget:
+        return "far longer than its budget"
     if hit_cap:
         return "hit its token cap (may be cut off)"
     if not _FINAL.search(text):
@@ -541,7 +581,7 @@ def prefill(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     question) computed: a saved KV state for a llama.cpp model, a warm prefix cache for
     an OpenAI-compatible server. An optimisation only, so a failure never fails the run."""
     deps = runtime.context
-    made = deps.get(state, INDEX, "0")
+    made = deps.get(state, Kind.INDEX, "0")
     index = PassageIndex.model_validate(made) if made else None
     # with passages, the online prompt's stable prefix is the notes alone
     whole = not replaces_text(index, deps.settings.passage_threshold_tokens)
@@ -563,20 +603,24 @@ def prefill(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
 def finish(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     deps = runtime.context
     qas = state.get("qas", [])
+    learned = deps.get(state, Kind.LEARNED, "0") or {}
+    warnings = list(
+        dict.fromkeys([*learned.get("warnings", []), *deps.warnings, *state.get("warnings", [])])
+    )
     deps.put(
         state,
-        MANIFEST,
+        Kind.MANIFEST,
         "0",
         {
             "k": deps.k,
             "questions": len(qas),
             "servable": sum(1 for qa in qas if qa.get("servable", True)),
-            "warnings": state.get("warnings", []),
+            "warnings": warnings,
             "prompts": prompts.PROMPT_VERSION,
         },
         Usage(),
     )
-    return {}
+    return {"warnings": warnings}
 
 
 class Node(Protocol):

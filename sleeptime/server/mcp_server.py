@@ -9,6 +9,7 @@ is needed). The tool descriptions say who prepares the notes and when."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -124,7 +125,12 @@ def create_mcp(
         def show(context_id: str, namespace: str | None = None) -> dict[str, Any]:
             return do_show(scope(namespace), context_id)
 
-        for fn, doc in ((ingest, ingest_doc), (ask, ask_doc), (show, show_doc)):
+        pinned_tools: list[tuple[Callable[..., dict[str, Any]], str]] = [
+            (ingest, ingest_doc),
+            (ask, ask_doc),
+            (show, show_doc),
+        ]
+        for fn, doc in pinned_tools:
             server.tool(description=doc)(fn)
         return server
 
@@ -143,10 +149,11 @@ def create_mcp(
     def show_any(namespace: str, context_id: str) -> dict[str, Any]:
         return do_show(namespace, context_id)
 
-    for fn, name, doc in (
+    tools: list[tuple[Callable[..., dict[str, Any]], str, str]] = [
         (ingest_any, "ingest", ingest_doc),
         (ask_any, "ask", ask_doc),
         (show_any, "show", show_doc),
-    ):
+    ]
+    for fn, name, doc in tools:
         server.tool(name=name, description=doc)(fn)
     return server

@@ -42,6 +42,7 @@ from sleeptime.errors import (
     StoreUnavailable,
 )
 from sleeptime.models import SleepReport, SleepStep
+from sleeptime.quality import degraded_causes
 from sleeptime.queue.base import FailOutcome, Job, JobQueue, short_error
 from sleeptime.queue.scheduler import TokenWindow, retry_delay
 from sleeptime.worker.logs import log_event
@@ -388,7 +389,14 @@ class Worker:
             self.metrics.done.inc()
             self.jobs_done += 1
             self._warm_cache(job)
-            end = {"status": "done", "tokens": tokens, "skipped": report.skipped or None}
+            end = {
+                "status": "done",
+                "tokens": tokens,
+                "skipped": report.skipped or None,
+                # the causes only (empty, repetition, truncated, ...): a log line carries
+                # ids and counts, never text of the context or of the model's output
+                "degraded": ",".join(sorted(degraded_causes(report.warnings))) or None,
+            }
         finally:
             elapsed = time.perf_counter() - start
             log_event(
