@@ -1,6 +1,7 @@
 """The package's layout rules, checked on the source: imports point one way (no import
-cycles between modules, function-level imports included), and nothing in ``sleeptime``
-imports the top-level ``workers/`` folder (deploy material, not a package)."""
+cycles between modules, function-level imports included; type-only ones only where
+listed below, until they are gone), and nothing in ``sleeptime`` imports the top-level
+``workers/`` folder (deploy material, not a package)."""
 
 from __future__ import annotations
 
@@ -30,16 +31,17 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def imported_names(path: Path, name: str) -> list[str]:
+def imported_names(path: Path, name: str, *, with_type_checking: bool = False) -> list[str]:
     """Every module name imported anywhere in the file (module level, inside functions,
-    classes, try blocks), except under ``if TYPE_CHECKING:`` (never executed)."""
+    classes, try blocks), except under ``if TYPE_CHECKING:`` (never executed) unless
+    ``with_type_checking``."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     is_package = path.name == "__init__.py"
     package = name if is_package else name.rpartition(".")[0]
     found: list[str] = []
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
+        if isinstance(node, ast.If) and _is_type_checking(node.test) and not with_type_checking:
             for child in node.orelse:
                 visit(child)
             return
@@ -62,12 +64,17 @@ def imported_names(path: Path, name: str) -> list[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    """module -> the sleeptime modules it imports. A parent package that Python runs
-    on the way (``sleeptime/__init__.py``) is not an edge: it would make every module
-    part of one cycle with the package's facade."""
+def import_graph(*, with_type_checking: bool = False) -> dict[str, set[str]]:
+    """module -> the sleeptime modules it imports (``with_type_checking``: those
+    imported under ``TYPE_CHECKING`` too). A parent package that Python runs on the way
+    (``sleeptime/__init__.py``) is not an edge: it would make every module part of one
+    cycle with the package's facade."""
     return {
-        name: {t for t in imported_names(path, name) if t in KNOWN and t != name}
+        name: {
+            t
+            for t in imported_names(path, name, with_type_checking=with_type_checking)
+            if t in KNOWN and t != name
+        }
         for name, path in KNOWN.items()
     }
 
@@ -108,6 +115,55 @@ def test_graph_sees_function_level_imports() -> None:
 def test_no_import_cycles() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def tangles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """Every group of modules that import each other, directly or not (the strongly
+    connected components of more than one module; Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[frozenset[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                member = stack.pop()
+                group.add(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                out.append(frozenset(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return out
+
+
+#: Type-only cycles that exist today, each closed under ``TYPE_CHECKING`` (issue 22,
+#: item 2 removes them). No other may appear, and none may grow.
+KNOWN_TYPE_ONLY_CYCLES = {
+    frozenset({"sleeptime.api", "sleeptime.worker.runtime"}),
+    frozenset({"sleeptime.llm.budget", "sleeptime.llm.local"}),
+    frozenset({"sleeptime.llm.capabilities", "sleeptime.llm.gateway", "sleeptime.llm.kv.prefill"}),
+}
+
+
+def test_type_only_imports_add_no_cycles() -> None:
+    assert tangles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset({"a", "b", "c"})]
+    new = [sorted(g) for g in tangles(import_graph(with_type_checking=True))]
+    new = [g for g in new if frozenset(g) not in KNOWN_TYPE_ONLY_CYCLES]
+    assert new == [], f"import cycles through TYPE_CHECKING imports: {new}"
 
 
 def test_nothing_imports_the_workers_folder() -> None:
