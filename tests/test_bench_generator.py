@@ -16,8 +16,10 @@ from fractions import Fraction
 import pytest
 
 from sleeptime.bench.datasets import Item, load_dataset
-from sleeptime.bench.generator import FAMILIES, Spec, generate
+from sleeptime.bench.generator import FAMILIES, Spec, generate, thread_messages
+from sleeptime.conversation import render_messages
 from sleeptime.errors import InvalidInput
+from sleeptime.passages import sentence_spans
 
 ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth"]
 
@@ -345,3 +347,154 @@ def test_prefix_stable_and_limit() -> None:
 def test_bad_options(spec: str) -> None:
     with pytest.raises(InvalidInput, match="multi-query"):
         load_dataset(spec)
+
+
+# -- supporting sentences ---------------------------------------------------------------------
+
+
+def _perturb_unsupported(context: str, support: list[str]) -> str:
+    """The context with every number of every sentence *not* in ``support`` changed."""
+    out = context
+    for start, end in reversed(sentence_spans(context)):
+        sentence = context[start:end]
+        if sentence not in support:
+            bumped = re.sub(r"\d+", lambda m: str(int(m.group(0)) + 1), sentence)
+            out = out[:start] + bumped + out[end:]
+    return out
+
+
+@pytest.mark.parametrize("difficulty", [1, 2, 3])
+def test_short_families_support_determines_the_label(difficulty: int) -> None:
+    """Every question's supporting sentences are whole sentences of the context, and
+    they alone fix its label: change every number elsewhere and the label stands."""
+    items = generate(Spec(n=40, seed=2, difficulty=difficulty, near_misses=2))
+    for item in items:
+        sentences = {item.context[s:e] for s, e in sentence_spans(item.context)}
+        for q in item.queries:
+            support = q.meta["support"]
+            assert support and set(support) <= sentences, (q.question, support)
+            masked = _perturb_unsupported(item.context, support)
+            want = SOLVERS[item.meta["family"]](masked, q.question)
+            got: str | Fraction = q.answer if isinstance(want, str) else Fraction(q.answer)
+            assert got == want, (q.question, support, item.context)
+
+
+UNITS = "pallets|crates|cases|tubs|sacks|cartons"
+
+
+def solve_longdoc(support: list[str], q: str) -> str | int:
+    """A longdoc label from its supporting sentences alone."""
+    joined = " ".join(support)
+    if q.startswith("Who is in charge"):
+        return re.search(r"is run by (\w+ \w+),", joined).group(1)  # type: ignore[union-attr]
+    if "delivery vehicles" in q:
+        vans = int(re.search(r"fleet of (\d+) vans", joined).group(1))  # type: ignore[union-attr]
+        if m := re.search(r"took (\d+) new vans", joined):
+            vans += int(m.group(1))
+        if m := re.search(r"retired (\d+) of its vans", joined):
+            vans -= int(m.group(1))
+        return vans
+    if "people work" in q:
+        staff = re.search(r"employs (\d+) drivers and (\d+) pickers", joined)
+        clerks = re.search(r"has (\d+) clerks", joined)
+        return int(staff.group(1)) + int(staff.group(2)) + int(clerks.group(1))  # type: ignore[union-attr]
+    return sum(int(n) for n in re.findall(rf"(\d+) (?:{UNITS}) of", joined))
+
+
+def solve_thread(support: list[str], q: str) -> str | int:
+    """A thread label from its supporting sentences alone."""
+    if q.startswith("Which city"):
+        return re.search(r"moved to (\w+)", support[0]).group(1)  # type: ignore[union-attr]
+    if "debt" in q:
+        owed, paid = (int(re.search(r"\$(\d+)", s).group(1)) for s in support)  # type: ignore[union-attr]
+        return owed - paid
+    if "spend" in q or "spent" in q:
+        return sum(int(re.search(r"\$(\d+)", s).group(1)) for s in support)  # type: ignore[union-attr]
+    total = 0
+    for s in support:
+        n = int(re.search(r"\d+", s).group(0))  # type: ignore[union-attr]
+        total += -n if " sold " in s else n
+    return total
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_long_report_support_and_size(seed: int) -> None:
+    """A longdoc report reaches its length; every question's support is verbatim in
+    it and fixes its label; questions name the store in other words than the text, and
+    many answers add up sentences from different sections."""
+    items = generate(
+        Spec(n=2, seed=seed, families=("longdoc",), tokens=20_000, min_queries=10, max_queries=10)
+    )
+    stores = {"refrigerated warehouse", "freezer hall", "ambient warehouse"}
+    spanning = 0
+    for item in items:
+        assert len(item.context.split()) >= 20_000
+        assert item.meta == {"family": "longdoc", "seed": seed, "tokens": 20_000}
+        sections = item.context.split("\n\nSection ")
+        for q in item.queries:
+            support = q.meta["support"]
+            assert all(s in item.context for s in support), (q.question, support)
+            got = solve_longdoc(support, q.question)
+            assert str(got) == q.answer, (q.question, support)
+            words = set(re.findall(r"\w+", q.question.lower()))
+            assert not any(set(s.split()) <= words for s in stores), q.question  # paraphrased
+            assert "vans" not in words
+            if len(support) > 1:
+                spanning += 1
+                assert len(set(support)) == len(support)
+            if q.meta["kind"] == "stock":  # the only sentence of its site, store and goods
+                store = next(s for s in stores if s in support[0])
+                goods = re.search(rf"(?:{UNITS}) of [a-z ]+?(?= in |\.| when)", support[0])
+                assert goods is not None
+                site = q.question.rsplit(" at ", 2)[1]
+                same = [
+                    s
+                    for s in (item.context[a:b] for a, b in sentence_spans(item.context))
+                    if site in s and store in s and goods.group(0) in s and "quarter" in s
+                ]
+                assert same == [support[0]], same
+            if q.meta["kind"] == "stock_two_depots":
+                assert sum(support[0] in s for s in sections) == 1
+                assert not any(support[0] in s and support[1] in s for s in sections)
+    assert spanning >= 5
+
+
+@pytest.mark.parametrize("exchanges", [20, 60])
+def test_long_thread_support_and_size(exchanges: int) -> None:
+    """A thread has its exchanges (60: 4-5k words); each question's support is verbatim
+    in the user turns its meta names, fixes its label, and the question calls the
+    subject something else than the text does."""
+    items = generate(
+        Spec(n=3, seed=4, families=("thread",), exchanges=exchanges, min_queries=10, max_queries=10)
+    )
+    for item in items:
+        messages = thread_messages(item.context)
+        assert [m["role"] for m in messages] == ["user", "assistant"] * exchanges
+        assert render_messages(messages) == item.context
+        if exchanges == 60:
+            assert 4000 <= len(item.context.split()) <= 5000
+        for q in item.queries:
+            support = q.meta["support"]
+            turns = q.meta["exchanges"]
+            assert turns == sorted(turns) and len(turns) == len(support)
+            for s in support:
+                assert any(s in messages[2 * x]["content"] for x in turns), (s, turns)
+            assert str(solve_thread(support, q.question)) == q.answer, (q.question, support)
+            text_words = {"hens", "ewes", "ponies", "beehives", "owe", "moved", "laptop", "sofa"}
+            assert not text_words & set(re.findall(r"\w+", q.question.lower()))
+    spanning = [q for it in items for q in it.queries if len(q.meta["exchanges"]) > 1]
+    assert spanning and all(len(set(q.meta["exchanges"])) > 1 for q in spanning)
+
+
+def test_long_families_options_and_determinism() -> None:
+    spec = "multi-query:n=2,seed=3,families=longdoc+thread,tokens=3000,exchanges=30"
+    items = load_dataset(spec)
+    assert [it.meta["family"] for it in items] == ["longdoc", "thread"]
+    assert items[0].id == "mq-s3-longdoc3000-0000" and items[1].id == "mq-s3-thread30-0001"
+    assert [it.to_json() for it in load_dataset(spec)] == [it.to_json() for it in items]
+    assert load_dataset(spec.replace("seed=3", "seed=4"))[0].context != items[0].context
+    # the short families are unchanged by the long ones' knobs
+    assert load_dataset("multi-query:n=4,tokens=5000") == load_dataset("multi-query:n=4")
+    for bad in ("tokens=10", "exchanges=5", "families=longdoc,near_misses=1"):
+        with pytest.raises(InvalidInput, match="multi-query"):
+            load_dataset(f"multi-query:{bad}")

@@ -243,3 +243,34 @@ def test_oracle_questions_exercise_the_serve_policy_end_to_end(tmp_path: Path) -
     ]
     assert k1["near_miss"]["false_serves"] == len(false)
     assert (tmp_path / "oracle" / "amortization.png").exists()
+
+
+def test_prompt_against_cold_and_support_coverage_per_arm() -> None:
+    from sleeptime.bench.report import prompt_vs_cold, support_coverage
+
+    rows: list[dict[str, Any]] = [
+        {"test_prompt_tokens": 100, "cold_prompt_tokens": 1000, "support": {"covered": True}},
+        {"test_prompt_tokens": 0, "cold_prompt_tokens": 1000, "source": "predicted"},
+        {"test_prompt_tokens": 200, "cold_prompt_tokens": 1000, "support": {"covered": False}},
+        {"test_prompt_tokens": 50},  # an answer from before these were recorded
+        {
+            "test_prompt_tokens": 1000,
+            "cold_prompt_tokens": 1000,
+            "support": {"covered": True, "whole_text": True},
+        },
+    ]
+    assert prompt_vs_cold(rows) == {
+        "answers": 4,
+        "mean_test_prompt_tokens": 325.0,
+        "mean_cold_prompt_tokens": 1000.0,
+        "ratio": 0.325,
+    }
+    assert support_coverage(rows) == {
+        "n": 3,
+        "covered": 2,
+        "rate": 0.6667,
+        "without_whole_text": 2,
+        "covered_without_whole_text": 1,
+    }
+    assert prompt_vs_cold([{"test_prompt_tokens": 5}])["ratio"] is None
+    assert support_coverage([])["rate"] is None

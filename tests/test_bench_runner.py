@@ -281,3 +281,61 @@ def test_example_script_runs_end_to_end(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "ex" / "summary.json").read_text("utf-8"))
     assert {"k0-v0", "k1-v2", "par3-v0", "par3-v2:pass@3"} <= {a["arm"] for a in summary["arms"]}
     assert (tmp_path / "ex" / "amortization.png").exists()
+
+
+def test_product_runs_report_prompt_against_cold_and_support_coverage(tmp_path: Path) -> None:
+    """On a report long enough for passages, each library answer records the cold
+    prompt, the passages it sent and whether its supporting sentences reached the
+    prompt; the report gives both per arm (cold: the whole text, all covered)."""
+    cfg = RunConfig(
+        dataset="multi-query:n=1,families=longdoc,tokens=3000,queries=4-4",
+        model="fake",
+        out=tmp_path / "run",
+        verbosity=[1],
+        sleep_k=[0, 1],
+        predictability=False,
+    )
+    run(cfg)
+    results = {r["arm"]: [] for r in read_jsonl(tmp_path / "run" / RESULTS)}
+    for r in read_jsonl(tmp_path / "run" / RESULTS):
+        results[r["arm"]].append(r)
+    for r in results["k0-v1"]:
+        assert r["source"] == "cold" and r["passages"] == []
+        assert r["cold_prompt_tokens"] == r["test_prompt_tokens"]
+        assert r["support"]["covered"] and r["support"]["whole_text"]
+    learned = [r for r in results["k1-v1"] if r["source"] == "learned"]
+    assert learned
+    for r in learned:
+        assert r["passages"] and all(0 <= a < b for a, b in r["passages"])
+        assert r["test_prompt_tokens"] < r["cold_prompt_tokens"] / 2
+        assert not r["support"]["whole_text"]
+        assert 0 <= r["support"]["reached"] <= r["support"]["sentences"]
+    arms = {a["arm"]: a for a in write_report(tmp_path / "run", quiet=True)["arms"]}
+    assert arms["k0-v1"]["prompt_vs_cold"]["ratio"] == 1.0
+    assert arms["k0-v1"]["support_coverage"]["rate"] == 1.0
+    assert arms["k1-v1"]["prompt_vs_cold"]["ratio"] < 0.5
+    cov = arms["k1-v1"]["support_coverage"]
+    assert cov["n"] == len(learned) == cov["without_whole_text"]
+    md = (tmp_path / "run" / "report.md").read_text("utf-8")
+    assert "prompt / cold" in md and "support coverage" in md
+
+
+def test_a_run_made_before_support_was_recorded_resumes(tmp_path: Path) -> None:
+    """Supporting sentences describe a query without changing it: a run directory whose
+    dataset.jsonl predates them resumes instead of refusing the items as changed."""
+    cfg = RunConfig(
+        dataset="multi-query:n=2,queries=3-3",
+        model="fake",
+        out=tmp_path / "run",
+        verbosity=[0],
+        sleep_k=[0],
+        predictability=False,
+    )
+    run(cfg)
+    path = tmp_path / "run" / "dataset.jsonl"
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    for row in rows:
+        for q in row["queries"]:
+            q["meta"].pop("support")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert run(cfg).new_results == 0

@@ -19,6 +19,9 @@ independent), or the Wilson score interval over contexts when an arm is at 0% or
 (where a bootstrap collapses to a point); each arm names its method in ``ci_method``.
 A zero-token answer that is wrong is charged, in every cost figure, the mean test-time
 tokens of the arm's model-path answers: a wrong precomputed answer is never a saving.
+Per arm, ``prompt_vs_cold`` sets test-time prompt tokens against the cold prompt and
+``support_coverage`` gives the share of answers whose supporting sentences all reached
+the prompt (:mod:`sleeptime.bench.coverage`).
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ class ArmStats:
     cap_hits: dict[str, Any] = field(default_factory=dict)
     usd_per_query: dict[str, float] = field(default_factory=dict)
     sleep_errors: int = 0
+    prompt_vs_cold: dict[str, Any] = field(default_factory=dict)
+    support_coverage: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,6 +124,8 @@ class ArmStats:
             "cap_hits": self.cap_hits,
             "usd_per_query": {k: round(v, 8) for k, v in self.usd_per_query.items()},
             "sleep_errors": self.sleep_errors,
+            "prompt_vs_cold": self.prompt_vs_cold,
+            "support_coverage": self.support_coverage,
         }
 
 
@@ -400,6 +407,8 @@ def summarize(
                 cap_hits={"test": _rate(arm_calls), "sleep": _rate(sleep_calls)},
                 usd_per_query=usd,
                 sleep_errors=sum(1 for s in sleep_rows if s.get("error")),
+                prompt_vs_cold=prompt_vs_cold(rows),
+                support_coverage=support_coverage(rows),
             )
         )
     phase_calls: dict[str, int] = defaultdict(int)
@@ -430,6 +439,37 @@ def summarize(
         "prices_usd_per_1m": {k: list(v) for k, v in prices.items()},
         "arms": [a.to_json() for a in arms],
         "predictability": predictability_gain(out, results),
+    }
+
+
+def prompt_vs_cold(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Test-time prompt tokens against the cold prompt of the same answers (those whose
+    cold prompt is known: every library answer but one about a version that was never
+    indexed). A zero-token answer counts with its 0 prompt tokens."""
+    known = [r for r in rows if r.get("cold_prompt_tokens")]
+    sent = sum(int(r["test_prompt_tokens"]) for r in known)
+    cold = sum(int(r["cold_prompt_tokens"]) for r in known)
+    return {
+        "answers": len(known),
+        "mean_test_prompt_tokens": round(sent / len(known), 2) if known else None,
+        "mean_cold_prompt_tokens": round(cold / len(known), 2) if known else None,
+        "ratio": round(sent / cold, 4) if cold else None,
+    }
+
+
+def support_coverage(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The share of answers whose supporting sentences all reached the prompt, over
+    the answers where it was measured (queries that know their support, answered with
+    a prompt by the library; ``sleeptime.bench.coverage``)."""
+    measured = [r["support"] for r in rows if isinstance(r.get("support"), dict)]
+    covered = sum(bool(m.get("covered")) for m in measured)
+    passages = [m for m in measured if not m.get("whole_text")]
+    return {
+        "n": len(measured),
+        "covered": covered,
+        "rate": round(covered / len(measured), 4) if measured else None,
+        "without_whole_text": len(passages),
+        "covered_without_whole_text": sum(bool(m.get("covered")) for m in passages),
     }
 
 
@@ -751,9 +791,21 @@ def table_rows(summary: dict[str, Any]) -> list[list[str]]:
                 + " / "
                 + _frac(caps["sleep"], "capped", "calls"),
                 f"{a['amortized_cost_per_query']:.1f}",
+                _ratio_cell(a.get("prompt_vs_cold") or {}),
+                _coverage_cell(a.get("support_coverage") or {}),
             ]
         )
     return rows
+
+
+def _ratio_cell(d: dict[str, Any]) -> str:
+    return "-" if d.get("ratio") is None else _pct(d["ratio"])
+
+
+def _coverage_cell(d: dict[str, Any]) -> str:
+    if not d.get("n"):
+        return "-"
+    return f"{_pct(d['rate'])} ({d['covered']}/{d['n']})"
 
 
 HEADERS = [
@@ -767,6 +819,8 @@ HEADERS = [
     "near-miss false serves",
     "caps hit test / sleep",
     "cost/query (t)",
+    "prompt / cold",
+    "support coverage",
 ]
 
 
@@ -829,7 +883,11 @@ def _markdown(summary: dict[str, Any], files: dict[str, str], price_model: str) 
         "test tokens (never a saving). Zero-token = answers served from a precomputed "
         "answer (0 model tokens), with their accuracy; model-path acc = the other answers. "
         "Near-miss false serves = near-miss queries served at zero tokens with a wrong "
-        "answer or their base question's answer. CI: "
+        "answer or their base question's answer. Prompt / cold = test-time prompt tokens "
+        "against the cold prompt of the same answers (the whole text, no notes); support "
+        "coverage = answers whose supporting sentences all reached the prompt, verbatim or "
+        "as facts of the learned notes (queries that know their support; answers served "
+        "at zero tokens have no prompt and are not counted). CI: "
         + "; ".join(sorted({a["ci_method"].split(" over ")[0] for a in summary["arms"]}))
         + " (each arm's `ci_method` in summary.json).",
         "",

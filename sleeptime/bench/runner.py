@@ -20,6 +20,10 @@ Arms, each over every query of every item:
 - ``par{K}-v{v}``: the parallel-sampling baseline: K samples of the test-time-only
   prompt at temperature T; scored by majority vote and pass@K.
 
+A product-protocol answer also records the cold prompt's tokens, the passages its
+prompt carried and, for a query that knows its supporting sentences, whether they
+reached the prompt (support coverage, :mod:`sleeptime.bench.coverage`).
+
 Everything lands in the output directory as append-only JSONL (``results``, ``sleep``,
 ``calls``: every model call with phase, tokens, latency, token cap, temperature and
 prompt version), so a re-run skips finished work and an interrupted run loses at most
@@ -55,6 +59,7 @@ from rich.progress import (
 
 from sleeptime import prompts
 from sleeptime.api import SleepTime
+from sleeptime.bench.coverage import answer_prompt, support_coverage
 from sleeptime.bench.datasets import Item, load_dataset, parse_jsonl
 from sleeptime.bench.extract import SCORERS, Scorer, get_scorer
 from sleeptime.bench.paper_prompts import (
@@ -70,7 +75,7 @@ from sleeptime.errors import InvalidInput, ModelCallError, ModelOutputError
 from sleeptime.llm.budget import call_max_tokens
 from sleeptime.llm.gateway import CallResult
 from sleeptime.llm.resolve import ModelSpec
-from sleeptime.models import Budget, Usage
+from sleeptime.models import Answer, Budget, Usage
 from sleeptime.settings import Settings
 from sleeptime.store.sql import LEARNED, QUESTIONS
 
@@ -249,8 +254,19 @@ class RunStats:
     seconds: float = 0.0
 
 
+#: Query meta that describes a question without changing it (added to generated items
+#: after some runs were made): a run directory made before it still resumes.
+_DESCRIPTIVE_META = ("support", "exchanges")
+
+
 def _fingerprint(item: Item) -> str:
-    return hashlib.sha256(json.dumps(item.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+    data = item.to_json()
+    for q in data["queries"]:
+        meta = {k: v for k, v in q.get("meta", {}).items() if k not in _DESCRIPTIVE_META}
+        q.pop("meta", None)
+        if meta:
+            q["meta"] = meta
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _model_label(spec: ModelSpec) -> str:
@@ -785,6 +801,7 @@ class Runner:
                 "test_completion_tokens": ans.usage.completion_tokens,
                 "max_tokens": cap,
                 "latency_ms": round(ans.latency_ms, 2),
+                **self._prompt_fields(item, qi, ns, ans),
             }
         except ModelCallError as exc:  # permanent (bad request, window overflow): a wrong answer
             fields = {
@@ -800,6 +817,29 @@ class Runner:
         self._result(
             item, qi, arm, kind="sleep" if k else "test", k=k, verbosity=v, gold=gold, **fields
         )
+
+    def _prompt_fields(self, item: Item, qi: int, ns: str, ans: Answer) -> dict[str, Any]:
+        """What a library answer's prompt carried, against the cold prompt: the cold
+        prompt's tokens (stored once per version), the passages it sent (character
+        offsets into the context) and, when the query knows its supporting sentences,
+        how many of them reached the prompt (:mod:`sleeptime.bench.coverage`)."""
+        out: dict[str, Any] = {
+            "cold_prompt_tokens": ans.cold_prompt_tokens,
+            "passages": [[p.start, p.end] for p in ans.passages],
+        }
+        query = item.queries[qi]
+        support = query.meta.get("support")
+        if support:
+            got = answer_prompt(self.st, ns, item.id, item.context, query.question, ans)
+            if got is not None:
+                cov = support_coverage(support, got.text, got.notes)
+                out["support"] = {
+                    "sentences": cov.sentences,
+                    "reached": cov.reached,
+                    "covered": cov.covered,
+                    "whole_text": got.whole_text,
+                }
+        return out
 
     def _answer(
         self,
