@@ -6,7 +6,9 @@ Three causes, each named in warnings:
 * ``empty``: nothing but whitespace.
 * ``repetition``: a loop. Measured as the share of word 4-grams that repeat an earlier
   one, which catches a repeated word ("the the the ...") and a repeated paragraph
-  alike; a short text is never called a loop (a one-line note is fine).
+  alike; a short text is never called a loop (a one-line note is fine). What came
+  before the loop can be kept (:func:`before_loop`): small models often write a good
+  line or two and then repeat themselves.
 * ``truncated``: the model stopped at its token cap; the text is kept up to its last
   complete sentence.
 """
@@ -38,6 +40,27 @@ def is_loop(text: str) -> bool:
     return words - _N + 1 >= MIN_NGRAMS and repeated_share(text) > MAX_REPEATED_SHARE
 
 
+#: Fewer words than this before a loop is not worth keeping ("the the the ...").
+MIN_KEPT_WORDS = 3
+_WORD = re.compile(r"\S+")
+
+
+def before_loop(text: str) -> str | None:
+    """The part of ``text`` before its loop starts (the first repeated 4-gram from which
+    the rest is a loop), or None when that part is under ``MIN_KEPT_WORDS`` words."""
+    spans = [(m.start(), m.group(0).lower()) for m in _WORD.finditer(text)]
+    words = [w for _, w in spans]
+    seen: set[tuple[str, ...]] = set()
+    for j in range(len(words) - _N + 1):
+        gram = tuple(words[j : j + _N])
+        if gram in seen and repeated_share(" ".join(words[j:])) > MAX_REPEATED_SHARE:
+            if j < MIN_KEPT_WORDS:
+                return None
+            return text[: spans[j][0]].rstrip()
+        seen.add(gram)
+    return None
+
+
 def complete_part(text: str) -> str:
     """``text`` up to the end of its last complete sentence (or line); all of it when
     no sentence ends in it."""
@@ -53,14 +76,16 @@ class Checked:
     cause: str | None = None
 
 
-def check(text: str, hit_cap: bool) -> Checked:
-    """Gate one sleep-time output: reject an empty one or a loop; keep a cut-off one
-    up to its last complete sentence, marked ``truncated``."""
+def check(text: str, hit_cap: bool, *, keep_before_loop: bool = False) -> Checked:
+    """Gate one sleep-time output: reject an empty one or a loop (with
+    ``keep_before_loop``, keep what came before the loop, marked ``repetition``); keep a
+    cut-off one up to its last complete sentence, marked ``truncated``."""
     stripped = text.strip()
     if not stripped:
         return Checked(None, "empty")
     if is_loop(stripped):
-        return Checked(None, "repetition")
+        kept = before_loop(stripped) if keep_before_loop else None
+        return Checked(complete_part(kept) if kept else None, "repetition")
     if hit_cap:
         return Checked(complete_part(stripped), "truncated")
     return Checked(stripped)
@@ -73,4 +98,3 @@ CAUSES = ("empty", "repetition", "truncated", "loop", "longer than its budget", 
 def degraded_causes(warnings: list[str]) -> set[str]:
     """The known causes named in ``warnings`` (free text stays out of logs)."""
     return {c.split()[0] for w in warnings for c in CAUSES if c in w}
-

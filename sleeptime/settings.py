@@ -98,7 +98,8 @@ class Settings(BaseSettings):
         0.05,
         gt=0.0,
         le=1.0,
-        description="passages carried are at most this share of the text they stand in for",
+        description="passages carried are at most this share of the text they stand in for "
+        "(room for three passages at least)",
     )
     compact_keep_exchanges: int = Field(
         3, ge=0, description="latest exchanges a compacted agent thread keeps verbatim"

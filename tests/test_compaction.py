@@ -5,6 +5,7 @@ tool call with its result stay."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -135,6 +136,16 @@ def test_under_the_threshold_nothing_is_compacted(sqlite_url: str) -> None:
     st.close()
 
 
+class OneLineNotes(FakeChatModel):
+    """A weak model's notes: one short line, so the passages must carry the facts."""
+
+    def _rule_based(self, messages: Sequence[BaseMessage], structured: bool = False) -> str:
+        last = str(messages[-1].content)
+        if "Write the study notes" in last or "Write the revised notes" in last:
+            return "A friendly chat about friends, their homes and what they own."
+        return super()._rule_based(messages, structured)
+
+
 class Recording(FakeChatModel):
     sent: list[list[BaseMessage]] = Field(default_factory=list)
 
@@ -145,10 +156,10 @@ class Recording(FakeChatModel):
 
 @pytest.mark.parametrize("compact", [True, False])
 def test_a_long_agent_thread_is_compacted(sqlite_url: str, compact: bool) -> None:
-    """60 exchanges through create_agent + SleepTimeMiddleware, learned after 50:
-    questions about facts of the compacted turns still find them in the prompt, and
-    the prompt is a fraction of the uncompacted one."""
-    st = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings())
+    """60 exchanges through create_agent + SleepTimeMiddleware, learned after 50, with
+    one-line notes: questions about facts of the compacted turns still find them in the
+    prompt (the passages carry them), and the prompt is a fraction of the uncompacted one."""
+    st = SleepTime(model=OneLineNotes(), database_url=sqlite_url, settings=settings())
     model = Recording()
     agent = create_agent(
         model,

@@ -107,3 +107,23 @@ def test_notes_cut_at_the_cap_end_on_a_sentence(database_url: str) -> None:
     assert any("learn: truncated" in w for w in report.warnings)
     assert any("truncated" in w for w in st.ledger("acme", "doc").warnings)
     st.close()
+
+
+def test_what_came_before_a_loop_is_kept(database_url: str) -> None:
+    """A small model often writes a good line, then repeats itself: the line is kept
+    (short is not degenerate), the loop is not, and the report says so."""
+
+    class GoodThenLoop(FakeChatModel):
+        def _rule_based(self, messages: Sequence[BaseMessage], structured: bool = False) -> str:
+            if "Write the study notes" in str(messages[-1].content):
+                return "Ann has 3 apples and Bob has 4 pears.\n\n" + PARAGRAPH * 30
+            return super()._rule_based(messages, structured)
+
+    st = SleepTime(model=GoodThenLoop(), database_url=database_url, settings=settings())
+    st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
+    report = st.sleep("acme", "doc")
+    learned = str(report.learned)
+    assert learned.startswith("Ann has 3 apples and Bob has 4 pears.")
+    assert learned.count(PARAGRAPH.strip()) == 1  # its first saying, not the loop
+    assert any("learn: repetition; kept the part before the loop" in w for w in report.warnings)
+    st.close()

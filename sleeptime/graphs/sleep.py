@@ -132,19 +132,32 @@ class SleepDeps:
         )
 
     def nonempty(
-        self, state: SleepState, messages: list[BaseMessage], step: str, **kw: Any
+        self,
+        state: SleepState,
+        messages: list[BaseMessage],
+        step: str,
+        *,
+        keep_before_loop: bool = True,
+        **kw: Any,
     ) -> tuple[str, Usage]:
-        """Call until the output passes the quality gate (twice at most): never store an
-        empty or looping artifact. A cut-off output is kept up to its last complete
-        sentence, with a warning; two rejected outputs raise :class:`DegenerateOutput`."""
+        """Call until the output passes the quality gate: never store an empty or looping
+        artifact. A loop is cut where it starts when what precedes it is worth keeping
+        (``keep_before_loop``), else the call is tried once more, at the sleep
+        temperature (a greedy decoder would loop again); output cut at the cap is kept up
+        to its last complete sentence. Each is a warning; two rejected outputs raise
+        :class:`DegenerateOutput`."""
         usage = Usage()
         cause = "empty"
-        for _ in range(2):
+        for attempt in range(2):
+            if attempt and cause == "repetition":
+                kw = {**kw, "temperature": kw.get("temperature") or self.settings.sleep_temperature}
             res = self.call(state, messages, step, **kw)
             usage = usage + res.usage
-            got = quality.check(res.text, res.hit_cap)
+            got = quality.check(res.text, res.hit_cap, keep_before_loop=keep_before_loop)
             if got.text is not None:
-                if got.cause:
+                if got.cause == "repetition":
+                    self.warn(f"{step}: repetition; kept the part before the loop")
+                elif got.cause:
                     self.warn(f"{step}: {got.cause} at the token cap; kept up to the last "
                               "complete sentence")  # fmt: skip
                 return got.text, usage
@@ -350,8 +363,12 @@ def revise(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     deps.say(f"revising the notes of v{base} with {len(state['new_part']):,} new characters")
     payload: dict[str, Any] = {"k": 1, "revised_from": base, "provenance": prompts.PROVENANCE}
     try:
+        # a loop is not cut here: a partial revision could drop facts the old notes hold
         learned, usage = deps.nonempty(
-            state, prompts.revise_messages(old["text"], state["new_part"]), "revise"
+            state,
+            prompts.revise_messages(old["text"], state["new_part"]),
+            "revise",
+            keep_before_loop=False,
         )
     except DegenerateOutput as exc:
         # the good notes of the earlier version stay in use, never a loop in their place
