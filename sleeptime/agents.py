@@ -32,6 +32,7 @@ from sleeptime import prompts
 from sleeptime.api import SleepTime
 from sleeptime.errors import InvalidInput
 from sleeptime.models import Answer
+from sleeptime.passages import is_conversation
 
 #: A fixed id, or a function of (runtime context, configurable) that returns one.
 IdSpec = str | Callable[[Any, Mapping[str, Any]], str] | None
@@ -60,10 +61,13 @@ def resolve_ids(
     namespace: IdSpec = None,
     context_id: IdSpec = None,
     configurable: Mapping[str, Any] | None = None,
+    default_namespace: str | None = None,
 ) -> tuple[str, str]:
     """(namespace, context id) of the current run: the given spec, else the runtime
-    context, else the config's ``configurable``. The namespace defaults to
-    ``"default"``; a missing context id is an error (a thread needs an id)."""
+    context, else the config's ``configurable``, else ``default_namespace``
+    (``SLEEPTIME_AGENT_NAMESPACE``). No namespace at all is an error, never a shared
+    fallback: two tenants with the same thread id must not share one context. A missing
+    context id is an error too (a thread needs an id)."""
     conf = _configurable() if configurable is None else configurable
 
     def pick(spec: IdSpec, keys: tuple[str, ...]) -> str | None:
@@ -73,7 +77,13 @@ def resolve_ids(
             return spec
         return _lookup(context, keys) if context is not None else None
 
-    ns = pick(namespace, _NS_KEYS) or _lookup(conf, _NS_KEYS) or "default"
+    ns = pick(namespace, _NS_KEYS) or _lookup(conf, _NS_KEYS) or default_namespace
+    if not ns:
+        raise InvalidInput(
+            "no namespace for sleeptime: pass namespace=... (a tenant), run the graph with a "
+            "runtime context or config holding namespace or user_id, or set "
+            "SLEEPTIME_AGENT_NAMESPACE for a single-tenant app"
+        )
     cid = pick(context_id, _ID_KEYS) or _lookup(conf, _ID_KEYS)
     if not cid:
         raise InvalidInput(
@@ -164,7 +174,12 @@ class SleepTimeMiddleware(AgentMiddleware):
         self.compact = compact
 
     def _ids(self, runtime: Any) -> tuple[str, str]:
-        return resolve_ids(getattr(runtime, "context", None), self.namespace, self.context_id)
+        return resolve_ids(
+            getattr(runtime, "context", None),
+            self.namespace,
+            self.context_id,
+            default_namespace=self.st.settings.agent_namespace,
+        )
 
     def _prepare(self, request: ModelRequest) -> AIMessage | ModelRequest:
         ns, cid = self._ids(request.runtime)
@@ -206,8 +221,17 @@ class SleepTimeMiddleware(AgentMiddleware):
     def after_agent(self, state: Any, runtime: Any) -> dict[str, Any] | None:
         if self.ingest:
             ns, cid = self._ids(runtime)
+            if self._is_document(ns, cid):
+                return None  # a document's notes are read, never overwritten by the chat
             self.st.ingest_messages(ns, cid, state["messages"])  # completed turns only
         return None
+
+    def _is_document(self, namespace: str, context_id: str) -> bool:
+        """Whether the context exists and was not made from chat: its text is not a
+        rendered thread (``ingest(text)`` of a document, a log grown by ``append``).
+        Such a context is read-only to the middleware; a new one, or a thread, is a chat."""
+        current = self.st.store.get_context(namespace, context_id)
+        return current is not None and not is_conversation(current.text)
 
     async def aafter_agent(self, state: Any, runtime: Any) -> dict[str, Any] | None:
         return await asyncio.to_thread(self.after_agent, state, runtime)
@@ -225,7 +249,12 @@ def sleeptime_node(
     serve, else the learned context at the budget in ``ask``)."""
 
     def node(state: Mapping[str, Any]) -> dict[str, Any]:
-        ns, cid = resolve_ids(_runtime_context(), namespace, context_id)
+        ns, cid = resolve_ids(
+            _runtime_context(),
+            namespace,
+            context_id,
+            default_namespace=st.settings.agent_namespace,
+        )
         question = _last_question(list(state["messages"]))
         if question is None:
             return {}
@@ -242,7 +271,12 @@ def prepared_notes_tool(
     ReAct agent to read before it answers. No model call."""
 
     def consult_prepared_notes(question: str) -> str:
-        ns, cid = resolve_ids(_runtime_context(), namespace, context_id)
+        ns, cid = resolve_ids(
+            _runtime_context(),
+            namespace,
+            context_id,
+            default_namespace=st.settings.agent_namespace,
+        )
         answer = st.prepared_answer(ns, cid, question)
         if answer is not None:
             return f"Prepared answer to this exact question: {answer.text}"

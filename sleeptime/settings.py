@@ -101,6 +101,10 @@ class Settings(BaseSettings):
         description="passages carried are at most this share of the text they stand in for "
         "(room for three passages at least)",
     )
+    agent_namespace: str | None = Field(
+        None,
+        description="namespace of agent runs that name none (unset: such a run is an error)",
+    )
     compact_keep_exchanges: int = Field(
         3, ge=0, description="latest exchanges a compacted agent thread keeps verbatim"
     )

@@ -86,7 +86,7 @@ def test_middleware_ingests_the_completed_conversation(sqlite_url: str) -> None:
 def test_a_missing_thread_id_is_a_clear_error(st: SleepTime) -> None:
     agent = create_agent(Recording(), tools=[], middleware=[SleepTimeMiddleware(st)])
     with pytest.raises(InvalidInput, match="no context id"):
-        agent.invoke({"messages": [{"role": "user", "content": "hi"}]})
+        agent.invoke({"messages": [{"role": "user", "content": "hi"}]}, context={"user_id": "u1"})
 
 
 class Chat(TypedDict):
@@ -113,3 +113,46 @@ def test_node_and_tool_in_a_hand_built_graph(st: SleepTime) -> None:
     notes = tool.invoke({"question": "Who has pears?"})
     assert "<notes>" in notes and str(st.artifacts("u1", "doc").learned) in notes
     assert st.ledger("u1", "doc").test.calls == calls  # the tool never calls a model
+
+
+def test_middleware_never_writes_the_chat_into_a_document(st: SleepTime) -> None:
+    """docs/agents.md shows SleepTimeMiddleware(st, context_id="doc-1") for a document:
+    with the default ingest=True the document's text must survive the chat."""
+    agent = create_agent(
+        Recording(), tools=[], middleware=[SleepTimeMiddleware(st, context_id="doc")]
+    )
+    for q in ("Who has apples?", "And pears?"):
+        run(agent, q)
+    ctx = st.context("u1", "doc")
+    assert ctx.version == 1 and ctx.text == DOC
+
+
+def test_a_chat_thread_with_a_fixed_id_is_still_stored(sqlite_url: str) -> None:
+    st = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=Settings())
+    agent = create_agent(
+        Recording(), tools=[], middleware=[SleepTimeMiddleware(st, context_id="support")]
+    )
+    run(agent, "I bought 3 pens today.", thread="t-1")
+    run(agent, "And 2 pencils.", thread="t-1")  # this graph keeps no history: a new thread
+    ctx = st.context("u1", "support")
+    assert ctx.version == 2 and ctx.text.startswith("[user] And 2 pencils.")
+    st.close()
+
+
+def test_an_agent_run_without_a_namespace_is_refused(sqlite_url: str) -> None:
+    st = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=Settings())
+    agent = create_agent(Recording(), tools=[], middleware=[SleepTimeMiddleware(st)])
+    conf: dict[str, Any] = {"configurable": {"thread_id": "t-1"}}
+    with pytest.raises(InvalidInput, match="no namespace for sleeptime"):
+        agent.invoke({"messages": [{"role": "user", "content": "hi"}]}, conf)
+    assert st.store.context_ids("default") == []
+    single = SleepTime(
+        model=FakeChatModel(),
+        database_url=sqlite_url,
+        settings=Settings(agent_namespace="solo"),
+    )
+    agent = create_agent(Recording(), tools=[], middleware=[SleepTimeMiddleware(single)])
+    agent.invoke({"messages": [{"role": "user", "content": "hi"}]}, conf)
+    assert single.store.context_ids("solo") == ["t-1"]
+    st.close()
+    single.close()
