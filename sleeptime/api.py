@@ -112,8 +112,14 @@ class SleepTime:
         serve: ServeMode | None = None,
         judge: Judge | None = None,
         sleep_model: ModelSpec | None = None,
+        answer_samples: int | None = None,
     ) -> None:
         self.settings = settings or Settings()
+        if answer_samples is not None:
+            # the setting's own bounds, one source of truth for them
+            self.settings = Settings(
+                **{**self.settings.model_dump(), "answer_samples": answer_samples}
+            )
         #: The price sheet (``SLEEPTIME_PRICES``), None when nothing is priced.
         self.prices = PriceSheet.load(self.settings.prices)
         mode = self.settings.serve if serve is None else serve
@@ -343,6 +349,7 @@ class SleepTime:
             settings=self.settings,
             k=k,
             n_questions=n,
+            answer_samples=self.settings.answer_samples,
             embeddings=self._embeddings,
             progress=progress,
             on_step=on_step,

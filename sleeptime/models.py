@@ -56,6 +56,11 @@ class PredictedQA(BaseModel):
     answer: str
     servable: bool = True
     reason: str | None = None
+    agreement: float | None = Field(
+        None,
+        description="with answer_samples > 1: the share of samples whose final answer this "
+        "is (the most common one)",
+    )
 
 
 class PassageIndex(BaseModel):

@@ -196,7 +196,7 @@ def _generate(
     ctx = deps.store.get_context(namespace, context_id, version)
     if ctx is None:  # the version vanished between the two reads
         raise ContextNotFound(namespace, context_id)
-    notes = [(qa.question, qa.answer) for qa in related]
+    notes = [(qa.question, _with_agreement(qa)) for qa in related]
     learned, learned_version = arts.learned, version if arts.learned else None
     stale = False
     if learned is None and version > 1:
@@ -327,4 +327,12 @@ def fuse(*rankings: list[Found], k: int = 60) -> list[Found]:
             score[p.idx] = score.get(p.idx, 0.0) + 1.0 / (k + rank + 1)
             found[p.idx] = p
     return [found[i] for i in sorted(score, key=lambda i: (-score[i], i))]
+
+
+def _with_agreement(qa: PredictedQA) -> str:
+    """A prepared answer as the model sees it: with how many samples agreed on it, so
+    the model can weigh a contested one against the notes."""
+    if qa.agreement is None:
+        return qa.answer
+    return f"{qa.answer}\n(agreement: {qa.agreement:.0%} of the samples gave this answer)"
 

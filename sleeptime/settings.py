@@ -62,7 +62,18 @@ class Settings(BaseSettings):
     sleep_k: int = Field(1, ge=1, le=16, description="independent rethinks of c', merged")
     n_questions: int = Field(5, ge=0, le=50, description="predicted questions per context")
     sleep_max_tokens: int = Field(384, ge=16, description="token cap of one sleep-time call")
-    sleep_temperature: float = Field(0.7, ge=0.0, description="used when sleep_k > 1")
+    sleep_temperature: float = Field(
+        0.7, ge=0.0, description="used when sleep_k > 1 and for answer samples"
+    )
+    answer_samples: int = Field(
+        1, ge=1, le=16, description="samples per precomputed answer, majority-voted"
+    )
+    min_agreement: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of samples a voted answer needs to be servable at zero tokens",
+    )
 
     # test-time
     default_verbosity: int = Field(1, ge=0, le=4)

@@ -12,6 +12,7 @@ import json
 import operator
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol, TypedDict
@@ -25,6 +26,7 @@ from langgraph.types import Send
 from sleeptime import prompts, quality
 from sleeptime.chunking import split_text
 from sleeptime.errors import ModelOutputError
+from sleeptime.extract import lenient_key
 from sleeptime.llm.gateway import CallResult, ModelGateway
 from sleeptime.llm.kv import prefill_missing, sleep_prefill
 from sleeptime.llm.parsing import parse_questions
@@ -91,6 +93,8 @@ class SleepDeps:
     settings: Settings
     k: int
     n_questions: int
+    #: Samples per precomputed answer, voted on (1: one sample, no vote).
+    answer_samples: int = 1
     progress: Callable[[str], None] | None = None
     #: Called once per finished (or failed) step with its name, duration and tokens.
     on_step: Callable[[SleepStep], None] | None = None
@@ -542,26 +546,55 @@ def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
             ),
             source,
         )
-        res = deps.call(state, messages, "answer")
-        usage = usage + res.usage
-        text = res.text.strip()
-        reason = unservable_reason(
-            text,
-            res.hit_cap,
-            over_budget=res.usage.completion_tokens > 2 * deps.settings.sleep_max_tokens,
-        )
-        if reason in ("repetition (a loop)", "far longer than its budget"):
-            deps.warn(f"answer {i + 1}: {reason}; not served")
-        qa = {
-            "question": question,
-            "answer": text,
-            "servable": reason is None,
-            "reason": reason,
-            "provenance": prompts.PROVENANCE,
-        }
-        stored = deps.put(state, Kind.QA, str(i), qa, res.usage)
+        qa, used = _answer_one(state, deps, messages, question, i)
+        usage = usage + used
+        stored = deps.put(state, Kind.QA, str(i), qa, used)
         qas.append(_qa(stored))
     return {"qas": qas, "usage": usage}
+
+
+def _answer_one(
+    state: SleepState, deps: SleepDeps, messages: list[BaseMessage], question: str, i: int
+) -> tuple[dict[str, Any], Usage]:
+    """One predicted question's precomputed answer. With ``answer_samples`` N > 1, N
+    samples at the sleep temperature vote: their final answers are read with the same
+    extraction the benchmark scores with, the most common one is kept (the first sample
+    that gave it), with its agreement (the share of samples that gave it). Only a whole
+    answer with agreement at or above ``min_agreement`` is servable at zero tokens."""
+    n = deps.answer_samples
+    temperature = deps.settings.sleep_temperature if n > 1 else None
+    samples: list[tuple[str, str | None, str | None]] = []  # (text, vote key, reason)
+    usage = Usage()
+    for _ in range(n):
+        res = deps.call(state, messages, "answer", temperature=temperature)
+        usage = usage + res.usage
+        text = res.text.strip()
+        over = res.usage.completion_tokens > 2 * deps.settings.sleep_max_tokens
+        reason = unservable_reason(text, res.hit_cap, over_budget=over)
+        samples.append((text, lenient_key(text) if reason is None else None, reason))
+    whole = [s for s in samples if s[2] is None]
+    agreement: float | None = None
+    if n > 1 and whole:
+        votes = Counter(key for _, key, _ in whole)
+        best, count = votes.most_common(1)[0]
+        text, _, reason = next(s for s in whole if s[1] == best)
+        agreement = round(count / n, 4)
+        if agreement < deps.settings.min_agreement:
+            reason = f"low agreement ({count} of {n} samples)"
+    else:
+        text, _, reason = whole[0] if whole else samples[0]
+    if reason in ("repetition (a loop)", "far longer than its budget"):
+        deps.warn(f"answer {i + 1}: {reason}; not served")
+    qa = {
+        "question": question,
+        "answer": text,
+        "servable": reason is None,
+        "reason": reason,
+        "provenance": prompts.PROVENANCE,
+    }
+    if agreement is not None:
+        qa["agreement"] = agreement
+    return qa, usage
 
 
 def _qa(payload: dict[str, Any]) -> dict[str, Any]:
@@ -570,6 +603,7 @@ def _qa(payload: dict[str, Any]) -> dict[str, Any]:
         "answer": payload["answer"],
         "servable": payload.get("servable", True),
         "reason": payload.get("reason"),
+        "agreement": payload.get("agreement"),
     }
 
 
