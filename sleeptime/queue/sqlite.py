@@ -21,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from sleeptime.queue.base import (
     DONE_TTL,
     FailOutcome,
@@ -32,34 +34,7 @@ from sleeptime.queue.base import (
 )
 from sleeptime.queue.keys import ctx_key
 from sleeptime.queue.scheduler import due, eta
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS st_jobs (
-    id TEXT PRIMARY KEY,
-    namespace TEXT NOT NULL,
-    context_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    priority REAL NOT NULL DEFAULT 0,
-    enqueued_at REAL NOT NULL,
-    ready_at REAL NOT NULL,
-    deliveries INTEGER NOT NULL DEFAULT 0,
-    worker TEXT,
-    receipt TEXT,
-    lease_until REAL,
-    error TEXT,
-    dedup TEXT UNIQUE,
-    finished_at REAL
-);
-CREATE INDEX IF NOT EXISTS ix_st_jobs_state ON st_jobs (state, ready_at);
-CREATE TABLE IF NOT EXISTS st_job_activity (namespace TEXT PRIMARY KEY, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS st_job_rates (
-    ctx TEXT NOT NULL, minute INTEGER NOT NULL, n INTEGER NOT NULL,
-    PRIMARY KEY (ctx, minute)
-);
-CREATE TABLE IF NOT EXISTS st_job_workers (id TEXT PRIMARY KEY, info TEXT, expires REAL);
-CREATE TABLE IF NOT EXISTS st_job_stats (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
-"""
+from sleeptime.store import migrate
 
 _COLUMNS = (
     "id, namespace, context_id, version, state, deliveries, priority, enqueued_at, ready_at, "
@@ -117,8 +92,9 @@ class SQLiteQueue:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=30000")
             with self._lock:
-                self._db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
+                # the tables are the store's to define (Alembic, their own revisions)
+                migrate.upgrade_queue(self._db)
+        except (sqlite3.Error, SQLAlchemyError) as exc:
             raise QueueUnavailable(f"job queue {self.path}", str(exc)) from exc
 
     @contextmanager

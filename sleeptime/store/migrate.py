@@ -15,19 +15,30 @@ processes call it at the same moment on a fresh database:
 The common case, a database already at the newest revision, costs one query and
 takes no lock. Databases created before migrations existed are adopted by the
 initial revision (it creates only missing tables).
+
+Two lines of revisions (:class:`Chain`): the store's (:data:`STORE`) and the embedded
+job queue's (:data:`QUEUE`), each with its own version table, since the queue's SQLite
+file may be the store's or one of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy.pool import StaticPool
+
+from sleeptime.store.schema import queue_metadata
 
 log = logging.getLogger("sleeptime.store")
 
@@ -39,49 +50,71 @@ VERSION_TABLE = "alembic_version"
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"sleeptime.migrations").digest()[:8], "big", signed=True)
 
 
-def config(connection: Connection | None = None) -> Config:
+@dataclass(frozen=True)
+class Chain:
+    """One line of revisions: its scripts and the table that records a database's
+    place on it."""
+
+    folder: Path
+    version_table: str
+    lock_key: int
+
+
+#: The store's tables (``store/schema.py``'s ORM models).
+STORE = Chain(MIGRATIONS, VERSION_TABLE, LOCK_KEY)
+#: The embedded queue's tables (``schema.queue_metadata``), in whichever SQLite file
+#: holds the queue.
+QUEUE = Chain(
+    Path(__file__).with_name("queue_migrations"),
+    "alembic_version_queue",
+    int.from_bytes(hashlib.sha256(b"sleeptime.queue").digest()[:8], "big", signed=True),
+)
+
+
+def config(connection: Connection | None = None, chain: Chain = STORE) -> Config:
     """An Alembic config without ``alembic.ini``: the scripts ship in the package."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("script_location", str(chain.folder))
+    cfg.attributes["version_table"] = chain.version_table
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg
 
 
 @cache
-def _scripts() -> ScriptDirectory:
-    return ScriptDirectory.from_config(config())
+def _scripts(chain: Chain = STORE) -> ScriptDirectory:
+    return ScriptDirectory.from_config(config(chain=chain))
 
 
-def head() -> str:
+def head(chain: Chain = STORE) -> str:
     """The newest revision shipped with this version of sleeptime."""
-    found = _scripts().get_current_head()
+    found = _scripts(chain).get_current_head()
     assert found is not None, "no migration scripts found"
     return found
 
 
-def _known(revision: str) -> bool:
-    return any(script.revision == revision for script in _scripts().walk_revisions())
+def _known(revision: str, chain: Chain) -> bool:
+    return any(script.revision == revision for script in _scripts(chain).walk_revisions())
 
 
-def current(engine: Engine) -> str | None:
+def current(engine: Engine, chain: Chain = STORE) -> str | None:
     """The database's revision (None: never migrated)."""
     with engine.connect() as conn:
-        return _revision(conn)
+        return _revision(conn, chain)
 
 
-def _revision(conn: Connection) -> str | None:
+def _revision(conn: Connection, chain: Chain) -> str | None:
     # A plain query: Alembic's MigrationContext would log two INFO lines on every start.
-    if not inspect(conn).has_table(VERSION_TABLE):
+    if not inspect(conn).has_table(chain.version_table):
         return None
-    found = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+    found = conn.execute(text(f"SELECT version_num FROM {chain.version_table}")).scalar()
     return str(found) if found is not None else None
 
 
-def upgrade(engine: Engine) -> tuple[str | None, str]:
+def upgrade(engine: Engine, chain: Chain = STORE) -> tuple[str | None, str]:
     """Upgrade to :func:`head` under the database's lock; returns (before, after)."""
-    target = head()
-    before = current(engine)
+    target = head(chain)
+    before = current(engine, chain)
     if before == target:
         return before, target
     dialect = engine.dialect.name
@@ -94,9 +127,9 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
                 raw.isolation_level = None  # type: ignore[union-attr]
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             elif dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
-            before = _revision(conn)
-            if before is not None and not _known(before):
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": chain.lock_key})
+            before = _revision(conn, chain)
+            if before is not None and not _known(before, chain):
                 # A newer sleeptime migrated this database (a rolling deploy): its
                 # revisions are additive, so this older code keeps working without them.
                 log.warning(
@@ -105,7 +138,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
                     target,
                 )
             elif before != target:
-                command.upgrade(config(conn), "head")
+                command.upgrade(config(conn, chain), "head")
             conn.commit()
         except BaseException:
             conn.rollback()
@@ -116,6 +149,15 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     return before, target
 
 
+def upgrade_queue(raw: sqlite3.Connection) -> tuple[str | None, str]:
+    """Bring the embedded queue's tables to the newest :data:`QUEUE` revision, on the
+    queue's own sqlite3 connection (an in-memory queue exists only on it)."""
+    # StaticPool hands out this one connection; the engine is never disposed, since
+    # disposing would close the queue's connection.
+    engine = create_engine("sqlite://", creator=lambda: raw, poolclass=StaticPool)
+    return upgrade(engine, QUEUE)
+
+
 #: What the full-text engines keep beside ``st_passages`` (migration 0004), outside the
 #: ORM because neither is portable: SQLite's FTS5 table and its shadow tables, and
 #: PostgreSQL's generated ``tsvector`` column with its GIN index.
@@ -124,13 +166,22 @@ FULL_TEXT_COLUMN = "tsv"
 FULL_TEXT_INDEX = "ix_st_passages_tsv"
 
 
+#: The queue's tables and version table: in a SQLite file the store may share.
+QUEUE_TABLES = frozenset({*queue_metadata.tables, QUEUE.version_table})
+
+
 def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
-    """Alembic's ``include_name`` hook: compare everything but the full-text objects."""
+    """Alembic's ``include_name`` hook for the store: compare everything but the
+    full-text objects and the queue's tables."""
     if type_ == "table":
-        return not (name or "").startswith(FULL_TEXT_TABLE)
+        return not (name or "").startswith(FULL_TEXT_TABLE) and name not in QUEUE_TABLES
     if type_ == "column":
         return not (name == FULL_TEXT_COLUMN and parent_names.get("table_name") == "st_passages")
     if type_ == "index":
         return name != FULL_TEXT_INDEX
     return True
 
+
+def include_queue_name(name: str | None, type_: str, parent_names: Mapping[Any, Any]) -> bool:
+    """Alembic's ``include_name`` hook for the queue: only the queue's tables."""
+    return type_ != "table" or name in queue_metadata.tables

@@ -12,14 +12,19 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    REAL,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     ForeignKeyConstraint,
     Index,
     Integer,
+    MetaData,
     String,
+    Table,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -207,3 +212,62 @@ class OutboxRow(Base):
     activity: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+#: The embedded job queue's tables (:mod:`sleeptime.queue.sqlite`). Their own metadata
+#: and revisions (``store/queue_migrations/``, version table ``alembic_version_queue``):
+#: the queue lives in a SQLite file, the store's or one of its own
+#: (``SLEEPTIME_QUEUE_PATH``), so these tables are never made in a server database and
+#: the store's tables never in a queue-only file. Times are Unix seconds.
+queue_metadata = MetaData()
+
+Table(
+    "st_jobs",
+    queue_metadata,
+    Column("id", Text, primary_key=True),
+    Column("namespace", Text, nullable=False),
+    Column("context_id", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("priority", REAL, nullable=False, server_default=text("0")),
+    Column("enqueued_at", REAL, nullable=False),
+    Column("ready_at", REAL, nullable=False),
+    Column("deliveries", Integer, nullable=False, server_default=text("0")),
+    Column("worker", Text),
+    Column("receipt", Text),
+    Column("lease_until", REAL),
+    Column("error", Text),
+    Column("dedup", Text, unique=True),
+    Column("finished_at", REAL),
+    Index("ix_st_jobs_state", "state", "ready_at"),
+)
+#: The last activity of each namespace (idle-time scheduling).
+Table(
+    "st_job_activity",
+    queue_metadata,
+    Column("namespace", Text, primary_key=True),
+    Column("at", REAL, nullable=False),
+)
+#: Activity (ingests, asks) per context and minute: busy contexts are claimed first.
+Table(
+    "st_job_rates",
+    queue_metadata,
+    Column("ctx", Text, primary_key=True),
+    Column("minute", Integer, primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+#: Each worker's last heartbeat (its info expires unless renewed).
+Table(
+    "st_job_workers",
+    queue_metadata,
+    Column("id", Text, primary_key=True),
+    Column("info", Text),
+    Column("expires", REAL),
+)
+#: Counters kept after the rows they count are gone (done, retried).
+Table(
+    "st_job_stats",
+    queue_metadata,
+    Column("name", Text, primary_key=True),
+    Column("n", Integer, nullable=False),
+)

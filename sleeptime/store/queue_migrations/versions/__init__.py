@@ -1,0 +1,1 @@
+"""Alembic revisions of the queue's tables, oldest first: ``0001_jobs``, ..."""
