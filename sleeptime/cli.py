@@ -10,13 +10,14 @@ import json
 import math
 import os
 import re
+import secrets
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -349,12 +350,16 @@ def demo(
     served = next((qa for qa in report.qas if qa.servable), None)
     if served is not None:
         questions.append(served.question)  # a question the model itself predicted
-    rows: list[tuple[str, Answer, Answer]] = []
-    for q in questions:
-        with console.status(f"asking: {_short(q, 60)}"):
-            warm = st.ask("demo", "fair", q, verbosity=verbosity)
-            cold = st.ask("demo", "fair-cold", q, verbosity=verbosity)
-        rows.append((q, warm, cold))
+    # every question on one context, then on the other: a model with a prompt cache
+    # (llama.cpp's, a server's prefix cache) keeps one context's prefix between asks
+    warm_answers: list[Answer] = []
+    cold_answers: list[Answer] = []
+    for path, answers in (("fair", warm_answers), ("fair-cold", cold_answers)):
+        for q in questions:
+            with console.status(f"asking demo/{path}: {_short(q, 50)}"):
+                answers.append(st.ask("demo", path, q, verbosity=verbosity))
+    rows = list(zip(questions, warm_answers, cold_answers, strict=True))
+    for q, warm, cold in rows:
         table = Table(title=q, title_justify="left", expand=True)
         table.add_column("path", no_wrap=True)
         table.add_column("source")
@@ -680,6 +685,10 @@ def serve(
         os.environ["SLEEPTIME_MODEL"] = model
     if database_url is not None:
         os.environ["SLEEPTIME_DATABASE_URL"] = database_url
+    if not st.settings.session_secret:
+        # one signing secret for every process: a dashboard sign-in made on one is
+        # valid on the others (inherited by the processes, never printed)
+        os.environ["SLEEPTIME_SESSION_SECRET"] = secrets.token_urlsafe(32)
     uvicorn.run(
         "sleeptime.server:create_app",
         factory=True,
@@ -859,16 +868,37 @@ def _undecodable_argument() -> str | None:
     return None
 
 
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr, then exit ``code``."""
+    line = " ".join(message.split())  # a message that spans lines is joined into one
+    err.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def main() -> None:
+    """The entry point: a user error (bad input, a usage error such as a missing
+    argument or an unknown option, a database that is down or a bad URL) is one line
+    on stderr and exit code 2; ``--help`` and a bare ``sleeptime`` print the help."""
     bad = _undecodable_argument()
     if bad is not None:
-        err.print(f"[red]error:[/red] {escape(bad)}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(bad)
     try:
-        app()
+        # standalone_mode=False: usage errors come here instead of typer's boxes
+        code = app(standalone_mode=False)
     except SleepTimeError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(exc))
+    except typer.TyperException as exc:  # click's usage errors (vendored by typer)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command group: its help
+            print(exc.message)
+            sys.exit(2)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        show = getattr(exc, "format_message", None)
+        _fail((show() if callable(show) else str(exc)) + hint, exc.exit_code)
+    except typer.Abort:
+        _fail("aborted", 1)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)  # typer.Exit(code) raised by a command
 
 
 if __name__ == "__main__":
