@@ -200,7 +200,7 @@ def test_a_bad_serve_mode_is_rejected(sqlite_url: str) -> None:
 
 
 def test_sleep_marks_cut_off_and_final_less_answers_unservable(sqlite_url: str) -> None:
-    long_answer = "Let me think. " * 200
+    long_answer = " ".join(f"Step {i}: add {i} to {i * 7}." for i in range(300))  # no loop
     model = FakeChatModel(
         responses=[
             "Notes: Ann has 3 apples.",
