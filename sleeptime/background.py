@@ -161,6 +161,8 @@ def open_background(settings: Settings, store: SQLStore) -> Background:
             ttl_s=settings.cache_ttl_s,
             timeout_s=settings.cache_timeout_s,
             cooldown_s=settings.cache_cooldown_s,
+            confirm_s=settings.relay_s,
+            current=store.current_version,
         )
     recorder = ActivityRecorder(queue.touch, interval=settings.activity_flush_s)
     relay = OutboxRelay(store, queue, cache, recorder, settings.relay_s)

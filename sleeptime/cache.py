@@ -13,6 +13,14 @@ version key (Redis restarted without persistence, or evicted) the read falls bac
 SQL, which knows the current version, and re-creates the key from it. A client that
 ingested a version also never serves an older one (:meth:`HotCache.floor`, in memory),
 even before the relay has moved the key.
+
+Redis is not the only writer's channel: a process without Redis, or one whose relay
+lost the race for the outbox row to a relay without Redis, never moves the version
+key. So a hit is served only while this process confirmed its version against SQL's
+current version less than ``confirm_s`` (the relay interval) ago; a confirmation that
+finds a newer version moves the key forward for every process. That bounds how long
+any process with Redis serves a replaced version's answers: about one relay interval
+after the ingest returned, whoever ingested (docs/reliability.md).
 When Redis is down the online path keeps answering from SQL: one warning log line,
 then Redis is skipped for ``cooldown`` seconds so no request waits on a dead socket.
 """
@@ -28,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from sleeptime.errors import StoreUnavailable
 from sleeptime.models import Artifacts
 from sleeptime.queue.keys import Keys
 from sleeptime.queue.redis_streams import connect
@@ -66,6 +75,10 @@ return 1
 """
 
 
+#: What :meth:`HotCache._current_in_sql` returns when the database did not answer.
+_UNKNOWN = -1
+
+
 class HotCache:
     def __init__(
         self,
@@ -75,13 +88,21 @@ class HotCache:
         ttl_s: float = default("cache_ttl_s"),
         timeout_s: float = default("cache_timeout_s"),
         cooldown_s: float = default("cache_cooldown_s"),
+        confirm_s: float = default("relay_s"),
+        current: Callable[[str, str], int | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self.keys = Keys(prefix)
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.cooldown_s = cooldown_s
-        #: Measures the cool-down after a Redis error (tests step it instead of sleeping).
+        #: A hit is served while its version was confirmed against SQL this recently,
+        #: by ``current`` (SQL's current version: one indexed read; default: the
+        #: fallback of :meth:`wrap`).
+        self.confirm_s = confirm_s
+        self.current = current
+        #: Measures the cool-down after a Redis error and the age of a confirmation
+        #: (tests step it instead of sleeping).
         self.clock = clock
         self.r: Any = connect(url, timeout=timeout_s, retries=0)  # str responses
         self._bump = self.r.register_script(_BUMP)
@@ -89,6 +110,9 @@ class HotCache:
         #: Newest version this process committed per context: never serve older ones.
         self._floor: dict[tuple[str, str], int] = {}
         self._floor_size = 100_000
+        #: Per context: (the version SQL named as current, when it was read).
+        self._confirmed: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
+        self._store_warned_until = 0.0
         self._down_until = 0.0
         self._lock = threading.Lock()
         #: Invalidations that failed while Redis was down, replayed when it is back.
@@ -178,7 +202,53 @@ class HotCache:
                 if len(self._floor) > self._floor_size:  # the version key still guards
                     del self._floor[next(iter(self._floor))]
 
-    def wrap(self, fallback: ArtifactSource) -> ArtifactSource:
+    def confirm(self, namespace: str, context_id: str, version: int) -> None:
+        """SQL named ``version`` as the current one just now (no I/O)."""
+        key = (namespace, context_id)
+        with self._lock:
+            self._confirmed[key] = (version, self.clock())
+            self._confirmed.move_to_end(key)
+            while len(self._confirmed) > self._floor_size:  # unconfirmed: read SQL again
+                self._confirmed.popitem(last=False)
+
+    def _confirmed_recently(self, namespace: str, context_id: str, version: int) -> bool:
+        with self._lock:
+            seen = self._confirmed.get((namespace, context_id))
+        return seen is not None and seen[0] == version and self.clock() - seen[1] < self.confirm_s
+
+    def _current_in_sql(
+        self, current: Callable[[str, str], int | None], namespace: str, context_id: str
+    ) -> int | None:
+        """SQL's current version; :data:`_UNKNOWN` when the database did not answer (the
+        hit is then served unconfirmed, with one warning per cool-down)."""
+        try:
+            return current(namespace, context_id)
+        except StoreUnavailable as exc:
+            now = self.clock()
+            if now >= self._store_warned_until:
+                self._store_warned_until = now + self.cooldown_s
+                log.warning(
+                    "cannot confirm cached versions against the database (%s); serving "
+                    "the hot cache unconfirmed",
+                    exc,
+                )
+            return _UNKNOWN
+
+    def wrap(
+        self,
+        fallback: ArtifactSource,
+        current: Callable[[str, str], int | None] | None = None,
+    ) -> ArtifactSource:
+        """The online path's artifact source: Redis, else ``fallback`` (SQL). A hit is
+        served only while its version was confirmed current in SQL (``current``, else
+        the cache's, else the fallback) within ``confirm_s``."""
+
+        def current_version(namespace: str, context_id: str) -> int | None:
+            found = fallback(namespace, context_id)
+            return None if found is None else found[0]
+
+        read_current = current or self.current or current_version
+
         def source(namespace: str, context_id: str) -> tuple[int, Artifacts] | None:
             newest: int | None = None
             if self._available():
@@ -187,8 +257,17 @@ class HotCache:
                         self._replay()
                     newest, arts = self.get(namespace, context_id)
                     if arts is not None:
-                        self.hits += 1
-                        return arts.version, arts
+                        if self._confirmed_recently(namespace, context_id, arts.version):
+                            self.hits += 1
+                            return arts.version, arts
+                        in_sql = self._current_in_sql(read_current, namespace, context_id)
+                        if in_sql == arts.version:
+                            self.confirm(namespace, context_id, in_sql)
+                        if in_sql in (arts.version, _UNKNOWN):
+                            self.hits += 1
+                            return arts.version, arts
+                        # SQL moved on and nothing told Redis (a writer without Redis,
+                        # or whose relay lost the outbox row to one): a miss
                 except RedisError as exc:
                     self._failed(exc)
             self.misses += 1
@@ -196,9 +275,14 @@ class HotCache:
             fresh = found is not None and (newest is None or found[0] >= newest)
             if found is not None:
                 self.floor(namespace, context_id, found[0])
-            if found is not None and fresh and found[1].complete and self._available():
+                self.confirm(namespace, context_id, found[0])
+            if found is not None and fresh and self._available():
                 try:
-                    self.put(found[1])
+                    if found[1].complete:
+                        self.put(found[1])
+                    elif newest is not None and found[0] > newest:
+                        # move the key on for every process (what the relay does)
+                        self._invalidate(namespace, context_id, found[0])
                 except RedisError as exc:
                     self._failed(exc)
             return found
@@ -259,6 +343,9 @@ class HotCache:
             for key in [k for k in self._parsed if k[0] == namespace]:
                 if context_id is None or key[1] == context_id:
                     del self._parsed[key]
+            for key in [k for k in self._confirmed if k[0] == namespace]:
+                if context_id is None or key[1] == context_id:
+                    del self._confirmed[key]
         for cid, version in last_versions.items():
             self._invalidate(namespace, cid, version + 1)
         done = len(last_versions)

@@ -5,6 +5,7 @@ Every server that is stopped, frozen or restarted here was started by the test."
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import pytest
 
 from sleeptime import FakeChatModel, Settings, SleepTime
 from sleeptime.errors import StoreUnavailable
+from sleeptime.queue.keys import Keys
 from sleeptime.queue.sqlite import sqlite_path
 from sleeptime.worker.runtime import CircuitBreaker
 
@@ -247,6 +249,65 @@ def restart_without_persistence(server: Any) -> None:
     server.start()
 
 
+def test_a_queue_notices_when_redis_lost_it(redis_server: Any) -> None:
+    """The consumer group gone (the next claim hits NOGROUP), or the queue re-created
+    by another process first (its epoch token changed): ``lost()`` is True once."""
+    from sleeptime.queue.redis_streams import RedisStreamsQueue
+
+    q = RedisStreamsQueue(redis_server.url, prefix="t")
+    assert q.claim("w1") == [] and q.counts()["waiting"] == 0
+    assert q.lost() is False
+    restart_without_persistence(redis_server)
+    assert q.claim("w1") == []
+    assert q.lost() is True and q.lost() is False  # once per loss
+    # another process re-creates the queue before this one claims: no NOGROUP here
+    restart_without_persistence(redis_server)
+    other = RedisStreamsQueue(redis_server.url, prefix="t")
+    assert other.enqueue("acme", "doc", 1) is not None
+    [job] = q.claim("w1")
+    assert (job.context_id, job.version) == ("doc", 1)
+    assert q.lost() is True and q.lost() is False
+    assert other.claim("w2") == [] and other.lost() is False  # its first sight
+    # counts() (a burst worker's drain check) notices a lost group too
+    restart_without_persistence(redis_server)
+    assert q.counts()["running"] == 0 and q.lost() is True
+    q.close()
+    other.close()
+
+
+def test_a_worker_sweeps_at_once_when_redis_lost_the_queue(
+    redis_server: Any, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis restarted without persistence while a job waits: the job is gone with the
+    queue. The worker notices at its next claim and re-enqueues the version at once
+    with a warning, instead of at the next periodic sweep (``sweep_s``, 300 s here;
+    the wait below is bounded far under it and never measured)."""
+    caplog.set_level(logging.WARNING, logger="sleeptime.worker")
+    settings = fast_settings(redis_url=redis_server.url, idle_after=30.0, sweep_s=300.0)
+    st = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings)
+    q = st.open_queue()
+    st.ingest("acme", "doc", "Ann has 3 apples. Bob has 4 pears.")
+    assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)
+    assert q.counts()["waiting"] == 1  # the namespace is busy: not due for 30 s
+    claimed = threading.Event()
+    claim = q.claim
+
+    def claim_and_tell(worker: str, count: int = 1) -> Any:
+        jobs = claim(worker, count)
+        claimed.set()
+        return jobs
+
+    q.claim = claim_and_tell  # type: ignore[method-assign]
+    st.start_worker()  # its start-up sweep and first claims: nothing due
+    assert claimed.wait(20)
+    restart_without_persistence(redis_server)
+    assert st.cache is not None and st.cache.r.zcard(Keys().waiting) == 0  # gone with it
+    wait_for(lambda: st.store.load_artifacts("acme", "doc", 1).complete, 60, "the swept job")
+    lost = [r for r in caplog.records if "job queue was lost" in r.getMessage()]
+    assert len(lost) == 1, [r.getMessage() for r in caplog.records]
+    st.close()
+
+
 def test_old_job_after_redis_restart_cannot_serve_the_old_version(
     redis_server: Any, sqlite_url: str
 ) -> None:
@@ -264,10 +325,10 @@ def test_old_job_after_redis_restart_cannot_serve_the_old_version(
     from sleeptime.worker.runtime import Worker
 
     worker = Worker(st, st.open_queue())
-    worker._warm_cache(Job("j1", "acme", "doc", 1), old)
+    worker._warm_cache(Job("j1", "acme", "doc", 1))
     assert st.cache is not None
     assert st.cache.r.get(st.cache.keys.version("acme", "doc")) is None  # not re-created
-    worker._warm_cache(Job("j2", "acme", "doc", 2), new)  # current, but no key to trust
+    worker._warm_cache(Job("j2", "acme", "doc", 2))  # current, but no key to trust
     assert st.cache.r.get(st.cache.keys.version("acme", "doc")) is None
     # even a direct write of v1 cannot go past a version key at v2
     fresh = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings)

@@ -154,6 +154,17 @@ class JobQueue(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class LossAware(Protocol):
+    """A queue whose state can vanish under it (Redis restarted without persistence,
+    its keys deleted): it says so, and the worker re-enqueues the lost work at once."""
+
+    def lost(self) -> bool:
+        """True once for each loss noticed since the last call (the stream or the
+        consumer group gone, or the queue's epoch token changed)."""
+        ...
+
+
 #: Done jobs (and their dedup keys) are kept this long, then expire.
 DONE_TTL = 86400.0
 

@@ -53,6 +53,13 @@ class Keys:
         return f"{self.prefix}:dedup:{ctx_key(namespace, context_id)}/{version}"
 
     @property
+    def epoch(self) -> str:
+        """STRING: a random token set when the queue's keys are created; a worker that
+        finds another token (or none) knows the queue was lost (a Redis restart without
+        persistence) and sweeps at once."""
+        return f"{self.prefix}:epoch"
+
+    @property
     def stats(self) -> str:
         """HASH of counters: done, retried, dead."""
         return f"{self.prefix}:stats"

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import builtins
 import json
+import secrets
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -45,8 +47,10 @@ from sleeptime.queue.base import (
 )
 from sleeptime.queue.keys import GROUP, Keys, ctx_key
 from sleeptime.queue.scheduler import eta
-from sleeptime.redact import redact_text, redact_url
+from sleeptime.redact import redact_text, redact_url, redacted_cause
 from sleeptime.settings import default
+
+T = TypeVar("T")
 
 #: Every script starts here. ARGV[1] is the caller's clock, or '' for the Redis clock
 #: (one clock for every worker, whatever host it runs on); the script's own arguments
@@ -124,10 +128,16 @@ return 1
 CLAIM = (
     _NOW
     + """
-local waiting, stream, activity = KEYS[1], KEYS[2], KEYS[3]
+local waiting, stream, activity, epochkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rate_prefix, job_prefix, group, consumer = A[1], A[2], A[3], A[4]
 local count, idle_after, max_delay, scan = tonumber(A[5]), tonumber(A[6]),
   tonumber(A[7]), tonumber(A[8])
+-- the queue's epoch: created with the first claim, gone with the rest of the keys
+local epoch = redis.call('GET', epochkey)
+if not epoch then
+  epoch = A[10]
+  redis.call('SET', epochkey, epoch)
+end
 local lease_until = string.format('%.6f', now + tonumber(A[9]))
 local minute = math.floor(now / 60)
 local r1, r0 = rate_prefix .. minute, rate_prefix .. (minute - 1)
@@ -161,7 +171,7 @@ for i = 1, math.min(count, #cands) do
   redis.call('ZREM', waiting, cands[i][1])
   redis.call('XADD', stream, '*', 'id', cands[i][1])
 end
-local out = {}
+local out = {epoch}
 local res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
   'STREAMS', stream, '>')
 if res then
@@ -397,6 +407,10 @@ class RedisStreamsQueue:
             }.items()
         }
         self._group_ready = False
+        #: The epoch token this queue last saw (None: no claim yet).
+        self._epoch: str | None = None
+        self._losses = 0
+        self._lock = threading.Lock()
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -406,7 +420,7 @@ class RedisStreamsQueue:
             yield
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             where, detail = redact_url(self.url), redact_text(exc, self.url)
-            raise QueueUnavailable(f"Redis at {where}", detail) from exc
+            raise QueueUnavailable(f"Redis at {where}", detail) from redacted_cause(exc, self.url)
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -426,6 +440,39 @@ class RedisStreamsQueue:
             sec, usec = self.r.time()
         return float(sec) + float(usec) / 1e6
 
+    def _group_lost(self, exc: ResponseError) -> None:
+        """Redis lost the consumer group (a restart without persistence, the stream
+        deleted): re-raise anything else; recreate it and count a loss."""
+        if "NOGROUP" not in str(exc):
+            raise exc
+        self._group_ready = False
+        self._lost()
+        self._ensure_group()
+
+    def _lost(self) -> None:
+        with self._lock:
+            self._losses += 1
+
+    def lost(self) -> bool:
+        """True once for each loss of the queue's state noticed since the last call."""
+        with self._lock:
+            found, self._losses = self._losses > 0, 0
+        return found
+
+    def _saw_epoch(self, epoch: str) -> None:
+        with self._lock:
+            if self._epoch is not None and epoch != self._epoch:
+                self._losses += 1
+            self._epoch = epoch
+
+    def _with_group(self, read: Callable[[], T]) -> T:
+        """A read of the consumer group, retried once if Redis lost the group."""
+        try:
+            return read()
+        except ResponseError as exc:
+            self._group_lost(exc)
+            return read()
+
     def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """Run a script; recreate the consumer group if Redis lost it (no AOF)."""
         args = ["" if self.clock is None else f"{self.clock():.6f}", *args]
@@ -434,10 +481,7 @@ class RedisStreamsQueue:
             try:
                 return self._scripts[name](keys=keys, args=args)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                self._group_ready = False
-                self._ensure_group()
+                self._group_lost(exc)
                 return self._scripts[name](keys=keys, args=args)
 
     def _jobs(self, pairs: list[str]) -> list[Job]:
@@ -494,9 +538,9 @@ class RedisStreamsQueue:
 
     def claim(self, worker: str, count: int = 1) -> list[Job]:
         c = self.config
-        pairs = self._run(
+        out = self._run(
             "claim",
-            [self.keys.waiting, self.keys.stream, self.keys.activity],
+            [self.keys.waiting, self.keys.stream, self.keys.activity, self.keys.epoch],
             [
                 self.keys.rate_prefix,
                 self.keys.job_prefix,
@@ -507,9 +551,11 @@ class RedisStreamsQueue:
                 c.max_delay,
                 c.scan,
                 c.lease_s,
+                secrets.token_hex(8),  # the epoch, if the queue has none yet
             ],
         )
-        return self._jobs(pairs)
+        self._saw_epoch(str(out[0]))
+        return self._jobs(out[1:])
 
     def reclaim(self, worker: str, count: int = 1) -> list[Job]:
         pairs = self._run(
@@ -595,7 +641,9 @@ class RedisStreamsQueue:
                 ids = self.r.zrange(self.keys.waiting, 0, limit - 1)
                 out += self._jobs([x for job_id in ids for x in ("", job_id)])
             if state in (None, "running"):
-                pending = self.r.xpending_range(self.keys.stream, GROUP, "-", "+", limit)
+                pending = self._with_group(
+                    lambda: self.r.xpending_range(self.keys.stream, GROUP, "-", "+", limit)
+                )
                 pairs: list[str] = []
                 for p in pending:
                     entry = self.r.xrange(self.keys.stream, p["message_id"], p["message_id"])
@@ -649,14 +697,17 @@ class RedisStreamsQueue:
         return job
 
     def counts(self) -> dict[str, int]:
-        with self._guard():
-            self._ensure_group()
+        def read() -> Any:
             pipe = self.r.pipeline(transaction=False)
             pipe.zcard(self.keys.waiting)
             pipe.xpending(self.keys.stream, GROUP)
             pipe.xlen(self.keys.dead)
             pipe.hgetall(self.keys.stats)
-            waiting, pending, dead, stats = pipe.execute()
+            return pipe.execute()
+
+        with self._guard():
+            self._ensure_group()
+            waiting, pending, dead, stats = self._with_group(read)
         return {
             "waiting": int(waiting),
             "running": int(pending["pending"]),

@@ -43,7 +43,7 @@ from sleeptime.errors import (
 )
 from sleeptime.models import SleepReport, SleepStep
 from sleeptime.quality import degraded_causes
-from sleeptime.queue.base import FailOutcome, Job, JobQueue, short_error
+from sleeptime.queue.base import FailOutcome, Job, JobQueue, LossAware, short_error
 from sleeptime.queue.scheduler import TokenWindow, retry_delay
 from sleeptime.worker.logs import log_event
 from sleeptime.worker.metrics import WorkerMetrics
@@ -202,6 +202,8 @@ class Worker:
         self._in_hand: dict[str, tuple[Job, Future[None]]] = {}
         self._thread: threading.Thread | None = None
         self._last_warning = 0.0
+        #: The queue was lost and the sweep that re-enqueues its work has not run yet.
+        self._resweep = False
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -298,9 +300,15 @@ class Worker:
                         continue
                 for job in jobs:
                     self._submit(pool, job)
+                if self._recover_lost_queue():
+                    if self.settings.sweep_s:
+                        next_sweep = now + self.settings.sweep_s
+                    continue  # claim what the sweep put back, now
                 if jobs and len(self._in_hand) < self.concurrency:
                     continue  # there may be more due work right now
                 if burst and not jobs and not self._in_hand and self._drained():
+                    if self._recover_lost_queue():  # counts() may be what noticed it
+                        continue
                     break
                 timeout = self.settings.poll_s
                 if self.breaker.state == "open":
@@ -525,7 +533,8 @@ class Worker:
             arts = self.st.store.load_artifacts(job.namespace, job.context_id, job.version)
             if not arts.complete:
                 return
-            cache.put(arts, create=False)
+            if cache.put(arts, create=False):
+                cache.confirm(job.namespace, job.context_id, job.version)
         except Exception as exc:  # the cache is an optimisation
             log.debug("could not warm the cache: %s", exc)
 
@@ -541,17 +550,38 @@ class Worker:
         except Exception as exc:
             self._warn(f"outbox relay failed: {exc}")
 
-    def _sweep(self) -> None:
+    def _sweep(self) -> int | None:
         """Enqueue current versions that have no artifacts (ingested before the outbox
-        existed, or whose job was dead-lettered); dedup makes this idempotent, and a
-        dead job of a current version is revived by the enqueue."""
+        existed, or whose job was dead-lettered or lost with the queue); dedup makes
+        this idempotent, and a dead job of a current version is revived by the enqueue.
+        Returns how many were enqueued (None: the sweep failed, and said so)."""
         try:
             found = self.st.store.missing_versions()
             added = sum(1 for ns, cid, v in found if self.queue.enqueue(ns, cid, v) is not None)
             if added:
                 log.info("sweep: enqueued %d version(s) without artifacts", added)
+            return added
         except Exception as exc:
             self._warn(f"sweep failed: {exc}")
+            return None
+
+    def _recover_lost_queue(self) -> bool:
+        """If the queue noticed that its state was lost (Redis restarted without
+        persistence: the stream, the consumer group, the waiting jobs gone), sweep now
+        instead of at the next ``sweep_s``, with a warning. True if it did."""
+        if isinstance(self.queue, LossAware) and self.queue.lost():
+            log.warning(
+                "worker %s: the job queue was lost (Redis restarted without persistence, "
+                "or its keys were deleted); re-enqueuing current versions without "
+                "artifacts now",
+                self.id,
+            )
+            self._resweep = True
+        if not self._resweep:
+            return False
+        # a failed sweep (the database did not answer) is tried again next round
+        self._resweep = self._sweep() is None
+        return not self._resweep
 
     def _heartbeat_loop(self) -> None:
         interval = min(self.settings.heartbeat_s, self.settings.lease_s / 3)
