@@ -3,27 +3,37 @@ votes on precomputed answers with the same extraction (``lenient_key``) that the
 benchmark scores with.
 
 ``--scorer paper`` (:func:`paper_correct`) is the rule of the paper's released
-evaluators. Stateful GSM-Symbolic: the last match of ``(-?[$0-9.,]{2,})|(-?[0-9]+)`` in
+evaluators (letta-ai/sleep-time-compute), replayed exactly. Stateful GSM-Symbolic
+(``evaluate_gsm_symbolic.py``): the last match of ``(-?[$0-9.,]{2,})|(-?[0-9]+)`` in
 the final message, with ``$``, ``,`` and leading/trailing ``.`` stripped, must equal
-the gold (the text after ``#### ``, stripped the same way) as a *string*: ``7.0`` is
-not ``7`` and ``3/4`` reads as ``4``. Stateful AIME: the last ``\\boxed{}`` as an
-integer, else the last 1-3 digit integer, compared as integers.
+the gold (the answer field with everything up to ``#### `` removed, stripped the same
+way, nothing else) as a *string*: ``7.0`` is not ``7``, ``3/4`` reads as ``4``, and a
+malformed gold (``####42``, trailing whitespace) never matches. Stateful AIME
+(``evaluate_stateful_aime.py``, :func:`paper_extract_aime`): the last ``\\boxed``
+(else ``\\fbox``), brace-matched; unless that text starts with ``\\boxed{`` and
+``int()`` reads its content, the last 1-3 digit integer (never 0) anywhere; compared
+as integers. No fallback to an earlier box.
 
 ``--scorer lenient`` (:func:`is_correct`) reads what a person would accept: the last
-``\\boxed{...}``, the last ``#### X``, the first number after the last "answer is" /
-"answer:", else the last number anywhere. Numbers may carry ``$``, ``%``, thousands
-commas, a sign (including the Unicode minus), decimals, fractions ("3/4", "1 1/2",
-"\\frac{3}{4}") or be written as words ("twelve"); they compare with a 1e-6
-tolerance. Clock times compare exactly (``1:15 AM`` is not 13:15; a bare ``1:15`` is
-read as either). A text gold must be the answer given, not one item of a list.
+``\\boxed{...}`` that closes (an earlier one when the last is unclosed, and
+``\\boxed {x}`` too), the last ``#### X``, the first number after the last "answer
+is" / "answer:", else the last number anywhere. Numbers may carry ``$``, ``%``,
+thousands commas, a sign (including the Unicode minus), decimals, fractions ("3/4",
+"1 1/2", "\\frac{3}{4}") or be written as words ("twelve"); they compare with a 1e-6
+tolerance, against the gold as the dataset loader normalised it (``#### ?`` and
+whitespace stripped). Clock times compare exactly (``1:15 AM`` is not 13:15; a bare
+``1:15`` is read as either). A text gold must be the answer given, not one item of a
+list.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 _NUM = r"[-−–]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-−–]?\$?\.\d+"
 _FRAC = r"(?:\d+\s+)?\d+\s*/\s*\d+|\\d?frac\{[^{}]+\}\{[^{}]+\}"
@@ -302,13 +312,49 @@ def paper_extract_gsm(response: str) -> str:
     return paper_standardize("".join(matches[-1]))
 
 
+def paper_last_boxed(response: str) -> str | None:
+    """``last_boxed_only_string`` of the paper's AIME evaluator, rule for rule: from the
+    last ``\\boxed`` (else the last ``\\fbox``), count braces up to the one that closes
+    the first opened; the text from the command to that brace, else None (unclosed).
+    Braces are counted from the command on, whatever stands between them."""
+    idx = response.rfind("\\boxed")
+    if idx < 0:
+        idx = response.rfind("\\fbox")
+        if idx < 0:
+            return None
+    depth = 0
+    for i in range(idx, len(response)):
+        if response[i] == "{":
+            depth += 1
+        if response[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return response[idx : i + 1]
+    return None
+
+
+def paper_remove_boxed(box: str) -> str | None:
+    """``remove_boxed`` of the paper's AIME evaluator: the content when ``box`` starts
+    with ``\\boxed{`` exactly and ends with ``}``, else None (``\\boxed {x}``,
+    ``\\fbox{x}``)."""
+    left = "\\boxed{"
+    if box.startswith(left) and box.endswith("}"):
+        return box[len(left) : -1]
+    return None
+
+
 def paper_extract_aime(response: str) -> int | None:
-    """The paper's AIME answer: the last ``\\boxed{}`` as an integer, else the last
-    1-3 digit integer."""
-    box = boxed(response)
-    if box is not None:
+    """The paper's AIME answer (``parse_answer`` of ``evaluate_stateful_aime.py``): the
+    last box (:func:`paper_last_boxed`, :func:`paper_remove_boxed`) through Python's
+    ``int()`` (so ``{ 042 }``, ``{+7}`` and ``{4_2}`` are numbers); when that fails, with
+    no fallback to an earlier box, the last match of ``[1-9][0-9][0-9]|[1-9][0-9]|[1-9]``
+    anywhere in the reply (no word boundaries: ``2040`` reads as 204 then nothing, and 0
+    is never matched), else None."""
+    box = paper_last_boxed(response)
+    content = None if box is None else paper_remove_boxed(box)
+    if content is not None:
         try:
-            return int(box)
+            return int(content)
         except ValueError:
             pass
     matches = _PAPER_AIME.findall(response)
@@ -316,7 +362,11 @@ def paper_extract_aime(response: str) -> int | None:
 
 
 def paper_correct(response: str, gold: str, *, aime: bool = False) -> bool:
-    """The paper's scorer (see the module docstring): exact, no tolerance."""
+    """The paper's scorer (see the module docstring): exact, no tolerance. ``gold`` is
+    the dataset's answer field as the evaluator reads it: for Stateful GSM-Symbolic the
+    whole solution (only the text after ``#### ``, with the space, is the answer, and a
+    malformed field such as ``####42`` or ``#### 42 `` never matches, as in the
+    paper); for AIME the integer."""
     if aime:
         try:
             want = int(str(gold).strip())
@@ -341,6 +391,14 @@ class Scorer:
         if self.name == "paper":
             return paper_correct(response, gold, aime=self.aime)
         return is_correct(response, gold)
+
+    def gold(self, answer: str, meta: Mapping[str, Any] | None = None) -> str:
+        """The gold this scorer compares with: the paper's evaluator reads the raw
+        answer field (a Stateful GSM-Symbolic query keeps it as ``meta["solution"]``),
+        the lenient scorer the loader's normalised answer."""
+        if self.name == "paper" and meta and isinstance(meta.get("solution"), str):
+            return str(meta["solution"])
+        return answer
 
     def key(self, response: str) -> str | None:
         if self.name == "paper":

@@ -10,6 +10,9 @@ from sleeptime.bench.extract import (
     get_scorer,
     is_correct,
     paper_correct,
+    paper_extract_aime,
+    paper_last_boxed,
+    paper_remove_boxed,
     parse_number,
     words_to_number,
 )
@@ -178,3 +181,91 @@ def test_paper_aime_rule_and_scorer_objects() -> None:
     assert get_scorer("paper", aime=True).key("\\boxed{12}") == "12"
     with pytest.raises(InvalidInput, match="--scorer"):
         get_scorer("fuzzy")
+
+
+# -- the paper's evaluators, exactly (issue 20): a table of replies and their verdicts -------
+
+# (reply, what evaluate_stateful_aime.parse_answer returns, what the lenient scorer reads)
+AIME_TABLE = [
+    # the last \boxed{} through int()
+    ("so the answer is \\boxed{204}", 204, 204),
+    ("\\boxed{ 042 }", 42, 42),  # int() strips spaces and leading zeros
+    ("\\boxed{+7}", 7, 7),
+    ("\\boxed{4_2}", 42, None),  # int() reads digit separators; we do not
+    ("\\boxed{-5}", -5, -5),
+    ("\\boxed{0}", 0, 0),  # the only way to answer 0
+    ("\\boxed{12} and then \\fbox{34}", 12, 12),  # the last \boxed wins over a later \fbox
+    # the last box is unclosed or bare: extraction fails, no earlier box, last 1-3 digits
+    ("\\boxed{12} wait, recheck: \\boxed{34", 34, 12),
+    ("\\boxed{5} then 7 and \\boxed", 7, 5),
+    # not exactly "\boxed{": a space before the brace, \fbox, text before the brace
+    ("\\boxed {819}, from step 2", 2, 819),
+    ("\\boxed {819}", 819, 819),
+    ("\\fbox{42}", 42, 42),
+    ("\\fbox{42} of 50", 50, 50),
+    ("\\boxed 5 and {6}", 6, 6),
+    # the content is not an integer for int(): the whole reply's last 1-3 digits
+    ("\\boxed{42.0}", 42, 42),
+    ("\\boxed{\\text{7}} after 365 days", 365, 7),
+    ("\\boxed{{42}}", 42, 42),
+    ("\\boxed{} in 9 steps", 9, 9),
+    # no box: [1-9][0-9][0-9]|[1-9][0-9]|[1-9], no word boundaries, never 0
+    ("we get 2040", 204, 2040),
+    ("Total 1000", 100, 1000),
+    ("x = 7 or x = 1234", 4, 1234),
+    ("The answer is 0.", None, 0),
+    ("no digits at all", None, None),
+]
+
+
+@pytest.mark.parametrize(("reply", "paper", "lenient"), AIME_TABLE)
+def test_aime_extraction_is_the_papers(reply: str, paper: int | None, lenient: int | None) -> None:
+    assert paper_extract_aime(reply) == paper
+    for gold in {paper, lenient} - {None}:
+        assert paper_correct(reply, str(gold), aime=True) is (gold == paper)
+        assert is_correct(reply, str(gold)) is (gold == lenient)
+
+
+def test_aime_box_helpers() -> None:
+    assert paper_last_boxed("a \\boxed{1} b \\boxed{2{3}} c") == "\\boxed{2{3}}"
+    assert paper_last_boxed("\\boxed{1} \\boxed{2") is None  # unclosed: no earlier box
+    assert paper_last_boxed("\\fbox{4}") == "\\fbox{4}" and paper_last_boxed("4") is None
+    assert paper_remove_boxed("\\boxed{4}") == "4"
+    assert paper_remove_boxed("\\boxed {4}") is None and paper_remove_boxed("\\fbox{4}") is None
+
+
+# (reply, the raw answer field, paper verdict, lenient verdict against the loader's gold)
+GSM_TABLE = [
+    ("The answer is $1,234.50.", "Work.\n#### 1234.50", True, True),
+    ("The answer is $1,234.50.", "Work.\n#### 1234.5", False, True),
+    ("The answer is 42.", "She has 42.\n#### 42", True, True),
+    ("The answer is 42.", "42", True, True),  # no "#### ": the whole field
+    ("The answer is 42.", "a #### b\n#### 42", True, True),  # greedy: after the last
+    ("The answer is 1000.", "Work.\n#### $1,000.", True, True),
+    # malformed gold fields: the paper's evaluator does not normalise them
+    ("The answer is 42.", "She has 42.\n####42", False, True),
+    ("The answer is 42.", "She has 42.\n#### 42 ", False, True),
+    ("The answer is 42.", "She has 42.\n#### 42\n", False, True),
+    # the reply: the last match of (-?[$0-9.,]{2,})|(-?[0-9]+), as a string
+    ("The answer is -5.", "#### -5", True, True),
+    ("The answer is - 5.", "#### -5", False, False),
+    ("The answer is 7.0", "#### 7", False, True),
+    ("It costs $5", "#### 5", True, True),
+    ("The answer is 3/4.", "#### 0.75", False, True),
+    ("The answer is 18, which is 6 more than 12.", "#### 18", False, True),
+    ("no number here", "#### 42", False, False),  # compared whole
+    ("Work.\n#### 42", "#### 42", True, True),
+]
+
+
+@pytest.mark.parametrize(("reply", "field", "paper", "lenient"), GSM_TABLE)
+def test_gsm_scoring_is_the_papers(reply: str, field: str, paper: bool, lenient: bool) -> None:
+    from sleeptime.bench.datasets import _stateful_gold
+
+    assert paper_correct(reply, field) is paper
+    assert is_correct(reply, _stateful_gold("stateful-gsm-symbolic", field, "x")) is lenient
+    # the paper scorer takes the raw field from the query's meta, the lenient the gold
+    gold = _stateful_gold("stateful-gsm-symbolic", field, "x")
+    meta = {"solution": field}
+    assert get_scorer("paper").gold(gold, meta) == field
+    assert get_scorer("lenient").gold(gold, meta) == gold

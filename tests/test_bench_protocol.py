@@ -241,7 +241,10 @@ def test_paper_protocol_run(tmp_path: Path) -> None:
     out = tmp_path / "paper"
     calls = read_jsonl(out / CALLS)
     assert calls and len(calls) == model.calls
-    assert all(c["max_tokens"] is None and c["temperature"] == 0.0 for c in calls)
+    assert all(c["max_tokens"] is None for c in calls)
+    # the paper's temperatures: 0, but 1.0 for the k > 1 sleep agents (the paper's k runs)
+    assert {c["temperature"] for c in calls if c["arm"] == "sleep-k2"} == {1.0}
+    assert {c["temperature"] for c in calls if c["arm"] != "sleep-k2"} == {0.0}
     assert {c["prompts"] for c in calls} == {BUILTIN.version}
     assert not any(c["step"] in ("merge", "predict", "answer") for c in calls)
     results = read_jsonl(out / RESULTS)
@@ -372,3 +375,51 @@ def test_rethink_loop_stops_when_the_block_fills_the_window() -> None:
     res = rethink_loop(gateway, BUILTIN, "ctx", temperature=0.0)
     assert res.stop == "window" and res.calls == 1 and res.memory.startswith("word")
     assert model.calls == 1
+
+
+class EffortTools(ToolFake):
+    """The scripted tool-calling model, with a reasoning effort (as ChatOpenAI has)."""
+
+    reasoning_effort: str | None = None
+    efforts: list[Any] = Field(default_factory=list)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        self.efforts.append((self.reasoning_effort, kwargs.get("temperature")))
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+def test_bench_gateway_applies_phase_options_and_reports_failures() -> None:
+    """The tool-calling rethink loop keeps the benchmark's gateway: its calls get the
+    sleep phase's effort and temperature; a failing call is reported, then raised."""
+    from sleeptime.bench.protocol import ON_FAILURE, BenchGateway, PhaseOptions, phase_options
+    from sleeptime.errors import ModelCallError
+
+    model = EffortTools(
+        script=[
+            [("rethink_memory", {"new_memory": "Ann pays 6."})],
+            [("finish_rethinking_memory", {})],
+        ]
+    )
+    gateway = BenchGateway(model=model, retry=RetryPolicy(attempts=1))
+    with phase_options(sleep=PhaseOptions(temperature=0.5, effort="high")):
+        res = rethink_loop(gateway, BUILTIN, "ctx", temperature=None)
+    assert res.mode == "tools" and res.memory == "Ann pays 6."
+    assert model.efforts == [("high", 0.5), ("high", 0.5)]
+    failures: list[tuple[str, str, str]] = []
+    token = ON_FAILURE.set(lambda phase, step, exc: failures.append((phase, step, str(exc))))
+    try:
+        broken = BenchGateway(
+            model=FakeChatModel(errors=[ValueError("400 bad temperature")]),
+            retry=RetryPolicy(attempts=1),
+        )
+        with pytest.raises(ModelCallError, match="bad temperature"):
+            rethink_loop(broken, BUILTIN, "ctx", temperature=0.0, mode="text")
+    finally:
+        ON_FAILURE.reset(token)
+    assert len(failures) == 1 and failures[0][:2] == ("sleep", "rethink")

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import Field
 
+from sleeptime.bench.paper_prompts import BUILTIN
 from sleeptime.bench.report import (
     accuracy_ci,
     bootstrap_ci,
@@ -274,3 +281,178 @@ def test_prompt_against_cold_and_support_coverage_per_arm() -> None:
     }
     assert prompt_vs_cold([{"test_prompt_tokens": 5}])["ratio"] is None
     assert support_coverage([])["rate"] is None
+
+
+# -- the paper's headline figures ------------------------------------------------------------
+
+
+class KnownAccuracy(BaseChatModel):
+    """A scripted paper-protocol model whose accuracy and tokens are fixed by design.
+
+    Sleep time: one rewrite ("notes s=S", 50 tokens) then FINISHED; S is 0 at temperature
+    0, else 1, 2, 3 ... per context (k sleep agents at temperature > 0 write different
+    blocks). Test time, item i ("Question i"), verbosity v:
+
+    - empty block: right iff i % 10 < 4 / 6 / 8 (v = 0 / 2 / 4), 20 / 100 / 300 tokens;
+    - block "notes s=S": right iff (i + S) % 10 < 6 / 8 / 8, 10 / 40 / 80 tokens;
+      a wrong answer is gold + 1 + S, so wrong answers of different blocks differ.
+    """
+
+    seeds: dict[str, int] = Field(default_factory=dict)
+    received: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "known-accuracy"
+
+    def get_num_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        self.received.append(dict(kwargs))
+        system, human = str(messages[0].content), str(messages[-1].content)
+        if human.startswith("New situation:"):
+            seed = 0
+            if kwargs.get("temperature"):
+                seed = self.seeds[human] = self.seeds.get(human, 0) + 1
+            text, tokens = f"REWRITE\nnotes s={seed}\nFINISHED", 50
+        else:
+            v = next(
+                lv for lv in (4, 3, 2, 1, 0) if system.startswith(BUILTIN.test_system[lv].strip())
+            )
+            i = int(re.search(r"Question (\d+)", human).group(1))  # type: ignore[union-attr]
+            gold = 10 + i
+            block = re.search(r"notes s=(\d+)", system)
+            if block is None:
+                right, tokens, seed = i % 10 < {0: 4, 2: 6, 4: 8}[v], {0: 20, 2: 100, 4: 300}[v], 0
+            else:
+                seed = int(block.group(1))
+                right = (i + seed) % 10 < {0: 6, 2: 8, 4: 8}[v]
+                tokens = {0: 10, 2: 40, 4: 80}[v]
+            text = f"The answer is {gold if right else gold + 1 + seed}."
+        msg = AIMessage(
+            content=text,
+            usage_metadata={
+                "input_tokens": 100,
+                "output_tokens": tokens,
+                "total_tokens": 100 + tokens,
+            },
+        )
+        return ChatResult(generations=[ChatGeneration(message=msg)])
+
+
+def _known_data(tmp_path: Path, n: int = 10) -> Path:
+    rows = [
+        {
+            "id": f"c{i}",
+            "context": f"Item {i}: Ann has {i + 2} apples and buys 8 more.",
+            "queries": [{"question": f"Question {i}: how many apples now?", "answer": str(10 + i)}],
+        }
+        for i in range(n)
+    ]
+    p = tmp_path / "known.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return p
+
+
+def _known_run(tmp_path: Path, sleep_k: list[int]) -> Path:
+    out = tmp_path / "known"
+    run(
+        RunConfig(
+            dataset=str(_known_data(tmp_path)),
+            model=KnownAccuracy(),
+            out=out,
+            verbosity=[0, 2, 4],
+            sleep_k=sleep_k,
+            protocol="paper",
+            predictability=False,
+        )
+    )
+    return out
+
+
+FIGURE_KEYS = {"value", "ci_low", "ci_high", "note"}
+
+
+def test_headline_figures_of_a_scripted_model_match_the_hand_computation(tmp_path: Path) -> None:
+    """Test-time only: (20 tok, 40%), (100, 60%), (300, 80%). k=1 per pair: (10, 60%),
+    (40, 80%), (80, 80%). k=3 (blocks s=1,2,3, majority of 3): 70% / 90% / 90% at 10 / 40
+    / 80 tokens per pair (30 / 120 / 240 summed). By hand:
+    - tokens at equal accuracy (80%, the highest both reach), k=1: 40 / 300 = 0.1333;
+      k=3: (10 + 0.5 x 30) / 300 = 25 / 300 = 0.0833 per pair, 75 / 300 = 0.25 summed;
+    - gain k=3 - k=1: +10 points at every verbosity;
+    - amortized, Q = 10, t = 10, k=1: mean of (5 + 100) / 200, (5 + 400) / 1000,
+      (5 + 800) / 3000 = 0.3994; at the measured Q = 1: mean of 150/200, 450/1000,
+      850/3000 = 0.4944."""
+    out = _known_run(tmp_path, [0, 1, 3])
+    summary = write_report(out, quiet=True)
+    arms = {a["arm"]: a for a in summary["arms"]}
+    assert [arms[f"k0-v{v}"]["accuracy"] for v in (0, 2, 4)] == [0.4, 0.6, 0.8]
+    assert [arms[f"k1-v{v}"]["accuracy"] for v in (0, 2, 4)] == [0.6, 0.8, 0.8]
+    assert [arms[f"k3-v{v}"]["accuracy"] for v in (0, 2, 4)] == [0.7, 0.9, 0.9]
+    k3 = arms["k3-v0"]  # tokens per pair (the paper's way) and summed over the k pairs
+    assert (k3["pairs"], k3["mean_test_tokens_per_pair"], k3["mean_test_tokens"]) == (3, 10, 30)
+    assert (k3["mean_sleep_tokens_per_pair"], k3["mean_sleep_tokens"]) == (50, 150)
+    assert arms["k1-v0"]["pairs"] == 1 and arms["k1-v0"]["mean_test_tokens_per_pair"] == 10
+    head = summary["headline"]
+    assert set(head) == {
+        "test_tokens_ratio_at_equal_accuracy",
+        "sleep_scaling_gain",
+        "amortized_cost_ratio",
+    }
+    for fig in head.values():
+        assert set(fig) == FIGURE_KEYS and fig["ci_low"] <= fig["value"] <= fig["ci_high"]
+    assert head["test_tokens_ratio_at_equal_accuracy"]["value"] == pytest.approx(40 / 300, abs=1e-4)
+    assert "80.0% accuracy" in head["test_tokens_ratio_at_equal_accuracy"]["note"]
+    assert head["sleep_scaling_gain"]["value"] == pytest.approx(0.10, abs=1e-4)
+    amortized = (105 / 200 + 405 / 1000 + 805 / 3000) / 3
+    assert head["amortized_cost_ratio"]["value"] == pytest.approx(amortized, abs=1e-4)
+    by_k = summary["headline_details"]["by_k"]
+    measured = (150 / 200 + 450 / 1000 + 850 / 3000) / 3
+    assert by_k["1"]["amortized_cost_ratio_measured_q"]["value"] == pytest.approx(
+        measured, abs=1e-4
+    )
+    assert by_k["3"]["test_tokens_ratio"]["value"] == pytest.approx(25 / 300, abs=1e-4)
+    assert by_k["3"]["test_tokens_ratio_summed_over_k"]["value"] == pytest.approx(0.25, abs=1e-4)
+    assert by_k["3"]["sleep_scaling_gain"]["value"] == pytest.approx(0.10, abs=1e-4)
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["headline"] == head
+    md = (out / "report.md").read_text()
+    assert "## Headline figures, in the paper's form" in md and "7.50x fewer" in md
+    assert "| k3-v0 | 3 | 10.0 | 30.0 | 50.0 | 150.0 |" in md
+
+
+def test_headline_figures_say_why_they_are_missing(tmp_path: Path) -> None:
+    """One sleep-time k: no scaling gain (null, and the note says why); the amortized
+    ratio is computed whatever the accuracy."""
+    out = _known_run(tmp_path, [0, 1])
+    head = write_report(out, quiet=True)["headline"]
+    assert head["sleep_scaling_gain"]["value"] is None
+    assert "two sleep-time k values" in head["sleep_scaling_gain"]["note"]
+    assert head["amortized_cost_ratio"]["value"] is not None
+    rows = read_jsonl(out / RESULTS)  # every answer wrong: nothing to equalise
+    for r in rows:
+        r["response"] = "I do not know."
+    (out / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    head = summarize(out)["headline"]
+    assert head["test_tokens_ratio_at_equal_accuracy"]["value"] is None
+    assert "nothing to equalise" in head["test_tokens_ratio_at_equal_accuracy"]["note"]
+    assert head["amortized_cost_ratio"]["value"] is not None
+
+
+def test_pareto_front_and_interpolation() -> None:
+    from sleeptime.bench.report import equal_accuracy_ratio, pareto_front, tokens_at
+
+    pts = [(10.0, 0.6), (40.0, 0.8), (80.0, 0.8), (5.0, 0.2)]
+    assert pareto_front(pts) == [(5.0, 0.2), (10.0, 0.6), (40.0, 0.8)]
+    assert tokens_at(pts, 0.7) == pytest.approx(25.0)
+    assert tokens_at(pts, 0.1) == 5.0 and tokens_at(pts, 0.9) is None
+    ratio, level = equal_accuracy_ratio([(100.0, 0.5), (300.0, 0.9)], pts)
+    assert level == 0.8 and ratio == pytest.approx(40 / 250)
+    assert equal_accuracy_ratio([(100.0, 0.0)], [(10.0, 0.0)]) == (None, 0.0)

@@ -7,13 +7,28 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
+from pydantic import Field
+from rich.console import Console
 
 from sleeptime import FakeChatModel
 from sleeptime.bench.report import bootstrap_ci, write_report
-from sleeptime.bench.runner import CALLS, RESULTS, SLEEP, RunConfig, read_jsonl, run
-from sleeptime.errors import InvalidInput
+from sleeptime.bench.runner import (
+    CALLS,
+    RESULTS,
+    RUN,
+    SLEEP,
+    BenchRunFailed,
+    RunConfig,
+    read_jsonl,
+    run,
+)
+from sleeptime.errors import InvalidInput, SleepTimeError
 
 
 def _dataset(tmp_path: Path) -> Path:
@@ -339,3 +354,235 @@ def test_a_run_made_before_support_was_recorded_resumes(tmp_path: Path) -> None:
             q["meta"].pop("support")
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     assert run(cfg).new_results == 0
+
+
+# -- errors are errors; temperatures and efforts per phase (issue 20, item 2) ----------------
+
+
+class RejectsZero(FakeChatModel):
+    """A provider that rejects temperature 0, as OpenAI's o1 / o3-mini do."""
+
+    temperatures: list[Any] = Field(default_factory=list)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        self.temperatures.append(kwargs.get("temperature"))
+        if kwargs.get("temperature") == 0:
+            raise ValueError(
+                "Error code: 400 - Unsupported value: 'temperature' does not support 0 with "
+                "this model. Only the default (1) value is supported."
+            )
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+class Effortful(FakeChatModel):
+    """A rule-based fake that takes a reasoning effort and notes what each call got."""
+
+    reasoning_effort: str | None = None
+    got: list[tuple[str | None, Any]] = Field(default_factory=list)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        self.got.append((self.reasoning_effort, kwargs.get("temperature")))
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+def _paper(tmp_path: Path, model: object, out: str = "paper", **kw: Any) -> RunConfig:
+    base: dict[str, Any] = {
+        "dataset": str(_dataset(tmp_path)),
+        "model": model,
+        "out": tmp_path / out,
+        "verbosity": [0],
+        "sleep_k": [0],
+        "predictability": False,
+        "protocol": "paper",
+    }
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def test_a_provider_that_rejects_temperature_0_fails_the_run(tmp_path: Path) -> None:
+    """Every paper-protocol answer at temperature 0 is rejected: each failed call is a
+    row of calls.jsonl with its error and temperature, each answer an error (not an
+    empty wrong answer), and the run raises; nothing is retried without the temperature."""
+    model = RejectsZero()
+    with pytest.raises(SleepTimeError, match="4 model calls failed") as failed:
+        run(_paper(tmp_path, model))
+    assert isinstance(failed.value, BenchRunFailed) and failed.value.stats.failed_calls == 4
+    assert model.temperatures == [0.0] * 4  # one call per answer: no silent fallback
+    out = tmp_path / "paper"
+    calls = read_jsonl(out / CALLS)
+    assert len(calls) == 4 and all("Unsupported value" in c["error"] for c in calls)
+    assert {(c["phase"], c["temperature"], c["arm"]) for c in calls} == {("test", 0.0, "k0-v0")}
+    results = read_jsonl(out / RESULTS)
+    assert {r["source"] for r in results} == {"error"} and all(r["error"] for r in results)
+    summary = write_report(out, quiet=True)
+    assert summary["failed_calls"]["total"] == 4 and summary["failed_calls"]["test"] == 4
+    assert summary["failed_calls"]["answers_with_errors"] == 4
+    assert summary["arms"][0]["errors"] == 4 and summary["model_calls"]["failed"] == 4
+    assert "4 model calls failed" in (out / "report.md").read_text()
+    # accepted on request; the temperature the provider takes is an option
+    stats = run(_paper(tmp_path, RejectsZero(), out="allowed", allow_errors=True))
+    assert stats.failed_calls == 4
+    fixed = RejectsZero()
+    run(_paper(tmp_path, fixed, out="t1", test_temperature=1.0))
+    assert fixed.temperatures == [1.0] * 4
+    assert {c["temperature"] for c in read_jsonl(tmp_path / "t1" / CALLS)} == {1.0}
+
+
+def test_a_failed_answer_is_redone_by_the_next_run(tmp_path: Path) -> None:
+    model = FakeChatModel(errors=[ValueError("400 bad request")])
+    cfg = _cfg(tmp_path, model, samples=0, sleep_k=[0], verbosity=[0])
+    with pytest.raises(BenchRunFailed, match="1 model call failed"):
+        run(cfg)
+    rows = read_jsonl(tmp_path / "run" / RESULTS)
+    assert [r["source"] for r in rows].count("error") == 1
+    again = FakeChatModel()
+    stats = run(_cfg(tmp_path, again, samples=0, sleep_k=[0], verbosity=[0]))
+    assert again.calls == 1 and stats.new_results == 1 and stats.failed_calls == 0
+    summary = write_report(tmp_path / "run", quiet=True)
+    assert summary["failed_calls"]["total"] == 1  # it happened, and stays recorded
+    assert summary["failed_calls"]["answers_with_errors"] == 0  # the redone answer counts
+    assert summary["arms"][0]["n"] == 4 and summary["arms"][0]["errors"] == 0
+
+
+def test_run_json_shows_each_temperature_used_and_no_other(tmp_path: Path) -> None:
+    run(_cfg(tmp_path, "fake", samples=0, sleep_k=[0, 1, 2], verbosity=[0]))
+    meta = json.loads((tmp_path / "run" / RUN).read_text())
+    assert "temperature" not in meta and "parallel" not in meta  # no baseline, no 0.7
+    assert meta["sleep"]["temperature_by_k"] == {"1": None, "2": 0.7}
+    assert meta["test"]["temperature"] is None and meta["test"]["effort"] is None
+    run(_cfg(tmp_path, "fake", out=tmp_path / "par", samples=3, sleep_k=[0], verbosity=[0]))
+    assert json.loads((tmp_path / "par" / RUN).read_text())["parallel"] == {"temperature": 0.7}
+    run(_paper(tmp_path, "fake", sleep_k=[0, 1, 2]))
+    meta = json.loads((tmp_path / "paper" / RUN).read_text())
+    assert meta["test"]["temperature"] == 0.0 and "parallel" not in meta
+    assert meta["sleep"]["temperature_by_k"] == {"1": 0.0, "2": 1.0}
+    assert "warnings" not in meta
+
+
+def test_k_above_1_at_temperature_0_warns(tmp_path: Path) -> None:
+    """At temperature 0 the k sleep agents write the same memory k times (paid k times):
+    allowed when asked for, with a warning on the console and in run.json."""
+    console = Console(record=True, width=200)
+    run(_paper(tmp_path, "fake", sleep_k=[0, 2], sleep_temperature=0.0), console=console)
+    meta = json.loads((tmp_path / "paper" / RUN).read_text())
+    assert any("k=2" in w and "temperature 0" in w for w in meta["warnings"])
+    assert "the same memory 2 times" in console.export_text()
+    sleeps = read_jsonl(tmp_path / "paper" / SLEEP)
+    blocks = [r["memory"] for r in sleeps[0]["rethinks"]]
+    assert len(blocks) == 2 and blocks[0] == blocks[1]  # what the warning is about
+
+
+def test_temperature_and_effort_per_phase_are_sent_and_recorded(tmp_path: Path) -> None:
+    model = Effortful()
+    run(
+        _paper(
+            tmp_path,
+            model,
+            sleep_k=[0, 1],
+            test_temperature=1.0,
+            sleep_temperature=0.5,
+            test_effort="medium",
+            sleep_effort="high",
+        )
+    )
+    calls = read_jsonl(tmp_path / "paper" / CALLS)
+    assert calls and all("effort" in c and "temperature" in c for c in calls)
+    assert {(c["effort"], c["temperature"]) for c in calls if c["phase"] == "sleep"} == {
+        ("high", 0.5)
+    }
+    assert {(c["effort"], c["temperature"]) for c in calls if c["phase"] == "test"} == {
+        ("medium", 1.0)
+    }
+    assert sorted(model.got, key=str) == sorted(
+        ((c["effort"], c["temperature"]) for c in calls), key=str
+    )
+    meta = json.loads((tmp_path / "paper" / RUN).read_text())
+    assert meta["test"] == {"token_caps": None, "temperature": 1.0, "effort": "medium"}
+    assert meta["sleep"]["effort"] == "high"
+    # product: the library's calls get the phase's options where it leaves the default
+    product = Effortful()
+    run(
+        _cfg(
+            tmp_path,
+            product,
+            samples=0,
+            sleep_k=[0, 1],
+            verbosity=[0],
+            test_temperature=0.3,
+            sleep_effort="low",
+        )
+    )
+    calls = read_jsonl(tmp_path / "run" / CALLS)
+    answers = [c for c in calls if c["phase"] == "test"]
+    assert answers and {c["temperature"] for c in answers} == {0.3}
+    assert {c["effort"] for c in calls if c["phase"] == "sleep"} == {"low"}
+    assert {c["effort"] for c in answers} == {None}
+    assert (None, 0.3) in product.got and ("low", None) in product.got
+    with pytest.raises(InvalidInput, match="takes no reasoning effort"):
+        run(_paper(tmp_path, FakeChatModel(), out="plain", test_effort="high"))
+    with pytest.raises(InvalidInput, match="--sleep-effort"):
+        run(_paper(tmp_path, "fake", out="bad", sleep_effort="extreme"))
+
+
+def test_cli_exits_1_on_failed_calls_unless_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import sleeptime.api
+    from sleeptime.cli import app
+
+    monkeypatch.setattr(sleeptime.api, "resolve_model", lambda spec, settings: RejectsZero())
+    args = ["bench", "run", "--protocol", "paper", "--dataset", str(_dataset(tmp_path))]
+    args += ["--model", "fake", "--verbosity", "0", "--sleep-k", "0", "--no-predictability"]
+    done = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert done.exit_code == 1, done.output
+    assert "4 model calls failed" in done.output and "--allow-errors" in done.output
+    assert (tmp_path / "a" / "report.md").exists()  # the report says so too
+    done = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--allow-errors"])
+    assert done.exit_code == 0, done.output
+    done = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "c"), "--test-temperature", "1"])
+    assert done.exit_code == 0, done.output
+
+
+def test_paper_scoring_reads_the_raw_gsm_answer_field(tmp_path: Path) -> None:
+    """The loader keeps a Stateful GSM-Symbolic solution as it is; the paper's scorer
+    reads it as its evaluator does ('####42' and '#### 42 ' never match), the lenient
+    one the normalised gold."""
+    fields = ["She has 42.\n#### 42", "She has 42.\n####42", "She has 42.\n#### 42 "]
+    data = tmp_path / "p2.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": i,
+                    "stateful_gsm_symbolic_context": f"Ann {i} has 40 apples. She buys 2.",
+                    "stateful_gsm_symbolic_question": "How many apples does she have?",
+                    "answer": field,
+                }
+            )
+            + "\n"
+            for i, field in enumerate(fields)
+        )
+    )
+    model = FakeChatModel(responses=["The answer is 42."] * 3)
+    run(_paper(tmp_path, model, dataset=f"stateful-gsm-symbolic:{data}"))
+    rows = read_jsonl(tmp_path / "paper" / RESULTS)
+    assert [r["gold"] for r in rows] == ["42"] * 3
+    assert [r["correct"] for r in rows] == [True, False, False]
+    lenient = write_report(tmp_path / "paper", quiet=True, scorer="lenient")
+    assert lenient["arms"][0]["correct"] == 3
+    paper = write_report(tmp_path / "paper", quiet=True, scorer="paper")
+    assert paper["arms"][0]["correct"] == 1

@@ -58,7 +58,27 @@ def run_cmd(
         "auto", "--rethink-mode", help="auto (tool calls when supported), tools or text"
     ),
     sleep_temperature: float = typer.Option(
-        None, "--sleep-temperature", help="sleep-time temperature (paper default 0)"
+        None,
+        "--sleep-temperature",
+        help="sleep-time temperature (default: paper 0, 1.0 for k>1; product the library's)",
+    ),
+    test_temperature: float = typer.Option(
+        None,
+        "--test-temperature",
+        help="test-time temperature (default: paper 0; product the model's)",
+    ),
+    sleep_effort: str = typer.Option(
+        None,
+        "--sleep-effort",
+        help="reasoning effort of sleep-time calls: minimal, low, medium, high",
+    ),
+    test_effort: str = typer.Option(
+        None,
+        "--test-effort",
+        help="reasoning effort of test-time calls: minimal, low, medium, high",
+    ),
+    allow_errors: bool = typer.Option(
+        False, "--allow-errors", help="exit 0 even when model calls failed (they stay recorded)"
     ),
     oracle_questions: bool = typer.Option(
         False,
@@ -83,7 +103,7 @@ def run_cmd(
     from rich.console import Console
 
     from sleeptime.bench.report import write_report
-    from sleeptime.bench.runner import RunConfig, parse_levels
+    from sleeptime.bench.runner import BenchRunFailed, RunConfig, parse_levels
     from sleeptime.bench.runner import run as run_bench
     from sleeptime.settings import Settings
 
@@ -107,18 +127,28 @@ def run_cmd(
         memory_chars=memory_chars,
         rethink_mode=rethink_mode,
         sleep_temperature=sleep_temperature,
+        test_temperature=test_temperature,
+        sleep_effort=sleep_effort,
+        test_effort=test_effort,
         oracle_questions=oracle_questions,
+        allow_errors=allow_errors,
     )
     console = Console(stderr=True)
-    stats = run_bench(cfg, console=console)
+    failure: BenchRunFailed | None = None
+    try:
+        stats = run_bench(cfg, console=console)
+    except BenchRunFailed as exc:  # the report is still written; the exit code says it
+        stats, failure = exc.stats, exc
     console.print(
         f"{stats.new_results} new answers, {stats.skipped_results} already done, "
-        f"{stats.new_calls} model calls, {stats.errors} failed items, "
+        f"{stats.new_calls} model calls, {stats.failed_calls} failed calls, "
+        f"{stats.errors} failed items, "
         f"{stats.seconds:.1f} s -> {out}"
     )
     if report and (stats.new_results or stats.skipped_results):
         write_report(out, t=t)
-    if stats.errors:
+    if failure is not None:
+        console.print(f"[red]error:[/red] {failure}", highlight=False)
         raise typer.Exit(1)
 
 

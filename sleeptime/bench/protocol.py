@@ -19,11 +19,19 @@ reported as such).
 Every call goes through :class:`~sleeptime.llm.gateway.ModelGateway` (retries and
 accounting). The gateway returns text only, so tool calls are read from the message
 the model produced through a thin wrapper (:class:`_ToolCalling`).
+
+A benchmark's gateway is a :class:`BenchGateway`: every call of a phase (sleep, test)
+is made with that phase's options (:func:`phase_options`: the temperature where the
+caller leaves the model's default, the reasoning effort), the options actually sent are
+published for the call recorder, and a call that fails is reported
+(:func:`report_failure`) before the error goes on: no call fails unrecorded, and none is
+retried with other parameters.
 """
 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +46,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from sleeptime.bench.paper_prompts import MEMORY_CHARS, PaperPrompts, sleep_messages
 from sleeptime.errors import ModelCallError
-from sleeptime.llm.gateway import CallResult, ModelGateway, Recorder
+from sleeptime.llm.gateway import CallResult, ModelGateway, Recorder, TokenSink
 from sleeptime.models import Phase, Usage
 
 #: Parameters of the model call in progress, read by the benchmark's call recorder:
@@ -63,6 +71,113 @@ def call_meta(**meta: Any) -> Iterator[None]:
         yield
     finally:
         CALL_META.reset(token)
+
+
+# -- per-phase options, failures ------------------------------------------------------------
+
+#: Reasoning efforts a benchmark may ask for (``--test-effort``, ``--sleep-effort``).
+EFFORTS = ("minimal", "low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class PhaseOptions:
+    """What every call of one phase is made with. ``temperature`` is sent where the
+    caller leaves the model's default (None: leave it); ``effort`` (None: the model's
+    default) is sent with every call of the phase."""
+
+    temperature: float | None = None
+    effort: str | None = None
+
+
+#: The options per phase of the work in progress (see :class:`BenchGateway`).
+PHASE_OPTIONS: contextvars.ContextVar[dict[str, PhaseOptions] | None] = contextvars.ContextVar(
+    "bench_phase_options", default=None
+)
+#: Called with (phase, step, error) for every model call that fails.
+ON_FAILURE: contextvars.ContextVar[Callable[[Phase, str, BaseException], None] | None] = (
+    contextvars.ContextVar("bench_on_failure", default=None)
+)
+
+
+@contextmanager
+def phase_options(**by_phase: PhaseOptions) -> Iterator[None]:
+    """Make the calls inside with these options per phase (``sleep=``, ``test=``)."""
+    token = PHASE_OPTIONS.set(dict(by_phase))
+    try:
+        yield
+    finally:
+        PHASE_OPTIONS.reset(token)
+
+
+def report_failure(phase: Phase, step: str, exc: BaseException) -> None:
+    """Tell the benchmark's recorder that a call failed (nothing when none listens)."""
+    hook = ON_FAILURE.get()
+    if hook is not None:
+        hook(phase, step, exc)
+
+
+def takes_effort(model: BaseChatModel) -> bool:
+    """Whether the model has a ``reasoning_effort`` setting (OpenAI o-series, gpt-5,
+    gpt-oss through ``ChatOpenAI``; a scripted model may declare one)."""
+    base = model.base if isinstance(model, _ToolCalling) else model
+    return "reasoning_effort" in type(base).model_fields
+
+
+def with_effort(model: BaseChatModel, effort: str) -> BaseChatModel:
+    """A copy of ``model`` that sends ``reasoning_effort=effort``."""
+    if isinstance(model, _ToolCalling):
+        base = with_effort(model.base, effort)
+        return _ToolCalling(base=base, bound=base.bind_tools([RETHINK_TOOL, FINISH_TOOL]))
+    if not takes_effort(model):
+        raise ModelCallError(f"model {type(model).__name__} takes no reasoning effort")
+    return model.model_copy(update={"reasoning_effort": effort})
+
+
+class BenchGateway(ModelGateway):
+    """The gateway of a benchmark run: :meth:`call` applies the phase's options
+    (:func:`phase_options`), publishes the temperature and effort it sends in
+    :data:`CALL_META` for the call recorder, and reports a call that fails
+    (:func:`report_failure`) before raising its error unchanged."""
+
+    def call(
+        self,
+        messages: Sequence[BaseMessage],
+        *,
+        phase: Phase,
+        step: str,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        recorder: Recorder | None = None,
+        json_schema: dict[str, Any] | None = None,
+        namespace: str | None = None,
+        on_token: TokenSink | None = None,
+    ) -> CallResult:
+        opts = (PHASE_OPTIONS.get() or {}).get(phase) or PhaseOptions()
+        if temperature is None:
+            temperature = opts.temperature
+        meta = {**(CALL_META.get() or {}), "temperature": temperature, "effort": opts.effort}
+        with call_meta(**meta):
+            try:
+                target: ModelGateway = self
+                if opts.effort is not None:
+                    target = dataclasses.replace(self, model=with_effort(self.model, opts.effort))
+                return ModelGateway.call(
+                    target,
+                    messages,
+                    phase=phase,
+                    step=step,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    seed=seed,
+                    recorder=recorder,
+                    json_schema=json_schema,
+                    namespace=namespace,
+                    on_token=on_token,
+                )
+            except Exception as exc:
+                report_failure(phase, step, exc)
+                raise
 
 
 def decode_limit(
@@ -93,10 +208,13 @@ def call(
     None means uncapped (the model's window is still a hard limit)."""
     limit = decode_limit(gateway, messages, max_tokens)
     if limit is not None and limit < min(MIN_DECODE, max_tokens or MIN_DECODE):
-        raise ModelCallError(
+        error = ModelCallError(
             f"the prompt of {step} leaves {max(limit, 0)} tokens of the "
             f"{gateway.context_window}-token window of {gateway.name}"
         )
+        with call_meta(max_tokens=max_tokens, limit=limit, temperature=temperature):
+            report_failure(phase, step, error)
+        raise error
     with call_meta(max_tokens=max_tokens, limit=limit, temperature=temperature):
         return gateway.call(
             messages,
@@ -193,12 +311,8 @@ def tool_gateway(gateway: ModelGateway) -> ModelGateway | None:
         bound = model.bind_tools([RETHINK_TOOL, FINISH_TOOL])
     except (NotImplementedError, AttributeError, TypeError, ValueError):
         return None
-    return ModelGateway(
-        model=_ToolCalling(base=model, bound=bound),
-        retry=gateway.retry,
-        recorder=gateway.recorder,
-        window=gateway.window,
-    )
+    # replace, not a new ModelGateway: a BenchGateway stays one (phase options, failures)
+    return dataclasses.replace(gateway, model=_ToolCalling(base=model, bound=bound))
 
 
 # -- the loop --------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -63,6 +64,11 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "local": (0.0, 0.0),
 }
 MAX_QUERIES_PLOTTED = 10
+#: Bootstrap resamples (of contexts) behind each headline interval.
+HEADLINE_RESAMPLES = 1000
+#: Queries per context of the paper's amortization headline ("2.5x lower cost per query
+#: at 10 queries per context, test tokens weighted 10x").
+HEADLINE_Q = 10.0
 
 
 @dataclass
@@ -95,6 +101,11 @@ class ArmStats:
     sleep_errors: int = 0
     prompt_vs_cold: dict[str, Any] = field(default_factory=dict)
     support_coverage: dict[str, Any] = field(default_factory=dict)
+    #: Sleep/test pairs behind one answer: k for the paper protocol's k sleep agents,
+    #: else 1. Per-pair tokens are the summed ones divided by it (the paper counts one).
+    pairs: int = 1
+    #: Answers whose model call failed (``source: error``), counted as wrong.
+    errors: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +137,10 @@ class ArmStats:
             "sleep_errors": self.sleep_errors,
             "prompt_vs_cold": self.prompt_vs_cold,
             "support_coverage": self.support_coverage,
+            "pairs": self.pairs,
+            "mean_test_tokens_per_pair": round(self.mean_test_tokens / self.pairs, 2),
+            "mean_sleep_tokens_per_pair": round(self.mean_sleep_tokens_per_context / self.pairs, 2),
+            "errors": self.errors,
         }
 
 
@@ -222,11 +237,22 @@ def _items(out: Path) -> dict[str, Item]:
     return {it.id: it for it in parse_jsonl(path.read_text("utf-8").splitlines(), source=str(path))}
 
 
+def latest(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (item, query, arm): the last written (a re-run redoes an answer whose
+    model call failed, and its row supersedes the error's)."""
+    last: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    for r in results:
+        last[(r["item"], r["q"], r["arm"])] = r
+    return list(last.values())
+
+
 def rescore(
     results: list[dict[str, Any]], items: dict[str, Item], name: str
 ) -> list[dict[str, Any]]:
     """Score every stored response again with scorer ``name`` (the runs keep responses,
-    so ``bench report --scorer`` can compare the paper's scorer with the lenient one)."""
+    so ``bench report --scorer`` can compare the paper's scorer with the lenient one).
+    The paper's scorer reads the dataset's raw answer field where the item keeps it
+    (Stateful GSM-Symbolic: ``meta.solution``). An answer whose call failed stays wrong."""
     scorers: dict[bool, Scorer] = {}
     out = []
     for r in results:
@@ -234,7 +260,16 @@ def rescore(
         aime = bool(item is not None and is_aime(item))
         scorer = scorers.setdefault(aime, get_scorer(name, aime=aime))
         gold = str(r["gold"])
+        qi = r.get("q")
+        if item is not None and isinstance(qi, int) and 0 <= qi < len(item.queries):
+            gold = scorer.gold(item.queries[qi].answer, item.queries[qi].meta)
         r = dict(r)
+        if r.get("source") == "error":
+            r["correct"] = False
+            if "pass_at_k" in r:
+                r["pass_at_k"] = False
+            out.append(r)
+            continue
         group = r.get("samples") or r.get("pairs")
         if group:
             group = [
@@ -244,7 +279,7 @@ def rescore(
             r["extracted"], r["correct"] = vote(group)
             r["pass_at_k"] = any(s["correct"] for s in group)
             r["samples" if r.get("samples") else "pairs"] = group
-        elif r.get("source") != "error":
+        else:
             r["correct"] = scorer.correct(str(r.get("response") or ""), gold)
             r["extracted"] = scorer.key(str(r.get("response") or ""))
             if "pass_at_k" in r:
@@ -285,10 +320,14 @@ def summarize(
     meta.setdefault("protocol", "product")
     scorer_name = scorer or meta.get("scorer") or "lenient"
     get_scorer(scorer_name)  # a clear error for an unknown name
-    results = rescore(read_jsonl(out / RESULTS), _items(out), scorer_name)
+    results = rescore(latest(read_jsonl(out / RESULTS)), _items(out), scorer_name)
     sleeps = read_jsonl(out / SLEEP)
     sleep_by = {(r["item"], r["k"]): r for r in sleeps}
-    calls = read_jsonl(out / CALLS)
+    all_calls = read_jsonl(out / CALLS)
+    calls = [c for c in all_calls if not c.get("error")]
+    failed = [c for c in all_calls if c.get("error")]
+    paper = meta.get("protocol") == "paper"
+    cells: dict[str, dict[str, tuple[int, int, float, float]]] = {}
     calls_by_arm: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for c in calls:
         calls_by_arm[str(c.get("arm"))].append(c)
@@ -337,6 +376,8 @@ def summarize(
             for name, (p_in, p_out) in prices.items()
         }
         lo, hi, method = accuracy_ci(rows)
+        if kind in ("test", "sleep"):
+            cells[arm] = _cells(rows, sleep_by, k, fill_out)
         near = [r for r in rows if "near_miss_of" in r]
         near_zero = [r for r in near if r.get("source") == "predicted"]
         false_serves = [
@@ -409,11 +450,14 @@ def summarize(
                 sleep_errors=sum(1 for s in sleep_rows if s.get("error")),
                 prompt_vs_cold=prompt_vs_cold(rows),
                 support_coverage=support_coverage(rows),
+                pairs=k if paper and k > 1 and kind in ("sleep", "pass@k") else 1,
+                errors=sum(1 for r in rows if r.get("source") == "error"),
             )
         )
     phase_calls: dict[str, int] = defaultdict(int)
     for c in calls:
         phase_calls[c["phase"]] += 1
+    phase_calls["failed"] = len(failed)
     return {
         "run": meta,
         "scorer": scorer_name,
@@ -436,9 +480,24 @@ def summarize(
             Counter(r.get("stop") for s in sleeps for r in s.get("rethinks") or [])
         ),
         "errors": len(read_jsonl(out / ERRORS)),
+        "failed_calls": _failures(failed, results),
         "prices_usd_per_1m": {k: list(v) for k, v in prices.items()},
         "arms": [a.to_json() for a in arms],
         "predictability": predictability_gain(out, results),
+        **headline_figures([a.to_json() for a in arms], cells, t=t, resamples=HEADLINE_RESAMPLES),
+    }
+
+
+def _failures(failed: list[dict[str, Any]], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Model calls that failed (every one recorded in calls.jsonl, also those a re-run
+    then redid) and the answers that still stand as errors."""
+    phases = Counter(str(c.get("phase")) for c in failed)
+    return {
+        "total": len(failed),
+        "sleep": phases.get("sleep", 0),
+        "test": phases.get("test", 0),
+        "answers_with_errors": sum(1 for r in results if r.get("source") == "error"),
+        "first": failed[0]["error"] if failed else None,
     }
 
 
@@ -510,21 +569,371 @@ def predictability_gain(out: Path, results: list[dict[str, Any]]) -> dict[str, A
             correct[(r["item"], r["q"])][(r["arm"], 0)] = bool(r["correct"])
             arms_seen[r["arm"]] = (int(r["k"]), int(r["verbosity"]))
     gains: dict[str, list[float | None]] = {}
+    intervals: dict[str, list[list[float] | None]] = {}
     for arm, (k, v) in sorted(arms_seen.items()):
         base = f"k0-v{v}"
         if k == 0 or base not in arms_seen:
             continue
         per_bin: list[float | None] = []
+        ci_bin: list[list[float] | None] = []
         for b in range(5):
-            diffs = [
-                float(c[(arm, 0)]) - float(c[(base, 0)])
-                for key, c in correct.items()
-                if quintile.get(key) == b and (arm, 0) in c and (base, 0) in c
-            ]
+            by_item: dict[str, list[float]] = defaultdict(list)
+            for key, c in correct.items():
+                if quintile.get(key) == b and (arm, 0) in c and (base, 0) in c:
+                    by_item[str(key[0])].append(float(c[(arm, 0)]) - float(c[(base, 0)]))
+            diffs = [d for ds in by_item.values() for d in ds]
             per_bin.append(sum(diffs) / len(diffs) if diffs else None)
+            clusters = [(sum(ds), len(ds)) for ds in by_item.values()]
+            ci = _cluster_mean_ci(clusters) if clusters else None
+            ci_bin.append(None if ci is None else [round(ci[0], 4), round(ci[1], 4)])
         gains[arm] = per_bin
+        intervals[arm] = ci_bin
     edges = [scores[ranked[min(len(ranked) - 1, b * len(ranked) // 5)]] for b in range(5)]
-    return {"scored": len(scores), "quintile_lower_edges": edges, "gain_by_quintile": gains}
+    return {
+        "scored": len(scores),
+        "quintile_lower_edges": edges,
+        "gain_by_quintile": gains,
+        # 95% percentile cluster bootstrap over the contexts of each quintile
+        "gain_ci_by_quintile": intervals,
+    }
+
+
+def _cluster_mean_ci(
+    clusters: list[tuple[float, int]], *, resamples: int = HEADLINE_RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile 95% interval of a pooled mean, resampling whole contexts
+    (``clusters`` = (sum, count) per context)."""
+    rng = random.Random(seed)
+    sums = [x for x, _ in clusters]
+    counts = [float(n) for _, n in clusters]
+    positions = range(len(clusters))
+    stats = []
+    for _ in range(resamples):
+        pick = operator.itemgetter(*rng.choices(positions, k=len(clusters)))
+        got_sums, got_counts = pick(sums), pick(counts)
+        if not isinstance(got_counts, tuple):  # one context
+            got_sums, got_counts = (got_sums,), (got_counts,)
+        total = sum(got_counts)
+        stats.append(sum(got_sums) / total if total else 0.0)
+    stats.sort()
+    return stats[int(0.025 * (resamples - 1))], stats[math.ceil(0.975 * (resamples - 1))]
+
+
+# -- the paper's headline figures --------------------------------------------------------------
+
+#: (queries, correct, charged test tokens summed over the pairs, the context's sleep
+#: tokens summed over the k rethinks) of one arm on one context.
+Cell = tuple[int, int, float, float]
+
+
+def _cells(
+    rows: list[dict[str, Any]], sleep_by: dict[tuple[Any, Any], dict[str, Any]], k: int, fill: float
+) -> dict[str, Cell]:
+    """One arm's rows per context (a wrong zero-token answer charged ``fill`` tokens)."""
+    acc: dict[str, list[float]] = {}
+    for r in rows:
+        c = acc.setdefault(str(r["item"]), [0, 0, 0.0, 0.0])
+        c[0] += 1
+        c[1] += bool(r["correct"])
+        wrong_zero = r.get("source") == "predicted" and not r["correct"]
+        c[2] += fill if wrong_zero else float(r["test_completion_tokens"])
+    out: dict[str, Cell] = {}
+    for item, c in acc.items():
+        slept = sleep_by.get((item, k)) if k else None
+        sleep = float(slept["sleep_completion_tokens"]) if slept else 0.0
+        out[item] = (int(c[0]), int(c[1]), c[2], sleep)
+    return out
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (tokens, accuracy) points that no other point beats with fewer or as many
+    tokens and a higher accuracy, by tokens (accuracy strictly rising along it)."""
+    front: list[tuple[float, float]] = []
+    for x, a in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or a > front[-1][1]:
+            front.append((x, a))
+    return front
+
+
+def tokens_at(points: list[tuple[float, float]], level: float) -> float | None:
+    """The fewest tokens at which the Pareto front of ``points`` reaches accuracy
+    ``level``, linear between its points; the cheapest point when it already does;
+    None when no point reaches it."""
+    front = pareto_front(points)
+    if not front or level > front[-1][1]:
+        return None
+    prev: tuple[float, float] | None = None
+    for x, a in front:
+        if a >= level:
+            if prev is None:
+                return x
+            x0, a0 = prev
+            return x0 + (level - a0) / (a - a0) * (x - x0)
+        prev = (x, a)
+    return None  # pragma: no cover - the last point reaches the level
+
+
+def equal_accuracy_ratio(
+    test_only: list[tuple[float, float]], sleep: list[tuple[float, float]]
+) -> tuple[float | None, float]:
+    """(sleep-time tokens / test-time-only tokens at equal accuracy, that accuracy): the
+    highest accuracy both Pareto fronts reach. None when it is 0 (nothing to equalise)
+    or test-time only needs no tokens for it."""
+    level = min(max(a for _, a in test_only), max(a for _, a in sleep))
+    if level <= 0:
+        return None, level
+    base, mine = tokens_at(test_only, level), tokens_at(sleep, level)
+    if not base or mine is None:
+        return None, level
+    return mine / base, level
+
+
+@dataclass(frozen=True)
+class _ArmInfo:
+    arm: str
+    k: int
+    v: int
+    pairs: int
+
+
+def _figures(
+    info: list[_ArmInfo], agg: dict[str, tuple[int, int, float, float, int]], t: float
+) -> dict[str, float | None]:
+    """Every headline number of one (re)sample of contexts, by name. ``agg`` holds per
+    arm (queries, correct, test tokens, sleep tokens, contexts) summed over the sample."""
+    out: dict[str, float | None] = {}
+    here = [a for a in info if a.arm in agg and agg[a.arm][0] > 0]
+    base = {a.v: a for a in here if a.k == 0}
+    ks = sorted({a.k for a in here if a.k > 0})
+
+    def acc(a: _ArmInfo) -> float:
+        n, c, *_ = agg[a.arm]
+        return c / n
+
+    def test(a: _ArmInfo, per_pair: bool) -> float:
+        n, _c, tok, _s, _m = agg[a.arm]
+        return tok / n / (a.pairs if per_pair else 1)
+
+    for k in ks:
+        mine = {a.v: a for a in here if a.k == k}
+        for per_pair, tag in ((True, ""), (False, "_summed")):
+            if base:
+                ratio, level = equal_accuracy_ratio(
+                    [(test(a, per_pair), acc(a)) for a in base.values()],
+                    [(test(a, per_pair), acc(a)) for a in mine.values()],
+                )
+                out[f"tokens{tag}@{k}"] = ratio
+                out[f"level@{k}"] = level
+            for q_tag in ("q10", "measured"):
+                ratios = []
+                for v in sorted(mine.keys() & base.keys()):
+                    a = mine[v]
+                    n, _c, _tok, sleep, contexts = agg[a.arm]
+                    sleep_per_context = sleep / contexts / (a.pairs if per_pair else 1)
+                    q = HEADLINE_Q if q_tag == "q10" else n / contexts
+                    no_sleep = t * test(base[v], per_pair)
+                    if no_sleep > 0:
+                        ratios.append((sleep_per_context / q + t * test(a, per_pair)) / no_sleep)
+                out[f"amortized{tag}_{q_tag}@{k}"] = _mean(ratios) if ratios else None
+    if len(ks) >= 2:
+        low = {a.v: a for a in here if a.k == ks[0]}
+        for k in ks[1:]:
+            mine = {a.v: a for a in here if a.k == k}
+            shared = sorted(mine.keys() & low.keys())
+            out[f"gain@{k}"] = (
+                _mean([acc(mine[v]) - acc(low[v]) for v in shared]) if shared else None
+            )
+    return out
+
+
+#: One arm's cells as five columns over the run's contexts (queries, correct, test
+#: tokens, sleep tokens, 1 where the arm has the context), 0 where it has not.
+Columns = tuple[list[float], list[float], list[float], list[float], list[float]]
+
+
+def _columns(cells: dict[str, dict[str, Cell]], contexts: list[str]) -> dict[str, Columns]:
+    out: dict[str, Columns] = {}
+    shared: dict[tuple[float, ...], list[float]] = {}  # equal columns: one list, summed once
+
+    def column(values: list[float]) -> list[float]:
+        return shared.setdefault(tuple(values), values)
+
+    for arm, per_item in cells.items():
+        rows = [per_item.get(c) for c in contexts]
+        out[arm] = (
+            column([float(r[0]) if r else 0.0 for r in rows]),
+            column([float(r[1]) if r else 0.0 for r in rows]),
+            column([r[2] if r else 0.0 for r in rows]),
+            column([r[3] if r else 0.0 for r in rows]),
+            column([1.0 if r else 0.0 for r in rows]),
+        )
+    return out
+
+
+def _aggregate(
+    columns: dict[str, Columns], resample: list[int] | None
+) -> dict[str, tuple[int, int, float, float, int]]:
+    """Per arm (queries, correct, test tokens, sleep tokens, contexts) over the contexts
+    at the positions ``resample`` lists (a bootstrap resample), each once when None."""
+    pick = None if resample is None else operator.itemgetter(*resample)
+    sums: dict[int, float] = {}
+
+    def total(col: list[float]) -> float:
+        key = id(col)
+        if key not in sums:
+            if pick is None:
+                sums[key] = sum(col)
+            else:
+                got = pick(col)
+                sums[key] = sum(got) if isinstance(got, tuple) else got
+        return sums[key]
+
+    out = {}
+    for arm, cols in columns.items():
+        n, c, tok, sleep, m = (total(col) for col in cols)
+        out[arm] = (round(n), round(c), tok, sleep, round(m))
+    return out
+
+
+def _interval(value: float | None, draws: list[float | None]) -> tuple[float | None, float | None]:
+    """Percentile 95% interval of the defined bootstrap values."""
+    got = sorted(d for d in draws if d is not None and math.isfinite(d))
+    if value is None or len(got) < 2:
+        return None, None
+    lo = got[int(0.025 * (len(got) - 1))]
+    hi = got[math.ceil(0.975 * (len(got) - 1))]
+    return lo, hi
+
+
+def _figure(
+    value: float | None, draws: list[float | None], note: str, digits: int = 4
+) -> dict[str, Any]:
+    lo, hi = _interval(value, draws)
+    undefined = sum(d is None for d in draws)
+    if value is not None and undefined:
+        note += f" ({undefined} of {len(draws)} resamples could not compute it)"
+    return {
+        "value": None if value is None else round(value, digits),
+        "ci_low": None if lo is None else round(lo, digits),
+        "ci_high": None if hi is None else round(hi, digits),
+        "note": note,
+    }
+
+
+def headline_figures(
+    arms: list[dict[str, Any]],
+    cells: dict[str, dict[str, Cell]],
+    *,
+    t: float,
+    resamples: int = HEADLINE_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The paper's headline figures, each with a 95% percentile bootstrap interval
+    (contexts resampled with replacement, the same resample for every arm):
+
+    - ``test_tokens_ratio_at_equal_accuracy``: test-time completion tokens per query of
+      sleep-time compute (the smallest k >= 1) over test-time only, where both Pareto
+      fronts (one point per verbosity, linear between points) reach the highest
+      accuracy they share; the paper's "~5x fewer" is 1 / value.
+    - ``sleep_scaling_gain``: accuracy at the largest k minus the smallest k >= 1, mean
+      over the verbosities both ran (absolute: 0.13 = 13 points).
+    - ``amortized_cost_ratio``: cost per query (sleep tokens per context / Q + t x test
+      tokens per query) of the smallest k >= 1 over test-time only, at Q = 10, mean over
+      verbosities; the paper's "2.5x lower" is 1 / value. At the measured Q in details.
+
+    Tokens are per sleep/test pair (the paper's way: k agents' tokens / k); the same
+    figures with tokens summed over the k pairs are in ``headline_details``."""
+    info = [
+        _ArmInfo(a["arm"], int(a["k"]), int(a["verbosity"]), int(a.get("pairs") or 1))
+        for a in arms
+        if a["kind"] in ("test", "sleep") and a["arm"] in cells
+    ]
+    contexts = sorted({item for per_item in cells.values() for item in per_item})
+    columns = _columns(cells, contexts)
+    point = _figures(info, _aggregate(columns, None), t)
+    rng = random.Random(seed)
+    draws: dict[str, list[float | None]] = defaultdict(list)
+    positions = range(len(contexts))
+    if contexts:
+        for _ in range(resamples):
+            got = _figures(info, _aggregate(columns, rng.choices(positions, k=len(contexts))), t)
+            for key in point:
+                draws[key].append(got.get(key))
+    ks = sorted({a.k for a in info if a.k > 0})
+    has_base = any(a.k == 0 for a in info)
+    method = f"95% percentile bootstrap over {len(contexts)} contexts, {resamples} resamples"
+
+    def fig(key: str, note: str, digits: int = 4) -> dict[str, Any]:
+        return _figure(point.get(key), draws.get(key, []), note, digits)
+
+    missing = "needs test-time-only (k=0) and sleep-time (k>=1) arms"
+    if not (has_base and ks):
+        ratio = _figure(None, [], f"not computable: the run {missing}")
+        amortized = _figure(None, [], f"not computable: the run {missing}")
+    else:
+        k = ks[0]
+        level = point.get(f"level@{k}") or 0.0
+        value = point.get(f"tokens@{k}")
+        if value is None:
+            why = (
+                "no accuracy above 0% on both fronts: nothing to equalise"
+                if level <= 0
+                else "test-time only reaches it at 0 tokens"
+            )
+            ratio = _figure(None, [], f"not computable: {why}")
+        else:
+            ratio = fig(
+                f"tokens@{k}",
+                f"k={k} over test-time only, test-time completion tokens per query (per "
+                f"pair) on the Pareto fronts over verbosity, linear between points, at "
+                f"{100 * level:.1f}% accuracy (the highest both reach); {method}",
+            )
+        amortized = fig(
+            f"amortized_q10@{k}",
+            f"k={k} over test-time only, cost per query = sleep tokens per context / Q + "
+            f"{t:g} x test tokens per query (per pair), Q = {HEADLINE_Q:g}, mean over the "
+            f"verbosities both ran; {method}",
+        )
+    if len(ks) < 2:
+        gain = _figure(
+            None,
+            [],
+            "not computable: needs two sleep-time k values >= 1 (e.g. --sleep-k 0,1,5)",
+        )
+    else:
+        gain = fig(
+            f"gain@{ks[-1]}",
+            f"accuracy of k={ks[-1]} minus k={ks[0]} (absolute), mean over the verbosities "
+            f"both ran; {method}",
+        )
+    details: dict[str, Any] = {"method": method, "t": t, "q": HEADLINE_Q, "by_k": {}}
+    for k in ks:
+        row: dict[str, Any] = {}
+        if has_base:
+            row["accuracy_level"] = point.get(f"level@{k}")
+            row["test_tokens_ratio"] = fig(f"tokens@{k}", "per pair")
+            row["test_tokens_ratio_summed_over_k"] = fig(f"tokens_summed@{k}", "summed over k")
+            row["amortized_cost_ratio_q10"] = fig(f"amortized_q10@{k}", "per pair, Q = 10")
+            row["amortized_cost_ratio_q10_summed_over_k"] = fig(
+                f"amortized_summed_q10@{k}", "summed over k, Q = 10"
+            )
+            row["amortized_cost_ratio_measured_q"] = fig(
+                f"amortized_measured@{k}", "per pair, the measured queries per context"
+            )
+            row["amortized_cost_ratio_measured_q_summed_over_k"] = fig(
+                f"amortized_summed_measured@{k}", "summed over k, the measured Q"
+            )
+        if k != ks[0]:
+            row["sleep_scaling_gain"] = fig(f"gain@{k}", f"k={k} minus k={ks[0]}")
+        details["by_k"][str(k)] = row
+    return {
+        "headline": {
+            "test_tokens_ratio_at_equal_accuracy": ratio,
+            "sleep_scaling_gain": gain,
+            "amortized_cost_ratio": amortized,
+        },
+        "headline_details": details,
+    }
 
 
 # -- plots ---------------------------------------------------------------------------------
@@ -824,6 +1233,173 @@ HEADERS = [
 ]
 
 
+def _num(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _interval_cell(fig: dict[str, Any], *, points: bool = False) -> str:
+    """'0.133 [0.100, 0.200]', or '+10.0 pp [...]' for an accuracy difference."""
+    if fig.get("value") is None:
+        return "n/a"
+    fmt = _pp if points else _num
+    return f"{fmt(fig['value'])} [{fmt(fig.get('ci_low'))}, {fmt(fig.get('ci_high'))}]"
+
+
+def _pp(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:+.1f} pp"
+
+
+def _times(fig: dict[str, Any], word: str) -> str:
+    """'7.50x fewer' for a ratio of 0.133, '1.02x more' for 1.02."""
+    value = fig.get("value")
+    if not value:
+        return "-"
+    if value > 1:
+        return f"{value:.2f}x {'more' if word == 'fewer' else 'higher'}"
+    return f"{1 / value:.2f}x {word}"
+
+
+HEADLINE_HEADERS = ["figure", "value [95% CI]", "reading", "how"]
+
+
+def headline_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """The paper's headline figures, one row each (then per k, and the predictability
+    quintiles when the run scored them)."""
+    head = summary.get("headline") or {}
+    details = summary.get("headline_details") or {}
+    if not head:
+        return []
+    t = summary.get("t", 10.0)
+    by_k = details.get("by_k", {})
+    ks = sorted(int(k) for k in by_k)
+    k1 = ks[0] if ks else 1
+    ratio, gain, cost = (
+        head["test_tokens_ratio_at_equal_accuracy"],
+        head["sleep_scaling_gain"],
+        head["amortized_cost_ratio"],
+    )
+    rows = [
+        [
+            f"test-time tokens at equal accuracy, k={k1} / test-time only",
+            _interval_cell(ratio),
+            _times(ratio, "fewer"),
+            ratio["note"],
+        ],
+        [
+            f"accuracy gain from more sleep-time compute, k={ks[-1] if ks else '?'} - k={k1}",
+            _interval_cell(gain, points=True),
+            "-",
+            gain["note"],
+        ],
+        [
+            f"amortized cost per query, Q={HEADLINE_Q:g}, t={t:g}, k={k1} / test-time only",
+            _interval_cell(cost),
+            _times(cost, "lower"),
+            cost["note"],
+        ],
+    ]
+    for k in ks:
+        row = by_k[str(k)]
+        if "amortized_cost_ratio_measured_q" in row and k == k1:
+            fig = row["amortized_cost_ratio_measured_q"]
+            qs = [
+                a["queries_per_context"]
+                for a in summary.get("arms", [])
+                if a["kind"] == "sleep" and a["k"] == k
+            ]
+            q = f"{_mean(qs):.3g}" if qs else "?"
+            rows.append(
+                [
+                    f"amortized cost per query, measured Q={q}, t={t:g}, k={k} / test-time only",
+                    _interval_cell(fig),
+                    _times(fig, "lower"),
+                    "the run's own queries per context",
+                ]
+            )
+        if k == k1:
+            continue
+        if "test_tokens_ratio" in row:
+            per_pair, summed = row["test_tokens_ratio"], row["test_tokens_ratio_summed_over_k"]
+            rows.append(
+                [
+                    f"test-time tokens at equal accuracy, k={k} / test-time only",
+                    _interval_cell(per_pair),
+                    _times(per_pair, "fewer"),
+                    f"per pair; summed over the k pairs: {_interval_cell(summed)}",
+                ]
+            )
+            per_pair = row["amortized_cost_ratio_q10"]
+            summed = row["amortized_cost_ratio_q10_summed_over_k"]
+            rows.append(
+                [
+                    f"amortized cost per query, Q={HEADLINE_Q:g}, t={t:g}, k={k} / test-time only",
+                    _interval_cell(per_pair),
+                    _times(per_pair, "lower"),
+                    f"per pair; summed over the k pairs: {_interval_cell(summed)}",
+                ]
+            )
+        if "sleep_scaling_gain" in row:
+            rows.append(
+                [
+                    f"accuracy gain, k={k} - k={k1}",
+                    _interval_cell(row["sleep_scaling_gain"], points=True),
+                    "-",
+                    "mean over verbosities",
+                ]
+            )
+    pred = summary.get("predictability")
+    if pred and pred.get("gain_by_quintile"):
+        cis = pred.get("gain_ci_by_quintile") or {}
+        for arm, gains in pred["gain_by_quintile"].items():
+            cells = []
+            for b, g in enumerate(gains):
+                ci = (cis.get(arm) or [None] * 5)[b]
+                fig = {
+                    "value": g,
+                    "ci_low": ci[0] if ci else None,
+                    "ci_high": ci[1] if ci else None,
+                }
+                cells.append(f"Q{b + 1} {_interval_cell(fig, points=True)}")
+            rows.append(
+                [
+                    f"accuracy gain by predictability quintile, {arm} - k0",
+                    "; ".join(cells),
+                    "-",
+                    "Q1 = least predictable (mean log P(q | c)); cluster bootstrap",
+                ]
+            )
+    return rows
+
+
+TOKEN_HEADERS = [
+    "arm",
+    "pairs",
+    "test tok/query per pair",
+    "summed over k",
+    "sleep tok/context per pair",
+    "summed over k",
+]
+
+
+def token_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Tokens per pair (the paper's way: one sleep/test pair) and summed over the k."""
+    rows = []
+    for a in summary["arms"]:
+        if a["kind"] not in ("test", "sleep"):
+            continue
+        rows.append(
+            [
+                a["arm"],
+                str(a.get("pairs", 1)),
+                f"{a.get('mean_test_tokens_per_pair', a['mean_test_tokens']):.1f}",
+                f"{a['mean_test_tokens']:.1f}",
+                f"{a.get('mean_sleep_tokens_per_pair', a['mean_sleep_tokens']):.1f}",
+                f"{a['mean_sleep_tokens']:.1f}",
+            ]
+        )
+    return rows
+
+
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     if console is None:
         console = Console()
@@ -838,6 +1414,19 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     for row in table_rows(summary):
         table.add_row(*row)
     console.print(table)
+    rows = headline_rows(summary)
+    if rows:
+        head = Table(*HEADLINE_HEADERS, title="headline figures, in the paper's form")
+        for row in rows:
+            head.add_row(*row)
+        console.print(head)
+    failed = summary.get("failed_calls") or {}
+    if failed.get("total") or failed.get("answers_with_errors"):
+        console.print(
+            f"[red]{failed['total']} model calls failed[/red] ({failed['sleep']} sleep-time, "
+            f"{failed['test']} test-time); {failed['answers_with_errors']} answers stand as "
+            f"errors (counted wrong). First: {failed['first']}"
+        )
 
 
 def _model(run: dict[str, Any]) -> str:
@@ -894,6 +1483,34 @@ def _markdown(summary: dict[str, Any], files: dict[str, str], price_model: str) 
         _markdown_table([h.replace("(t)", f"(t={t:g})") for h in HEADERS], table_rows(summary)),
         "",
     ]
+    failed = summary.get("failed_calls") or {}
+    if failed.get("total") or failed.get("answers_with_errors"):
+        parts += [
+            f"**{failed['total']} model calls failed** ({failed['sleep']} sleep-time, "
+            f"{failed['test']} test-time; each is a row of calls.jsonl with its `error`); "
+            f"{failed['answers_with_errors']} answers stand as errors and count as wrong. "
+            f"First: `{failed['first']}`",
+            "",
+        ]
+    rows = headline_rows(summary)
+    if rows:
+        parts += [
+            "## Headline figures, in the paper's form",
+            "",
+            "Ratios are sleep-time over test-time only (below 1: sleep-time compute needs "
+            "less); tokens are per sleep/test pair, as the paper counts them (the summed "
+            "figures are in summary.json's `headline_details`). Intervals: "
+            + str((summary.get("headline_details") or {}).get("method", "bootstrap"))
+            + ".",
+            "",
+            _markdown_table(HEADLINE_HEADERS, rows),
+            "",
+            "Tokens per pair (the paper counts one sleep/test pair) and summed over the k "
+            "pairs (what k sleep agents and their k test agents cost):",
+            "",
+            _markdown_table(TOKEN_HEADERS, token_rows(summary)),
+            "",
+        ]
     if "pareto" in files:
         parts += ["## Accuracy vs test-time tokens", "", f"![pareto]({files['pareto']})", ""]
     if "amortization" in files:

@@ -9,9 +9,15 @@ Two protocols (``--protocol``):
   precomputed answer at zero tokens when the serve policy allows it; lenient scorer.
 - ``paper``: the Sleep-time Compute paper's protocol. Its prompts (ours in our words,
   or the paper's own files with ``--prompts DIR``), no test-time token caps,
-  temperature 0, the rethink loop into a memory block of ~5,000 characters, k sleep
-  agents each paired 1:1 with a test agent (no merge), no predicted questions, the
-  paper's scorer.
+  temperature 0 (1.0 for the sleep agents when k > 1, as the paper's k runs), the
+  rethink loop into a memory block of ~5,000 characters, k sleep agents each paired 1:1
+  with a test agent (no merge), no predicted questions, the paper's scorer.
+
+Temperature and reasoning effort are options per phase (``test_temperature``,
+``sleep_temperature``, ``test_effort``, ``sleep_effort``), recorded in every call row.
+Errors are errors: a model call that fails is recorded in ``calls.jsonl`` with its
+error, its answer is recorded as an error (retried by a re-run), and a run with failed
+calls or items raises :class:`BenchRunFailed` at its end unless ``allow_errors``.
 
 Arms, each over every query of every item:
 
@@ -70,12 +76,25 @@ from sleeptime.bench.paper_prompts import (
     answer_messages,
     load_prompt_dir,
 )
-from sleeptime.bench.protocol import CALL_META, RethinkResult, call, call_meta, rethink_loop
-from sleeptime.errors import InvalidInput, ModelCallError, ModelOutputError
+from sleeptime.bench.protocol import (
+    CALL_META,
+    EFFORTS,
+    ON_FAILURE,
+    PHASE_OPTIONS,
+    BenchGateway,
+    PhaseOptions,
+    RethinkResult,
+    call,
+    call_meta,
+    phase_options,
+    rethink_loop,
+    takes_effort,
+)
+from sleeptime.errors import InvalidInput, ModelOutputError, SleepTimeError
 from sleeptime.llm.budget import call_max_tokens
-from sleeptime.llm.gateway import CallResult
+from sleeptime.llm.gateway import ModelGateway
 from sleeptime.llm.resolve import ModelSpec
-from sleeptime.models import Answer, Budget, Usage
+from sleeptime.models import Answer, Budget, Phase, Usage
 from sleeptime.settings import Settings
 from sleeptime.store.sql import LEARNED, QUESTIONS
 
@@ -90,6 +109,9 @@ RUN, DATASET, DB = "run.json", "dataset.jsonl", "bench.db"
 PROTOCOLS = ("product", "paper")
 #: Completion tokens one product-protocol rethink loop may spend (per rethink).
 DEFAULT_SLEEP_BUDGET = 2048
+#: The paper protocol's sleep temperature when k > 1 (the paper's k runs used 1.0):
+#: at 0 a deterministic model writes the same memory k times, and is paid k times.
+PAPER_K_TEMPERATURE = 1.0
 
 #: (item id, arm) of the work in progress, so the gateway recorder can file each call.
 _TAG: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar(
@@ -108,6 +130,7 @@ class RunConfig:
     verbosity: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     sleep_k: list[int] = field(default_factory=lambda: [0, 1])
     samples: int = 0
+    #: Temperature of the parallel-sampling baseline (recorded only when it runs).
     temperature: float = 0.7
     concurrency: int = 1
     #: Predicted questions per context (product protocol; None: 3, or 0 for paper).
@@ -126,11 +149,19 @@ class RunConfig:
     memory_chars: int = MEMORY_CHARS
     #: ``auto`` (tool calls when the model has them), ``tools`` or ``text``.
     rethink_mode: str = "auto"
-    #: Sleep-time temperature (None: paper 0; product: the library's setting).
+    #: Sleep-time temperature (None: paper 0 for k = 1 and 1.0 for k > 1; product: the
+    #: library's, the model's default for k = 1 and SLEEPTIME_SLEEP_TEMPERATURE for k > 1).
     sleep_temperature: float | None = None
+    #: Test-time temperature (None: paper 0; product: the library's, the model's default).
+    test_temperature: float | None = None
+    #: Reasoning effort per phase (None: the model's default); the model must take one.
+    sleep_effort: str | None = None
+    test_effort: str | None = None
     #: Product protocol: answer the dataset's own questions at sleep time instead of the
     #: model's predictions (an upper bound on prediction; exercises the serve policy).
     oracle_questions: bool = False
+    #: Finish without raising when model calls or items failed (they stay recorded).
+    allow_errors: bool = False
 
     @property
     def questions(self) -> int:
@@ -141,6 +172,34 @@ class RunConfig:
     @property
     def scorer_name(self) -> str:
         return self.scorer or ("paper" if self.protocol == "paper" else "lenient")
+
+    def test_temp(self) -> float | None:
+        """Test-time temperature: explicit, else paper 0, product None (model default)."""
+        if self.test_temperature is not None:
+            return self.test_temperature
+        return 0.0 if self.protocol == "paper" else None
+
+    def sleep_temp(self, k: int, library_default: float) -> float | None:
+        """Sleep-time temperature of the k rethinks: explicit, else paper 0 (k = 1) or
+        :data:`PAPER_K_TEMPERATURE` (k > 1), product the library's (None: the model's
+        default for k = 1, ``library_default`` = SLEEPTIME_SLEEP_TEMPERATURE for k > 1)."""
+        if self.sleep_temperature is not None:
+            return self.sleep_temperature
+        if k <= 1:
+            return 0.0 if self.protocol == "paper" else None
+        return PAPER_K_TEMPERATURE if self.protocol == "paper" else library_default
+
+    def warnings(self, library_default: float) -> list[str]:
+        """What runs but is probably not what was meant."""
+        out = []
+        for k in sorted({k for k in self.sleep_k if k > 1}):
+            if self.sleep_temp(k, library_default) == 0:
+                out.append(
+                    f"k={k} runs its {k} sleep-time loops at temperature 0: a deterministic "
+                    f"model writes the same memory {k} times, and is paid {k} times "
+                    "(set --sleep-temperature above 0)"
+                )
+        return out
 
     def check(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -171,6 +230,18 @@ class RunConfig:
             raise InvalidInput(
                 f"--rethink-mode takes auto, tools or text (got {self.rethink_mode!r})"
             )
+        for name, temp in (
+            ("--sleep-temperature", self.sleep_temperature),
+            ("--test-temperature", self.test_temperature),
+        ):
+            if temp is not None and not 0 <= temp <= 2:
+                raise InvalidInput(f"{name} takes 0-2 (got {temp})")
+        for name, effort in (
+            ("--sleep-effort", self.sleep_effort),
+            ("--test-effort", self.test_effort),
+        ):
+            if effort is not None and effort not in EFFORTS:
+                raise InvalidInput(f"{name} takes {', '.join(EFFORTS)} (got {effort!r})")
         if self.protocol == "paper":
             if self.questions:
                 raise InvalidInput(
@@ -250,8 +321,36 @@ class RunStats:
     new_results: int = 0
     skipped_results: int = 0
     new_calls: int = 0
+    #: Items that stopped on an error (``errors.jsonl``).
     errors: int = 0
+    #: Model calls that failed (rows of ``calls.jsonl`` with an ``error``).
+    failed_calls: int = 0
+    #: Answers recorded as errors (``source: error`` in ``results.jsonl``).
+    error_answers: int = 0
+    first_failure: str | None = None
     seconds: float = 0.0
+
+
+class BenchRunFailed(SleepTimeError):
+    """A run finished with failed model calls or items (and ``allow_errors`` off).
+    Everything is recorded; ``stats`` says what this invocation did."""
+
+    def __init__(self, stats: RunStats) -> None:
+        self.stats = stats
+        parts = []
+        if stats.failed_calls:
+            parts.append(
+                f"{stats.failed_calls} model call{'s' if stats.failed_calls > 1 else ''} "
+                f"failed (first: {stats.first_failure})"
+            )
+        if stats.error_answers and not stats.failed_calls:
+            parts.append(f"{stats.error_answers} answers failed")
+        if stats.errors:
+            parts.append(f"{stats.errors} item{'s' if stats.errors > 1 else ''} failed")
+        super().__init__(
+            f"{' and '.join(parts)}: see {CALLS} and {ERRORS} in {stats.out}; a re-run retries "
+            "them, --allow-errors accepts them"
+        )
 
 
 #: Query meta that describes a question without changing it (added to generated items
@@ -278,10 +377,12 @@ def is_aime(item: Item) -> bool:
     return item.meta.get("format") == "stateful-aime"
 
 
-def _prepare_out(cfg: RunConfig, items: list[Item], prompt_version: str) -> list[Item]:
-    """Create or re-open the run directory; refuse to mix models, protocols or items."""
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    run_path = cfg.out / RUN
+def _run_meta(
+    cfg: RunConfig, prompt_version: str, library_temperature: float, warnings: list[str]
+) -> dict[str, Any]:
+    """What ``run.json`` says about the settings: each temperature that a call is made
+    with (null: the model's default), none that no call uses."""
+    ks = sorted({k for k in cfg.sleep_k if k > 0})
     meta: dict[str, Any] = {
         "dataset": cfg.dataset,
         "model": _model_label(cfg.model),
@@ -289,38 +390,70 @@ def _prepare_out(cfg: RunConfig, items: list[Item], prompt_version: str) -> list
         "scorer": cfg.scorer_name,
         "n_questions": cfg.questions,
         "oracle_questions": cfg.oracle_questions,
-        "temperature": cfg.temperature,
         "prompts": prompt_version,
         "sleep": {
             "budget_tokens": cfg.sleep_budget if cfg.protocol == "product" else None,
             "rethink_rounds": cfg.rethink_rounds,
             "memory_chars": cfg.memory_chars,
             "rethink_mode": cfg.rethink_mode,
-            # None: the model's default (product, k = 1; SLEEPTIME_SLEEP_TEMPERATURE for k > 1)
-            "temperature": cfg.sleep_temperature
-            if cfg.sleep_temperature is not None or cfg.protocol == "product"
-            else 0.0,
+            "effort": cfg.sleep_effort,
+            # per k: the temperature of the sleep-time calls (null: the model's default)
+            "temperature_by_k": {str(k): cfg.sleep_temp(k, library_temperature) for k in ks},
         },
         "test": {
             "token_caps": "verbosity caps" if cfg.protocol == "product" else None,
-            "temperature": 0.0 if cfg.protocol == "paper" else None,
+            "temperature": cfg.test_temp(),
+            "effort": cfg.test_effort,
         },
+        "allow_errors": cfg.allow_errors,
     }
-    fixed = ("model", "protocol", "n_questions", "oracle_questions", "prompts", "sleep")
+    if cfg.samples:  # the baseline's temperature, only where the baseline runs
+        meta["parallel"] = {"temperature": cfg.temperature}
+    if warnings:
+        meta["warnings"] = warnings
+    return meta
+
+
+def _prepare_out(
+    cfg: RunConfig,
+    items: list[Item],
+    prompt_version: str,
+    library_temperature: float = 0.7,
+    warnings: list[str] | None = None,
+) -> list[Item]:
+    """Create or re-open the run directory; refuse to mix models, protocols or items."""
+    warnings = warnings or []
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    run_path = cfg.out / RUN
+    meta = _run_meta(cfg, prompt_version, library_temperature, warnings)
+    fixed = ("model", "protocol", "n_questions", "oracle_questions", "prompts", "sleep", "test")
     if run_path.exists():
         old = json.loads(run_path.read_text("utf-8"))
         old.setdefault("protocol", "product")
         for key in fixed:
-            if key in old and old.get(key) != meta[key]:
+            mine, theirs = meta[key], old.get(key)
+            old_by_k = theirs.get("temperature_by_k") if isinstance(theirs, dict) else None
+            if key == "sleep" and isinstance(old_by_k, dict):
+                # other k may be added; the k both runs have must have the same temperature
+                new_by_k = mine["temperature_by_k"]
+                if all(old_by_k[k] == new_by_k[k] for k in old_by_k.keys() & new_by_k.keys()):
+                    merged = {**old_by_k, **new_by_k}
+                    mine = {**mine, "temperature_by_k": merged}
+                    theirs = {**theirs, "temperature_by_k": merged}
+            if key in old and theirs != mine:
                 raise InvalidInput(
                     f"{cfg.out} holds a run with {key}={old.get(key)!r}, not {meta[key]!r}: "
                     "use another --out directory"
                 )
-        if cfg.samples and old.get("temperature") != cfg.temperature:
+            if key == "sleep":
+                meta["sleep"] = mine
+        if cfg.samples and old.get("parallel") and old["parallel"] != meta["parallel"]:
             raise InvalidInput(
-                f"{cfg.out} sampled at temperature {old.get('temperature')}: use another --out"
+                f"{cfg.out} sampled at temperature {old['parallel']['temperature']}: "
+                "use another --out"
             )
-        meta = {**old, **{k: v for k, v in meta.items() if k not in old}, "scorer": meta["scorer"]}
+        keep = {k: v for k, v in old.items() if k not in meta and k != "warnings"}
+        meta = {**keep, **meta, "dataset": old.get("dataset", meta["dataset"])}
     known: dict[str, Item] = {}
     ds_path = cfg.out / DATASET
     if ds_path.exists():
@@ -380,6 +513,15 @@ def vote(samples: list[dict[str, Any]]) -> tuple[str | None, bool]:
     return majority, any(s["correct"] for s in samples if s.get("key") == majority)
 
 
+class _BenchSleepTime(SleepTime):
+    """The library, with a :class:`~sleeptime.bench.protocol.BenchGateway` for its model
+    calls: per-phase options applied and recorded, failed calls reported."""
+
+    def _new_gateway(self, spec: ModelSpec, *, kv: bool) -> ModelGateway:
+        gw = super()._new_gateway(spec, kv=kv)
+        return BenchGateway(model=gw.model, retry=gw.retry, recorder=gw.recorder, window=gw.window)
+
+
 class Runner:
     """Runs a :class:`RunConfig`; see the module docstring for the protocols and arms."""
 
@@ -401,18 +543,35 @@ class Runner:
             self.paper.version if cfg.protocol == "paper" else prompts.PROMPT_VERSION
         )
         items = load_dataset(cfg.dataset, limit=cfg.limit)
-        self.items = _prepare_out(cfg, items, self.prompt_version)
         base = settings or Settings()
-        self.settings = base.model_copy(update={"n_questions": cfg.questions})
-        self.st = SleepTime(
+        library_temperature = base.sleep_temperature
+        warnings = cfg.warnings(library_temperature)
+        for warning in warnings:
+            self.console.print(f"[yellow]warning:[/yellow] {warning}")
+        self.items = _prepare_out(
+            cfg, items, self.prompt_version, library_temperature, warnings=warnings
+        )
+        update: dict[str, Any] = {"n_questions": cfg.questions}
+        if cfg.sleep_temperature is not None:  # the library's own sleep-time choices too
+            update["sleep_temperature"] = cfg.sleep_temperature
+        self.settings = base.model_copy(update=update)
+        self.library_temperature = library_temperature
+        self.st = _BenchSleepTime(
             model=cfg.model, database_url=f"sqlite:///{cfg.out / DB}", settings=self.settings
         )
+        if (cfg.test_effort or cfg.sleep_effort) and not takes_effort(self.st.gateway.model):
+            raise InvalidInput(
+                f"model {self.st.gateway.name} takes no reasoning effort: drop --test-effort "
+                "and --sleep-effort"
+            )
         self.results = JsonlLog(cfg.out / RESULTS)
         self.sleeps = JsonlLog(cfg.out / SLEEP)
         self.calls = JsonlLog(cfg.out / CALLS)
         self.errors = JsonlLog(cfg.out / ERRORS)
         self.preds = JsonlLog(cfg.out / PRED)
-        self.done = {(r["item"], r["q"], r["arm"]) for r in read_jsonl(cfg.out / RESULTS)}
+        # an answer whose model call failed is done again (the later row supersedes it)
+        last = {(r["item"], r["q"], r["arm"]): r for r in read_jsonl(cfg.out / RESULTS)}
+        self.done = {key for key, r in last.items() if r.get("source") != "error"}
         self.sleep_records = {(r["item"], r["k"]): r for r in read_jsonl(cfg.out / SLEEP)}
         self.slept = set(self.sleep_records)
         self.scored = {(r["item"], r["q"]) for r in read_jsonl(cfg.out / PRED)}
@@ -429,6 +588,20 @@ class Runner:
 
     def scorer(self, item: Item) -> Scorer:
         return get_scorer(self.cfg.scorer_name, aime=is_aime(item))
+
+    def options(self, k: int) -> dict[str, PhaseOptions]:
+        """The phase options of the work on arm k. The paper protocol passes its
+        temperatures with every call; the product protocol leaves the library's choices
+        alone unless a temperature was given explicitly."""
+        cfg = self.cfg
+        if cfg.protocol == "paper":
+            sleep_t, test_t = cfg.sleep_temp(k, self.library_temperature), cfg.test_temp()
+        else:
+            sleep_t, test_t = cfg.sleep_temperature, cfg.test_temperature
+        return {
+            "sleep": PhaseOptions(temperature=sleep_t, effort=cfg.sleep_effort),
+            "test": PhaseOptions(temperature=test_t, effort=cfg.test_effort),
+        }
 
     # -- accounting -------------------------------------------------------------------
 
@@ -451,6 +624,38 @@ class Runner:
                 "limit_tokens": limit,
                 "capped": limit is not None and usage.completion_tokens >= limit,
                 "temperature": meta.get("temperature"),
+                "effort": meta.get("effort"),
+                "prompts": self.prompt_version,
+                "protocol": self.cfg.protocol,
+                "ts": time.time(),
+            }
+        )
+
+    def _failed(self, phase: Phase, step: str, exc: BaseException) -> None:
+        """A model call that failed: a row of ``calls.jsonl`` with its error (no
+        ``capped``: cap rates count finished calls), counted for the run's verdict."""
+        item, arm = _TAG.get()
+        meta = CALL_META.get() or {}
+        opts = (PHASE_OPTIONS.get() or {}).get(phase) or PhaseOptions()
+        error = f"{type(exc).__name__}: {exc}"
+        with self._stats_lock:
+            self.stats.failed_calls += 1
+            if self.stats.first_failure is None:
+                self.stats.first_failure = f"{item} {arm} {phase}/{step}: {error}"
+        self.calls.append(
+            {
+                "item": item,
+                "arm": arm,
+                "phase": phase,
+                "step": step,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "latency_ms": None,
+                "max_tokens": meta.get("max_tokens"),
+                "limit_tokens": meta.get("limit", meta.get("max_tokens")),
+                "temperature": meta.get("temperature", opts.temperature),
+                "effort": meta.get("effort", opts.effort),
+                "error": error,
                 "prompts": self.prompt_version,
                 "protocol": self.cfg.protocol,
                 "ts": time.time(),
@@ -478,6 +683,19 @@ class Runner:
         return n
 
     def run(self) -> RunStats:
+        """Run every unfinished unit; raise :class:`BenchRunFailed` at the end when a
+        model call or an item failed, unless ``allow_errors``."""
+        token = ON_FAILURE.set(self._failed)
+        try:
+            self._run_all()
+        finally:
+            ON_FAILURE.reset(token)
+        failed = self.stats.failed_calls or self.stats.error_answers or self.stats.errors
+        if failed and not self.cfg.allow_errors:
+            raise BenchRunFailed(self.stats)
+        return self.stats
+
+    def _run_all(self) -> None:
         start = time.perf_counter()
         gateway = self.st.gateway
         gateway.recorder = self._record  # every model call, whichever path makes it
@@ -529,42 +747,46 @@ class Runner:
                     for fut in as_completed(futures):
                         fut.result()
         self.stats.seconds = time.perf_counter() - start
-        return self.stats
 
     def _run_item(self, item: Item, advance: Callable[[], None]) -> None:
         if self._pred_fn is not None:
             self._score_predictability(item)
         paper = self.cfg.protocol == "paper"
         for k in sorted(set(self.cfg.sleep_k)):
-            ns = f"bench-k{k}"
-            if not paper:
-                self.st.ingest(ns, item.id, item.context)
-            if k > 0 and (item.id, k) not in self.slept:
-                if paper:
-                    self._paper_sleep(item, k)
-                else:
-                    self._sleep(item, ns, k)
-                advance()
-            for v in sorted(set(self.cfg.verbosity)):
-                arm = f"k{k}-v{v}"
-                for qi in range(len(item.queries)):
-                    if (item.id, qi, arm) in self.done:
-                        continue
-                    with self._tag(item.id, arm):
-                        if paper:
-                            self._paper_ask(item, qi, k, v, arm)
-                        else:
-                            self._ask(item, qi, ns, k, v, arm)
-                    advance()
+            with phase_options(**self.options(k)):
+                self._run_arm(item, k, paper, advance)
         if self.cfg.samples:
-            for v in sorted(set(self.cfg.verbosity)):
-                arm = f"par{self.cfg.samples}-v{v}"
-                for qi in range(len(item.queries)):
-                    if (item.id, qi, arm) in self.done:
-                        continue
-                    with self._tag(item.id, arm):
-                        self._sample(item, qi, v, arm)
-                    advance()
+            with phase_options(**self.options(0)):
+                for v in sorted(set(self.cfg.verbosity)):
+                    arm = f"par{self.cfg.samples}-v{v}"
+                    for qi in range(len(item.queries)):
+                        if (item.id, qi, arm) in self.done:
+                            continue
+                        with self._tag(item.id, arm):
+                            self._sample(item, qi, v, arm)
+                        advance()
+
+    def _run_arm(self, item: Item, k: int, paper: bool, advance: Callable[[], None]) -> None:
+        ns = f"bench-k{k}"
+        if not paper:
+            self.st.ingest(ns, item.id, item.context)
+        if k > 0 and (item.id, k) not in self.slept:
+            if paper:
+                self._paper_sleep(item, k)
+            else:
+                self._sleep(item, ns, k)
+            advance()
+        for v in sorted(set(self.cfg.verbosity)):
+            arm = f"k{k}-v{v}"
+            for qi in range(len(item.queries)):
+                if (item.id, qi, arm) in self.done:
+                    continue
+                with self._tag(item.id, arm):
+                    if paper:
+                        self._paper_ask(item, qi, k, v, arm)
+                    else:
+                        self._ask(item, qi, ns, k, v, arm)
+                advance()
 
     def _score_predictability(self, item: Item) -> None:
         assert self._pred_fn is not None
@@ -607,7 +829,7 @@ class Runner:
     def _paper_sleep(self, item: Item, k: int) -> None:
         """k sleep agents, each rewriting its own memory block; no merge."""
         start = time.perf_counter()
-        temperature = 0.0 if self.cfg.sleep_temperature is None else self.cfg.sleep_temperature
+        temperature = self.cfg.sleep_temp(k, self.library_temperature)
         pairs: list[RethinkResult] = []
         with self._tag(item.id, f"sleep-k{k}"):
             for i in range(k):
@@ -640,9 +862,7 @@ class Runner:
         with self._tag(item.id, f"sleep-k{k}"):
             if st.store.get_artifact(ns, item.id, version, LEARNED, "0") is None:
                 record = st.store.recorder(ns, item.id, version, gateway.name)
-                temperature = self.cfg.sleep_temperature
-                if temperature is None and k > 1:
-                    temperature = self.settings.sleep_temperature
+                temperature = self.cfg.sleep_temp(k, self.library_temperature)
                 drafts: list[RethinkResult] = []
                 for i in range(k):
                     res = rethink_loop(
@@ -777,13 +997,21 @@ class Runner:
             record["near_miss_category"] = query.meta.get("category")
             record["base_question"] = item.queries[base].question
         self.results.append(record)
-        self.done.add((item.id, qi, arm))
+        if record.get("source") != "error":
+            self.done.add((item.id, qi, arm))
         with self._stats_lock:
             self.stats.new_results += 1
+            self.stats.error_answers += record.get("source") == "error"
+
+    def _gold(self, item: Item, qi: int) -> str:
+        """The gold the run's scorer compares with (the paper's: the raw answer field)."""
+        query = item.queries[qi]
+        return self.scorer(item).gold(query.answer, query.meta)
 
     def _ask(self, item: Item, qi: int, ns: str, k: int, v: int, arm: str) -> None:
         question, gold = item.queries[qi].question, item.queries[qi].answer
         scorer = self.scorer(item)
+        scoring_gold = self._gold(item, qi)
         fields: dict[str, Any]
         budget = Budget(verbosity=v)
         try:
@@ -793,7 +1021,7 @@ class Runner:
             fields = {
                 "response": ans.text,
                 "extracted": scorer.key(ans.text),
-                "correct": scorer.correct(ans.text, gold),
+                "correct": scorer.correct(ans.text, scoring_gold),
                 "source": ans.source,
                 "matched_question": ans.matched_question,
                 "serve_reason": getattr(ans, "serve_reason", None),
@@ -803,17 +1031,10 @@ class Runner:
                 "latency_ms": round(ans.latency_ms, 2),
                 **self._prompt_fields(item, qi, ns, ans),
             }
-        except ModelCallError as exc:  # permanent (bad request, window overflow): a wrong answer
-            fields = {
-                "response": "",
-                "extracted": None,
-                "correct": False,
-                "source": "error",
-                "error": str(exc),
-                "test_prompt_tokens": 0,
-                "test_completion_tokens": 0,
-                "latency_ms": 0.0,
-            }
+        except SleepTimeError as exc:
+            # a failed call is an error, not a wrong answer: recorded (the call in
+            # calls.jsonl), counted, redone by a re-run; the run fails at its end
+            fields = _error_fields(exc)
         self._result(
             item, qi, arm, kind="sleep" if k else "test", k=k, verbosity=v, gold=gold, **fields
         )
@@ -849,10 +1070,11 @@ class Runner:
         *,
         memory: str,
         step: str,
-        temperature: float,
+        temperature: float | None,
         seed: int | None = None,
     ) -> dict[str, Any]:
-        """One paper-protocol test-time call (no token cap), scored."""
+        """One paper-protocol test-time call (no token cap), scored; a failed call gives
+        a sample with its ``error`` (the call is in ``calls.jsonl``)."""
         query = item.queries[qi]
         scorer = self.scorer(item)
         messages = answer_messages(
@@ -868,12 +1090,20 @@ class Runner:
                 temperature=temperature,
                 seed=seed,
             )
-        except ModelCallError as exc:  # permanent (e.g. window overflow): a wrong answer
-            res = CallResult(text="", usage=Usage(), latency_ms=0.0, finish_reason=f"error: {exc}")
+        except SleepTimeError as exc:
+            return {
+                "text": "",
+                "key": None,
+                "correct": False,
+                "error": f"{type(exc).__name__}: {exc}",
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "latency_ms": 0.0,
+            }
         return {
             "text": res.text,
             "key": scorer.key(res.text),
-            "correct": scorer.correct(res.text, query.answer),
+            "correct": scorer.correct(res.text, self._gold(item, qi)),
             "prompt_tokens": res.usage.prompt_tokens,
             "completion_tokens": res.usage.completion_tokens,
             "latency_ms": round(res.latency_ms, 2),
@@ -881,18 +1111,23 @@ class Runner:
 
     def _paper_ask(self, item: Item, qi: int, k: int, v: int, arm: str) -> None:
         """Test-only (empty memory) or k test agents, each reading its own sleep agent's
-        block; scored by majority vote over the k answers (pass@k recorded too)."""
+        block; scored by majority vote over the k answers (pass@k recorded too). Tokens
+        are summed over the k pairs (``pairs`` holds each pair's)."""
         if k == 0:
             memories = [EMPTY_MEMORY]
         else:
             sleep = self.sleep_records[(item.id, k)]
             memories = [r.get("memory") or EMPTY_MEMORY for r in sleep["rethinks"]]
+        temperature = self.cfg.test_temp()
         pairs = [
-            self._answer(item, qi, v, memory=m, step=f"test-{i}" if k else "test", temperature=0.0)
+            self._answer(
+                item, qi, v, memory=m, step=f"test-{i}" if k else "test", temperature=temperature
+            )
             for i, m in enumerate(memories)
         ]
         majority, correct = vote(pairs)
         first = next((p for p in pairs if p["key"] == majority), pairs[0])
+        failed = [p["error"] for p in pairs if p.get("error")]
         self._result(
             item,
             qi,
@@ -902,11 +1137,12 @@ class Runner:
             verbosity=v,
             gold=item.queries[qi].answer,
             response=first["text"],
-            extracted=majority,
-            correct=correct,
-            pass_at_k=any(p["correct"] for p in pairs),
+            extracted=None if failed else majority,
+            correct=correct and not failed,
+            pass_at_k=any(p["correct"] for p in pairs) and not failed,
             pairs=pairs if k > 1 else None,
-            source="learned" if k else "cold",
+            source="error" if failed else ("learned" if k else "cold"),
+            **({"error": failed[0]} if failed else {}),
             test_prompt_tokens=sum(p["prompt_tokens"] for p in pairs),
             test_completion_tokens=sum(p["completion_tokens"] for p in pairs),
             max_tokens=None,
@@ -944,20 +1180,29 @@ class Runner:
                     temperature=self.cfg.temperature,
                     seed=_sample_seed(gateway, i),
                 )
-            except ModelCallError as exc:  # permanent (e.g. window overflow): a wrong sample
-                res = CallResult(
-                    text="", usage=Usage(), latency_ms=0.0, finish_reason=f"error: {exc}"
+            except SleepTimeError as exc:
+                samples.append(
+                    {
+                        "text": "",
+                        "key": None,
+                        "correct": False,
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "prompt_tokens": 0,
+                        "completion_tokens": 0,
+                    }
                 )
+                continue
             samples.append(
                 {
                     "text": res.text,
                     "key": scorer.key(res.text),
-                    "correct": scorer.correct(res.text, gold),
+                    "correct": scorer.correct(res.text, self._gold(item, qi)),
                     "prompt_tokens": res.usage.prompt_tokens,
                     "completion_tokens": res.usage.completion_tokens,
                 }
             )
         majority, majority_correct = vote(samples)
+        failed = [smp["error"] for smp in samples if smp.get("error")]
         self._result(
             item,
             qi,
@@ -967,16 +1212,31 @@ class Runner:
             verbosity=v,
             gold=gold,
             response=samples[0]["text"],
-            extracted=majority,
-            correct=majority_correct,
-            pass_at_k=any(s["correct"] for s in samples),
+            extracted=None if failed else majority,
+            correct=majority_correct and not failed,
+            pass_at_k=any(smp["correct"] for smp in samples) and not failed,
             samples=samples,
-            distinct=len({s["text"] for s in samples}),
-            source="parallel",
-            test_prompt_tokens=sum(s["prompt_tokens"] for s in samples),
-            test_completion_tokens=sum(s["completion_tokens"] for s in samples),
+            distinct=len({smp["text"] for smp in samples}),
+            source="error" if failed else "parallel",
+            **({"error": failed[0]} if failed else {}),
+            test_prompt_tokens=sum(smp["prompt_tokens"] for smp in samples),
+            test_completion_tokens=sum(smp["completion_tokens"] for smp in samples),
             latency_ms=None,
         )
+
+
+def _error_fields(exc: BaseException) -> dict[str, Any]:
+    """The fields of an answer whose model call failed."""
+    return {
+        "response": "",
+        "extracted": None,
+        "correct": False,
+        "source": "error",
+        "error": f"{type(exc).__name__}: {exc}",
+        "test_prompt_tokens": 0,
+        "test_completion_tokens": 0,
+        "latency_ms": 0.0,
+    }
 
 
 def _sample_seed(gateway: Any, i: int) -> int | None:
