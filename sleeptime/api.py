@@ -223,6 +223,21 @@ class SleepTime:
     def model_name(self) -> str:
         return self.gateway.name
 
+    def _known_window(self) -> int | None:
+        """The answering model's window when it is known without loading the model or
+        asking its server (an ask's token budget must fit it): the configured window, a
+        local model's ``n_ctx``; None otherwise (the ceiling alone bounds it)."""
+        if self.settings.context_window is not None:
+            return self.settings.context_window
+        spec = self._model_spec
+        if isinstance(spec, str):
+            local = spec == "local" or spec.startswith("local:")
+            return self.settings.local_n_ctx if local else None
+        # a model object: a plain field (a llama.cpp model's), never a property that
+        # would probe a server
+        n_ctx = getattr(spec, "__dict__", {}).get("n_ctx")
+        return n_ctx if isinstance(n_ctx, int) and not isinstance(n_ctx, bool) else None
+
     # -- contexts -----------------------------------------------------------------
 
     def ingest(
@@ -443,6 +458,8 @@ class SleepTime:
             max_tokens=max_tokens,
             budget=budget,
             max_question_chars=self.settings.max_question_chars,
+            max_tokens_ceiling=self.settings.max_tokens_ceiling,
+            window=self._known_window(),
         )
         explicit = (
             verbosity is not None

@@ -2,7 +2,9 @@
 
 Every URL that goes into a message, a log line or CLI output passes through
 :func:`redact_url`; every message that may quote a URL (a driver's exception text)
-passes through :func:`redact_text`.
+passes through :func:`redact_text`. An error raised because of a driver's exception
+takes :func:`redacted_cause` as its cause, not the driver's exception itself, so a
+printed traceback never shows the driver's message unredacted.
 
 Libraries disagree on where credentials end when a password holds a raw ``@``:
 SQLAlchemy's ``make_url`` splits at the first ``@`` (``u:p@ss@host`` -> host
@@ -84,6 +86,19 @@ def redact_text(text: object, *urls: object) -> str:
             if len(secret) >= _MIN_SCRUB:
                 out = out.replace(secret, HIDDEN)
     return out
+
+
+class RedactedError(Exception):
+    """Stands in for a driver's exception as the cause of one of ours: the driver's
+    type and its message with every secret of the URLs hidden."""
+
+
+def redacted_cause(exc: BaseException, *urls: object) -> RedactedError:
+    """``raise Ours(...) from redacted_cause(exc, url)``: a traceback then names the
+    driver's error (type, redacted message) without its unredacted text, which the
+    original exception (and its own cause chain) keeps."""
+    kind = type(exc)
+    return RedactedError(f"{kind.__module__}.{kind.__qualname__}: {redact_text(exc, *urls)}")
 
 
 def url_scheme(url: str) -> str | None:

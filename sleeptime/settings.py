@@ -7,19 +7,23 @@ field in one table; ``tests/test_settings_doc.py`` keeps the two in step.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_serializer, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sleeptime.errors import InvalidSettings
-from sleeptime.redact import redact_url, url_scheme
-from sleeptime.validation import one_line
+from sleeptime.redact import HIDDEN, redact_url, url_scheme
+from sleeptime.validation import MAX_QUESTIONS, MAX_SLEEP_K, MAX_TOKENS_CEILING, one_line
 
 #: The URL schemes redis-py connects with.
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: Fields that may hold a password: shown redacted in a repr and in JSON, never whole.
+URL_FIELDS = ("database_url", "redis_url")
+SECRET_FIELDS = ("session_secret",)
 
 
 class Settings(BaseSettings):
@@ -27,7 +31,10 @@ class Settings(BaseSettings):
 
     A bad value raises :class:`~sleeptime.errors.InvalidSettings` (a ``SleepTimeError``
     and a ``ValueError``) with one line naming the variable; values are never echoed,
-    since URLs may hold passwords.
+    since URLs may hold passwords. For the same reason ``repr()``, ``str()`` and
+    ``model_dump_json()`` show the URLs with their passwords hidden and the session
+    secret not at all; the attributes themselves are the plain strings, for the code
+    that connects with them.
     """
 
     model_config = SettingsConfigDict(env_prefix="SLEEPTIME_", extra="ignore")
@@ -59,8 +66,10 @@ class Settings(BaseSettings):
     retry_jitter_s: float = Field(0.5, ge=0.0, description="random extra wait, up to this")
 
     # sleep-time
-    sleep_k: int = Field(1, ge=1, le=16, description="independent rethinks of c', merged")
-    n_questions: int = Field(5, ge=0, le=50, description="predicted questions per context")
+    sleep_k: int = Field(1, ge=1, le=MAX_SLEEP_K, description="independent rethinks of c', merged")
+    n_questions: int = Field(
+        5, ge=0, le=MAX_QUESTIONS, description="predicted questions per context"
+    )
     sleep_max_tokens: int = Field(384, ge=16, description="token cap of one sleep-time call")
     sleep_temperature: float = Field(
         0.7, ge=0.0, description="used when sleep_k > 1 and for answer samples"
@@ -126,6 +135,12 @@ class Settings(BaseSettings):
     )
     max_context_chars: int = Field(2_000_000, ge=1)
     max_question_chars: int = Field(4000, ge=1, description="longer questions are rejected")
+    max_tokens_ceiling: int = Field(
+        MAX_TOKENS_CEILING,
+        ge=1,
+        description="the most answer (or thinking) tokens one ask may request, whatever the "
+        "model's window",
+    )
 
     # the HTTP server
     max_body_bytes: int = Field(
@@ -133,6 +148,12 @@ class Settings(BaseSettings):
         ge=1,
         description="larger HTTP request bodies get a 413 before they are read or "
         "authenticated (the default holds the largest context once JSON-escaped)",
+    )
+    session_secret: str | None = Field(
+        None,
+        min_length=16,
+        description="signs the dashboard's sign-in cookies (unset: a random one per server "
+        "process; `sleeptime serve --workers N` shares one)",
     )
 
     context_window: int | None = Field(
@@ -197,6 +218,23 @@ class Settings(BaseSettings):
     prewarm: bool = Field(
         True, description="send a 1-token request at sleep time to warm a server's prefix cache"
     )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name in URL_FIELDS and value is not None:
+                yield name, redact_url(value)
+            elif name in SECRET_FIELDS and value is not None:
+                yield name, HIDDEN
+            else:
+                yield name, value
+
+    @field_serializer(*URL_FIELDS, when_used="json")
+    def _hide_password(self, value: str | None) -> str | None:
+        return None if value is None else redact_url(value)
+
+    @field_serializer(*SECRET_FIELDS, when_used="json")
+    def _hide_secret(self, value: str | None) -> str | None:
+        return None if value is None else HIDDEN
 
     @field_validator("redis_url", mode="before")
     @classmethod

@@ -94,10 +94,40 @@ def test_database_down() -> None:
     assert_clean_error(run(["ask", "acme", "doc", "q?"], url), "unavailable")
 
 
-@pytest.mark.parametrize("args", [["ask", "acme"], ["ask", "acme", "doc", "q", "--verbosity", "9"]])
-def test_usage_errors_exit_2(sqlite_url: str, args: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["ask", "acme"], "Missing argument 'context_id'"),
+        (["ask", "acme", "doc", "q", "--verbosity", "9"], "'--verbosity'"),
+        (["ask", "acme", "doc", "q", "--verbosity", "x"], "'--verbosity'"),
+        (["ask", "acme", "doc", "q", "--bogus"], "No such option: --bogus"),
+        (["nope"], "No such command 'nope'"),
+        (["keys"], "Missing command"),
+        (["keys", "create", "acme", "--admin", "extra"], "unexpected extra argument"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(
+    sqlite_url: str, args: list[str], fragment: str
+) -> None:
+    """Before: typer's usage errors were boxes of five lines or more."""
     proc = run(args, sqlite_url)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert_clean_error(proc, fragment)
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and "╭" not in proc.stderr and not proc.stdout
+
+
+def test_help_still_works(sqlite_url: str) -> None:
+    proc = run(["ask", "--help"], sqlite_url)
+    assert proc.returncode == 0 and "--max-tokens" in proc.stdout
+
+
+def test_a_bad_database_url_option_is_one_line() -> None:
+    """Before: ``?connect_timeout=abc`` crashed with a traceback of hundreds of lines."""
+    url = "postgresql+psycopg://app:cl1-secret@127.0.0.1:5432/db?connect_timeout=abc"
+    proc = run(["show", "acme", "doc"], url)
+    assert_clean_error(proc, "bad value for connect_timeout")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "cl1-secret" not in proc.stderr + proc.stdout
 
 
 def test_budget_forcing_options(sqlite_url: str) -> None:

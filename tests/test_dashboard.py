@@ -158,6 +158,12 @@ def test_dashboard_cookie_does_not_open_the_api(server: tuple[str, str, str]) ->
         r = c.post("/dashboard/login", data={"key": admin})
         assert r.status_code == 303 and "httponly" in r.headers["set-cookie"].lower()
         assert "samesite=strict" in r.headers["set-cookie"].lower()
-        c.cookies.set("sleeptime_key", admin)
+        assert admin not in r.headers["set-cookie"]  # a signed session, not the key
+        session = r.cookies["sleeptime_session"]
+        c.cookies.set("sleeptime_session", session)
         assert c.get("/dashboard").status_code == 200
         assert c.get("/v1/admin/jobs").status_code == 401  # the API wants the header
+        bearer = {"Authorization": f"Bearer {session}"}
+        assert c.get("/v1/admin/jobs", headers=bearer).status_code == 401  # and a key
+        c.cookies.set("sleeptime_session", admin)
+        assert c.get("/dashboard").status_code == 401  # the key is no session

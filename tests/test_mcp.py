@@ -129,3 +129,38 @@ def test_sleeptime_mcp_prepares_notes_on_its_own(tmp_path: Path) -> None:
             assert shown["learned"] and shown["predicted"]
 
     asyncio.run(asyncio.wait_for(session(), timeout=120))
+
+
+NOT_INT = "Input should be a valid integer"
+
+
+def test_tool_arguments_are_as_strict_as_the_library(sqlite_url: str) -> None:
+    """Before: "1" and true were coerced into integers, unknown arguments ignored."""
+    model = FakeChatModel()
+    with SleepTime(model=model, database_url=sqlite_url, settings=Settings(model="fake")) as st:
+        st.ingest("acme", "d", TEXT)
+        server = create_mcp(st)
+        ask = {"namespace": "acme", "context_id": "d", "question": "How many apples?"}
+
+        async def session() -> None:
+            async with Client(server) as c:
+                for tool in (await c.list_tools()).tools:
+                    assert tool.input_schema.get("additionalProperties") is False, tool.name
+                for name, args, fragment in (
+                    ("ask", ask | {"verbosity": "1"}, f"verbosity: {NOT_INT}"),
+                    ("ask", ask | {"verbosity": True}, f"verbosity: {NOT_INT}"),
+                    ("ask", ask | {"max_tokens": 5.0}, f"max_tokens: {NOT_INT}"),
+                    ("ask", ask | {"verbose": 1}, "verbose: Extra inputs are not permitted"),
+                    ("ask", ask | {"max_tokens": 10**30}, "max_tokens must be 1-131072"),
+                    ("ingest", {"namespace": "acme", "context_id": 5, "text": TEXT}, "context_id"),
+                    ("show", {"namespace": "acme", "context_id": "d", "v": 1}, "v: Extra inputs"),
+                ):
+                    message = _error(await c.call_tool(name, args))
+                    assert fragment in message and "\n" not in message, message
+                    assert "input_value" not in message  # the input is never echoed
+                assert _data(await c.call_tool("ask", ask | {"verbosity": 1}))["text"]
+
+        calls = model.calls
+        asyncio.run(session())
+        assert model.calls == calls + 1  # only the valid ask reached the model
+        assert st.store.context_ids("acme") == ["d"]

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import traceback
 
 import pytest
 from typer.testing import CliRunner
@@ -89,6 +90,46 @@ def test_store_errors_hide_the_password() -> None:
         SQLStore("postgresql+psycopg://app:pw-secret-1@127.0.0.1:notaport/db")
     assert "pw-secret-1" not in str(info.value)
     assert "unparseable postgresql+psycopg URL (hidden)" in str(info.value)
+
+
+def test_settings_never_show_a_password() -> None:
+    """Before: repr(Settings(...)) printed the database and Redis passwords."""
+    db = "postgresql+psycopg://app:db-pw-1234@db.example:5432/st?sslpassword=ssl-pw-9"
+    redis = "redis://:rd-pw-5678@cache:6379/0"
+    secret = "session-secret-" + "x" * 20
+    settings = Settings(database_url=db, redis_url=redis, session_secret=secret)
+    for text in (repr(settings), str(settings), settings.model_dump_json(), f"{settings!r}"):
+        for hidden in ("db-pw-1234", "ssl-pw-9", "rd-pw-5678", secret):
+            assert hidden not in text, text
+    assert "postgresql+psycopg://app:***@db.example:5432/st" in repr(settings)
+    assert "redis://:***@cache:6379/0" in repr(settings)
+    # every reader still gets the URLs themselves
+    assert settings.database_url == db and settings.redis_url == redis
+    assert settings.session_secret == secret
+    assert Settings.model_validate(settings.model_dump()).database_url == db
+
+
+def test_a_printed_traceback_never_shows_the_password() -> None:
+    """Before: the StoreUnavailable's cause was the driver's error, whose message quotes
+    SQLAlchemy's host of ``p@ss@host`` URLs: the rest of the password."""
+    url = f"postgresql+psycopg://app:s3cr@t-pw@127.0.0.1:{closed_port()}/db?password=qs3cret"
+    with pytest.raises(StoreUnavailable) as info:
+        SQLStore(url)
+    printed = "".join(traceback.format_exception(info.value))
+    assert "OperationalError" in printed  # the driver's error is named, its text redacted
+    for secret in ("s3cr@t-pw", "t-pw", "qs3cret"):
+        assert secret not in printed, printed
+    url = "postgresql+psycopg://app:tb-secret-7@127.0.0.1:5432/db?connect_timeout=abc"
+    with pytest.raises(StoreUnavailable) as info:
+        SQLStore(url)
+    assert "bad value for connect_timeout" in str(info.value)
+    assert "tb-secret-7" not in "".join(traceback.format_exception(info.value))
+    queue = RedisStreamsQueue(f"redis://:r3d@s-pw@127.0.0.1:{closed_port()}/0")
+    with pytest.raises(QueueUnavailable) as qinfo:
+        queue.counts()
+    queue.close()
+    printed = "".join(traceback.format_exception(qinfo.value))
+    assert "r3d@s-pw" not in printed and "s-pw" not in printed
 
 
 def test_redis_queue_errors_hide_the_password() -> None:

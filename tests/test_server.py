@@ -22,9 +22,10 @@ import httpx
 from fastapi.testclient import TestClient
 
 from sleeptime import FakeChatModel, Settings, SleepTime
-from sleeptime.errors import ModelUnavailable
+from sleeptime.errors import ModelUnavailable, StoreUnavailable
 from sleeptime.server import create_app
 from sleeptime.server.auth import create_key, hash_key
+from sleeptime.server.dashboard import COOKIE, SESSION_S, Sessions
 from sleeptime.store.schema import ApiKeyRow
 
 TEXT = "Ann has 3 apples. Bob has 4 apples. They pool them."
@@ -410,6 +411,9 @@ def test_sleeptime_serve_subprocess(tmp_path: Path) -> None:
         r = httpx.post(f"{base}/v1/acme/contexts/d/ask", json={"question": Q}, headers=h)
         assert r.status_code == 200 and r.json()["source"] == "cold"
         assert httpx.get(f"{base}/v1/acme/contexts/d").status_code == 401
+        # uvicorn decodes %ff to U+FFFD: the raw path is checked before that
+        r = httpx.put(f"{base}/v1/acme/contexts/inv%ff", json={"text": TEXT}, headers=h)
+        assert r.status_code == 422 and r.json()["error"] == "InvalidInput", r.text
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
@@ -423,6 +427,8 @@ def test_sleeptime_serve_with_several_processes(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'serve.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLEEPTIME_")}
     key = _cli(["keys", "create", "acme", "--database-url", db], env).stdout.splitlines()[-1]
+    made = _cli(["keys", "create", "--admin", "--database-url", db], env)
+    admin = made.stdout.splitlines()[-1]
     refused = _cli(["serve", "--workers", "2", "--worker", "--database-url", db], env)
     assert refused.returncode == 2 and "sleeptime worker" in refused.stderr
     assert "Traceback" not in refused.stderr
@@ -445,6 +451,12 @@ def test_sleeptime_serve_with_several_processes(tmp_path: Path) -> None:
         ledger = httpx.get(f"{base}/v1/acme/contexts/d/ledger", headers=h).json()
         assert list(ledger["by_model"]) == ["fake"]  # --model reached every process
         assert ledger["test"]["calls"] == 6
+        # one dashboard sign-in is valid in every process (they share the signing secret)
+        signed = httpx.post(f"{base}/dashboard/login", data={"key": admin})
+        assert signed.status_code == 303, signed.text
+        cookie = {COOKIE: signed.cookies[COOKIE]}
+        for _ in range(6):
+            assert httpx.get(f"{base}/dashboard", cookies=cookie).status_code == 200
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
@@ -463,3 +475,152 @@ def test_http_bench_runs(load: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert predicted["sources"] == ["predicted"] and unpredicted["sources"] == ["learned"]
     assert predicted["errors"] == 0 and predicted["requests"] > 0
     assert predicted["p99_ms"] >= predicted["p50_ms"] > 0
+
+
+# -- one input contract (issue 19, item 5) -------------------------------------------
+
+NOT_INT = "Input should be a valid integer"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "message"),
+    [
+        ("POST", "ask", {"question": Q, "verbosity": "1"}, f"verbosity: {NOT_INT}"),
+        ("POST", "ask", {"question": Q, "verbosity": True}, f"verbosity: {NOT_INT}"),
+        ("POST", "ask", {"question": Q, "max_tokens": 5.0}, f"max_tokens: {NOT_INT}"),
+        ("POST", "ask", {"question": Q, "verbose": 1}, "verbose: unknown field"),
+        ("POST", "ask/stream", {"question": Q, "verbose": 1}, "verbose: unknown field"),
+        ("POST", "ask", {"question": 5}, "question: Input should be a valid string"),
+        ("POST", "sleep", {"k": "2"}, f"k: {NOT_INT}"),
+        ("POST", "sleep", {"questions": True}, f"questions: {NOT_INT}"),
+        ("POST", "sleep", {"n_questions": 2}, "n_questions: unknown field"),
+        ("PUT", "", {"text": TEXT, "verbose": 1}, "verbose: unknown field"),
+        ("POST", "append", {"text": "More.", "mode": "replace"}, "mode: unknown field"),
+        ("POST", "ask", [Q], "request body: Input should be a valid dictionary"),
+    ],
+)  # fmt: skip
+def test_bodies_are_as_strict_as_the_library(
+    api: TestClient,
+    st: SleepTime,
+    keys: dict[str, str],
+    method: str,
+    path: str,
+    body: Any,
+    message: str,
+) -> None:
+    """Before: "1" and true were coerced to integers and unknown fields ignored."""
+    url = "/v1/a/contexts/doc" + (f"/{path}" if path else "")
+    versions = st.store.versions("a", "doc")
+    r = api.request(method, url, json=body, headers=auth(keys["a"]))
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "InvalidInput" and r.json()["message"].startswith(message), r.text
+    assert set(r.json()) == {"error", "message"} and "\n" not in r.text
+    assert st.store.versions("a", "doc") == versions
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"question": ',
+        b'{"question": "\xff\xfe"}',  # not UTF-8
+        b'{"question": "q", "max_tokens": ' + b"9" * 5000 + b"}",  # past int()'s digit limit
+        b"not json",
+        b"",
+    ],
+)
+def test_a_malformed_body_is_the_documented_422(
+    api: TestClient, keys: dict[str, str], body: bytes
+) -> None:
+    """Before: a body that is not UTF-8 got 400 "There was an error parsing the body"."""
+    headers = auth(keys["a"]) | {"Content-Type": "application/json"}
+    r = api.post("/v1/a/contexts/doc/ask", content=body, headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "InvalidInput" and set(r.json()) == {"error", "message"}
+    assert "\n" not in r.text
+
+
+def test_undecodable_ids_are_refused(api: TestClient, st: SleepTime, keys: dict[str, str]) -> None:
+    """Before: inv%ff and inv%fe both became inv\ufffd, one context under two names."""
+    h = auth(keys["a"])
+    for path in ("/v1/a/contexts/inv%ff", "/v1/a/contexts/inv%fe", "/v1/a/contexts/x%c3/ask"):
+        r = api.put(path, json={"text": TEXT}, headers=h)
+        assert r.status_code == 422 and r.json()["error"] == "InvalidInput", r.text
+        assert "not valid UTF-8" in r.json()["message"]
+    assert api.get("/v1/a/contexts/inv%ff", headers=h).status_code == 422
+    assert st.store.context_ids("a") == ["doc"]
+    # percent-encoded UTF-8 is fine, U+FFFD itself included
+    for path, name in (("caf%C3%A9", "café"), ("inv%EF%BF%BD", "inv\ufffd")):
+        r = api.put(f"/v1/a/contexts/{path}", json={"text": TEXT}, headers=h)
+        assert r.status_code == 200 and r.json()["context_id"] == name, r.text
+
+
+# -- secrets (issue 19, item 4) ----------------------------------------------------------
+
+OUTAGE = (
+    "database postgresql+psycopg://dbuser:***@db.internal:6543/proddb unavailable: "
+    'connection to server at "db.internal" (10.0.0.7), port 6543 failed'
+)
+
+
+def test_an_outage_names_no_database_detail(
+    api: TestClient, st: SleepTime, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: /health, without a key, answered with the database's user, host, port
+    and name; so did every request, whose key lookup needs the database."""
+
+    def down(*_a: Any, **_k: Any) -> Any:
+        raise StoreUnavailable(OUTAGE)
+
+    monkeypatch.setattr(st.store, "ping", down)
+    monkeypatch.setattr(st.store, "find_api_key", down)
+    for r in (
+        api.get("/health"),
+        api.get("/v1/a/contexts", headers=auth("stk_00000000_guess")),
+        api.get("/v1/a/contexts", headers=auth(keys["a"])),
+    ):
+        assert r.status_code == 503
+        assert r.json() == {
+            "error": "StoreUnavailable",
+            "message": "database unavailable; try again later",
+        }
+        for detail in ("dbuser", "db.internal", "6543", "proddb", "10.0.0.7", "postgresql"):
+            assert detail not in r.text
+
+
+def test_the_dashboard_cookie_is_a_session_not_the_key(
+    api: TestClient, st: SleepTime, keys: dict[str, str]
+) -> None:
+    """Before: the cookie was the admin key itself, which also worked as a Bearer key."""
+    admin = keys["admin"]
+    r = api.post("/dashboard/login", data={"key": admin}, follow_redirects=False)
+    assert r.status_code == 303
+    token = r.cookies[COOKIE]
+    secret_part = admin.rsplit("_", 1)[1]
+    assert admin not in r.headers["set-cookie"] and secret_part not in r.headers["set-cookie"]
+    assert "httponly" in r.headers["set-cookie"].lower()
+    assert api.get("/dashboard").status_code == 200  # the session works where it should
+    api.cookies.clear()
+    assert api.get("/v1/admin/jobs", headers=auth(token)).status_code == 401  # not a key
+    assert api.get("/v1/a/contexts", headers=auth(token)).status_code == 401
+    assert api.get("/dashboard", headers=auth(token)).status_code == 401
+    for forged in (admin, token[:-1] + ("0" if token[-1] != "0" else "1"), "", "a.b.c"):
+        api.cookies.set(COOKIE, forged)
+        assert api.get("/dashboard").status_code == 401, forged
+        api.cookies.clear()
+    # a revoked key's session ends with it
+    api.cookies.set(COOKIE, token)
+    assert api.get("/dashboard").status_code == 200
+    key_id = admin.split("_")[1]
+    assert st.store.revoke_api_key(key_id)
+    assert api.get("/dashboard").status_code == 401
+
+
+def test_sessions_expire_and_need_the_secret() -> None:
+    one, same, other = Sessions("s" * 32), Sessions("s" * 32), Sessions(None)
+    token = one.issue("abcd1234", now=1000.0)
+    assert one.key_id(token, now=1000.0) == "abcd1234"
+    assert same.key_id(token, now=1000.0 + SESSION_S) == "abcd1234"  # another process
+    assert one.key_id(token, now=1001.0 + SESSION_S) is None  # expired
+    assert other.key_id(token, now=1000.0) is None  # another secret
+    forged = token.replace("abcd1234", "ffff0000", 1)
+    assert one.key_id(forged, now=1000.0) is None

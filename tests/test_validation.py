@@ -120,7 +120,7 @@ def test_ask_argument_types(
         ({"k": "2"}, "k must be an integer"),
         ({"k": 0}, "k must be >= 1"),
         ({"n_questions": "3"}, "n_questions must be an integer"),
-        ({"n_questions": -1}, "n_questions must be >= 0"),
+        ({"n_questions": -1}, "n_questions must be 0-50"),
         ({"version": "1"}, "version must be an integer"),
         ({"version": 0}, "version must be >= 1"),
         ({"progress": "print"}, "progress must be a callable"),

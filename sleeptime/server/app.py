@@ -7,6 +7,8 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,6 +52,39 @@ def status_of(exc: SleepTimeError) -> int:
         if isinstance(exc, cls):
             return code
     return 400
+
+
+#: What an outage of the database or the queue says to the caller. The reason (a
+#: driver's message: host, port, user, database) goes to the server log only: the
+#: key lookup runs before authentication, so anyone could read it otherwise.
+OUTAGE = {
+    StoreUnavailable: "database unavailable; try again later",
+    QueueUnavailable: "job queue unavailable; try again later",
+}
+
+
+def _public_message(exc: SleepTimeError) -> str:
+    for cls, message in OUTAGE.items():
+        if isinstance(exc, cls):
+            log.warning("%s: %s", type(exc).__name__, exc)
+            return message
+    return str(exc)
+
+
+def _validation_message(errors: Any) -> str:
+    """The first of pydantic's errors as one line: ``where: what``, the input never
+    echoed; a body that is not JSON at all says so."""
+    first: dict[str, Any] = errors[0] if errors else {}
+    loc = tuple(first.get("loc", ()))
+    if first.get("type") == "json_invalid":
+        where = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+        reason = (first.get("ctx") or {}).get("error", "")
+        return f"request body is not valid JSON{where}" + (f" ({reason})" if reason else "")
+    kind = first.get("type")
+    parts = [str(p) for p in (loc[1:] if loc[:1] == ("body",) else loc)]
+    where = ".".join(parts) or ("request body" if loc[:1] == ("body",) else "")
+    msg = "unknown field" if kind == "extra_forbidden" else first.get("msg", "invalid request")
+    return f"{where}: {msg}" if where else str(msg)
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
@@ -97,14 +132,24 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
         lifespan=lifespan,
     )
     app.state.st = client
+    app.state.sessions = dashboard.Sessions(client.settings.session_secret)
     app.state.metrics = metrics = ServerMetrics()
 
     @app.exception_handler(SleepTimeError)
     async def sleeptime_error(_req: Request, exc: SleepTimeError) -> JSONResponse:
-        return _error(status_of(exc), type(exc).__name__, str(exc))
+        return _error(status_of(exc), type(exc).__name__, _public_message(exc))
 
     @app.exception_handler(HTTPException)
     async def http_error(_req: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+            # FastAPI's own "There was an error parsing the body": a body that does not
+            # decode (not UTF-8, an integer past Python's digit limit) is bad input too
+            return _error(
+                422,
+                "InvalidInput",
+                "request body is not valid JSON: it must be UTF-8 text (and numbers under "
+                "4,300 digits)",
+            )
         kinds = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed"}
         response = _error(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail))
         for name, value in (exc.headers or {}).items():
@@ -113,11 +158,7 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        msg = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
-        return _error(422, "InvalidInput", msg)
+        return _error(422, "InvalidInput", _validation_message(exc.errors()))
 
     @app.exception_handler(Exception)
     async def internal(_req: Request, exc: Exception) -> JSONResponse:
@@ -129,6 +170,7 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
     # added first, so it runs inside _Measure (a 413 is counted) and before any route:
     # the body is refused before authentication reads the key or the route parses it
     app.add_middleware(_LimitBody, limit=client.settings.max_body_bytes)
+    app.add_middleware(_Utf8Path)
     app.add_middleware(_Measure, metrics=metrics)
     return app
 
@@ -223,6 +265,33 @@ def _body_headers(scope: Scope) -> tuple[int | None, bool]:
         elif name == b"transfer-encoding":
             chunked = True
     return declared, chunked
+
+
+class _Utf8Path:
+    """Refuses a path whose percent-encoded bytes are not UTF-8 with a 422, before any
+    route sees it. The HTTP server decodes such bytes with replacement characters, so
+    ``/contexts/inv%ff`` and ``/contexts/inv%fe`` would both name ``inv\ufffd``: the
+    same context under two names. The library refuses undecodable text the same way
+    (a lone surrogate). Costs nothing on a path without a ``%``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw and b"%" in raw:
+            try:
+                unquote_to_bytes(raw.split(b"?", 1)[0]).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                response = _error(
+                    422,
+                    "InvalidInput",
+                    f"the path is not valid UTF-8 (byte {exc.start} of the decoded path): "
+                    "namespaces and context ids are UTF-8 text, percent-encoded",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _Measure:

@@ -3,14 +3,20 @@ depth and ages, running and dead jobs with their errors and a retry button, cont
 with their versions and artifact status, the savings ledger with a small chart).
 
 A browser cannot send a Bearer header, so the page signs in with an admin key pasted
-into a form once; the key travels in an HttpOnly, SameSite=Strict cookie (which also
-keeps other sites from posting the retry form). The cookie opens the dashboard routes
-only, never the ``/v1`` API.
+into a form once. The cookie it gets is not the key: it is a session token (the key's
+id and an expiry, signed with HMAC-SHA256 under the server's secret,
+``SLEEPTIME_SESSION_SECRET`` or a random one per process), in an HttpOnly,
+SameSite=Strict cookie (which also keeps other sites from posting the retry form). The
+token opens the dashboard routes only, for :data:`SESSION_S` seconds and while its key
+is an admin key: it is no Bearer key, and a revoked key's sessions end at once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
+import secrets
 import time
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -23,7 +29,40 @@ from sleeptime.server.auth import Principal, authenticate
 
 router = APIRouter(tags=["dashboard"])
 
-COOKIE = "sleeptime_key"
+COOKIE = "sleeptime_session"
+#: How long a dashboard sign-in lasts.
+SESSION_S = 12 * 3600
+
+
+class Sessions:
+    """Issues and checks the dashboard's session tokens: ``KEYID.EXPIRES.MAC``, the MAC
+    an HMAC-SHA256 of the rest under ``secret`` (a random one when None: sessions then
+    last as long as this process). Stateless: server processes sharing the secret
+    accept each other's tokens."""
+
+    def __init__(self, secret: str | None) -> None:
+        self._secret = secret.encode("utf-8") if secret else secrets.token_bytes(32)
+
+    def _mac(self, payload: str) -> str:
+        return hmac.new(self._secret, payload.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def issue(self, key_id: str, now: float | None = None) -> str:
+        expires = int(time.time() if now is None else now) + SESSION_S
+        payload = f"{key_id}.{expires}"
+        return f"{payload}.{self._mac(payload)}"
+
+    def key_id(self, token: str, now: float | None = None) -> str | None:
+        """The key id a valid, unexpired token was issued for; None otherwise."""
+        payload, _, mac = token.rpartition(".")
+        key_id, _, expires = payload.partition(".")
+        if not key_id or not expires.isdigit():
+            return None
+        if not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
+            return None
+        if int(expires) < (time.time() if now is None else now):
+            return None
+        return key_id
+
 
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:1.5rem;color:#222}
@@ -58,12 +97,22 @@ def _login(message: str = "", status: int = 401) -> HTMLResponse:
 
 
 def _who(request: Request) -> Principal | None:
+    """An admin key's Bearer header, or a signed session cookie whose key is still an
+    admin key (looked up by id: a revoked key's sessions end with it)."""
     st: SleepTime = request.app.state.st
-    key = request.cookies.get(COOKIE)
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         key = header[7:].strip()
-    return authenticate(st.store, key) if key else None
+        return authenticate(st.store, key) if key else None
+    token = request.cookies.get(COOKIE)
+    sessions: Sessions = request.app.state.sessions
+    key_id = sessions.key_id(token) if token else None
+    if key_id is None:
+        return None
+    for found_id, namespace, admin in st.store.api_keys():
+        if found_id == key_id and admin:
+            return Principal(key_id=key_id, namespace=namespace, admin=True)
+    return None
 
 
 def _guard(request: Request) -> Response | None:
@@ -225,9 +274,11 @@ async def login(request: Request) -> Response:
     if not who.admin:
         return _login("that is a tenant key; the dashboard needs an admin key", 403)
     response = RedirectResponse("/dashboard", status_code=303)
+    sessions: Sessions = request.app.state.sessions
     response.set_cookie(
         COOKIE,
-        key,
+        sessions.issue(who.key_id),
+        max_age=SESSION_S,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",

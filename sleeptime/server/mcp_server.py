@@ -5,7 +5,11 @@ refused before anything is read.
 
 An MCP host starts only this process, so ``sleeptime mcp`` runs a worker in it: without
 one an ingested document would never get notes (a host has no idea a second process
-is needed). The tool descriptions say who prepares the notes and when."""
+is needed). The tool descriptions say who prepares the notes and when.
+
+The tools' arguments are as strict as the library's: no coercion (``"1"`` and ``true``
+are not integers) and no unknown arguments, each refusal one line; the bounds (of
+``max_tokens``, ``verbosity``) are the library's own (``sleeptime.validation``)."""
 
 from __future__ import annotations
 
@@ -14,9 +18,39 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from pydantic import ConfigDict, ValidationError
 
 from sleeptime.api import SleepTime
 from sleeptime.errors import SleepTimeError
+from sleeptime.validation import one_line
+
+
+class _StrictTool(Tool):
+    """A tool whose arguments are refused in one line (``where: what``, the input never
+    echoed) rather than pydantic's multi-line report."""
+
+    async def run(self, arguments: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            self.fn_metadata.validate_arguments(arguments)
+        except ValidationError as exc:
+            raise ToolError(f"Error executing tool {self.name}: {one_line(exc)}") from None
+        return await super().run(arguments, *args, **kwargs)
+
+
+def _strict(fn: Callable[..., Any], name: str, description: str) -> Tool:
+    """The tool of ``fn`` with a strict argument model: ``extra="forbid"`` (its input
+    schema says ``additionalProperties: false``) and ``strict=True``."""
+    tool = _StrictTool.from_function(fn, name=name, description=description)
+    base = tool.fn_metadata.arg_model
+
+    class Arguments(base):  # type: ignore[valid-type,misc]  # a model made at runtime
+        model_config = ConfigDict(extra="forbid", strict=True)
+
+    Arguments.__name__ = base.__name__
+    meta = tool.fn_metadata.model_copy(update={"arg_model": Arguments})
+    schema = Arguments.model_json_schema(by_alias=True)
+    return tool.model_copy(update={"fn_metadata": meta, "parameters": schema})
 
 
 def _version() -> str:
@@ -44,15 +78,11 @@ def create_mcp(
         else "a separate `sleeptime worker` process prepares notes and likely questions "
         "(none runs in this server)"
     )
-    server = MCPServer(
-        "sleeptime",
-        version=_version(),
-        instructions=(
-            "Store a document with `ingest`, then ask questions about it with `ask`: "
-            "answers use notes prepared while the system was idle (sleep-time compute), "
-            f"so they are fast and cheap; {when}. `show` lists the prepared notes and "
-            "questions."
-        ),
+    instructions = (
+        "Store a document with `ingest`, then ask questions about it with `ask`: "
+        "answers use notes prepared while the system was idle (sleep-time compute), "
+        f"so they are fast and cheap; {when}. `show` lists the prepared notes and "
+        "questions."
     )
 
     def guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -125,14 +155,17 @@ def create_mcp(
         def show(context_id: str, namespace: str | None = None) -> dict[str, Any]:
             return do_show(scope(namespace), context_id)
 
-        pinned_tools: list[tuple[Callable[..., dict[str, Any]], str]] = [
-            (ingest, ingest_doc),
-            (ask, ask_doc),
-            (show, show_doc),
+        pinned_tools: list[tuple[Callable[..., dict[str, Any]], str, str]] = [
+            (ingest, "ingest", ingest_doc),
+            (ask, "ask", ask_doc),
+            (show, "show", show_doc),
         ]
-        for fn, doc in pinned_tools:
-            server.tool(description=doc)(fn)
-        return server
+        return MCPServer(
+            "sleeptime",
+            version=_version(),
+            instructions=instructions,
+            tools=[_strict(fn, name, doc) for fn, name, doc in pinned_tools],
+        )
 
     def ingest_any(namespace: str, context_id: str, text: str) -> dict[str, Any]:
         return do_ingest(namespace, context_id, text)
@@ -154,6 +187,9 @@ def create_mcp(
         (ask_any, "ask", ask_doc),
         (show_any, "show", show_doc),
     ]
-    for fn, name, doc in tools:
-        server.tool(name=name, description=doc)(fn)
-    return server
+    return MCPServer(
+        "sleeptime",
+        version=_version(),
+        instructions=instructions,
+        tools=[_strict(fn, name, doc) for fn, name, doc in tools],
+    )

@@ -16,12 +16,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sleeptime.api import SleepTime
 from sleeptime.errors import InvalidInput, SleepTimeError
 from sleeptime.models import Answer, Budget, ContextVersion, DeleteCounts, Ledger
 from sleeptime.server.auth import Principal, authenticate
+from sleeptime.validation import MAX_EXTEND, MAX_QUESTIONS, MAX_SLEEP_K
 
 router = APIRouter()
 log = logging.getLogger("sleeptime.server")
@@ -75,8 +76,16 @@ Admin = Annotated[Principal, Depends(admin)]
 
 # -- bodies and replies -------------------------------------------------------------
 
+#: Request bodies are as strict as the library: no coercion ("1" and true are not
+#: integers, 1.0 is not one either) and no unknown fields (a misspelt option is an
+#: error, not silently ignored). The bounds are sleeptime.validation's, which the
+#: library checks again (the token ceiling and the model's window only there).
+STRICT = ConfigDict(extra="forbid", strict=True)
+
 
 class ContextIn(BaseModel):
+    model_config = STRICT
+
     text: str = Field(description="the context's full text; a new version when it changed")
 
 
@@ -90,16 +99,31 @@ class ContextOut(BaseModel):
 
 
 class AskIn(BaseModel):
+    model_config = STRICT
+
     question: str
     verbosity: int | None = Field(None, ge=0, le=4, description="0 answer only ... 4 thorough")
-    max_tokens: int | None = Field(None, ge=1, description="cap on answer tokens")
-    think_tokens: int | None = Field(None, ge=0, description="budget forcing: cap thinking")
-    extend: int = Field(0, ge=0, description="budget forcing: append 'Wait' up to N times")
+    max_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="cap on answer tokens: at most SLEEPTIME_MAX_TOKENS_CEILING and the "
+        "model's window when known",
+    )
+    think_tokens: int | None = Field(
+        None, ge=0, description="budget forcing: cap thinking (the same bound as max_tokens)"
+    )
+    extend: int = Field(
+        0, ge=0, le=MAX_EXTEND, description="budget forcing: append 'Wait' up to N times"
+    )
 
 
 class SleepIn(BaseModel):
-    k: int | None = Field(None, ge=1, description="independent rethinks of the context")
-    questions: int | None = Field(None, ge=0, description="questions to predict")
+    model_config = STRICT
+
+    k: int | None = Field(
+        None, ge=1, le=MAX_SLEEP_K, description="independent rethinks of the context"
+    )
+    questions: int | None = Field(None, ge=0, le=MAX_QUESTIONS, description="questions to predict")
 
 
 class ShowOut(BaseModel):
@@ -114,7 +138,8 @@ class ShowOut(BaseModel):
 
 @router.get("/health", tags=["operations"])
 def health(st: Client) -> dict[str, str]:
-    """Liveness and database reachability (503 when the database is down)."""
+    """Liveness and database reachability (503 ``database unavailable`` when the
+    database is down; the reason goes to the server log, never to this open route)."""
     st.store.ping()
     return {"status": "ok"}
 

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from sleeptime.errors import InvalidInput, StoreUnavailable
-from sleeptime.redact import redact_text, redact_url
+from sleeptime.redact import redact_text, redact_url, redacted_cause
 from sleeptime.store import migrate
 
 _ADVISORY_LOCK = sql_text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
@@ -134,20 +134,25 @@ class Database:
 
     @contextmanager
     def guard(self) -> Iterator[None]:
-        """Runs database work: an unreachable database becomes one StoreUnavailable
-        with the URL's password redacted (and an in-memory database's one connection
-        is taken by one thread at a time)."""
+        """Runs database work: an unreachable database, or a connection the driver
+        refuses to open (a bad option in the URL: ``?connect_timeout=abc``), becomes
+        one StoreUnavailable with the URL's password redacted, its cause a redacted
+        stand-in for the driver's error (and an in-memory database's one connection is
+        taken by one thread at a time)."""
         try:
             if self._serial is None:
                 yield
             else:
                 with self._serial:
                     yield
-        except OperationalError as exc:
-            detail = redact_text(str(exc.orig).strip(), self.url)
+        except DBAPIError as exc:
+            # a statement's error (statement set) other than an outage is a bug: raised
+            if not isinstance(exc, OperationalError) and exc.statement is not None:
+                raise
+            detail = redact_text(" ".join(str(exc.orig).split()), self.url)
             raise StoreUnavailable(
                 f"database {redact_url(self.url)} unavailable: {detail}"
-            ) from exc
+            ) from redacted_cause(exc, self.url)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -216,7 +221,7 @@ class Database:
         except sqlite3.Error as exc:
             raise StoreUnavailable(
                 f"database {redact_url(self.url)} unavailable: {exc}; check the file and disk"
-            ) from exc
+            ) from redacted_cause(exc, self.url)
         return row
 
 
