@@ -18,7 +18,7 @@ from sleeptime.errors import ContextNotFound, InvalidInput
 from sleeptime.graphs.sleep import SleepDeps, build_sleep_graph
 from sleeptime.llm.gateway import ModelGateway
 from sleeptime.llm.kv import attach_kv
-from sleeptime.llm.resolve import ModelSpec, resolve_model
+from sleeptime.llm.resolve import ModelSpec, describe_spec, resolve_model
 from sleeptime.llm.retry import RetryPolicy
 from sleeptime.models import (
     Answer,
@@ -223,6 +223,16 @@ class SleepTime:
     def model_name(self) -> str:
         return self.gateway.name
 
+    @property
+    def model_label(self) -> str:
+        """The model as configured, for log lines, without loading it or calling a
+        server: its spec (a server URL's password hidden), plus the sleep-time model's
+        when one is set."""
+        label = describe_spec(self._model_spec)
+        if self._sleep_spec is not None:
+            label += f", sleep-time {describe_spec(self._sleep_spec)}"
+        return label
+
     def _known_window(self) -> int | None:
         """The answering model's window when it is known without loading the model or
         asking its server (an ask's token budget must fit it): the configured window, a
@@ -350,7 +360,8 @@ class SleepTime:
         )
         ctx = self.store.get_context(namespace, context_id, version)
         if ctx is None:
-            raise ContextNotFound(namespace, context_id)
+            versions = self.store.versions(namespace, context_id) if version is not None else []
+            raise ContextNotFound(namespace, context_id, version=version, versions=versions)
         k = self.settings.sleep_k if k is None else k
         n = self.settings.n_questions if n_questions is None else n_questions
         if k < 1:
@@ -380,16 +391,25 @@ class SleepTime:
             },
             context=deps,
         )
+        warnings = list(out.get("warnings", []))
+        qas = out.get("qas", [])
+        if out.get("skipped") and n_questions is not None and n_questions != len(qas):
+            # a finished version's artifacts are never rewritten: say so, do not ignore it
+            warnings.append(
+                f"version {ctx.version} was already complete with {len(qas)} predicted "
+                f"question(s): n_questions={n_questions} was not applied; to prepare it "
+                "again, delete the context and ingest its text again"
+            )
         return SleepReport(
             namespace=namespace,
             context_id=context_id,
             version=ctx.version,
             skipped=bool(out.get("skipped")),
             learned=out.get("learned"),
-            qas=out.get("qas", []),
+            qas=qas,
             usage=out.get("usage", Usage()),
             seconds=time.perf_counter() - start,
-            warnings=out.get("warnings", []),
+            warnings=warnings,
         )
 
     # -- test time ------------------------------------------------------------------

@@ -24,7 +24,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
+from sleeptime import __version__
 from sleeptime.api import SleepTime
 from sleeptime.bench.cli import app as bench_app
 from sleeptime.errors import InvalidInput, SleepTimeError
@@ -40,6 +43,36 @@ app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 console = Console()
 err = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"sleeptime {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="print the version and exit",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
+    """Sleep-time compute: think about a context before the user asks."""
+
+
+def _print_table(table: Table) -> None:
+    """A table fits the terminal's width on a terminal; piped or redirected (a file,
+    grep, a CI log) every cell is printed whole, however long the line gets."""
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(width=100_000, highlight=False).print(table)
 
 ModelOpt = Annotated[
     str | None,
@@ -65,8 +98,30 @@ def _progress(status: Any) -> Callable[[str], None]:
     return update
 
 
-def client(model: str | None, database_url: str | None) -> SleepTime:
+def client(model: str | None, database_url: str | None, *, existing: bool = False) -> SleepTime:
+    """A client of the store; ``existing``: a command that only reads or changes what
+    is stored refuses a SQLite file that does not exist instead of creating it."""
+    if existing:
+        require_database(database_url)
     return SleepTime(model=model, database_url=database_url)
+
+
+def require_database(database_url: str | None) -> None:
+    """Refuse, in one line, a SQLite database file that does not exist (a command run
+    in the wrong folder must not leave an empty ``sleeptime.db`` behind)."""
+    url = database_url or Settings().database_url
+    if not url.startswith("sqlite"):
+        return
+    try:
+        path = make_url(url).database
+    except ArgumentError:
+        return  # the store reports a bad URL itself
+    if not path or path == ":memory:" or path.startswith("file:") or Path(path).exists():
+        return
+    raise InvalidInput(
+        f"no database file {path!r} ({redact_url(url)}): nothing stored there yet; ingest a "
+        "context first, or point --database-url or SLEEPTIME_DATABASE_URL at your database"
+    )
 
 
 def _read_text(source: str) -> str:
@@ -133,13 +188,15 @@ def sleep(
     database_url: DbOpt = None,
 ) -> None:
     """Run sleep-time compute on the current version now."""
-    st = client(model, database_url)
+    st = client(model, database_url, existing=True)
     with console.status("sleep-time compute") as status:
         report = st.sleep(
             namespace, context_id, k=k, n_questions=questions, progress=_progress(status)
         )
     if report.skipped:
         console.print(f"{namespace}/{context_id} v{report.version}: artifacts already complete")
+        for warning in report.warnings:
+            console.print(f"[yellow]warning: {escape(warning)}[/yellow]")
     else:
         console.print(
             f"{namespace}/{context_id} v{report.version}: learned context + {len(report.qas)} "
@@ -181,7 +238,7 @@ def ask(
     """Answer a question using whatever sleep-time work exists."""
     if stream and as_json:
         raise InvalidInput("--stream and --json do not go together: --json prints one object")
-    st = client(model, database_url)
+    st = client(model, database_url, existing=True)
     budget = Budget.thinking(
         verbosity=verbosity, max_tokens=max_tokens, think_tokens=think_tokens, extend=extend
     )
@@ -219,7 +276,7 @@ def show(
     database_url: DbOpt = None,
 ) -> None:
     """Show a context's current version, its artifacts and its token ledger."""
-    st = client("fake", database_url)
+    st = client("fake", database_url, existing=True)
     ctx = st.context(namespace, context_id)
     arts = st.artifacts(namespace, context_id)
     ledger = st.ledger(namespace, context_id)
@@ -486,7 +543,10 @@ def _queue(redis_url: str | None, database_url: str | None) -> Any:
     from sleeptime.queue import open_queue
 
     overrides: dict[str, Any] = {"redis_url": redis_url} if redis_url else {}
-    return open_queue(Settings(**overrides), database_url)
+    settings = Settings(**overrides)
+    if not settings.redis_url and not settings.queue_path:  # the queue is in the database
+        require_database(database_url)
+    return open_queue(settings, database_url)
 
 
 def _eta(seconds: float) -> str:
@@ -549,7 +609,7 @@ def jobs(
             _short(j.error or "", 60),
             j.id,
         )
-    console.print(table)
+    _print_table(table)
     console.print(
         ", ".join(f"{name} {n}" for name, n in counts.items()) + f"; {len(live)} live worker(s)"
     )
@@ -584,6 +644,7 @@ def jobs_retry(
         return
     from sleeptime.store.sql import SQLStore
 
+    require_database(database_url)
     store = SQLStore(database_url or Settings().database_url)
     revived = skipped = 0
     try:
@@ -612,7 +673,7 @@ def delete(
 ) -> None:
     """Delete a context (or, with --yes and no ID, a namespace): text, versions,
     artifacts, KV blobs and cache entries. The ledger keeps token counts."""
-    st = client("fake", database_url)  # deleting never calls a model
+    st = client("fake", database_url, existing=True)  # deleting never calls a model
     if context_id is None:
         if not yes:
             raise InvalidInput(
@@ -766,7 +827,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(as_json: JsonOpt = False, database_url: DbOpt = None) -> None:
     """Key ids and their namespaces (never the keys)."""
-    st = client("fake", database_url)
+    st = client("fake", database_url, existing=True)
     rows = st.store.api_keys()
     st.close()
     if as_json:
@@ -776,7 +837,7 @@ def keys_list(as_json: JsonOpt = False, database_url: DbOpt = None) -> None:
     table = Table("key id", "namespace", "admin")
     for k, ns, a in rows:
         table.add_row(k, ns or "*", "yes" if a else "")
-    console.print(table)
+    _print_table(table)
 
 
 @keys_app.command("revoke")
@@ -785,7 +846,7 @@ def keys_revoke(
     database_url: DbOpt = None,
 ) -> None:
     """Revoke a key: requests with it get 401 from then on."""
-    st = client("fake", database_url)
+    st = client("fake", database_url, existing=True)
     found = st.store.revoke_api_key(key_id)
     st.close()
     if not found:
@@ -817,6 +878,7 @@ def db_current(database_url: DbOpt = None) -> None:
     from sleeptime.store.sql import SQLStore
 
     url = database_url or Settings().database_url
+    require_database(url)
     store = SQLStore(url, create=False)
     revision = store.schema_revision()
     store.dispose()
@@ -844,7 +906,7 @@ def predictability_cmd(
     from sleeptime.llm.resolve import resolve_model
     from sleeptime.predictability import score
 
-    st = client("fake", database_url)  # the context comes from the store
+    st = client("fake", database_url, existing=True)  # the context comes from the store
     ctx = st.context(namespace, context_id)
     spec = model or (st.settings.model if st.settings.model.startswith("local") else "local")
     llm = resolve_model(spec, st.settings)

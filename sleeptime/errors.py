@@ -9,10 +9,41 @@ class SleepTimeError(Exception):
 
 
 class ContextNotFound(SleepTimeError):
-    def __init__(self, namespace: str, context_id: str) -> None:
-        super().__init__(f"no context {context_id!r} in namespace {namespace!r}: ingest it first")
+    """No such context in the namespace; or, with ``version``, the context exists but
+    that version does not (``versions``: the ones it has)."""
+
+    def __init__(
+        self,
+        namespace: str,
+        context_id: str,
+        *,
+        version: int | None = None,
+        versions: list[int] | None = None,
+    ) -> None:
+        if version is not None and versions:
+            super().__init__(
+                f"context {context_id!r} in namespace {namespace!r} has no version {version} "
+                f"(it has {_spans(versions)}); leave version unset for the current one"
+            )
+        else:
+            super().__init__(
+                f"no context {context_id!r} in namespace {namespace!r}: ingest it first"
+            )
         self.namespace = namespace
         self.context_id = context_id
+        self.version = version
+
+
+def _spans(versions: list[int]) -> str:
+    """[1, 2, 3, 5] -> 'versions 1-3, 5'; [4] -> 'version 4'."""
+    runs: list[list[int]] = []
+    for v in sorted(versions):
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    parts = [f"{a}-{b}" if b > a else str(a) for a, b in runs]
+    return ("versions " if len(versions) > 1 else "version ") + ", ".join(parts)
 
 
 class InvalidInput(SleepTimeError):

@@ -12,6 +12,7 @@ import pytest
 
 from sleeptime import FakeChatModel, Settings, SleepTime
 from sleeptime.bench.redis_server import RedisServer
+from sleeptime.redact import redact_text, redact_url
 
 POSTGRES_URL = os.environ.get(
     "SLEEPTIME_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -35,15 +36,20 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'sleeptime.db'}"
 
 
-def postgres_reachable() -> bool:
+def postgres_unavailable() -> str | None:
+    """Why the PostgreSQL tests cannot run here, in one line (None: they can)."""
     try:
         import psycopg
-
-        url = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    except ImportError:
+        return 'PostgreSQL driver not installed: pip install "sleeptime[postgres]"'
+    url = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    try:
         with psycopg.connect(url, connect_timeout=2):
-            return True
-    except Exception:
-        return False
+            return None
+    except Exception as exc:
+        detail = " ".join(redact_text(exc, url).split())[:200]
+        where = redact_url(POSTGRES_URL)
+        return f"PostgreSQL not reachable at {where} ({detail}); set SLEEPTIME_TEST_POSTGRES_URL"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -52,8 +58,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'sleeptime.db'}"
         return
-    if not postgres_reachable():
-        pytest.skip("PostgreSQL not reachable at " + POSTGRES_URL)
+    reason = postgres_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
     import psycopg
 
     schema = "t_" + uuid.uuid4().hex[:12]

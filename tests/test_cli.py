@@ -67,6 +67,7 @@ def test_ingest_from_stdin(sqlite_url: str) -> None:
 
 
 def test_missing_context(sqlite_url: str) -> None:
+    run(["ingest", "acme", "other", "-"], sqlite_url, stdin="Some text.")  # the database exists
     assert_clean_error(run(["ask", "acme", "nope", "why?"], sqlite_url), "no context 'nope'")
     assert_clean_error(run(["show", "acme", "nope"], sqlite_url), "no context 'nope'")
     assert_clean_error(run(["sleep", "acme", "nope"], sqlite_url), "ingest it first")

@@ -8,9 +8,22 @@ from pathlib import Path
 from langchain_core.language_models import BaseChatModel
 
 from sleeptime.errors import UnknownModel
+from sleeptime.redact import redact_text, redact_url
 from sleeptime.settings import Settings
 
 ModelSpec = str | BaseChatModel
+
+
+def describe_spec(spec: ModelSpec) -> str:
+    """A model spec for a log line, without resolving it: the string (a server URL's
+    password hidden), or a chat model object's class name."""
+    if not isinstance(spec, str):
+        return type(spec).__name__
+    kind, sep, rest = spec.strip().partition(":")
+    if sep and kind == "server":
+        url, hash_, name = rest.partition("#")
+        return f"server:{redact_url(url)}{hash_}{name}"
+    return redact_text(spec.strip())
 
 
 def resolve_model(spec: ModelSpec, settings: Settings | None = None) -> BaseChatModel:

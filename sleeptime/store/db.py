@@ -48,7 +48,7 @@ class Database:
                 f"database URL must be a non-empty string, not {type(url).__name__} "
                 "(e.g. sqlite:///sleeptime.db or postgresql+psycopg://user@host/db)"
             )
-        self.url = url
+        url = self.url = sqlalchemy_url(url)
         kwargs: dict[str, Any] = {"future": True}
         #: An in-memory SQLite database: it exists only on its one shared connection.
         self.in_memory = url.startswith("sqlite") and _in_memory(url)
@@ -67,7 +67,9 @@ class Database:
             kwargs["pool_pre_ping"] = True
         try:
             self.engine: Engine = create_engine(url, **kwargs)
-        except (SQLAlchemyError, ImportError, ValueError) as exc:
+        except ImportError as exc:  # the dialect's driver
+            raise StoreUnavailable(_no_driver(url, exc)) from None
+        except (SQLAlchemyError, ValueError) as exc:
             raise StoreUnavailable(
                 f"bad database URL {redact_url(url)}: {redact_text(exc, url)}"
             ) from None
@@ -231,6 +233,29 @@ def _sqlite_form(stmt: Any) -> tuple[str, tuple[str, ...]]:
     named parameters (the fast read speaks to sqlite3 directly)."""
     compiled = stmt.compile(dialect=sqlite.dialect())
     return str(compiled), tuple(compiled.positiontup or ())
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A PostgreSQL URL as libpq and hosting providers write it (``postgres://``,
+    ``postgresql://``) with the driver sleeptime installs: ``postgresql+psycopg://``.
+    Any other URL (one that names its driver included) is returned unchanged."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in ("postgres", "postgresql"):
+        return f"postgresql+psycopg://{rest}"
+    if sep and scheme.lower().startswith("postgres+"):  # postgres+DRIVER://
+        return f"postgresql+{scheme.split('+', 1)[1]}://{rest}"
+    return url
+
+
+def _no_driver(url: str, exc: ImportError) -> str:
+    """The one-line message for a database URL whose driver is not installed."""
+    module = exc.name or redact_text(exc, url)
+    if url.startswith("postgresql"):
+        return (
+            f"the PostgreSQL driver ({module}) is not installed, needed for "
+            f'{redact_url(url)}: pip install "sleeptime[postgres]"'
+        )
+    return f"the database driver ({module}) for {redact_url(url)} is not installed: install it"
 
 
 def _in_memory(url: str) -> bool:

@@ -68,7 +68,8 @@ class SQLStore:
         keep_versions: int = default("keep_versions"),
     ) -> None:
         self.db = Database(url)
-        self.url = url
+        #: The URL as connected (``postgres://`` names its driver: ``postgresql+psycopg://``).
+        self.url = self.db.url
         self.accounting = LedgerRepo(self.db)
         self.artifacts = ArtifactRepo(self.db, cache_size)
         #: The passage index (full-text search over long versions' passages).

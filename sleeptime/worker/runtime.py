@@ -45,6 +45,7 @@ from sleeptime.models import SleepReport, SleepStep
 from sleeptime.quality import degraded_causes
 from sleeptime.queue.base import FailOutcome, Job, JobQueue, LossAware, short_error
 from sleeptime.queue.scheduler import TokenWindow, retry_delay
+from sleeptime.redact import redact_url
 from sleeptime.worker.logs import log_event
 from sleeptime.worker.metrics import WorkerMetrics
 
@@ -53,6 +54,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sleeptime.worker")
 T = TypeVar("T")
+
+#: A ``burst`` worker gives up when this many claims in a row find the queue
+#: unreachable (about 3 s of backoff, plus the client's own retries of each call).
+BURST_QUEUE_ATTEMPTS = 5
 
 #: Errors that no retry can fix: the job goes to the dead letter at once.
 PERMANENT = (ContextNotFound, InvalidInput)
@@ -158,6 +163,18 @@ class _StepLog:
         )
 
 
+def describe_queue(queue: JobQueue) -> str:
+    """The queue for the start line: Redis with its URL (password hidden), or the
+    embedded SQLite file."""
+    url = getattr(queue, "url", None)
+    if isinstance(url, str):
+        return f"redis {redact_url(url)}"
+    path = getattr(queue, "path", None)
+    if isinstance(path, str):
+        return f"embedded {path}"
+    return type(queue).__name__
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -259,15 +276,18 @@ class Worker:
         beat.start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sleeptime-job")
         log.info(
-            "worker %s: concurrency %d, queue %s",
+            "worker %s: concurrency %d, database %s, queue %s, model %s",
             self.id,
             self.concurrency,
-            type(self.queue).__name__,
+            redact_url(self.st.store.url),
+            describe_queue(self.queue),
+            self.st.model_label,
         )
         next_reclaim = 0.0
         next_sweep = 0.0
         next_relay = 0.0
         backoff = 0.0
+        queue_failures = 0
         try:
             while not self._stop.is_set():
                 self._wake.clear()
@@ -290,10 +310,20 @@ class Worker:
                         if len(jobs) < free:
                             jobs += self.queue.claim(self.id, free - len(jobs))
                         backoff = 0.0
+                        queue_failures = 0
                         if not jobs and self.breaker.state == "half-open":
                             self.breaker.release()  # no probe job to be had
                     except QueueUnavailable as exc:
                         self.breaker.release()
+                        queue_failures += 1
+                        if burst and queue_failures >= BURST_QUEUE_ATTEMPTS:
+                            # a one-off run must end: waiting forever helps no one
+                            raise QueueUnavailable(
+                                exc.queue,
+                                f"{exc.reason.rstrip('. ')}; the --burst worker gave up after "
+                                f"{queue_failures} attempts: check the URL (--redis-url, "
+                                "SLEEPTIME_REDIS_URL) and that the server is running",
+                            ) from None
                         backoff = min(5.0, max(0.1, backoff * 2))
                         self._warn(f"queue unavailable, retrying in {backoff:.1f} s: {exc}")
                         self._stop.wait(backoff)
