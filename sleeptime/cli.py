@@ -74,6 +74,7 @@ def _print_table(table: Table) -> None:
     else:
         Console(width=100_000, highlight=False).print(table)
 
+
 ModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", help="model spec (default: $SLEEPTIME_MODEL or 'local')"),
@@ -167,31 +168,47 @@ def ingest(
     console.print(f"{namespace}/{context_id} v{ctx.version} ({state}, {len(ctx.text):,} chars)")
 
 
+def _alias(value: Any, old: Any, name: str, old_name: str) -> Any:
+    """An option given under its old, hidden name (scripts keep working)."""
+    if old is None:
+        return value
+    if value is not None and value != old:
+        raise InvalidInput(f"{old_name} is the old name of {name}: give one of them")
+    return old
+
+
 @app.command()
 def sleep(
     namespace: str,
     context_id: str,
-    k: Annotated[
+    sleep_k: Annotated[
         int | None,
         typer.Option(
+            "--sleep-k",
             help=f"independent rethinks of the context (default: {default('sleep_k')}, "
-            "$SLEEPTIME_SLEEP_K)"
+            "$SLEEPTIME_SLEEP_K)",
         ),
     ] = None,
-    questions: Annotated[
+    n_questions: Annotated[
         int | None,
         typer.Option(
-            help=f"questions to predict (default: {default('n_questions')}, $SLEEPTIME_N_QUESTIONS)"
+            "--n-questions",
+            help=f"questions to predict (default: {default('n_questions')}, "
+            "$SLEEPTIME_N_QUESTIONS)",
         ),
     ] = None,
     model: ModelOpt = None,
     database_url: DbOpt = None,
+    k: Annotated[int | None, typer.Option("--k", hidden=True)] = None,
+    questions: Annotated[int | None, typer.Option("--questions", hidden=True)] = None,
 ) -> None:
     """Run sleep-time compute on the current version now."""
+    sleep_k = _alias(sleep_k, k, "--sleep-k", "--k")
+    n_questions = _alias(n_questions, questions, "--n-questions", "--questions")
     st = client(model, database_url, existing=True)
     with console.status("sleep-time compute") as status:
         report = st.sleep(
-            namespace, context_id, k=k, n_questions=questions, progress=_progress(status)
+            namespace, context_id, k=sleep_k, n_questions=n_questions, progress=_progress(status)
         )
     if report.skipped:
         console.print(f"{namespace}/{context_id} v{report.version}: artifacts already complete")

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,3 +186,43 @@ def test_jobs_piped_at_80_columns_cuts_no_cell(tmp_path: Path) -> None:
     assert table.returncode == 0, table.stderr
     assert f"acme/{context}" in table.stdout and job["id"] in table.stdout, table.stdout
     assert "…" not in table.stdout
+
+
+def test_one_name_per_option_the_old_ones_hidden(tmp_path: Path) -> None:
+    """`--questions`/`--n-questions`, `--k`/`--sleep-k`, `--redis`/`--redis-url` were
+    the same options under two names: each is now named after its setting everywhere,
+    and the old names still work (scripts use them) without showing in --help."""
+    import typer
+
+    from sleeptime.cli import app
+
+    root = typer.main.get_command(app)
+
+    def shown_and_hidden(*path: str) -> tuple[set[str], set[str]]:
+        cmd: Any = root
+        for name in path:
+            cmd = cmd.commands[name]
+        shown = {o for p in cmd.params if not getattr(p, "hidden", False) for o in p.opts}
+        hidden = {o for p in cmd.params if getattr(p, "hidden", False) for o in p.opts}
+        return shown, hidden
+
+    shown, hidden = shown_and_hidden("sleep")
+    assert {"--sleep-k", "--n-questions"} <= shown and {"--k", "--questions"} == hidden
+    assert shown_and_hidden("bench", "run")[0] >= {"--sleep-k", "--n-questions"}
+    shown, hidden = shown_and_hidden("bench", "load")
+    assert "--redis-url" in shown and hidden == {"--redis"}
+    for path in (("worker",), ("jobs",), ("jobs", "retry")):
+        assert "--redis-url" in shown_and_hidden(*path)[0]
+
+    env = {"SLEEPTIME_DATABASE_URL": f"sqlite:///{tmp_path / 'st.db'}"}
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Ann has 3 apples. Bob has 4 pears.", encoding="utf-8")
+    assert run(["ingest", "acme", "doc", str(doc)], tmp_path, env).returncode == 0
+    both = run(["sleep", "acme", "doc", "--n-questions", "1", "--questions", "2"], tmp_path, env)
+    one_line_error(both, "--questions is the old name of --n-questions")
+    old = run(["sleep", "acme", "doc", "--k", "1", "--questions", "1"], tmp_path, env)
+    assert old.returncode == 0 and "1 predicted answers" in old.stdout, old.stderr
+    doc.write_text("Ann has 5 apples. Bob has 4 pears.", encoding="utf-8")
+    assert run(["ingest", "acme", "doc", str(doc)], tmp_path, env).returncode == 0
+    new = run(["sleep", "acme", "doc", "--sleep-k", "1", "--n-questions", "2"], tmp_path, env)
+    assert new.returncode == 0 and "2 predicted answers" in new.stdout, new.stderr

@@ -29,6 +29,7 @@ from typing import Any
 import typer
 
 from sleeptime.api import SleepTime
+from sleeptime.errors import InvalidInput
 from sleeptime.llm.fake import FakeChatModel
 from sleeptime.settings import Settings
 
@@ -190,14 +191,18 @@ def _cpus() -> int:
 def load(
     duration: float = typer.Option(10.0, "--duration", min=0.1, help="seconds of load"),
     clients: int = typer.Option(4, "--clients", min=1, help="concurrent askers (threads)"),
-    redis: str = typer.Option(
-        None, "--redis", help="Redis URL for the queue and hot cache (default: embedded)"
+    redis_url: str = typer.Option(
+        None, "--redis-url", help="Redis URL for the queue and hot cache (default: embedded)"
     ),
     contexts: int = typer.Option(20, "--contexts", min=1, help="contexts asked about"),
     drain: float = typer.Option(60.0, "--drain", min=0.0, help="seconds to wait for the jobs"),
+    redis: str = typer.Option(None, "--redis", hidden=True),  # the old name of --redis-url
 ) -> None:
     """Concurrent asks while contexts are ingested and a worker runs; prints JSON."""
-    print(json.dumps(run_load(duration, clients, redis, contexts=contexts, drain=drain), indent=2))
+    if redis is not None and redis_url is not None and redis != redis_url:
+        raise InvalidInput("--redis is the old name of --redis-url: give one of them")
+    url = redis_url or redis
+    print(json.dumps(run_load(duration, clients, url, contexts=contexts, drain=drain), indent=2))
 
 
 if __name__ == "__main__":
