@@ -168,6 +168,11 @@ class Settings(BaseSettings):
     local_model_path: Path | None = None
     local_n_ctx: int = Field(8192, ge=512)
     local_threads: int | None = None
+    local_probe: bool = Field(
+        True,
+        description="try the llama.cpp build in a child process before the first load "
+        "(once per build and model file): a build that crashes on this CPU is one error line",
+    )
 
     # background work: the job queue, the worker, the hot cache
     idle_after: float = Field(30.0, ge=0.0)

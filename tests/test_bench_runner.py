@@ -586,3 +586,17 @@ def test_paper_scoring_reads_the_raw_gsm_answer_field(tmp_path: Path) -> None:
     assert lenient["arms"][0]["correct"] == 3
     paper = write_report(tmp_path / "paper", quiet=True, scorer="paper")
     assert paper["arms"][0]["correct"] == 1
+
+
+def test_a_run_on_another_model_never_loads_the_local_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Predictability is scored with the local model: by default only when that is the
+    model under test (`bench run --model fake` crashed where llama.cpp's build did)."""
+    import sleeptime.bench.runner as runner_mod
+
+    def boom() -> None:
+        raise AssertionError("the local predictability scorer was loaded")
+
+    monkeypatch.setattr(runner_mod, "_predictability_fn", boom)
+    run(_cfg(tmp_path, "fake", predictability=None, sleep_k=[0, 1], verbosity=[0], samples=0))

@@ -91,7 +91,8 @@ def run_cmd(
     predictability: bool = typer.Option(
         None,
         "--predictability/--no-predictability",
-        help="score log P(question | context) per query (default: when the scorer is installed)",
+        help="score log P(question | context) per query with the local model (default: only "
+        "when --model is local, so no other run loads llama.cpp)",
     ),
 ) -> None:
     """Run (or resume) a benchmark: test-time only vs sleep-time vs parallel sampling.

@@ -578,9 +578,12 @@ class Runner:
         self.stats = RunStats(out=cfg.out, items=len(self.items))
         self._stats_lock = threading.Lock()
         #: predictability(context, question) -> mean log P(q | c); None: not scored
-        self._pred_fn = scorer or (
-            _predictability_fn() if cfg.predictability is not False else None
-        )
+        # scored with the bundled local model: by default only when that is the model
+        # under test, so a run on another model never loads llama.cpp unasked
+        wanted = cfg.predictability
+        if wanted is None:
+            wanted = isinstance(cfg.model, str) and cfg.model.split(":")[0] == "local"
+        self._pred_fn = scorer or (_predictability_fn() if wanted else None)
         if cfg.predictability and self._pred_fn is None:
             raise InvalidInput(
                 "--predictability needs sleeptime.predictability, which is not installed"

@@ -33,6 +33,7 @@ from pydantic import PrivateAttr
 
 from sleeptime.errors import UnknownModel
 from sleeptime.llm import llama_internals as lli
+from sleeptime.llm.probe import ensure_safe
 from sleeptime.llm.tokens import stable_prefix
 from sleeptime.settings import default
 
@@ -77,9 +78,11 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def load_llama(path: str, n_ctx: int, n_threads: int) -> _Slot:
+def load_llama(path: str, n_ctx: int, n_threads: int, *, probe: bool = True) -> _Slot:
     """One ``Llama`` per (file, window, threads) per process; llama.cpp contexts are
-    not thread-safe, so each comes with the lock that serialises its use."""
+    not thread-safe, so each comes with the lock that serialises its use. With
+    ``probe``, the build is first tried in a child process (:mod:`sleeptime.llm.probe`):
+    a build that crashes on this CPU is a one-line error, not a dead process."""
     key = (path, n_ctx, n_threads)
     with _INSTANCES_LOCK:
         if key not in _INSTANCES:
@@ -89,6 +92,8 @@ def load_llama(path: str, n_ctx: int, n_threads: int) -> _Slot:
                 raise UnknownModel(
                     "model 'local' needs llama-cpp-python: pip install 'sleeptime[local]'"
                 ) from exc
+            if probe:
+                ensure_safe(path)
             llama = Llama(
                 model_path=path,
                 n_ctx=n_ctx,
@@ -107,6 +112,8 @@ class LocalChatModel(BaseChatModel):
     model_path: str
     n_ctx: int = default("local_n_ctx")
     n_threads: int | None = None
+    #: Try the llama.cpp build in a child process before the first load (once per build).
+    probe: bool = default("local_probe")
     temperature: float = 0.0
     max_tokens: int = 256
     #: Budget forcing (s1): cap thinking at this many tokens, then force the answer.
@@ -149,7 +156,7 @@ class LocalChatModel(BaseChatModel):
         """The shared ``Llama`` and its lock. Whoever decodes with it under the lock
         calls :meth:`claim_cache` first."""
         if self._slot is None:
-            self._slot = load_llama(self.model_path, self.n_ctx, self.threads)
+            self._slot = load_llama(self.model_path, self.n_ctx, self.threads, probe=self.probe)
         return self._slot.llama, self._slot.lock
 
     def claim_cache(self, namespace: str | None) -> None:

@@ -59,7 +59,10 @@ def resolve_model(spec: ModelSpec, settings: Settings | None = None) -> BaseChat
         if not Path(path).is_file():
             raise UnknownModel(f"local model file not found: {path}")
         return LocalChatModel(
-            model_path=str(path), n_ctx=settings.local_n_ctx, n_threads=settings.local_threads
+            model_path=str(path),
+            n_ctx=settings.local_n_ctx,
+            n_threads=settings.local_threads,
+            probe=settings.local_probe,
         )
     if spec.startswith("server:"):
         url, _, name = spec.partition(":")[2].partition("#")
