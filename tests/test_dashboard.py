@@ -63,11 +63,15 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
-    """A `sleeptime serve` subprocess over a database with one served context, one
-    dead job (its context was deleted before the worker ran it) and an admin key."""
+    """A `sleeptime serve` subprocess over a database with one served context, two dead
+    jobs (one whose context was deleted before the worker ran it, one whose model call
+    failed) and an admin key."""
     db = f"sqlite:///{tmp_path / 'dash.db'}"
-    settings = Settings(model="fake", n_questions=2, idle_after=0.0)
-    with SleepTime(model=FakeChatModel(), database_url=db, settings=settings) as st:
+    settings = Settings(
+        model="fake", n_questions=2, idle_after=0.0, max_deliveries=1, retry_attempts=1
+    )
+    model = FakeChatModel()
+    with SleepTime(model=model, database_url=db, settings=settings) as st:
         queue = st.open_queue()
         st.ingest("acme", "doc", TEXT)
         st.sleep("acme", "doc")
@@ -75,9 +79,11 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
         st.ask("acme", "doc", "Why?")
         st.ingest("acme", "gone", "Cid has 5 pears.")
         st.delete("acme", "gone")
+        st.ingest("acme", "flaky", "Dee has 6 plums.")
+        model.errors = [ValueError("provider said 400: bad request")]
         Worker(st, queue).run(burst=True, install_signals=False)
         dead = queue.list("dead")
-        assert [j.context_id for j in dead] == ["gone"]
+        assert sorted(j.context_id for j in dead) == ["flaky", "gone"]
         admin = create_key(st.store, None, admin=True)[1]
         tenant = create_key(st.store, "acme")[1]
     env = {**os.environ, "SLEEPTIME_DATABASE_URL": db, "SLEEPTIME_MODEL": "fake"}
@@ -130,11 +136,17 @@ def test_dashboard_shows_a_dead_job_and_retries_it(
     browser.find_element(By.ID, "key").send_keys(admin)
     browser.find_element(By.ID, "sign-in").click()
     _wait_for(browser, "count-dead")  # the form posts, then redirects to the page
-    dead_rows = browser.find_elements(By.CSS_SELECTOR, "tr.job.dead")
-    assert len(dead_rows) == 1
-    assert "acme/gone" in dead_rows[0].text
-    assert "no context" in dead_rows[0].find_element(By.CLASS_NAME, "error").text
-    assert browser.find_element(By.ID, "count-dead").text.endswith("1")
+    dead_rows = {
+        row.find_elements(By.TAG_NAME, "td")[1].text: row
+        for row in browser.find_elements(By.CSS_SELECTOR, "tr.job.dead")
+    }
+    assert set(dead_rows) == {"acme/gone", "acme/flaky"}
+    gone = dead_rows["acme/gone"]
+    assert "no context" in gone.find_element(By.CLASS_NAME, "error").text
+    # a deleted context's job is not offered for retry: it could only fail again
+    assert not gone.find_elements(By.CLASS_NAME, "retry")
+    assert "context deleted" in gone.text
+    assert browser.find_element(By.ID, "count-dead").text.endswith("2")
     contexts = browser.find_element(By.ID, "contexts").text
     assert "doc" in contexts and "complete" in contexts and "gone" not in contexts
     assert browser.find_element(By.ID, "total-queries").text == "2"
@@ -143,13 +155,14 @@ def test_dashboard_shows_a_dead_job_and_retries_it(
     assert browser.find_elements(By.ID, "ledger-chart")
     browser.save_screenshot(str(tmp_path / "dashboard.png"))
 
-    dead_rows[0].find_element(By.CLASS_NAME, "retry").click()
+    dead_rows["acme/flaky"].find_element(By.CLASS_NAME, "retry").click()
     assert "waiting again" in _wait_for(browser, "note").text
-    assert not browser.find_elements(By.CSS_SELECTOR, "tr.job.dead")
-    assert browser.find_element(By.ID, "count-dead").text.endswith("0")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tr.job.dead")) == 1
+    assert browser.find_element(By.ID, "count-dead").text.endswith("1")
     jobs = httpx.get(f"{base}/v1/admin/jobs", headers={"Authorization": f"Bearer {admin}"}).json()
-    assert jobs["counts"]["dead"] == 0
-    assert [j["context_id"] for j in jobs["jobs"]] == ["gone"]  # waiting again
+    assert jobs["counts"]["dead"] == 1
+    waiting = [j["context_id"] for j in jobs["jobs"] if j["state"] in ("waiting", "queued")]
+    assert waiting == ["flaky"]
 
 
 def test_dashboard_cookie_does_not_open_the_api(server: tuple[str, str, str]) -> None:

@@ -189,12 +189,15 @@ def dashboard(request: Request, note: str = "") -> Response:
     for j in jobs:
         if j.state not in ("running", "dead"):
             continue
-        button = (
-            f"<form method='post' action='/dashboard/jobs/{quote(j.id, safe='')}/retry'>"
-            f"<button type='submit' class='retry' data-job='{e(j.id)}'>Retry</button></form>"
-            if j.state == "dead"
-            else ""
-        )
+        button = ""
+        if j.state == "dead":
+            # a retry of a deleted context's job could only fail again ("no context")
+            button = (
+                f"<form method='post' action='/dashboard/jobs/{quote(j.id, safe='')}/retry'>"
+                f"<button type='submit' class='retry' data-job='{e(j.id)}'>Retry</button></form>"
+                if st.store.current_version(j.namespace, j.context_id) is not None
+                else "<span class='muted gone'>context deleted</span>"
+            )
         job_rows.append(
             f"<tr class='job {e(j.state)}' data-job='{e(j.id)}'><td>{e(j.state)}</td>"
             f"<td>{e(j.namespace)}/{e(j.context_id)}</td><td class='num'>{j.version}</td>"
@@ -294,6 +297,13 @@ def retry(request: Request, job_id: str) -> Response:
     if refused is not None:
         return refused
     st: SleepTime = request.app.state.st
-    job = st.open_queue().retry(job_id)
+    queue = st.open_queue()
+    dead = next((j for j in queue.list("dead", limit=10_000) if j.id == job_id), None)
+    if dead is not None and st.store.current_version(dead.namespace, dead.context_id) is None:
+        note = (
+            f"job {dead.id} not retried: its context {dead.namespace}/{dead.context_id} was deleted"
+        )
+        return RedirectResponse(f"/dashboard?note={quote(note)}", status_code=303)
+    job = queue.retry(job_id)
     note = f"job {job.id} ({job.namespace}/{job.context_id} v{job.version}) is waiting again"
     return RedirectResponse(f"/dashboard?note={quote(note)}", status_code=303)
