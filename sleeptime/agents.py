@@ -20,6 +20,7 @@ Needs ``pip install "sleeptime[agents]"`` (langchain >= 1.0).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,7 +32,8 @@ from langgraph.config import get_config
 from sleeptime import prompts
 from sleeptime.api import SleepTime
 from sleeptime.errors import InvalidInput
-from sleeptime.models import Answer
+from sleeptime.llm.gateway import model_name
+from sleeptime.models import Answer, Usage
 from sleeptime.passages import is_conversation
 
 #: A fixed id, or a function of (runtime context, configurable) that returns one.
@@ -208,7 +210,12 @@ class SleepTimeMiddleware(AgentMiddleware):
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ModelResponse | AIMessage:
         prepared = self._prepare(request)
-        return prepared if isinstance(prepared, AIMessage) else handler(prepared)
+        if isinstance(prepared, AIMessage):
+            return prepared
+        start = time.perf_counter()
+        response = handler(prepared)
+        self._book(request, prepared, response, start)
+        return response
 
     async def awrap_model_call(
         self,
@@ -216,7 +223,41 @@ class SleepTimeMiddleware(AgentMiddleware):
         handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
     ) -> ModelResponse | AIMessage:
         prepared = await asyncio.to_thread(self._prepare, request)
-        return prepared if isinstance(prepared, AIMessage) else await handler(prepared)
+        if isinstance(prepared, AIMessage):
+            return prepared
+        start = time.perf_counter()
+        response = await handler(prepared)
+        await asyncio.to_thread(self._book, request, prepared, response, start)
+        return response
+
+    def _book(
+        self, request: ModelRequest, sent: ModelRequest, response: Any, start: float
+    ) -> None:
+        """The agent's own model answered: its tokens go in this context's ledger (as
+        ``learned`` when it saw notes, else ``cold``), so the ledger counts every answer."""
+        messages = getattr(response, "result", None) or [response]
+        reply = next((m for m in messages if isinstance(m, AIMessage)), None)
+        if reply is None:
+            return
+        meta: Mapping[str, Any] = reply.usage_metadata or {}
+        usage = Usage(
+            prompt_tokens=int(meta.get("input_tokens", 0)),
+            completion_tokens=int(meta.get("output_tokens", 0)),
+            calls=1,
+        )
+        ns, cid = self._ids(request.runtime)
+        with_notes = sent is not request
+        question = _last_question(request.messages) or ""
+        self.st.record_answer(
+            ns,
+            cid,
+            model=model_name(request.model),
+            usage=usage,
+            source="learned" if with_notes else "cold",
+            question=question,
+            answer=str(reply.text) if isinstance(reply.text, str) else "",
+            latency_ms=(time.perf_counter() - start) * 1000.0,
+        )
 
     def after_agent(self, state: Any, runtime: Any) -> dict[str, Any] | None:
         if self.ingest:

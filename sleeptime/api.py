@@ -567,6 +567,39 @@ class SleepTime:
             prepared=[qa for qa in found[1].qas if qa.servable],
         )
 
+    def record_answer(
+        self,
+        namespace: str,
+        context_id: str,
+        *,
+        model: str,
+        usage: Usage,
+        source: str,
+        question: str = "",
+        answer: str = "",
+        latency_ms: float = 0.0,
+    ) -> None:
+        """Book an answer that another model gave with this context's notes (an agent's
+        own model, behind :class:`~sleeptime.agents.SleepTimeMiddleware`): a test-time
+        ledger row under that model's name, and a query-log row, so the ledger counts
+        every answer about the context, not only the ones sleeptime's model gave."""
+        check_ids(namespace, context_id)
+        version = self.store.current_version(namespace, context_id)
+        if version is None:
+            return
+        record = self.store.recorder(namespace, context_id, version, model)
+        record("test", "agent", usage, latency_ms)
+        self.store.log_query(
+            namespace,
+            context_id,
+            version,
+            question=question,
+            answer=answer,
+            source=source,
+            usage=usage,
+            latency_ms=latency_ms,
+        )
+
     def compact_messages(
         self,
         namespace: str,

@@ -156,3 +156,17 @@ def test_an_agent_run_without_a_namespace_is_refused(sqlite_url: str) -> None:
     assert single.store.context_ids("solo") == ["t-1"]
     st.close()
     single.close()
+
+
+def test_answers_of_the_agents_own_model_are_in_the_ledger(st: SleepTime) -> None:
+    before = st.ledger("u1", "doc")
+    model = Recording()
+    agent = create_agent(model, tools=[], middleware=[SleepTimeMiddleware(st, ingest=False)])
+    run(agent, "Who has the most fruit of all?")
+    after = st.ledger("u1", "doc")
+    sent = model.sent[0]
+    prompt = sum(len(str(m.content).split()) for m in sent)  # the fake model's own count
+    assert after.queries == before.queries + 1
+    assert after.by_source.get("learned", 0) == before.by_source.get("learned", 0) + 1
+    assert after.test.calls == before.test.calls + 1
+    assert after.test.prompt_tokens - before.test.prompt_tokens == prompt
