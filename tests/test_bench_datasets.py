@@ -232,6 +232,13 @@ def test_stateful_gsm_symbolic_file(tmp_path: Path) -> None:
         assert items[0].context == shared
     with pytest.raises(InvalidInput, match="not stateful-aime data"):
         load_dataset(f"stateful-aime:{p}")
+    # --keep-apart: one item per record, as the paper's scripts run them
+    for spec in (str(p), f"stateful-gsm-symbolic:{p}"):
+        apart = load_dataset(spec, keep_apart=True)
+        assert [it.id for it in apart] == ["gsmsym-7-0", "gsmsym-7-1", "gsmsym-8-0"]
+        assert [len(it.queries) for it in apart] == [1, 1, 1]
+        assert apart[0].context == apart[1].context == shared
+        assert apart[1].queries[0].answer == "1200"
 
 
 def test_stateful_aime_file(tmp_path: Path) -> None:

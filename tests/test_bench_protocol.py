@@ -194,6 +194,30 @@ def test_builtin_paper_prompts_carry_the_papers_instructions() -> None:
     assert str(msgs[1].content) == "C. Q?"
 
 
+def test_sleep_persona_asks_to_be_verbose_and_brainstorm_many_kinds_of_questions() -> None:
+    # the paper's sleep agent persona: "I am verbose and brainstorm ... many different
+    # types of potential questions and the reasoning required for answering them"
+    assert "verbose" in BUILTIN.sleep_persona
+    assert "many different kinds of questions" in BUILTIN.sleep_persona
+    assert "reasoning needed to answer" in BUILTIN.sleep_persona
+
+
+def test_prompt_files_lose_the_send_message_instruction(tmp_path: Path) -> None:
+    """The paper's test-time files ask for Letta's send_message tool, which is not bound:
+    the sentences naming it are left out, the rest of each line is kept."""
+    root = _prompt_dir(tmp_path / "repo")
+    (root / "prompts/system/convo_verbosity_0.txt").write_text(
+        "Answer concisely.\nTo send a visible message to the user, use the send_message "
+        "function.\n'send_message' is how you send your answer to the user.\nCheck the "
+        "block. Use send_message to reply. Then stop.\n"
+    )
+    p = load_prompt_dir(root)
+    assert "send_message" not in p.test_system[0]
+    assert p.test_system[0] == "Answer concisely.\nCheck the block. Then stop.\n"
+    assert all("send_message" not in t for t in p.test_system.values())
+    assert "system/convo_verbosity_0.txt" in p.files  # the file's own hash is recorded
+
+
 def _prompt_dir(root: Path) -> Path:
     """A stand-in for a checkout of the paper's repository (our own placeholder texts)."""
     for sub in ("system", "persona", "human"):

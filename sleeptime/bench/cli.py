@@ -81,6 +81,11 @@ def run_cmd(
     allow_errors: bool = typer.Option(
         False, "--allow-errors", help="exit 0 even when model calls failed (they stay recorded)"
     ),
+    keep_apart: bool = typer.Option(
+        False,
+        "--keep-apart",
+        help="records that share a context stay one item each (the paper's runs), not merged",
+    ),
     oracle_questions: bool = typer.Option(
         False,
         "--oracle-questions",
@@ -134,6 +139,7 @@ def run_cmd(
         test_effort=test_effort,
         oracle_questions=oracle_questions,
         allow_errors=allow_errors,
+        keep_apart=keep_apart,
     )
     console = Console(stderr=True)
     failure: BenchRunFailed | None = None

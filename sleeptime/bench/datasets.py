@@ -158,12 +158,14 @@ def split_problem(text: str) -> tuple[str, str]:
 # -- loading -------------------------------------------------------------------------------
 
 
-def load_dataset(spec: str, *, limit: int | None = None) -> list[Item]:
+def load_dataset(spec: str, *, limit: int | None = None, keep_apart: bool = False) -> list[Item]:
     """Items of a named dataset or a JSONL path.
 
     ``spec`` is ``stateful-gsm8k``, ``multi-query`` (optionally with generator options,
     ``multi-query:n=50,seed=1,difficulty=2,queries=3-10,families=shopping+travel``)
-    or the path of a JSONL file.
+    or the path of a JSONL file. ``keep_apart``: Stateful GSM-Symbolic / AIME records
+    that share a context stay one item each (as the paper runs them) instead of one
+    item with several queries.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise InvalidInput("dataset must be a name (stateful-gsm8k, multi-query) or a JSONL path")
@@ -177,13 +179,13 @@ def load_dataset(spec: str, *, limit: int | None = None) -> list[Item]:
             raise InvalidInput(
                 f"{name} is read from a local file: --dataset {name}:path/to/file.jsonl"
             )
-        items = load_stateful(options, expect=name)
+        items = load_stateful(options, expect=name, keep_apart=keep_apart)
     elif name == "multi-query":
         from sleeptime.bench.generator import generate_from_options
 
         items = generate_from_options(options, limit=limit)
     elif Path(spec).exists():
-        items = load_jsonl(spec)
+        items = load_jsonl(spec, keep_apart=keep_apart)
     else:
         raise InvalidInput(
             f"unknown dataset {spec!r}: use one of {', '.join(DATASET_NAMES)} or the path of a "
@@ -207,7 +209,7 @@ def load_stateful_gsm8k() -> list[Item]:
     return parse_jsonl(res.read_text("utf-8").splitlines(), source=f"sleeptime/{GSM8K_FILE}")
 
 
-def load_jsonl(path: str | Path) -> list[Item]:
+def load_jsonl(path: str | Path, *, keep_apart: bool = False) -> list[Item]:
     """Read a user dataset: one JSON object per line,
     ``{"id": "...", "context": "...", "queries": [{"question": "...", "answer": "42"}]}``.
     Answers may be numbers or short text; blank lines and ``#`` comments are skipped."""
@@ -216,7 +218,7 @@ def load_jsonl(path: str | Path) -> list[Item]:
         raise InvalidInput(f"dataset file not found: {p}")
     lines = _read_lines(p)
     if stateful_format(lines) is not None:
-        return parse_stateful(lines, source=str(p))
+        return parse_stateful(lines, source=str(p), keep_apart=keep_apart)
     return parse_jsonl(lines, source=str(p))
 
 
@@ -249,7 +251,9 @@ def stateful_format(lines: list[str]) -> str | None:
     return None
 
 
-def load_stateful(path: str | Path, *, expect: str | None = None) -> list[Item]:
+def load_stateful(
+    path: str | Path, *, expect: str | None = None, keep_apart: bool = False
+) -> list[Item]:
     """Read a local copy of Stateful GSM-Symbolic (P1 or P2) or Stateful AIME (2024/2025).
 
     Stateful GSM-Symbolic records hold ``stateful_gsm_symbolic_context``,
@@ -257,7 +261,8 @@ def load_stateful(path: str | Path, *, expect: str | None = None) -> list[Item]:
     ``#### N``; the gold is N with ``$`` and ``,`` removed, as the paper's evaluator
     reads it); ``id`` and ``instance`` name the item when present. Stateful AIME records
     hold ``stateful_aime_context``, ``stateful_aime_question`` and an integer ``answer``.
-    Records that share a context become one item with several queries.
+    Records that share a context become one item with several queries, unless
+    ``keep_apart`` (one item per record).
     """
     p = Path(path).expanduser()
     if not p.is_file():
@@ -267,7 +272,7 @@ def load_stateful(path: str | Path, *, expect: str | None = None) -> list[Item]:
     if expect is not None and found != expect:
         ctx_field = STATEFUL_FORMATS[expect][0]
         raise InvalidInput(f"{p}: not {expect} data (its first record has no {ctx_field!r})")
-    return parse_stateful(lines, source=str(p))
+    return parse_stateful(lines, source=str(p), keep_apart=keep_apart)
 
 
 def _records(lines: list[str], source: str) -> Iterator[tuple[int, str, Any]]:
@@ -286,12 +291,14 @@ def _records(lines: list[str], source: str) -> Iterator[tuple[int, str, Any]]:
         yield lineno, where, obj
 
 
-def parse_stateful(lines: list[str], *, source: str = "<data>") -> list[Item]:
+def parse_stateful(
+    lines: list[str], *, source: str = "<data>", keep_apart: bool = False
+) -> list[Item]:
     fmt = stateful_format(lines)
     if fmt is None:
         raise InvalidInput(f"{source}: no Stateful GSM-Symbolic or Stateful AIME records")
     ctx_field, q_field = STATEFUL_FORMATS[fmt]
-    groups: dict[str, list[tuple[str, Query, dict[str, Any]]]] = {}
+    groups: dict[tuple[str, int], list[tuple[str, Query, dict[str, Any]]]] = {}
     for lineno, where, obj in _records(lines, source):
         if not isinstance(obj, dict):
             raise InvalidInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
@@ -313,13 +320,14 @@ def parse_stateful(lines: list[str], *, source: str = "<data>") -> list[Item]:
         qmeta: dict[str, Any] = {"source_id": ident}
         if fmt == "stateful-gsm-symbolic" and isinstance(answer, str):
             qmeta["solution"] = answer
-        groups.setdefault(context.strip(), []).append(
+        key = (context.strip(), lineno if keep_apart else 0)
+        groups.setdefault(key, []).append(
             (ident, Query(question=question.strip(), answer=gold, meta=qmeta), obj)
         )
     items: list[Item] = []
     seen: set[str] = set()
     prefix = "gsmsym" if fmt == "stateful-gsm-symbolic" else "aime"
-    for context, entries in groups.items():
+    for (context, _line), entries in groups.items():
         base = f"{prefix}-{entries[0][0]}"
         item_id, n = base, 1
         while item_id in seen:

@@ -21,6 +21,7 @@ local checkout of its repository (``--prompts DIR``); nothing of theirs is shipp
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from sleeptime.errors import InvalidInput
 
 #: Version of the built-in texts below; recorded with every call and in ``run.json``.
-PAPER_PROMPTS_VERSION = "paper-2026-11-25.1"
+PAPER_PROMPTS_VERSION = "paper-2026-12-05.1"
 
 #: The paper's memory block holds at most this many characters.
 MEMORY_CHARS = 5000
@@ -54,10 +55,12 @@ SLEEP_SYSTEM = (
 )
 
 SLEEP_PERSONA = (
-    "I am an expert reasoner. Given a new situation, I brainstorm the kinds of questions "
-    "that could be asked about it and work out the calculations and inferences needed to "
-    "answer them, and I write all of them into my memory block. I keep rewriting it until "
-    "nothing useful is missing and I have checked that nothing wrong or useless is left."
+    "I am an expert reasoner. Given a new situation, I work out calculations and "
+    "inferences that will be useful for the questions likely to come. I am verbose: in my "
+    "memory block I brainstorm many different kinds of questions that could be asked about "
+    "the situation, with the reasoning needed to answer each, and I write all my "
+    "questions, calculations and inferences there. I keep rewriting it until nothing "
+    "useful is missing and I have checked that nothing wrong or useless is left."
 )
 
 SLEEP_HUMAN = "I bring problems that are worth thinking about deeply and carefully."
@@ -177,6 +180,26 @@ BUILTIN = PaperPrompts(
 )
 
 
+#: Where one sentence of a line ends and the next begins.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[ \t]+")
+
+
+def strip_send_message(text: str) -> str:
+    """``text`` without the sentences that name ``send_message``: the paper's test-time
+    files tell the agent to answer through Letta's ``send_message`` tool, which is not
+    bound here (the answer is the reply's text), so the instruction is left out."""
+    lines = []
+    for line in text.splitlines():
+        if "send_message" not in line:
+            lines.append(line)
+            continue
+        sentences = _SENTENCE_END.split(line)
+        kept = " ".join(x for x in sentences if "send_message" not in x).strip()
+        if kept:
+            lines.append(kept)
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+
+
 def load_prompt_dir(path: str | Path) -> PaperPrompts:
     """Read the paper's prompt files from a local checkout of its repository.
 
@@ -186,7 +209,9 @@ def load_prompt_dir(path: str | Path) -> PaperPrompts:
     ``human/human_verbosity_N.txt``; ``system/sleep_time_base_aime.txt`` is used for
     Stateful AIME when present. The sleep agent's persona and user description live in
     the paper's scripts, not in files, so ours are used unless the directory also has
-    ``persona/sleep_time_persona.txt`` / ``human/sleep_time_human.txt``.
+    ``persona/sleep_time_persona.txt`` / ``human/sleep_time_human.txt``. Sentences that
+    ask for Letta's ``send_message`` tool are left out (:func:`strip_send_message`): no
+    such tool is bound, the answer is the reply's text.
     """
     root = Path(path).expanduser()
     if (root / "prompts").is_dir():
@@ -224,6 +249,8 @@ def load_prompt_dir(path: str | Path) -> PaperPrompts:
     digest = hashlib.sha256()
     for name in sorted(texts):
         digest.update(name.encode() + b"\0" + texts[name].encode() + b"\0")
+    files = {name: hashlib.sha256(t.encode()).hexdigest()[:12] for name, t in texts.items()}
+    texts = {name: strip_send_message(t) for name, t in texts.items()}
     sleep_system = texts["system/sleep_time_base.txt"]
     return PaperPrompts(
         version=f"paper-dir-{digest.hexdigest()[:12]}",
@@ -235,7 +262,7 @@ def load_prompt_dir(path: str | Path) -> PaperPrompts:
         test_human={n: texts[f"human/human_verbosity_{n}.txt"] for n in range(5)},
         sleep_system_aime=texts.get("system/sleep_time_base_aime.txt", sleep_system),
         source=str(root),
-        files={name: hashlib.sha256(t.encode()).hexdigest()[:12] for name, t in texts.items()},
+        files=files,
     )
 
 

@@ -162,6 +162,9 @@ class RunConfig:
     oracle_questions: bool = False
     #: Finish without raising when model calls or items failed (they stay recorded).
     allow_errors: bool = False
+    #: Stateful GSM-Symbolic / AIME: records that share a context stay one item each
+    #: (the paper's runs) instead of one item with several queries.
+    keep_apart: bool = False
 
     @property
     def questions(self) -> int:
@@ -407,6 +410,8 @@ def _run_meta(
         },
         "allow_errors": cfg.allow_errors,
     }
+    if cfg.keep_apart:  # absent when off: runs from before the option resume unchanged
+        meta["keep_apart"] = True
     if cfg.samples:  # the baseline's temperature, only where the baseline runs
         meta["parallel"] = {"temperature": cfg.temperature}
     if warnings:
@@ -542,7 +547,7 @@ class Runner:
         self.prompt_version = (
             self.paper.version if cfg.protocol == "paper" else prompts.PROMPT_VERSION
         )
-        items = load_dataset(cfg.dataset, limit=cfg.limit)
+        items = load_dataset(cfg.dataset, limit=cfg.limit, keep_apart=cfg.keep_apart)
         base = settings or Settings()
         library_temperature = base.sleep_temperature
         warnings = cfg.warnings(library_temperature)
