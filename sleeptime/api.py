@@ -39,6 +39,7 @@ from sleeptime.online import (
     learned_notes,
     serve_prepared,
 )
+from sleeptime.paper import SLEEP_STRATEGIES, RethinkOptions
 from sleeptime.pricing import PriceSheet, ledger_money
 from sleeptime.retrieval import (
     SERVE_MODES,
@@ -341,6 +342,8 @@ class SleepTime:
         n_questions: int | None = None,
         progress: Callable[[str], None] | None = None,
         on_step: Callable[[SleepStep], None] | None = None,
+        strategy: str | None = None,
+        rethink: RethinkOptions | None = None,
     ) -> SleepReport:
         """Run sleep-time compute on a context version now, in this process.
 
@@ -348,6 +351,10 @@ class SleepTime:
         was interrupted resumes from the last persisted step. ``progress`` gets a
         human-readable line as work starts; ``on_step`` gets a :class:`SleepStep` (name,
         duration, tokens; no text) as each step of the run finishes or fails.
+        ``strategy`` (``SLEEPTIME_SLEEP_STRATEGY``): ``notes`` learns c' with one call
+        per rethink; ``rethink_tools`` runs the Sleep-time Compute paper's loop of
+        memory-block rewrites (``rethink`` sets its options: prompts, rounds, block size,
+        budget; :class:`~sleeptime.paper.RethinkOptions`).
         """
         validate_sleep(
             namespace,
@@ -364,6 +371,13 @@ class SleepTime:
             raise ContextNotFound(namespace, context_id, version=version, versions=versions)
         k = self.settings.sleep_k if k is None else k
         n = self.settings.n_questions if n_questions is None else n_questions
+        strategy = self.settings.sleep_strategy if strategy is None else strategy
+        if strategy not in SLEEP_STRATEGIES:
+            raise InvalidInput(
+                f"strategy must be one of {', '.join(SLEEP_STRATEGIES)} (got {strategy!r})"
+            )
+        if rethink is not None and not isinstance(rethink, RethinkOptions):
+            raise InvalidInput(f"rethink must be a RethinkOptions (got {type(rethink).__name__})")
         if k < 1:
             raise InvalidInput(f"k must be >= 1 (got {k}); k=0 means: do not call sleep()")
         if n < 0:
@@ -379,6 +393,8 @@ class SleepTime:
             embeddings=self._embeddings,
             progress=progress,
             on_step=on_step,
+            strategy=strategy,
+            rethink_options=rethink,
         )
         start = time.perf_counter()
         out = _SLEEP_GRAPH.invoke(
@@ -681,6 +697,8 @@ class SleepTime:
         n_questions: int | None = None,
         progress: Callable[[str], None] | None = None,
         on_step: Callable[[SleepStep], None] | None = None,
+        strategy: str | None = None,
+        rethink: RethinkOptions | None = None,
     ) -> SleepReport:
         """:meth:`sleep` in a worker thread."""
         return await asyncio.to_thread(
@@ -692,6 +710,8 @@ class SleepTime:
             n_questions=n_questions,
             progress=progress,
             on_step=on_step,
+            strategy=strategy,
+            rethink=rethink,
         )
 
     async def aask(

@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -426,6 +426,7 @@ def call(
     temperature: float | None,
     recorder: Recorder | None = None,
     seed: int | None = None,
+    namespace: str | None = None,
 ) -> CallResult:
     """One model call with its parameters published for the recorder. ``max_tokens``
     None means uncapped (the model's window is still a hard limit)."""
@@ -447,6 +448,7 @@ def call(
             temperature=temperature,
             seed=seed,
             recorder=recorder,
+            namespace=namespace,
         )
 
 
@@ -609,6 +611,7 @@ def rethink_loop(
     recorder: Recorder | None = None,
     step: str = "rethink",
     on_call: Callable[[CallResult, int | None], None] | None = None,
+    namespace: str | None = None,
 ) -> RethinkResult:
     """Rewrite a memory block about ``context`` until the model is done.
 
@@ -652,6 +655,7 @@ def rethink_loop(
             max_tokens=left,
             temperature=temperature,
             recorder=recorder,
+            namespace=namespace,
         )
         out.calls += 1
         out.usage = out.usage + res.usage
@@ -725,3 +729,52 @@ def _text_round(
     elif capped:
         note = "Your last reply was cut off at its token limit: keep the block shorter."
     return None, note
+
+
+# -- the sleep strategy ----------------------------------------------------------------------
+
+#: How the sleep graph learns c' (``SLEEPTIME_SLEEP_STRATEGY``, ``sleep(strategy=...)``):
+#: ``notes``, one capped learn call per rethink; ``rethink_tools``, the paper's loop.
+SleepStrategy = Literal["notes", "rethink_tools"]
+SLEEP_STRATEGIES: tuple[str, ...] = ("notes", "rethink_tools")
+
+
+def rethink_key(i: int) -> str:
+    """The draft artifact key of the ``rethink_tools`` strategy's loop ``i`` (apart from
+    the notes strategy's drafts, so a version never mixes the two)."""
+    return f"rethink-{i}"
+
+
+@dataclass(frozen=True)
+class RethinkOptions:
+    """How the ``rethink_tools`` strategy runs its loops (the defaults are the paper's).
+
+    ``temperature`` None: the library's rule (``SLEEPTIME_SLEEP_TEMPERATURE`` when k > 1,
+    else the model's default). ``task`` replaces the paper's sleep-time task (the
+    benchmark's product protocol). ``merge``: with k > 1, the k blocks are merged into
+    c' by one more call; False keeps them apart, as the paper's k sleep agents (each
+    block a draft artifact, c' the first non-empty one). ``fallback``: when every loop
+    wrote nothing, c' is learned by the notes strategy's call (a warning says so);
+    False stores the empty block, as the paper's memory block stays ``[empty]``.
+    """
+
+    prompts: PaperPrompts = BUILTIN
+    max_rounds: int = 10
+    memory_chars: int = MEMORY_CHARS
+    mode: str = "auto"
+    aime: bool = False
+    task: str | None = None
+    token_budget: int | None = None
+    temperature: float | None = None
+    merge: bool = True
+    fallback: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("auto", "tools", "text"):
+            raise InvalidInput(f"rethink mode must be auto, tools or text (got {self.mode!r})")
+        if not 1 <= self.max_rounds <= 100:
+            raise InvalidInput(f"max_rounds takes 1-100 (got {self.max_rounds})")
+        if self.memory_chars < 1:
+            raise InvalidInput(f"memory_chars must be >= 1 (got {self.memory_chars})")
+        if self.token_budget is not None and self.token_budget < 1:
+            raise InvalidInput(f"token_budget must be >= 1 (got {self.token_budget})")

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
 
     # sleep-time
     sleep_k: int = Field(1, ge=1, le=MAX_SLEEP_K, description="independent rethinks of c', merged")
+    sleep_strategy: Literal["notes", "rethink_tools"] = Field(
+        "notes",
+        description="how c' is learned: notes (one learn call per rethink) or rethink_tools "
+        "(the paper's loop of memory rewrites by tool calls)",
+    )
     n_questions: int = Field(
         5, ge=0, le=MAX_QUESTIONS, description="predicted questions per context"
     )

@@ -13,6 +13,10 @@ Two protocols (``--protocol``):
   rethink loop into a memory block of ~5,000 characters, k sleep agents each paired 1:1
   with a test agent (no merge), no predicted questions, the paper's scorer.
 
+Both protocols sleep through the library: ``SleepTime.sleep(strategy="rethink_tools")``
+runs the rethink loop (:mod:`sleeptime.paper`) in the sleep graph, with the options of
+the protocol (:class:`~sleeptime.paper.RethinkOptions`).
+
 Temperature and reasoning effort are options per phase (``test_temperature``,
 ``sleep_temperature``, ``test_effort``, ``sleep_effort``), recorded in every call row.
 Errors are errors: a model call that fails is recorded in ``calls.jsonl`` with its
@@ -83,11 +87,9 @@ from sleeptime.bench.protocol import (
     PHASE_OPTIONS,
     BenchGateway,
     PhaseOptions,
-    RethinkResult,
     call,
     call_meta,
     phase_options,
-    rethink_loop,
     takes_effort,
 )
 from sleeptime.errors import InvalidInput, ModelOutputError, SleepTimeError
@@ -95,8 +97,10 @@ from sleeptime.llm.budget import call_max_tokens
 from sleeptime.llm.gateway import ModelGateway
 from sleeptime.llm.resolve import ModelSpec
 from sleeptime.models import Answer, Budget, Phase, Usage
+from sleeptime.paper import RethinkOptions, rethink_key
 from sleeptime.settings import Settings
-from sleeptime.store.sql import LEARNED, QUESTIONS
+from sleeptime.store.kinds import Kind
+from sleeptime.store.sql import QUESTIONS
 
 RESULTS, SLEEP, CALLS, ERRORS, PRED = (
     "results.jsonl",
@@ -518,6 +522,11 @@ def vote(samples: list[dict[str, Any]]) -> tuple[str | None, bool]:
     return majority, any(s["correct"] for s in samples if s.get("key") == majority)
 
 
+#: The library's warning when every rethink loop wrote nothing and c' was learned by
+#: one notes call (RethinkOptions.fallback).
+_FELL_BACK = "rethink: the loops wrote nothing; learned c'"
+
+
 class _BenchSleepTime(SleepTime):
     """The library, with a :class:`~sleeptime.bench.protocol.BenchGateway` for its model
     calls: per-phase options applied and recorded, failed calls reported."""
@@ -811,137 +820,112 @@ class Runner:
 
     # -- sleep time ---------------------------------------------------------------------
 
-    def _loop(
-        self,
-        item: Item,
-        *,
-        temperature: float | None,
-        budget: int | None,
-        step: str,
-        task: str | None,
-    ) -> RethinkResult:
-        return rethink_loop(
-            self.st.gateway,
-            self.paper,
-            item.context,
-            temperature=temperature,
-            token_budget=budget,
+    def _rethink(self, item: Item, k: int, *, paper: bool) -> RethinkOptions:
+        """The options of the library's ``rethink_tools`` sleep strategy for this run:
+        paper, the paper's task, no budget, the k blocks kept apart (one per test agent)
+        and an empty block left empty; product, our learn task with a token budget per
+        loop, the k blocks merged, and one notes call when every loop wrote nothing."""
+        return RethinkOptions(
+            prompts=self.paper,
             max_rounds=self.cfg.rethink_rounds,
-            limit_chars=self.cfg.memory_chars,
+            memory_chars=self.cfg.memory_chars,
             mode=self.cfg.rethink_mode,
-            aime=is_aime(item),
-            task=task,
-            step=step,
+            aime=paper and is_aime(item),
+            task=None if paper else prompts.LEARN_SYSTEM,
+            token_budget=None if paper else self.cfg.sleep_budget,
+            temperature=self.cfg.sleep_temp(k, self.library_temperature),
+            merge=not paper,
+            fallback=not paper,
         )
 
+    def _rethinks(self, ns: str, item: Item, version: int, k: int) -> list[dict[str, Any]]:
+        """Each loop's block and record (stop, calls, rewrites), as the library stored
+        them (draft artifacts of the ``rethink_tools`` strategy)."""
+        out: list[dict[str, Any]] = []
+        for i in range(k):
+            art = self.st.store.get_artifact(ns, item.id, version, Kind.DRAFT, rethink_key(i))
+            if art is not None:
+                out.append({"memory": art.get("text", ""), **(art.get("rethink") or {})})
+        return out
+
     def _paper_sleep(self, item: Item, k: int) -> None:
-        """k sleep agents, each rewriting its own memory block; no merge."""
+        """k sleep agents, each rewriting its own memory block; no merge. The library
+        runs them: ``SleepTime.sleep(strategy="rethink_tools")``, no predicted questions."""
         start = time.perf_counter()
-        temperature = self.cfg.sleep_temp(k, self.library_temperature)
-        pairs: list[RethinkResult] = []
+        ns = f"paper-k{k}"
+        st = self.st
+        st.ingest(ns, item.id, item.context)
+        version = st.store.current_version(ns, item.id)
+        assert version is not None
         with self._tag(item.id, f"sleep-k{k}"):
-            for i in range(k):
-                pairs.append(
-                    self._loop(
-                        item, temperature=temperature, budget=None, step=f"rethink-{i}", task=None
-                    )
-                )
-        usage = sum((p.usage for p in pairs), Usage())
+            report = st.sleep(
+                ns,
+                item.id,
+                k=k,
+                n_questions=0,
+                strategy="rethink_tools",
+                rethink=self._rethink(item, k, paper=True),
+            )
         self._sleep_record(
             item,
             k,
-            usage=usage,
+            usage=self._sleep_usage(ns, item),
             predicted=0,
             seconds=time.perf_counter() - start,
             error=None,
-            rethinks=[p.to_json() for p in pairs],
+            rethinks=self._rethinks(ns, item, version, k),
+            warnings=report.warnings,
+        )
+
+    def _sleep_usage(self, ns: str, item: Item) -> Usage:
+        used = self.st.ledger(ns, item.id).sleep  # every sleep-time call on this context
+        return Usage(
+            prompt_tokens=used.prompt_tokens,
+            completion_tokens=used.completion_tokens,
+            calls=used.calls,
         )
 
     def _sleep(self, item: Item, ns: str, k: int) -> None:
-        """Product protocol: k budgeted rethink loops (merged when k > 1) give c'; the
-        library then predicts and answers questions (``SleepTime.sleep``)."""
+        """Product protocol: ``SleepTime.sleep`` with the ``rethink_tools`` strategy:
+        k budgeted rethink loops (merged when k > 1) give c'; the library then predicts
+        and answers questions."""
         start = time.perf_counter()
         error = None
+        warnings: list[str] = []
         st = self.st
-        gateway = st.gateway
         version = st.store.current_version(ns, item.id)
         assert version is not None
-        rethinks: list[dict[str, Any]] = []
         with self._tag(item.id, f"sleep-k{k}"):
-            if st.store.get_artifact(ns, item.id, version, LEARNED, "0") is None:
-                record = st.store.recorder(ns, item.id, version, gateway.name)
-                temperature = self.cfg.sleep_temp(k, self.library_temperature)
-                drafts: list[RethinkResult] = []
-                for i in range(k):
-                    res = rethink_loop(
-                        gateway,
-                        self.paper,
-                        item.context,
-                        temperature=temperature,
-                        token_budget=self.cfg.sleep_budget,
-                        max_rounds=self.cfg.rethink_rounds,
-                        limit_chars=self.cfg.memory_chars,
-                        mode=self.cfg.rethink_mode,
-                        task=prompts.LEARN_SYSTEM,
-                        recorder=record,
-                        step=f"rethink-{i}",
-                    )
-                    drafts.append(res)
-                    rethinks.append(res.to_json())
-                usage = sum((d.usage for d in drafts), Usage())
-                learned = drafts[0].memory
-                if k > 1:
-                    res_merge = call(
-                        gateway,
-                        prompts.merge_messages(
-                            item.context, [d.memory or EMPTY_MEMORY for d in drafts]
-                        ),
-                        phase="sleep",
-                        step="merge",
-                        max_tokens=self.cfg.sleep_budget,
-                        temperature=None,
-                        recorder=record,
-                    )
-                    usage = usage + res_merge.usage
-                    learned = res_merge.text.strip() or learned
-                if not learned.strip():
-                    # nothing usable came out of the loops: the library learns c' itself
-                    # (one capped call); the sleep record says so
-                    error = "rethink loops wrote nothing; the library's learn step ran"
-                else:
-                    st.store.put_artifact(
-                        ns,
-                        item.id,
-                        version,
-                        LEARNED,
-                        "0",
-                        {"text": learned, "k": k},
-                        model=gateway.name,
-                        usage=usage,
-                    )
             if self.cfg.oracle_questions:
                 self._oracle_questions(item, ns, version)
             try:
                 with call_meta(max_tokens=self.settings.sleep_max_tokens, temperature=None):
-                    report = st.sleep(ns, item.id, k=k, n_questions=self.cfg.questions)
-                predicted = len(report.qas)
+                    report = st.sleep(
+                        ns,
+                        item.id,
+                        k=k,
+                        n_questions=self.cfg.questions,
+                        strategy="rethink_tools",
+                        rethink=self._rethink(item, k, paper=False),
+                    )
+                predicted, warnings = len(report.qas), report.warnings
+                if any(w.startswith(_FELL_BACK) for w in report.warnings):
+                    # nothing usable came out of the loops: the library learned c' itself
+                    # (one capped call); the sleep record says so
+                    error = "rethink loops wrote nothing; the library's learn step ran"
             except ModelOutputError as exc:
                 # The model could not produce parseable output: c' is kept (it is persisted
                 # before prediction), the questions are not; record it and answer anyway.
-                error, predicted = "; ".join(filter(None, [error, str(exc)])), 0
-        used = st.ledger(ns, item.id).sleep  # every sleep-time call on this context
+                error, predicted = str(exc), 0
         self._sleep_record(
             item,
             k,
-            usage=Usage(
-                prompt_tokens=used.prompt_tokens,
-                completion_tokens=used.completion_tokens,
-                calls=used.calls,
-            ),
+            usage=self._sleep_usage(ns, item),
             predicted=predicted,
             seconds=time.perf_counter() - start,
             error=error,
-            rethinks=rethinks,
+            rethinks=self._rethinks(ns, item, version, k),
+            warnings=warnings,
         )
 
     def _oracle_questions(self, item: Item, ns: str, version: int) -> None:
@@ -970,6 +954,7 @@ class Runner:
         seconds: float,
         error: str | None,
         rethinks: list[dict[str, Any]],
+        warnings: list[str] | None = None,
     ) -> None:
         record = {
             "item": item.id,
@@ -983,6 +968,8 @@ class Runner:
             "seconds": round(seconds, 3),
             "error": error,
         }
+        if warnings:  # what the library's sleep step degraded (a loop at its round cap, ...)
+            record["warnings"] = list(warnings)
         self.sleeps.append(record)
         self.sleep_records[(item.id, k)] = record
         self.slept.add((item.id, k))

@@ -31,6 +31,7 @@ from sleeptime.llm.gateway import CallResult, ModelGateway
 from sleeptime.llm.kv import prefill_missing, sleep_prefill
 from sleeptime.llm.parsing import parse_questions
 from sleeptime.models import PassageIndex, SleepStep, Usage
+from sleeptime.paper import EMPTY_MEMORY, RethinkOptions, rethink_key, rethink_loop
 from sleeptime.passages import TYPICAL_QUESTION, replaces_text, split_passages
 from sleeptime.settings import Settings
 from sleeptime.store.kinds import Kind
@@ -105,6 +106,15 @@ class SleepDeps:
     embeddings: Embeddings | None = None
     #: What degraded in this run (quality gate, ...), for the report and the manifest.
     warnings: list[str] = field(default_factory=list)
+    #: How c' is learned: ``notes`` (one learn call per rethink) or ``rethink_tools``
+    #: (the paper's loop of memory rewrites, :mod:`sleeptime.paper`).
+    strategy: str = "notes"
+    #: The ``rethink_tools`` loop's options (None: the paper's defaults).
+    rethink_options: RethinkOptions | None = None
+
+    @property
+    def rethink(self) -> RethinkOptions:
+        return self.rethink_options or RethinkOptions()
 
     @property
     def query_gateway(self) -> ModelGateway:
@@ -298,6 +308,8 @@ def route_plan(state: SleepState, runtime: Runtime[SleepDeps]) -> Any:
 def rethink(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     deps = runtime.context
     i = state["rethink"]
+    if deps.strategy == "rethink_tools":
+        return rethink_tools(state, deps, i)
     found = deps.get(state, Kind.DRAFT, str(i))
     if found is not None:
         return {"drafts": [found["text"]]}
@@ -311,6 +323,44 @@ def rethink(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     if deps.k > 1:
         deps.put(state, Kind.DRAFT, str(i), {"text": text}, usage)
     return {"drafts": [text], "usage": usage}
+
+
+def rethink_tools(state: SleepState, deps: SleepDeps, i: int) -> dict[str, Any]:
+    """The paper's sleep step: a loop of whole-block rewrites by memory-editing tool
+    calls (or the text protocol), every call through the gateway and in the ledger. The
+    block is stored as a draft with the loop's record (stop, calls, rewrites), always,
+    so a run resumes per loop and the benchmark reads each block."""
+    found = deps.get(state, Kind.DRAFT, rethink_key(i))
+    if found is not None:
+        return {"drafts": [found["text"]]}
+    opts = deps.rethink
+    deps.say(f"rethinking the context (loop {i + 1}/{deps.k})")
+    temperature = opts.temperature
+    if temperature is None and deps.k > 1:
+        temperature = deps.settings.sleep_temperature
+    res = rethink_loop(
+        deps.gateway,
+        opts.prompts,
+        state["text"],
+        temperature=temperature,
+        token_budget=opts.token_budget,
+        max_rounds=opts.max_rounds,
+        limit_chars=opts.memory_chars,
+        mode=opts.mode,
+        aime=opts.aime,
+        task=opts.task,
+        recorder=deps.store.recorder(**where(state), model=deps.gateway.name),
+        step=f"rethink-{i}",
+        namespace=state["namespace"],
+    )
+    record = res.to_json()
+    text = record.pop("memory")
+    if res.stop == "rounds":
+        deps.warn(f"rethink-{i}: stopped after {opts.max_rounds} rounds")
+    stored = deps.put(
+        state, Kind.DRAFT, rethink_key(i), {"text": text, "rethink": record}, res.usage
+    )
+    return {"drafts": [stored["text"]], "usage": res.usage}
 
 
 def learn_long(state: SleepState, deps: SleepDeps, temperature: float | None) -> tuple[str, Usage]:
@@ -389,6 +439,8 @@ def revise(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
 
 def merge(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     deps = runtime.context
+    if deps.strategy == "rethink_tools":
+        return merge_blocks(state, deps)
     drafts = state.get("drafts", [])
     usage = Usage()
     if len(drafts) == 1:
@@ -399,6 +451,45 @@ def merge(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
             state, deps.fitted(lambda c: prompts.merge_messages(c, drafts), state["text"]), "merge"
         )
     payload: dict[str, Any] = {"text": learned, "k": deps.k, "provenance": prompts.PROVENANCE}
+    if deps.warnings:
+        payload["warnings"] = list(deps.warnings)
+    stored = deps.put(state, Kind.LEARNED, "0", payload, usage)
+    return {"learned": stored["text"], "usage": usage}
+
+
+def merge_blocks(state: SleepState, deps: SleepDeps) -> dict[str, Any]:
+    """c' of the ``rethink_tools`` strategy: the k blocks (in loop order, from the
+    store) merged by one call, or kept apart (``merge=False``: c' is the first non-empty
+    block); when every loop wrote nothing, the notes strategy's learn call
+    (``fallback``) or the empty block."""
+    opts = deps.rethink
+    blocks = []
+    for i in range(deps.k):
+        found = deps.get(state, Kind.DRAFT, rethink_key(i))
+        blocks.append(found["text"] if found else "")
+    usage = Usage()
+    payload: dict[str, Any] = {
+        "k": deps.k,
+        "strategy": "rethink_tools",
+        "provenance": prompts.PROVENANCE,
+    }
+    if not any(b.strip() for b in blocks):
+        if opts.fallback:
+            deps.warn("rethink: the loops wrote nothing; learned c' with one notes call")
+            learned, usage = deps.nonempty(state, prompts.learn_messages(state["text"]), "learn")
+        else:
+            deps.warn("rethink: the loops wrote nothing; c' is the empty block")
+            learned = EMPTY_MEMORY
+    elif deps.k == 1 or not opts.merge:
+        learned = next(b for b in blocks if b.strip())
+        payload["merged"] = False
+    else:
+        deps.say(f"merging {deps.k} memory blocks")
+        shown = [b if b.strip() else EMPTY_MEMORY for b in blocks]
+        learned, usage = deps.nonempty(
+            state, deps.fitted(lambda c: prompts.merge_messages(c, shown), state["text"]), "merge"
+        )
+    payload["text"] = learned
     if deps.warnings:
         payload["warnings"] = list(deps.warnings)
     stored = deps.put(state, Kind.LEARNED, "0", payload, usage)
