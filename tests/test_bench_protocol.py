@@ -291,6 +291,38 @@ def test_paper_protocol_run(tmp_path: Path) -> None:
     assert {"k2-v0:pass@2", "k2-v3:pass@2"} <= {a["arm"] for a in summary["arms"]}
 
 
+def test_both_protocols_sleep_through_the_library(tmp_path: Path) -> None:
+    """Issue 20, item 1: the benchmark runs SleepTime.sleep with the rethink_tools
+    strategy, so its figures describe the shipped sleep step: the library's store holds
+    each loop's block (draft) and c' (learned), and a re-run is a no-op."""
+    from sleeptime.bench.runner import DB
+    from sleeptime.paper import rethink_key
+    from sleeptime.store.kinds import Kind
+    from sleeptime.store.sql import SQLStore
+
+    for protocol, ns in (("paper", "paper-k2"), ("product", "bench-k2")):
+        model = Recording()
+        (tmp_path / protocol).mkdir()
+        cfg = _paper_cfg(tmp_path / protocol, model, sleep_k=[2], verbosity=[0], protocol=protocol)
+        run(cfg)
+        store = SQLStore(f"sqlite:///{cfg.out / DB}")
+        try:
+            learned = store.get_artifact(ns, "trip", 1, Kind.LEARNED, "0")
+            assert learned is not None and learned["strategy"] == "rethink_tools"
+            sleeps = {s["item"]: s for s in read_jsonl(cfg.out / SLEEP)}
+            for i in range(2):
+                draft = store.get_artifact(ns, "trip", 1, Kind.DRAFT, rethink_key(i))
+                assert draft is not None
+                assert sleeps["trip"]["rethinks"][i]["memory"] == draft["text"]
+            # paper: the k blocks stay apart (no merge call); product: merged
+            assert learned.get("merged", True) is (protocol == "product")
+        finally:
+            store.dispose()
+        before = len(read_jsonl(cfg.out / CALLS))
+        run(cfg)
+        assert len(read_jsonl(cfg.out / CALLS)) == before
+
+
 def test_paper_protocol_with_prompts_dir(tmp_path: Path) -> None:
     model = Recording()
     cfg = _paper_cfg(tmp_path, model, prompts_dir=_prompt_dir(tmp_path / "repo"), sleep_k=[1])
