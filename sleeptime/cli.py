@@ -197,6 +197,14 @@ def sleep(
             "$SLEEPTIME_N_QUESTIONS)",
         ),
     ] = None,
+    sleep_strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--sleep-strategy",
+            help=f"notes or rethink_tools (the paper's loop; default: "
+            f"{default('sleep_strategy')}, $SLEEPTIME_SLEEP_STRATEGY)",
+        ),
+    ] = None,
     model: ModelOpt = None,
     database_url: DbOpt = None,
     k: Annotated[int | None, typer.Option("--k", hidden=True)] = None,
@@ -208,7 +216,12 @@ def sleep(
     st = client(model, database_url, existing=True)
     with console.status("sleep-time compute") as status:
         report = st.sleep(
-            namespace, context_id, k=sleep_k, n_questions=n_questions, progress=_progress(status)
+            namespace,
+            context_id,
+            k=sleep_k,
+            n_questions=n_questions,
+            progress=_progress(status),
+            strategy=sleep_strategy,
         )
     if report.skipped:
         console.print(f"{namespace}/{context_id} v{report.version}: artifacts already complete")

@@ -4,6 +4,9 @@ benchmark's paper and product protocols run this same code."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -151,3 +154,29 @@ def test_the_strategy_is_a_setting_and_checked(
         st.close()
     with pytest.raises(InvalidInput, match="max_rounds"):
         RethinkOptions(max_rounds=0)
+
+
+def test_cli_sleep_takes_the_strategy(sqlite_url: str) -> None:
+    env = {**os.environ, "SLEEPTIME_DATABASE_URL": sqlite_url, "SLEEPTIME_MODEL": "fake"}
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sleeptime", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    assert cli("ingest", "acme", "doc", "-", stdin=CONTEXT).returncode == 0
+    bad = cli("sleep", "acme", "doc", "--sleep-strategy", "dream")
+    assert bad.returncode == 2 and "strategy must be one of" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    ok = cli("sleep", "acme", "doc", "--sleep-strategy", "rethink_tools", "--n-questions", "0")
+    assert ok.returncode == 0, ok.stderr
+    st = SleepTime(model=FakeChatModel(), database_url=sqlite_url)
+    try:
+        assert st.store.get_artifact("acme", "doc", 1, Kind.DRAFT, rethink_key(0)) is not None
+    finally:
+        st.close()
