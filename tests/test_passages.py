@@ -271,3 +271,27 @@ def test_an_embeddings_model_finds_passages_in_other_words(sqlite_url: str) -> N
     hit = st.ask("acme", "doc", question, verbosity=0)
     assert any("refrigerated" in text[p.start : p.end] for p in hit.passages)
     st.close()
+
+
+def test_sqlite_without_math_functions_ranks_the_same(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some SQLite builds lack ln(): the product form of the weights must pick the same
+    passages in the same order."""
+    from sleeptime.store import passages as repo
+
+    store = SQLStore(sqlite_url)
+    text = document(40)
+    ids = index_long(store, "acme", "doc", text)
+    questions = ["Who is Quill17?", "How many crates did depot 3 ship on day 3?", "gate ramp"]
+    with_ln = [
+        [p.idx for p in store.passages.search("acme", "doc", 1, q, limit=5, ids=ids)]
+        for q in questions
+    ]
+    monkeypatch.setattr(repo, "_sqlite_has_ln", lambda: False)
+    without = [
+        [p.idx for p in store.passages.search("acme", "doc", 1, q, limit=5, ids=ids)]
+        for q in questions
+    ]
+    assert with_ln == without and all(with_ln)
+    store.dispose()
