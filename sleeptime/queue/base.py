@@ -29,6 +29,8 @@ class Job:
     namespace: str
     context_id: str
     version: int
+    #: waiting, running, dead, done or deferred (a sleep policy put it aside; ``error``
+    #: says why, e.g. "skipped: expected 0.1 queries"; a query on its version revives it)
     state: str = "waiting"
     deliveries: int = 0
     priority: float = 0.0
@@ -132,17 +134,31 @@ class JobQueue(Protocol):
         job's: it goes back without using up a delivery and is never dead-lettered."""
         ...
 
+    def defer(self, worker: str, job: Job, reason: str) -> bool:
+        """A worker's sleep policy chose not to sleep the job's version now: the job is
+        finished without being lost (state ``deferred``, ``reason`` as its error, its
+        dedup key kept) until :meth:`revive`. False if this worker no longer holds it."""
+        ...
+
+    def revive(
+        self, namespace: str, context_id: str, version: int | None = None, reason: str = ""
+    ) -> Job | None:
+        """Demand arrived (a query on a deferred version): the deferred job goes back to
+        waiting. Atomic and idempotent across workers: None when there is nothing to
+        revive. ``version`` None: the newest deferred version of the context."""
+        ...
+
     def list(self, state: str | None = None, limit: int = 100) -> list[Job]:
         """Jobs that are waiting (``state`` ``"waiting"``; ``"pending"`` is the same),
-        running or dead; a waiting job's ``ready_at`` is its earliest start."""
+        running, dead or deferred; a waiting job's ``ready_at`` is its earliest start."""
         ...
 
     def retry(self, job_id: str) -> Job:
-        """Bring a dead job back (deliveries reset)."""
+        """Bring a dead (or deferred) job back (deliveries reset)."""
         ...
 
     def counts(self) -> dict[str, int]:
-        """Jobs per state: waiting, running, dead (+ done/retried counters)."""
+        """Jobs per state: waiting, running, dead, deferred (+ done/retried counters)."""
         ...
 
     def heartbeat(self, worker: str, info: dict[str, Any], ttl: float) -> None: ...
@@ -165,8 +181,35 @@ class LossAware(Protocol):
         ...
 
 
-#: Done jobs (and their dedup keys) are kept this long, then expire.
+#: Done jobs (and their dedup keys) are kept this long, then expire. Deferred jobs are
+#: kept until revived or superseded by a newer version.
 DONE_TTL = 86400.0
+
+#: A claim considers at most this many namespaces with due jobs (those waiting longest).
+FAIR_NAMESPACES = 64
+
+
+def fair_pick(
+    candidates: dict[str, builtins.list[tuple[float, float, str]]],
+    in_flight: dict[str, int],
+    count: int,
+) -> builtins.list[str]:
+    """Fair share between namespaces: ``count`` job ids from ``candidates`` (namespace
+    -> its due jobs as (sort key, enqueued at, id), best first). Each pick goes to the
+    namespace with the fewest jobs in flight (``in_flight`` plus those picked here),
+    ties to the one whose next job was enqueued first: one tenant's backlog cannot
+    starve another's, and an idle tenant's job goes next."""
+    heads = {ns: 0 for ns, jobs in candidates.items() if jobs}
+    busy = {ns: int(in_flight.get(ns, 0)) for ns in heads}
+    out: builtins.list[str] = []
+    while heads and len(out) < count:
+        ns = min(heads, key=lambda n: (busy[n], candidates[n][heads[n]][1], n))
+        out.append(candidates[ns][heads[ns]][2])
+        busy[ns] += 1
+        heads[ns] += 1
+        if heads[ns] >= len(candidates[ns]):
+            del heads[ns]
+    return out
 
 
 def new_job_id() -> str:

@@ -53,6 +53,36 @@ class Keys:
         return f"{self.prefix}:dedup:{ctx_key(namespace, context_id)}/{version}"
 
     @property
+    def waiting_ns_prefix(self) -> str:
+        return f"{self.prefix}:wns:"
+
+    def waiting_ns(self, namespace: str) -> str:
+        """ZSET job id -> earliest start, of one namespace's waiting jobs (fair share:
+        a claim takes from each namespace in turn, not from the oldest jobs overall)."""
+        return f"{self.waiting_ns_prefix}{namespace}"
+
+    @property
+    def waiting_namespaces(self) -> str:
+        """SET of namespaces that may have waiting jobs (pruned by the claim)."""
+        return f"{self.prefix}:wnss"
+
+    @property
+    def fair(self) -> str:
+        """STRING set once the waiting jobs are indexed per namespace (an upgrade from a
+        queue without fair share indexes its jobs at its first claim)."""
+        return f"{self.prefix}:fair"
+
+    @property
+    def deferred(self) -> str:
+        """ZSET job id -> time deferred: jobs a sleep policy put aside until demand."""
+        return f"{self.prefix}:deferred"
+
+    @property
+    def deferred_ctx(self) -> str:
+        """HASH context key -> its newest deferred job id."""
+        return f"{self.prefix}:deferred_ctx"
+
+    @property
     def epoch(self) -> str:
         """STRING: a random token set when the queue's keys are created; a worker that
         finds another token (or none) knows the queue was lost (a Redis restart without

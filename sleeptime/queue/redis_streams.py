@@ -38,6 +38,7 @@ from redis.retry import Retry
 from sleeptime.errors import InvalidInput
 from sleeptime.queue.base import (
     DONE_TTL,
+    FAIR_NAMESPACES,
     FailOutcome,
     Job,
     JobNotFound,
@@ -83,8 +84,28 @@ local function dead(jk, id, eid, err, d)
 end
 """
 
+#: Waiting jobs live in the global ``waiting`` ZSET (listing, counts) and in their
+#: namespace's own ZSET (fair share); ``KP`` is the key prefix with its colon.
+_FAIR = """
+local function to_waiting(id, ns, score)
+  redis.call('ZADD', KP .. 'waiting', score, id)
+  if ns then
+    redis.call('ZADD', KP .. 'wns:' .. ns, score, id)
+    redis.call('SADD', KP .. 'wnss', ns)
+  end
+end
+local function from_waiting(id, ns)
+  redis.call('ZREM', KP .. 'waiting', id)
+  if ns then redis.call('ZREM', KP .. 'wns:' .. ns, id) end
+end
+"""
+
 ENQUEUE = (
     _NOW
+    + """
+local KP, ttl = A[8], tonumber(A[9])
+"""
+    + _FAIR
     + """
 local jk, dedup, waiting = KEYS[1], KEYS[2], KEYS[3]
 local id, ns, cid, version, priority = A[1], A[2], A[3], A[4], A[5]
@@ -98,13 +119,28 @@ if existing and redis.call('EXISTS', A[6] .. existing) == 1 then
   redis.call('HSET', ek, 'state', 'waiting', 'deliveries', 0, 'ready_at', nows,
     'enqueued_at', nows)
   redis.call('HDEL', ek, 'dead_entry')
-  redis.call('ZADD', waiting, now, existing)
+  to_waiting(existing, ns, now)
   return {1, existing}
+end
+-- a deferred job of an older version will never be wanted again
+local ctx = ns .. '/' .. cid
+local old = redis.call('HGET', KP .. 'deferred_ctx', ctx)
+if old then
+  local ok = A[6] .. old
+  local of = redis.call('HMGET', ok, 'state', 'version', 'dedup')
+  if of[1] == 'deferred' and tonumber(of[2] or '0') < tonumber(version) then
+    redis.call('HSET', ok, 'state', 'done', 'finished_at', nows,
+      'error', 'superseded by v' .. version)
+    redis.call('EXPIRE', ok, ttl)
+    if of[3] then redis.call('EXPIRE', of[3], ttl) end
+    redis.call('ZREM', KP .. 'deferred', old)
+    redis.call('HDEL', KP .. 'deferred_ctx', ctx)
+  end
 end
 redis.call('SET', dedup, id)
 redis.call('HSET', jk, 'id', id, 'ns', ns, 'cid', cid, 'version', version, 'state', 'waiting',
   'priority', priority, 'enqueued_at', nows, 'ready_at', nows, 'deliveries', 0, 'dedup', dedup)
-redis.call('ZADD', waiting, now, id)
+to_waiting(id, ns, now)
 return {1, id}
 """
 )
@@ -132,6 +168,10 @@ local waiting, stream, activity, epochkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rate_prefix, job_prefix, group, consumer = A[1], A[2], A[3], A[4]
 local count, idle_after, max_delay, scan = tonumber(A[5]), tonumber(A[6]),
   tonumber(A[7]), tonumber(A[8])
+local KP = A[11]
+"""
+    + _FAIR
+    + """
 -- the queue's epoch: created with the first claim, gone with the rest of the keys
 local epoch = redis.call('GET', epochkey)
 if not epoch then
@@ -141,35 +181,88 @@ end
 local lease_until = string.format('%.6f', now + tonumber(A[9]))
 local minute = math.floor(now / 60)
 local r1, r0 = rate_prefix .. minute, rate_prefix .. (minute - 1)
-local ids = redis.call('ZRANGEBYSCORE', waiting, '-inf', now, 'LIMIT', 0, scan)
-local cands, seen = {}, {}
-for _, id in ipairs(ids) do
-  local f = redis.call('HMGET', job_prefix .. id, 'ns', 'cid', 'enqueued_at', 'priority')
-  if not f[1] then
-    redis.call('ZREM', waiting, id)
-  else
-    local last = seen[f[1]]
-    if last == nil then
-      last = tonumber(redis.call('HGET', activity, f[1]) or '0')
-      seen[f[1]] = last
+local maxns = tonumber(A[12])
+-- a queue from before fair share: index its waiting jobs per namespace, once
+if redis.call('EXISTS', KP .. 'fair') == 0 then
+  local all = redis.call('ZRANGE', waiting, 0, -1, 'WITHSCORES')
+  for i = 1, #all, 2 do
+    local ns = redis.call('HGET', job_prefix .. all[i], 'ns')
+    if ns then
+      redis.call('ZADD', KP .. 'wns:' .. ns, all[i + 1], all[i])
+      redis.call('SADD', KP .. 'wnss', ns)
     end
-    local enq = tonumber(f[3])
-    if idle_after <= 0 or now - last >= idle_after or now - enq >= max_delay then
-      local ctx = f[1] .. '/' .. f[2]
-      local rate = tonumber(redis.call('HGET', r1, ctx) or '0')
-        + tonumber(redis.call('HGET', r0, ctx) or '0')
-      cands[#cands + 1] = {id, tonumber(f[4] or '0') + rate, enq}
+  end
+  redis.call('SET', KP .. 'fair', '1')
+end
+local nss
+if redis.call('SCARD', KP .. 'wnss') > maxns then
+  nss = redis.call('SRANDMEMBER', KP .. 'wnss', maxns)
+else
+  nss = redis.call('SMEMBERS', KP .. 'wnss')
+end
+-- fair share: jobs in flight per namespace (the leases: the stream's pending entries)
+local busy = {}
+for _, p in ipairs(redis.call('XPENDING', stream, group, '-', '+', 1000)) do
+  local e = redis.call('XRANGE', stream, p[1], p[1])[1]
+  if e then
+    local ns = redis.call('HGET', job_prefix .. e[2][2], 'ns')
+    if ns then busy[ns] = (busy[ns] or 0) + 1 end
+  end
+end
+local per, heads = {}, {}
+for _, ns in ipairs(nss) do
+  local zk = KP .. 'wns:' .. ns
+  local ids = redis.call('ZRANGEBYSCORE', zk, '-inf', now, 'LIMIT', 0, scan)
+  if #ids == 0 then
+    if redis.call('ZCARD', zk) == 0 then redis.call('SREM', KP .. 'wnss', ns) end
+  else
+    local last = tonumber(redis.call('HGET', activity, ns) or '0')
+    local idle = idle_after <= 0 or now - last >= idle_after
+    local cands = {}
+    for _, id in ipairs(ids) do
+      local f = redis.call('HMGET', job_prefix .. id, 'cid', 'enqueued_at', 'priority')
+      if not f[1] then
+        redis.call('ZREM', zk, id)
+        redis.call('ZREM', waiting, id)
+      else
+        local enq = tonumber(f[2])
+        if idle or now - enq >= max_delay then
+          local ctx = ns .. '/' .. f[1]
+          local rate = tonumber(redis.call('HGET', r1, ctx) or '0')
+            + tonumber(redis.call('HGET', r0, ctx) or '0')
+          cands[#cands + 1] = {id, tonumber(f[3] or '0') + rate, enq}
+        end
+      end
+    end
+    if #cands > 0 then
+      table.sort(cands, function(a, b)
+        if a[2] ~= b[2] then return a[2] > b[2] end
+        if a[3] ~= b[3] then return a[3] < b[3] end
+        return a[1] < b[1]
+      end)
+      per[ns] = cands
+      heads[ns] = 1
     end
   end
 end
-table.sort(cands, function(a, b)
-  if a[2] ~= b[2] then return a[2] > b[2] end
-  if a[3] ~= b[3] then return a[3] < b[3] end
-  return a[1] < b[1]
-end)
-for i = 1, math.min(count, #cands) do
-  redis.call('ZREM', waiting, cands[i][1])
-  redis.call('XADD', stream, '*', 'id', cands[i][1])
+-- each pick: the namespace with the fewest jobs in flight, ties to the oldest job
+local picked = 0
+while picked < count do
+  local best, bb, be
+  for ns, h in pairs(heads) do
+    local b, e = busy[ns] or 0, per[ns][h][3]
+    if best == nil or b < bb or (b == bb and (e < be or (e == be and ns < best))) then
+      best, bb, be = ns, b, e
+    end
+  end
+  if best == nil then break end
+  local id = per[best][heads[best]][1]
+  from_waiting(id, best)
+  redis.call('XADD', stream, '*', 'id', id)
+  picked = picked + 1
+  busy[best] = bb + 1
+  heads[best] = heads[best] + 1
+  if heads[best] > #per[best] then heads[best] = nil end
 end
 local out = {epoch}
 local res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
@@ -268,15 +361,18 @@ ACK = (
     _NOW
     + """
 local stream, waiting, deadkey, stats, jk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local group, eid, id, ttl = A[1], A[2], A[3], tonumber(A[4])
+local group, eid, id, ttl, KP = A[1], A[2], A[3], tonumber(A[4]), A[5]
+"""
+    + _FAIR
+    + """
 if eid ~= '' then
   redis.call('XACK', stream, group, eid)
   redis.call('XDEL', stream, eid)
 end
-local f = redis.call('HMGET', jk, 'state', 'dedup', 'dead_entry')
+local f = redis.call('HMGET', jk, 'state', 'dedup', 'dead_entry', 'ns')
 if not f[1] or f[1] == 'done' then return 0 end
 if f[1] == 'dead' and f[3] then redis.call('XDEL', deadkey, f[3]) end
-redis.call('ZREM', waiting, id)
+from_waiting(id, f[4])
 -- the dedup key lives as long as the done job: a late duplicate (a sweep racing this
 -- ack) finds it and adds nothing
 if f[2] and redis.call('GET', f[2]) == id then redis.call('EXPIRE', f[2], ttl) end
@@ -293,8 +389,10 @@ FAIL = (
 local stream, waiting, deadkey, stats, jk = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local group, consumer, eid, id, err, delay, permanent, maxd, consume = A[1], A[2], A[3],
   A[4], A[5], tonumber(A[6]), A[7], tonumber(A[8]), A[9]
+local KP = A[10]
 """
     + _DEAD
+    + _FAIR
     + """
 local p = redis.call('XPENDING', stream, group, eid, eid, 1)
 if #p == 0 or p[1][2] ~= consumer or redis.call('EXISTS', jk) == 0 then return 'lost' end
@@ -310,7 +408,7 @@ redis.call('XDEL', stream, eid)
 local ready = now + delay
 redis.call('HSET', jk, 'state', 'waiting', 'error', err, 'worker', '',
   'ready_at', string.format('%.6f', ready))
-redis.call('ZADD', waiting, ready, id)
+to_waiting(id, redis.call('HGET', jk, 'ns'), ready)
 redis.call('HINCRBY', stats, 'retried', 1)
 return 'retry'
 """
@@ -319,16 +417,66 @@ return 'retry'
 RETRY = (
     _NOW
     + """
-local jk, deadkey, waiting, id = KEYS[1], KEYS[2], KEYS[3], A[1]
-local f = redis.call('HMGET', jk, 'state', 'dead_entry', 'dedup')
+local jk, deadkey, waiting, id, KP = KEYS[1], KEYS[2], KEYS[3], A[1], A[2]
+"""
+    + _FAIR
+    + """
+local f = redis.call('HMGET', jk, 'state', 'dead_entry', 'dedup', 'ns')
 if not f[1] then return 'missing' end
-if f[1] ~= 'dead' then return f[1] end
+if f[1] ~= 'dead' and f[1] ~= 'deferred' then return f[1] end
 if f[2] and f[2] ~= '' then redis.call('XDEL', deadkey, f[2]) end
+redis.call('ZREM', KP .. 'deferred', id)
 redis.call('HSET', jk, 'state', 'waiting', 'deliveries', 0, 'ready_at', nows)
 redis.call('HDEL', jk, 'dead_entry')
-redis.call('ZADD', waiting, now, id)
+to_waiting(id, f[4], now)
 if f[3] then redis.call('SET', f[3], id) end
 return 'ok'
+"""
+)
+
+DEFER = (
+    _NOW
+    + """
+local stream, jk = KEYS[1], KEYS[2]
+local group, consumer, eid, id, reason, KP = A[1], A[2], A[3], A[4], A[5], A[6]
+local p = redis.call('XPENDING', stream, group, eid, eid, 1)
+if #p == 0 or p[1][2] ~= consumer or redis.call('EXISTS', jk) == 0 then return 0 end
+redis.call('XACK', stream, group, eid)
+redis.call('XDEL', stream, eid)
+redis.call('HSET', jk, 'state', 'deferred', 'error', reason, 'worker', '', 'finished_at', nows)
+redis.call('ZADD', KP .. 'deferred', now, id)
+local f = redis.call('HMGET', jk, 'ns', 'cid')
+redis.call('HSET', KP .. 'deferred_ctx', f[1] .. '/' .. f[2], id)
+redis.call('HINCRBY', KP .. 'stats', 'deferred', 1)
+return 1
+"""
+)
+
+REVIVE = (
+    _NOW
+    + """
+local dedup, ctx, reason, job_prefix, KP = A[1], A[2], A[3], A[4], A[5]
+"""
+    + _FAIR
+    + """
+local id
+if dedup ~= '' then id = redis.call('GET', dedup) else
+  id = redis.call('HGET', KP .. 'deferred_ctx', ctx) end
+if not id then return '' end
+local jk = job_prefix .. id
+local f = redis.call('HMGET', jk, 'state', 'error', 'ns')
+if f[1] ~= 'deferred' then return '' end
+local note = 'revived'
+if reason ~= '' then note = note .. ': ' .. reason end
+if f[2] and f[2] ~= '' then note = note .. ' (was ' .. f[2] .. ')' end
+redis.call('HSET', jk, 'state', 'waiting', 'deliveries', 0, 'ready_at', nows, 'error', note)
+redis.call('ZREM', KP .. 'deferred', id)
+if redis.call('HGET', KP .. 'deferred_ctx', ctx) == id then
+  redis.call('HDEL', KP .. 'deferred_ctx', ctx)
+end
+to_waiting(id, f[3], now)
+redis.call('HINCRBY', KP .. 'stats', 'revived', 1)
+return id
 """
 )
 
@@ -404,8 +552,12 @@ class RedisStreamsQueue:
                 "ack": ACK,
                 "fail": FAIL,
                 "retry": RETRY,
+                "defer": DEFER,
+                "revive": REVIVE,
             }.items()
         }
+        #: The key prefix with its colon, for scripts that build keys (one node only).
+        self._kp = f"{self.keys.prefix}:"
         self._group_ready = False
         #: The epoch token this queue last saw (None: no claim yet).
         self._epoch: str | None = None
@@ -516,6 +668,8 @@ class RedisStreamsQueue:
                 priority,
                 self.keys.job_prefix,
                 self.keys.dead,
+                self._kp,
+                int(DONE_TTL),
             ],
         )
         if not int(created):
@@ -552,6 +706,8 @@ class RedisStreamsQueue:
                 c.scan,
                 c.lease_s,
                 secrets.token_hex(8),  # the epoch, if the queue has none yet
+                self._kp,
+                FAIR_NAMESPACES,
             ],
         )
         self._saw_epoch(str(out[0]))
@@ -596,7 +752,7 @@ class RedisStreamsQueue:
                 self.keys.stats,
                 self.keys.job(job.id),
             ],
-            [GROUP, job.receipt, job.id, int(DONE_TTL)],
+            [GROUP, job.receipt, job.id, int(DONE_TTL), self._kp],
         )
         return bool(int(done))
 
@@ -629,9 +785,29 @@ class RedisStreamsQueue:
                 "1" if permanent else "0",
                 self.config.max_deliveries,
                 "1" if consume else "0",
+                self._kp,
             ],
         )
         return out
+
+    def defer(self, worker: str, job: Job, reason: str) -> bool:
+        done = self._run(
+            "defer",
+            [self.keys.stream, self.keys.job(job.id)],
+            [GROUP, worker, job.receipt, job.id, reason, self._kp],
+        )
+        return bool(int(done))
+
+    def revive(
+        self, namespace: str, context_id: str, version: int | None = None, reason: str = ""
+    ) -> Job | None:
+        dedup = "" if version is None else self.keys.dedup(namespace, context_id, version)
+        job_id = self._run(
+            "revive",
+            [self.keys.waiting],
+            [dedup, ctx_key(namespace, context_id), reason, self.keys.job_prefix, self._kp],
+        )
+        return self._get(job_id) if job_id else None
 
     def list(self, state: str | None = None, limit: int = 100) -> list[Job]:
         out: list[Job] = []
@@ -654,6 +830,9 @@ class RedisStreamsQueue:
                 for eid, f in self.r.xrange(self.keys.dead, "-", "+", count=limit):
                     job = _job({**f, "state": "dead"}, eid)
                     out.append(job)
+            if state in (None, "deferred"):
+                ids = self.r.zrange(self.keys.deferred, 0, limit - 1)
+                out += self._jobs([x for job_id in ids for x in ("", job_id)])
         return self._with_eta(out)
 
     def _with_eta(self, jobs: builtins.list[Job]) -> builtins.list[Job]:
@@ -686,7 +865,9 @@ class RedisStreamsQueue:
 
     def retry(self, job_id: str) -> Job:
         out = self._run(
-            "retry", [self.keys.job(job_id), self.keys.dead, self.keys.waiting], [job_id]
+            "retry",
+            [self.keys.job(job_id), self.keys.dead, self.keys.waiting],
+            [job_id, self._kp],
         )
         if out == "missing":
             raise JobNotFound(job_id)
@@ -703,15 +884,17 @@ class RedisStreamsQueue:
             pipe.xpending(self.keys.stream, GROUP)
             pipe.xlen(self.keys.dead)
             pipe.hgetall(self.keys.stats)
+            pipe.zcard(self.keys.deferred)
             return pipe.execute()
 
         with self._guard():
             self._ensure_group()
-            waiting, pending, dead, stats = self._with_group(read)
+            waiting, pending, dead, stats, deferred = self._with_group(read)
         return {
             "waiting": int(waiting),
             "running": int(pending["pending"]),
             "dead": int(dead),
+            "deferred": int(deferred),
             "done": int(stats.get("done", 0)),
             "retried": int(stats.get("retried", 0)),
         }

@@ -25,11 +25,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sleeptime.queue.base import (
     DONE_TTL,
+    FAIR_NAMESPACES,
     FailOutcome,
     Job,
     JobNotFound,
     QueueConfig,
     QueueUnavailable,
+    fair_pick,
     new_job_id,
 )
 from sleeptime.queue.keys import ctx_key
@@ -141,7 +143,16 @@ class SQLiteQueue:
                 "VALUES (?, ?, ?, ?, 'waiting', ?, ?, ?, ?)",
                 (job_id, namespace, context_id, version, priority, now, now, dedup),
             )
-            if not cur.rowcount:
+            if cur.rowcount:
+                # a deferred job of an older version will never be wanted again
+                db.execute(
+                    "UPDATE st_jobs SET state = 'done', finished_at = ?, "
+                    "error = 'superseded by v' || ? "
+                    "WHERE namespace = ? AND context_id = ? AND version < ? "
+                    "AND state = 'deferred'",
+                    (now, version, namespace, context_id, version),
+                )
+            else:
                 # a dead job is no reason to skip the work: it comes back, deliveries reset
                 row = db.execute(
                     "SELECT id FROM st_jobs WHERE dedup = ? AND state = 'dead'", (dedup,)
@@ -177,31 +188,63 @@ class SQLiteQueue:
             db.execute("DELETE FROM st_job_rates WHERE minute < ?", (minute - 2,))
 
     def claim(self, worker: str, count: int = 1) -> list[Job]:
+        """Lease up to ``count`` due jobs, shared fairly between namespaces: each pick
+        goes to the namespace with the fewest jobs in flight (running, or picked in
+        this claim), ties to the one whose best job is oldest, so one tenant's backlog
+        cannot starve another's; within a namespace, highest priority first."""
         c = self.config
         now = self.clock()
         minute = int(now // 60)
         out: list[Job] = []
         with self._tx() as db:
-            rows = db.execute(
-                "SELECT id, namespace, context_id, enqueued_at, priority FROM st_jobs "
-                "WHERE state = 'waiting' AND ready_at <= ? ORDER BY ready_at LIMIT ?",
-                (now, c.scan),
-            ).fetchall()
-            if not rows:
+            namespaces = [
+                r[0]
+                for r in db.execute(
+                    "SELECT namespace FROM st_jobs WHERE state = 'waiting' AND ready_at <= ? "
+                    "GROUP BY namespace ORDER BY MIN(ready_at) LIMIT ?",
+                    (now, FAIR_NAMESPACES),
+                ).fetchall()
+            ]
+            if not namespaces:
                 return []
             last = dict(db.execute("SELECT namespace, at FROM st_job_activity").fetchall())
+            busy = dict(
+                db.execute(
+                    "SELECT namespace, COUNT(*) FROM st_jobs WHERE state = 'running' "
+                    "GROUP BY namespace"
+                ).fetchall()
+            )
             rates = dict(
                 db.execute(
                     "SELECT ctx, SUM(n) FROM st_job_rates WHERE minute >= ? GROUP BY ctx",
                     (minute - 1,),
                 ).fetchall()
             )
-            cands = [
-                (-(prio + rates.get(ctx_key(ns, cid), 0)), enq, job_id)
-                for job_id, ns, cid, enq, prio in rows
-                if due(now, enq, last.get(ns, 0.0), c.idle_after, c.max_delay)
-            ]
-            for _, _, job_id in sorted(cands)[:count]:
+            per_ns: dict[str, list[tuple[float, float, str]]] = {}
+            for ns in namespaces:
+                # the idle rule of scheduler.due for the namespace; if it is busy, only
+                # its jobs that waited max_delay are due
+                if not due(now, now, last.get(ns, 0.0), c.idle_after, c.max_delay):
+                    rows = db.execute(
+                        "SELECT id, context_id, enqueued_at, priority FROM st_jobs "
+                        "WHERE state = 'waiting' AND namespace = ? AND ready_at <= ? "
+                        "AND enqueued_at <= ? ORDER BY ready_at LIMIT ?",
+                        (ns, now, now - c.max_delay, c.scan),
+                    ).fetchall()
+                else:
+                    rows = db.execute(
+                        "SELECT id, context_id, enqueued_at, priority FROM st_jobs "
+                        "WHERE state = 'waiting' AND namespace = ? AND ready_at <= ? "
+                        "ORDER BY ready_at LIMIT ?",
+                        (ns, now, c.scan),
+                    ).fetchall()
+                cands = sorted(
+                    (-(prio + rates.get(ctx_key(ns, cid), 0)), enq, job_id)
+                    for job_id, cid, enq, prio in rows
+                )
+                if cands:
+                    per_ns[ns] = cands
+            for job_id in fair_pick(per_ns, busy, count):
                 receipt = secrets.token_hex(8)
                 db.execute(
                     "UPDATE st_jobs SET state = 'running', worker = ?, receipt = ?, "
@@ -276,6 +319,53 @@ class SQLiteQueue:
             )
         return bool(cur.rowcount)
 
+    def defer(self, worker: str, job: Job, reason: str) -> bool:
+        """Put a running job aside: a worker's sleep policy decided not to sleep its
+        version now. Acked, not lost: it stays (state ``deferred``, ``reason`` as its
+        error) and keeps its dedup key, so a sweep does not bring it back; demand
+        (:meth:`revive`) does. False if this worker no longer holds it."""
+        now = self.clock()
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE st_jobs SET state = 'deferred', error = ?, worker = NULL, "
+                "receipt = NULL, finished_at = ? "
+                "WHERE id = ? AND receipt = ? AND state = 'running'",
+                (reason, now, job.id, job.receipt),
+            )
+            if cur.rowcount:
+                self._bump(db, "deferred")
+        return bool(cur.rowcount)
+
+    def revive(
+        self, namespace: str, context_id: str, version: int | None = None, reason: str = ""
+    ) -> Job | None:
+        """Bring a deferred job back to waiting (demand arrived: a query on its
+        version); None when there is none (never deferred, already revived by another
+        worker, done). ``version`` None: the newest deferred version of the context."""
+        now = self.clock()
+        with self._tx() as db:
+            if version is None:
+                row = db.execute(
+                    "SELECT id, error FROM st_jobs WHERE namespace = ? AND context_id = ? "
+                    "AND state = 'deferred' ORDER BY version DESC LIMIT 1",
+                    (namespace, context_id),
+                ).fetchone()
+            else:
+                row = db.execute(
+                    "SELECT id, error FROM st_jobs WHERE dedup = ? AND state = 'deferred'",
+                    (f"{ctx_key(namespace, context_id)}/{version}",),
+                ).fetchone()
+            if row is None:
+                return None
+            note = f"revived: {reason}" if reason else "revived"
+            db.execute(
+                "UPDATE st_jobs SET state = 'waiting', deliveries = 0, ready_at = ?, "
+                "finished_at = NULL, error = ? WHERE id = ? AND state = 'deferred'",
+                (now, f"{note} (was {row[1]})" if row[1] else note, row[0]),
+            )
+            self._bump(db, "revived")
+        return self._get(row[0])
+
     def _dead(self, db: sqlite3.Connection, job_id: str, error: str, now: float) -> None:
         db.execute(
             "UPDATE st_jobs SET state = 'dead', error = ?, worker = NULL, receipt = NULL, "
@@ -315,12 +405,13 @@ class SQLiteQueue:
 
     def list(self, state: str | None = None, limit: int = 100) -> list[Job]:
         states = {
-            None: ("waiting", "running", "dead"),
+            None: ("waiting", "running", "dead", "deferred"),
             "pending": ("waiting",),
             "waiting": ("waiting",),
             "queued": ("waiting",),
             "running": ("running",),
             "dead": ("dead",),
+            "deferred": ("deferred",),
         }.get(state, (state or "",))
         marks = ",".join("?" * len(states))
         rows = self._read(
@@ -361,7 +452,7 @@ class SQLiteQueue:
             row = db.execute("SELECT state FROM st_jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise JobNotFound(job_id)
-            if row[0] != "dead":
+            if row[0] not in ("dead", "deferred"):
                 raise JobNotFound(job_id, state=row[0])
             db.execute(
                 "UPDATE st_jobs SET state = 'waiting', deliveries = 0, ready_at = ? WHERE id = ?",
@@ -378,6 +469,7 @@ class SQLiteQueue:
             "waiting": int(by_state.get("waiting", 0)),
             "running": int(by_state.get("running", 0)),
             "dead": int(by_state.get("dead", 0)),
+            "deferred": int(by_state.get("deferred", 0)),
             "done": int(stats.get("done", 0)),
             "retried": int(stats.get("retried", 0)),
         }
