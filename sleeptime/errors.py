@@ -98,3 +98,36 @@ class JobNotFound(SleepTimeError):
         super().__init__(f"no job {job_id!r}{where}: see `sleeptime jobs` for the job ids")
         self.job_id = job_id
         self.state = state
+
+
+class QuotaExceeded(SleepTimeError):
+    """A namespace used up its daily token quota (``phase`` ``"test"``: answer tokens,
+    ``SLEEPTIME_QUOTA_TEST_TOKENS``; ``"sleep"``: sleep-time tokens,
+    ``SLEEPTIME_QUOTA_SLEEP_TOKENS``). Quotas are per UTC day: ``retry_after`` is the
+    seconds until the next UTC midnight, when the namespace's count starts again. Over
+    HTTP: 429 with a ``Retry-After`` header."""
+
+    def __init__(self, namespace: str, phase: str, used: int, limit: int, retry_after: int) -> None:
+        setting = f"SLEEPTIME_QUOTA_{phase.upper()}_TOKENS"
+        super().__init__(
+            f"namespace {namespace!r} used {used} of its {limit} {phase}-time tokens today "
+            f"({setting}); the quota starts again at 00:00 UTC, in {retry_after} s"
+        )
+        self.namespace = namespace
+        self.phase = phase
+        self.used = used
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class RateLimited(SleepTimeError):
+    """A key sent more requests than ``SLEEPTIME_RATE_LIMIT`` allows. Over HTTP: 429
+    with a ``Retry-After`` header (``retry_after`` seconds, when the window resets)."""
+
+    def __init__(self, limit: str, retry_after: int) -> None:
+        super().__init__(
+            f"rate limit of {limit} per key reached (SLEEPTIME_RATE_LIMIT); "
+            f"retry in {retry_after} s"
+        )
+        self.limit = limit
+        self.retry_after = retry_after

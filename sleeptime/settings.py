@@ -7,6 +7,7 @@ field in one table; ``tests/test_settings_doc.py`` keeps the two in step.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,6 +20,10 @@ from sleeptime.errors import InvalidSettings
 from sleeptime.redact import HIDDEN, redact_url, url_scheme
 from sleeptime.validation import MAX_QUESTIONS, MAX_SLEEP_K, MAX_TOKENS_CEILING, one_line
 
+#: A rate limit in the ``limits`` library's notation: ``100/second``, ``10 per 5 minutes``.
+RATE_LIMIT = re.compile(
+    r"[1-9][0-9]*\s*(?:/|per)\s*(?:[1-9][0-9]*\s*)?(?:second|minute|hour|day)s?", re.I
+)
 #: The URL schemes redis-py connects with.
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 #: Fields that may hold a password: shown redacted in a repr and in JSON, never whole.
@@ -88,71 +93,23 @@ class Settings(BaseSettings):
         le=1.0,
         description="share of samples a voted answer needs to be servable at zero tokens",
     )
-
-    # test-time
-    default_verbosity: int = Field(1, ge=0, le=4)
-    cold_verbosity: int = Field(3, ge=0, le=4, description="budget of a cold answer")
-    serve: Literal["exact", "verified", "off"] = Field(
-        "exact",
-        description="when a precomputed answer is served at zero tokens: the same question "
-        "after normalisation (exact), also near candidates a verifier confirms (verified), "
-        "never (off)",
+    rate_limit: str | None = Field(
+        None,
+        description="requests one API key may make, e.g. 100/second or 1000/minute (a "
+        "fixed window per key; counted in Redis when SLEEPTIME_REDIS_URL is set, else in "
+        "the server process); over it: 429 with Retry-After (unset: no limit)",
     )
-    match_threshold: float = Field(
-        0.75, gt=0.0, le=1.0, description="similarity a near candidate needs to be verified"
-    )
-    related_notes: int = Field(
-        3, ge=0, le=20, description="prepared Q&As shown to the model as notes when not served"
-    )
-    include_raw_context: bool = Field(
-        True, description="give the raw context next to c' when answering from c'"
-    )
-    passage_threshold_tokens: int = Field(
-        2000,
+    quota_test_tokens: int | None = Field(
+        None,
         ge=0,
-        description="a raw text longer than this (answering model's tokens) is not sent "
-        "whole with learned notes: the passages the question needs are",
+        description="answer (test-time) tokens one namespace may use per UTC day; over "
+        "it, asks get 429 until 00:00 UTC (unset: no quota)",
     )
-    passage_tokens: int = Field(
-        128, ge=16, description="target size of one indexed passage (whole sentences/exchanges)"
-    )
-    passage_budget_tokens: int = Field(
-        1000, ge=0, description="passage tokens one learned answer (or compacted thread) carries"
-    )
-    passage_share: float = Field(
-        0.05,
-        gt=0.0,
-        le=1.0,
-        description="passages carried are at most this share of the text they stand in for "
-        "(room for three passages at least)",
-    )
-    agent_namespace: str | None = Field(
+    quota_sleep_tokens: int | None = Field(
         None,
-        description="namespace of agent runs that name none (unset: such a run is an error)",
-    )
-    compact_keep_exchanges: int = Field(
-        3, ge=0, description="latest exchanges a compacted agent thread keeps verbatim"
-    )
-    prices: str | None = Field(
-        None,
-        description="price sheet, $ per million tokens: a JSON file or inline JSON "
-        '{"model": {"input": ..., "cached_input": ..., "output": ...}}',
-    )
-    max_context_chars: int = Field(2_000_000, ge=1)
-    max_question_chars: int = Field(4000, ge=1, description="longer questions are rejected")
-    max_tokens_ceiling: int = Field(
-        MAX_TOKENS_CEILING,
-        ge=1,
-        description="the most answer (or thinking) tokens one ask may request, whatever the "
-        "model's window",
-    )
-
-    # the HTTP server
-    max_body_bytes: int = Field(
-        16 * 1024 * 1024,
-        ge=1,
-        description="larger HTTP request bodies get a 413 before they are read or "
-        "authenticated (the default holds the largest context once JSON-escaped)",
+        ge=0,
+        description="sleep-time tokens one namespace may use per UTC day, counted from "
+        "the ledger; over it, explicit sleeps get 429 (unset: no quota)",
     )
     session_secret: str | None = Field(
         None,
@@ -245,6 +202,19 @@ class Settings(BaseSettings):
     @field_serializer(*SECRET_FIELDS, when_used="json")
     def _hide_secret(self, value: str | None) -> str | None:
         return None if value is None else HIDDEN
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _rate_limit(cls, value: object) -> object:
+        """``N/second`` (minute, hour, day; ``N per minute``, ``N/5 minutes``) or unset."""
+        if value is None or value == "":
+            return None
+        if isinstance(value, str) and not RATE_LIMIT.fullmatch(value.strip()):
+            raise ValueError(
+                "must be like 100/second, 1000/minute or 10 per 5 minutes (seconds, "
+                "minutes, hours or days)"
+            )
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("redis_url", mode="before")
     @classmethod

@@ -67,6 +67,7 @@ def auth(key: str | None) -> dict[str, str]:
 Call = tuple[str, str, dict[str, Any] | None, bool]
 MATRIX: dict[tuple[str, str], Call] = {
     ("GET", "/v1/{namespace}/contexts"): ("GET", "/v1/a/contexts", None, False),
+    ("GET", "/v1/{namespace}/usage"): ("GET", "/v1/a/usage", None, False),
     ("PUT", "/v1/{namespace}/contexts/{context_id}"): (
         "PUT",
         "/v1/a/contexts/new",
@@ -95,7 +96,7 @@ MATRIX: dict[tuple[str, str], Call] = {
     ("POST", "/v1/{namespace}/contexts/{context_id}/sleep"): (
         "POST",
         "/v1/a/contexts/doc/sleep",
-        {},
+        {"wait": True},
         False,
     ),
     ("GET", "/v1/{namespace}/contexts/{context_id}/ledger"): (
@@ -207,7 +208,7 @@ def test_context_ids_with_slashes_work_on_every_route(
     base = "/v1/a/contexts/docs/2026/readme.md"
     assert api.put(base, json={"text": TEXT}, headers=h).status_code == 200
     assert st.store.context_ids("a") == ["doc", "docs/2026/readme.md"]
-    assert api.post(f"{base}/sleep", json={}, headers=h).status_code == 200
+    assert api.post(f"{base}/sleep", json={"wait": True}, headers=h).status_code == 200
     shown = api.get(base, headers=h).json()
     assert shown["context"]["context_id"] == "docs/2026/readme.md"
     answer = api.post(f"{base}/ask", json={"question": Q}, headers=h).json()

@@ -199,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.1)
             h = {"Authorization": f"Bearer {key}"}
             httpx.put(f"{base}/v1/bench/contexts/doc", json={"text": TEXT}, headers=h)
-            httpx.post(f"{base}/v1/bench/contexts/doc/sleep", json={}, headers=h, timeout=600)
+            httpx.post(
+                f"{base}/v1/bench/contexts/doc/sleep", json={"wait": True}, headers=h, timeout=600
+            )
             shown = httpx.get(f"{base}/v1/bench/contexts/doc", headers=h).json()
             predicted = shown["artifacts"]["qas"][0]["question"]
             # a short warm-up: the first requests start the server's thread pool and

@@ -7,13 +7,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +27,8 @@ from sleeptime.errors import (
     ModelOutputError,
     ModelUnavailable,
     QueueUnavailable,
+    QuotaExceeded,
+    RateLimited,
     SleepTimeError,
     StoreUnavailable,
     UnknownModel,
@@ -36,6 +39,8 @@ log = logging.getLogger("sleeptime.server")
 #: HTTP status of each error a caller can cause; other SleepTimeErrors are 400.
 STATUS: tuple[tuple[type[SleepTimeError], int], ...] = (
     (InvalidInput, 422),
+    (QuotaExceeded, 429),
+    (RateLimited, 429),
     (ContextNotFound, 404),
     (JobNotFound, 404),
     (ModelUnavailable, 503),
@@ -83,6 +88,8 @@ def _validation_message(errors: Any) -> str:
     kind = first.get("type")
     parts = [str(p) for p in (loc[1:] if loc[:1] == ("body",) else loc)]
     where = ".".join(parts) or ("request body" if loc[:1] == ("body",) else "")
+    if kind == "string_pattern_mismatch" and (first.get("ctx") or {}).get("pattern") == r"\S":
+        return f"{where or 'text'} is empty"  # the schema's "not only whitespace" rule
     msg = "unknown field" if kind == "extra_forbidden" else first.get("msg", "invalid request")
     return f"{where}: {msg}" if where else str(msg)
 
@@ -108,12 +115,29 @@ class ServerMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30, 120),
             registry=r,
         )
+        self.quota_used = Gauge(
+            "sleeptime_quota_used_tokens",
+            "tokens a namespace used today (UTC) against its quota, as last seen by this server",
+            ["namespace", "phase"],
+            registry=r,
+        )
+        self.quota_refused = Counter(
+            "sleeptime_quota_refused",
+            "requests refused because a namespace's daily quota was spent",
+            ["namespace", "phase"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "sleeptime_http_rate_limited", "requests refused by SLEEPTIME_RATE_LIMIT", registry=r
+        )
 
 
 def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> FastAPI:
     """The API over ``st`` (default: a client from the environment's settings).
     ``close``: close the client at shutdown (default: when it was created here)."""
+    from sleeptime.quotas import Quotas
     from sleeptime.server import dashboard, routes
+    from sleeptime.server.ratelimit import RateLimit
 
     client = st if st is not None else SleepTime()
     owns = st is None if close is None else close
@@ -122,6 +146,7 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        quotas.close()
         if owns:
             client.close()
 
@@ -130,14 +155,28 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
         summary="Sleep-time compute over HTTP: store contexts, ask questions, watch the queue.",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served below from local assets: /docs works offline
+        redoc_url=None,  # ReDoc would load its script from a CDN
     )
+    _offline_docs(app)
     app.state.st = client
     app.state.sessions = dashboard.Sessions(client.settings.session_secret)
     app.state.metrics = metrics = ServerMetrics()
+    app.state.limiter = RateLimit.from_settings(client.settings)
+    app.state.quotas = quotas = Quotas.from_settings(client.settings, client.store.accounting)
 
     @app.exception_handler(SleepTimeError)
     async def sleeptime_error(_req: Request, exc: SleepTimeError) -> JSONResponse:
-        return _error(status_of(exc), type(exc).__name__, _public_message(exc))
+        response = _error(status_of(exc), type(exc).__name__, _public_message(exc))
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int):  # QuotaExceeded, RateLimited
+            response.headers["Retry-After"] = str(retry_after)
+            if isinstance(exc, RateLimited):
+                metrics.rate_limited.inc()
+            elif isinstance(exc, QuotaExceeded):
+                metrics.quota_refused.labels(exc.namespace, exc.phase).inc()
+                metrics.quota_used.labels(exc.namespace, exc.phase).set(exc.used)
+        return response
 
     @app.exception_handler(HTTPException)
     async def http_error(_req: Request, exc: HTTPException) -> JSONResponse:
@@ -173,6 +212,38 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
     app.add_middleware(_Utf8Path)
     app.add_middleware(_Measure, metrics=metrics)
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the assets the ``fastapi-offline`` package ships,
+    served by this server under ``/docs/assets`` (FastAPI's own page loads them from
+    a CDN, so it is blank offline)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    try:
+        import fastapi_offline
+    except ImportError:  # pragma: no cover - the server extra has it
+        log.warning(
+            "fastapi-offline is not installed: /docs is off (the schema is at "
+            "/openapi.json); pip install 'sleeptime[server]'"
+        )
+        return
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs/assets", StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url or '/openapi.json'}",
+            title="sleeptime API",
+            swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/assets/favicon.png",
+            oauth2_redirect_url=None,
+        )
 
 
 class _LimitBody:

@@ -223,6 +223,7 @@ def dashboard(request: Request, note: str = "") -> Response:
         f"<td class='num'>{_break_even(r)}</td></tr>"
         for r in contexts
     )
+    quotas_html = _quotas(request, sorted({r["namespace"] for r in contexts}))
     total_sleep = sum(r["sleep_tokens"] for r in contexts)
     total_test = sum(r["test_tokens"] for r in contexts)
     total_q = sum(r["queries"] for r in contexts)
@@ -241,7 +242,7 @@ def dashboard(request: Request, note: str = "") -> Response:
         f"<span>zero-token answers <b id='total-zero'>{total_zero:,}</b></span>"
         f"<span>tokens per query, amortized <b>{amortized}</b></span>"
         f"<span>prompt tokens saved vs cold <b id='total-saved'>{total_saved:,}</b></span></div>"
-        f"{_chart(contexts)}"
+        f"{_chart(contexts)}{quotas_html}"
         "<h2>Contexts</h2><table id='contexts'><tr><th>namespace</th><th>context</th>"
         "<th>version</th><th>versions kept</th><th>artifacts</th><th>sleep tokens</th>"
         "<th>test tokens</th><th>queries</th><th>zero-token</th><th>tokens/query</th>"
@@ -249,6 +250,34 @@ def dashboard(request: Request, note: str = "") -> Response:
         f"{ctx_rows}</table>"
     )
     return _page("sleeptime dashboard", body)
+
+
+def _quotas(request: Request, namespaces: list[str]) -> str:
+    """Today's (UTC) use of each namespace's daily token quotas, when any is set."""
+    q = getattr(request.app.state, "quotas", None)
+    if q is None or not q.enabled:
+        return ""
+    e = html.escape
+
+    def cell(part: dict[str, Any]) -> str:
+        if part["limit"] is None:
+            return f"<td class='num'>{part['used']:,}</td>"
+        full = part["left"] == 0
+        return (
+            f"<td class='num{' error' if full else ''}'>{part['used']:,} / {part['limit']:,}</td>"
+        )
+
+    rows = []
+    for ns in namespaces[:200]:
+        use = q.usage(ns)
+        rows.append(
+            f"<tr class='quota' data-namespace='{e(ns)}'><td>{e(ns)}</td>"
+            f"{cell(use['test'])}{cell(use['sleep'])}</tr>"
+        )
+    return (
+        "<h2>Quotas today (UTC)</h2><table id='quotas'><tr><th>namespace</th>"
+        "<th>test-time tokens</th><th>sleep-time tokens</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _break_even(row: dict[str, Any]) -> str:

@@ -10,17 +10,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from sleeptime.api import SleepTime
 from sleeptime.errors import InvalidInput, SleepTimeError
-from sleeptime.models import Answer, Budget, ContextVersion, DeleteCounts, Ledger
+from sleeptime.models import Answer, Budget, ContextVersion, DeleteCounts, Ledger, SleepReport
+from sleeptime.queue.base import Job, JobQueue
+from sleeptime.quotas import Quotas
 from sleeptime.server.auth import Principal, authenticate
 from sleeptime.validation import MAX_EXTEND, MAX_QUESTIONS, MAX_SLEEP_K
 
@@ -35,6 +37,14 @@ def client(request: Request) -> SleepTime:
 
 
 Client = Annotated[SleepTime, Depends(client)]
+
+
+def quotas(request: Request) -> Quotas:
+    q: Quotas = request.app.state.quotas
+    return q
+
+
+QuotasDep = Annotated[Quotas, Depends(quotas)]
 
 
 def principal(
@@ -53,6 +63,9 @@ def principal(
         raise HTTPException(
             401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
         )
+    limiter = request.app.state.limiter
+    if limiter is not None:
+        limiter.hit(found.key_id)  # RateLimited: 429 with Retry-After
     return found
 
 
@@ -76,6 +89,58 @@ Admin = Annotated[Principal, Depends(admin)]
 
 # -- bodies and replies -------------------------------------------------------------
 
+
+class ErrorOut(BaseModel):
+    """Every error the API returns: one JSON object with two one-line fields."""
+
+    error: str = Field(
+        description="the kind: InvalidInput, Unauthorized, Forbidden, ContextNotFound, "
+        "JobNotFound, NotFound, ContentTooLarge, RateLimited, QuotaExceeded, "
+        "StoreUnavailable, QueueUnavailable, ModelUnavailable, ModelCallError, ..."
+    )
+    message: str = Field(description="one line saying what went wrong and what to do")
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait: until the key's rate-limit window resets, or "
+        "until 00:00 UTC for a daily quota",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+#: What each error status means, for the schema (the body is always :class:`ErrorOut`).
+_ERRORS: dict[int, str] = {
+    401: "no key, or one the store does not know (Unauthorized)",
+    403: "the key is for another namespace, or the route needs an admin key (Forbidden)",
+    404: "no such context or job, or no such route (ContextNotFound, JobNotFound, NotFound)",
+    413: "request body over SLEEPTIME_MAX_BODY_BYTES (ContentTooLarge)",
+    422: "bad input: a body that is not JSON, an unknown field, a wrong type, a value out "
+    "of bounds, an id that is not UTF-8 (InvalidInput)",
+    429: "over the key's SLEEPTIME_RATE_LIMIT (RateLimited) or the namespace's daily token "
+    "quota (QuotaExceeded); Retry-After says when to try again",
+    502: "the model failed or kept answering unparseably (ModelCallError, ModelOutputError)",
+    503: "the database, the job queue or the model is unavailable; try again later",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a route that may answer ``codes`` with :class:`ErrorOut`."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entry: dict[str, Any] = {"model": ErrorOut, "description": _ERRORS[code]}
+        if code == 429:
+            entry["headers"] = _RETRY_AFTER
+        out[code] = entry
+    return out
+
+
+#: Statuses of every route that takes a key (the key checks, the body limit, bad
+#: input, the rate limit, an outage) and of every route with a path parameter (404).
+KEYED = (401, 403, 404, 413, 422, 429, 503)
+#: Routes that call the model.
+MODEL = (*KEYED, 502)
+
 #: Request bodies are as strict as the library: no coercion ("1" and true are not
 #: integers, 1.0 is not one either) and no unknown fields (a misspelt option is an
 #: error, not silently ignored). The bounds are sleeptime.validation's, which the
@@ -86,7 +151,11 @@ STRICT = ConfigDict(extra="forbid", strict=True)
 class ContextIn(BaseModel):
     model_config = STRICT
 
-    text: str = Field(description="the context's full text; a new version when it changed")
+    text: str = Field(
+        pattern=r"\S",
+        description="the context's full text (not empty or only whitespace; at most "
+        "SLEEPTIME_MAX_CONTEXT_CHARS); a new version when it changed",
+    )
 
 
 class ContextOut(BaseModel):
@@ -101,7 +170,11 @@ class ContextOut(BaseModel):
 class AskIn(BaseModel):
     model_config = STRICT
 
-    question: str
+    question: str = Field(
+        pattern=r"\S",
+        description="the question (not empty or only whitespace; at most "
+        "SLEEPTIME_MAX_QUESTION_CHARS)",
+    )
     verbosity: int | None = Field(None, ge=0, le=4, description="0 answer only ... 4 thorough")
     max_tokens: int | None = Field(
         None,
@@ -124,6 +197,56 @@ class SleepIn(BaseModel):
         None, ge=1, le=MAX_SLEEP_K, description="independent rethinks of the context"
     )
     questions: int | None = Field(None, ge=0, le=MAX_QUESTIONS, description="questions to predict")
+    wait: bool | None = Field(
+        None,
+        description="run the sleep in this request and answer with its report (as "
+        "?wait=true); default: queue it for the workers and answer 202 with the job",
+    )
+
+
+class JobOut(BaseModel):
+    """One sleep-time job of the queue."""
+
+    id: str
+    namespace: str
+    context_id: str
+    version: int
+    state: str = Field(description="waiting, running, dead (or done)")
+    deliveries: int
+    priority: float
+    enqueued_at: float = Field(description="epoch seconds")
+    ready_at: float = Field(description="epoch seconds: its earliest start")
+    worker: str | None = None
+    error: str | None = None
+
+
+class SleepQueued(BaseModel):
+    """An explicit sleep queued for the workers (202)."""
+
+    job: JobOut
+    note: str = Field(description="what happens next, in one line")
+
+
+class JobsOut(BaseModel):
+    counts: dict[str, int] = Field(description="jobs per state, and the done/retried counters")
+    workers: list[dict[str, Any]] = Field(description="health records of the live workers")
+    jobs: list[JobOut]
+
+
+class QuotaUse(BaseModel):
+    used: int = Field(description="tokens used today (UTC)")
+    limit: int | None = Field(description="the daily quota; null: none")
+    left: int | None = Field(description="tokens left today; null: unlimited")
+
+
+class UsageOut(BaseModel):
+    """A namespace's use of its daily token quotas."""
+
+    namespace: str
+    day: str = Field(description="the UTC day counted, YYYY-MM-DD")
+    resets_in_s: int = Field(description="seconds until 00:00 UTC, when the counts restart")
+    test: QuotaUse = Field(description="answer tokens (SLEEPTIME_QUOTA_TEST_TOKENS)")
+    sleep: QuotaUse = Field(description="sleep-time tokens (SLEEPTIME_QUOTA_SLEEP_TOKENS)")
 
 
 class ShowOut(BaseModel):
@@ -136,7 +259,7 @@ class ShowOut(BaseModel):
 # -- open routes ----------------------------------------------------------------------
 
 
-@router.get("/health", tags=["operations"])
+@router.get("/health", tags=["operations"], responses=errors(503))
 def health(st: Client) -> dict[str, str]:
     """Liveness and database reachability (503 ``database unavailable`` when the
     database is down; the reason goes to the server log, never to this open route)."""
@@ -144,9 +267,15 @@ def health(st: Client) -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/metrics", tags=["operations"], response_class=Response)
+@router.get(
+    "/metrics",
+    tags=["operations"],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def metrics(request: Request) -> Response:
-    """Prometheus metrics of this server (requests by route and status, latency)."""
+    """Prometheus metrics of this server (requests by route and status, latency,
+    quota use per namespace, refusals)."""
     return Response(
         generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
     )
@@ -155,10 +284,22 @@ def metrics(request: Request) -> Response:
 # -- tenant routes --------------------------------------------------------------------
 
 
-@router.get("/v1/{namespace}/contexts", tags=["contexts"])
+@router.get("/v1/{namespace}/contexts", tags=["contexts"], responses=errors(*KEYED))
 def list_contexts(namespace: str, _who: Tenant, st: Client) -> dict[str, list[str]]:
     """Ids of the contexts stored in a namespace."""
     return {"contexts": st.store.context_ids(namespace)}
+
+
+@router.get("/v1/{namespace}/usage", tags=["contexts"], responses=errors(*KEYED))
+def usage(namespace: str, request: Request, _who: Tenant, q: QuotasDep) -> UsageOut:
+    """The namespace's use of its daily token quotas today (UTC): answer tokens
+    (``SLEEPTIME_QUOTA_TEST_TOKENS``) and sleep-time tokens from the ledger
+    (``SLEEPTIME_QUOTA_SLEEP_TOKENS``); a limit of null means none is set."""
+    out = UsageOut.model_validate(q.usage(namespace))
+    gauge = request.app.state.metrics.quota_used
+    gauge.labels(namespace, "test").set(out.test.used)
+    gauge.labels(namespace, "sleep").set(out.sleep.used)
+    return out
 
 
 def _context_out(ctx: ContextVersion) -> ContextOut:
@@ -172,7 +313,9 @@ def _context_out(ctx: ContextVersion) -> ContextOut:
     )
 
 
-@router.put("/v1/{namespace}/contexts/{context_id:path}", tags=["contexts"])
+@router.put(
+    "/v1/{namespace}/contexts/{context_id:path}", tags=["contexts"], responses=errors(*KEYED)
+)
 def put_context(
     namespace: str, context_id: str, body: ContextIn, _who: Tenant, st: Client
 ) -> ContextOut:
@@ -182,7 +325,11 @@ def put_context(
     return _context_out(ctx)
 
 
-@router.post("/v1/{namespace}/contexts/{context_id:path}/append", tags=["contexts"])
+@router.post(
+    "/v1/{namespace}/contexts/{context_id:path}/append",
+    tags=["contexts"],
+    responses=errors(*KEYED),
+)
 def append_context(
     namespace: str, context_id: str, body: ContextIn, _who: Tenant, st: Client
 ) -> ContextOut:
@@ -192,14 +339,20 @@ def append_context(
     return _context_out(ctx)
 
 
-@router.get("/v1/{namespace}/contexts/{context_id:path}/ledger", tags=["contexts"])
+@router.get(
+    "/v1/{namespace}/contexts/{context_id:path}/ledger",
+    tags=["contexts"],
+    responses=errors(*KEYED),
+)
 def ledger(namespace: str, context_id: str, _who: Tenant, st: Client) -> Ledger:
     """Sleep-time vs test-time tokens spent on a context, and queries answered."""
     st.context(namespace, context_id)  # 404 for a context that does not exist
     return st.ledger(namespace, context_id)
 
 
-@router.get("/v1/{namespace}/contexts/{context_id:path}", tags=["contexts"])
+@router.get(
+    "/v1/{namespace}/contexts/{context_id:path}", tags=["contexts"], responses=errors(*KEYED)
+)
 def show_context(namespace: str, context_id: str, _who: Tenant, st: Client) -> ShowOut:
     """The current version, its artifacts (learned context, predicted Q&As) and the ledger."""
     ctx = st.context(namespace, context_id)
@@ -222,10 +375,30 @@ def _budget(body: AskIn) -> Budget | None:
     )
 
 
-@router.post("/v1/{namespace}/contexts/{context_id:path}/ask", tags=["contexts"])
-def ask(namespace: str, context_id: str, body: AskIn, _who: Tenant, st: Client) -> Answer:
-    """Answer a question with whatever sleep-time work exists (the `Answer` fields)."""
-    return st.ask(
+def _count_test(request: Request, q: Quotas, namespace: str, answer: Answer) -> None:
+    """Count an answer's tokens against the namespace's test-time quota."""
+    used = q.add_test(namespace, answer.usage.total_tokens)
+    if used is not None:
+        request.app.state.metrics.quota_used.labels(namespace, "test").set(used)
+
+
+@router.post(
+    "/v1/{namespace}/contexts/{context_id:path}/ask", tags=["contexts"], responses=errors(*MODEL)
+)
+def ask(
+    namespace: str,
+    context_id: str,
+    body: AskIn,
+    request: Request,
+    _who: Tenant,
+    st: Client,
+    q: QuotasDep,
+) -> Answer:
+    """Answer a question with whatever sleep-time work exists (the `Answer` fields).
+    429 ``QuotaExceeded`` once the namespace's answer tokens today reach
+    ``SLEEPTIME_QUOTA_TEST_TOKENS``."""
+    q.check_test(namespace)
+    answer = st.ask(
         namespace,
         context_id,
         body.question,
@@ -233,6 +406,8 @@ def ask(namespace: str, context_id: str, body: AskIn, _who: Tenant, st: Client) 
         max_tokens=body.max_tokens,
         budget=_budget(body),
     )
+    _count_test(request, q, namespace, answer)
+    return answer
 
 
 def _event(kind: str, data: str) -> bytes:
@@ -243,16 +418,26 @@ def _event(kind: str, data: str) -> bytes:
     "/v1/{namespace}/contexts/{context_id:path}/ask/stream",
     tags=["contexts"],
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **errors(*MODEL),
+    },
 )
 def ask_stream(
-    namespace: str, context_id: str, body: AskIn, _who: Tenant, st: Client
+    namespace: str,
+    context_id: str,
+    body: AskIn,
+    request: Request,
+    _who: Tenant,
+    st: Client,
+    q: QuotasDep,
 ) -> StreamingResponse:
     """The answer as server-sent events while the model writes it: `token` events
     (`{"text": ...}`, a precomputed answer in one piece), then one `answer` event with
     the `Answer` fields, or an `error` event (`{"error": kind, "detail": message}`) if
-    the model fails midway. Bad input and unknown contexts get a plain JSON error
-    before the stream starts."""
+    the model fails midway. Bad input, unknown contexts and a spent quota get a plain
+    JSON error before the stream starts."""
+    q.check_test(namespace)
     items = st.ask_stream(
         namespace,
         context_id,
@@ -266,6 +451,7 @@ def ask_stream(
         try:
             for item in items:
                 if isinstance(item, Answer):
+                    _count_test(request, q, namespace, item)
                     yield _event("answer", item.model_dump_json())
                 else:
                     yield _event("token", json.dumps({"text": item}))
@@ -282,25 +468,92 @@ def ask_stream(
     )
 
 
-@router.post("/v1/{namespace}/contexts/{context_id:path}/sleep", tags=["contexts"])
+#: Priority of a job an explicit sleep enqueues: ahead of the workers' other due jobs.
+EXPLICIT_PRIORITY = 1000.0
+#: Waiting and running jobs an explicit sleep looks through for its version's job.
+_FIND_SCAN = 1000
+
+
+def _find_job(queue: JobQueue, namespace: str, context_id: str, version: int) -> Job | None:
+    """The waiting or running job of this version, if the queue holds one."""
+    for state in ("waiting", "running"):
+        for job in queue.list(state, limit=_FIND_SCAN):
+            if (job.namespace, job.context_id, job.version) == (namespace, context_id, version):
+                return job
+    return None
+
+
+@router.post(
+    "/v1/{namespace}/contexts/{context_id:path}/sleep",
+    tags=["contexts"],
+    status_code=202,
+    response_model=None,
+    responses={
+        202: {"model": SleepQueued, "description": "queued for the workers (the default)"},
+        200: {
+            "model": SleepReport,
+            "description": "with wait=true: the run's report; also when the version's "
+            "job had finished already (the report of a run that makes no call when its "
+            "artifacts are complete)",
+        },
+        **errors(*MODEL),
+    },
+)
 def sleep(
-    namespace: str, context_id: str, _who: Tenant, st: Client, body: SleepIn | None = None
-) -> dict[str, Any]:
-    """Run sleep-time compute on the current version now, in this server (blocks until
-    done; workers do this in the background without being asked)."""
+    namespace: str,
+    context_id: str,
+    _who: Tenant,
+    st: Client,
+    q: QuotasDep,
+    body: Annotated[SleepIn | None, Body()] = None,
+    wait: Annotated[
+        bool, Query(description="run the sleep in this request and answer with its report")
+    ] = False,
+) -> Response:
+    """Sleep-time compute on the current version. By default it is queued for the
+    workers (`sleeptime worker`, or `sleeptime serve --worker`) ahead of their other
+    due jobs and answered at once: 202 with the job (a job already waiting or running
+    for this version is that job). `wait=true` (query or body) runs it in this request
+    and answers with its report, as do `k` and `questions`, which apply to a run in
+    this request only (422 without `wait`). 429 ``QuotaExceeded`` once the namespace's
+    sleep-time tokens today reach ``SLEEPTIME_QUOTA_SLEEP_TOKENS``."""
     body = body or SleepIn()
-    report = st.sleep(namespace, context_id, k=body.k, n_questions=body.questions)
-    return report.model_dump(mode="json")
+    q.check_sleep(namespace)
+    if wait or body.wait:
+        report = st.sleep(namespace, context_id, k=body.k, n_questions=body.questions)
+        return JSONResponse(report.model_dump(mode="json"), status_code=200)
+    if body.k is not None or body.questions is not None:
+        raise InvalidInput(
+            "k and questions apply to a sleep run in this request: add wait=true (a "
+            "queued sleep runs with the workers' settings)"
+        )
+    version = st.context(namespace, context_id).version  # 404 for an unknown context
+    queue = st.open_queue()
+    job = queue.enqueue(namespace, context_id, version, priority=EXPLICIT_PRIORITY)
+    if job is None:
+        job = _find_job(queue, namespace, context_id, version)
+    if job is None:
+        # The version's job finished (or a policy held it back): an explicit sleep
+        # always runs. A version whose artifacts are complete is skipped at once.
+        report = st.sleep(namespace, context_id, version=version)
+        return JSONResponse(report.model_dump(mode="json"), status_code=200)
+    out = SleepQueued(
+        job=JobOut.model_validate(job.to_dict()),
+        note="queued for the workers; GET the context to see its artifacts when done",
+    )
+    return JSONResponse(out.model_dump(mode="json"), status_code=202)
 
 
-@router.delete("/v1/{namespace}/contexts/{context_id:path}", tags=["contexts"])
+@router.delete(
+    "/v1/{namespace}/contexts/{context_id:path}", tags=["contexts"], responses=errors(*KEYED)
+)
 def delete_context(namespace: str, context_id: str, _who: Tenant, st: Client) -> DeleteCounts:
     """Delete a context: text, versions, artifacts, KV blobs, cache entries. The
     ledger keeps token counts; the query log keeps rows without their text."""
     return st.delete(namespace, context_id)
 
 
-@router.delete("/v1/{namespace}", tags=["contexts"])
+@router.delete("/v1/{namespace}", tags=["contexts"], responses=errors(*KEYED))
 def delete_namespace(namespace: str, _who: Tenant, st: Client) -> DeleteCounts:
     """Delete every context of the namespace (as the context delete)."""
     return st.delete_namespace(namespace)
@@ -309,25 +562,26 @@ def delete_namespace(namespace: str, _who: Tenant, st: Client) -> DeleteCounts:
 # -- operator routes ------------------------------------------------------------------
 
 #: "pending" is the earlier name of "waiting" (the state jobs report) and still accepted.
-_STATES = ("waiting", "pending", "running", "dead")
+JobState = Literal["waiting", "pending", "running", "dead"]
 
 
-@router.get("/v1/admin/jobs", tags=["operations"])
-def jobs(_who: Admin, st: Client, state: str | None = None, limit: int = 100) -> dict[str, Any]:
+@router.get("/v1/admin/jobs", tags=["operations"], responses=errors(*KEYED))
+def jobs(
+    _who: Admin,
+    st: Client,
+    state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="most jobs listed")] = 100,
+) -> JobsOut:
     """Waiting, running and dead jobs, the counts per state and the live workers."""
-    if state is not None and state not in _STATES:
-        raise InvalidInput(f"state must be waiting, running or dead (got {state!r})")
-    if not 1 <= limit <= 10_000:
-        raise InvalidInput(f"limit must be 1-10000 (got {limit})")
     queue = st.open_queue()
-    return {
-        "counts": queue.counts(),
-        "workers": [w for w in queue.workers() if w.get("state") != "stopped"],
-        "jobs": [j.to_dict() for j in queue.list(state, limit=limit)],
-    }
+    return JobsOut(
+        counts=queue.counts(),
+        workers=[w for w in queue.workers() if w.get("state") != "stopped"],
+        jobs=[JobOut.model_validate(j.to_dict()) for j in queue.list(state, limit=limit)],
+    )
 
 
-@router.post("/v1/admin/jobs/{job_id}/retry", tags=["operations"])
-def retry_job(job_id: str, _who: Admin, st: Client) -> dict[str, Any]:
+@router.post("/v1/admin/jobs/{job_id}/retry", tags=["operations"], responses=errors(*KEYED))
+def retry_job(job_id: str, _who: Admin, st: Client) -> JobOut:
     """Put a dead job back in the queue with its delivery count reset."""
-    return st.open_queue().retry(job_id).to_dict()
+    return JobOut.model_validate(st.open_queue().retry(job_id).to_dict())

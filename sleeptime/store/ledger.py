@@ -9,6 +9,7 @@ off the path (:mod:`~sleeptime.store.querylog`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, insert, select
@@ -156,6 +157,20 @@ class LedgerRepo:
         ).group_by(LedgerRow.phase)
         with self._db.session() as s:
             return {phase: int(n) for phase, n in s.execute(stmt).all()}
+
+    def tokens_since(self, namespace: str, since: datetime, phase: Phase = "sleep") -> int:
+        """Tokens (prompt + completion) of ``phase`` booked in ``namespace`` since
+        ``since`` (a timezone-aware datetime): the sleep-time quota's count
+        (:class:`sleeptime.quotas.Quotas`). One indexed read, no write."""
+        stmt = select(
+            func.coalesce(func.sum(LedgerRow.prompt_tokens + LedgerRow.completion_tokens), 0)
+        ).where(
+            LedgerRow.namespace == namespace,
+            LedgerRow.phase == phase,
+            LedgerRow.created_at >= since,
+        )
+        with self._db.session() as s:
+            return int(s.execute(stmt).scalar_one())
 
     def ledger(self, namespace: str, context_id: str) -> Ledger:
         self.flush(timeout=5.0)  # count the queries answered so far

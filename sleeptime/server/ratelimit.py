@@ -1,0 +1,103 @@
+"""Per-key request rate limits (``SLEEPTIME_RATE_LIMIT``) with the ``limits`` library.
+
+A fixed window per API key: ``100/second`` lets a key make 100 requests in each
+second. The counters live in Redis when ``SLEEPTIME_REDIS_URL`` is set (shared by every
+server process and host), else in this process's memory; never in the database. A
+request over the limit raises :class:`~sleeptime.errors.RateLimited`: 429 with
+``Retry-After`` (the seconds until the key's window resets).
+
+A Redis outage does not refuse requests: the key is counted in this process until
+Redis answers again (a warning, at most once a minute).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from sleeptime.errors import InvalidInput, RateLimited
+from sleeptime.settings import Settings
+
+log = logging.getLogger("sleeptime.server")
+
+
+def _storage_uri(redis_url: str) -> str:
+    """The ``limits`` storage URI of a redis-py URL (``unix://`` is ``redis+unix://``)."""
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url[len("unix://") :]
+    return redis_url
+
+
+class RateLimit:
+    """A per-key limit: :meth:`hit` counts one request of ``key`` and raises
+    :class:`RateLimited` when it is over."""
+
+    def __init__(self, limit: str, *, redis_url: str | None = None, prefix: str = "sleeptime"):
+        try:
+            from limits import parse
+            from limits.storage import MemoryStorage, storage_from_string
+            from limits.strategies import FixedWindowRateLimiter
+        except ImportError as exc:  # pragma: no cover - the server extra has it
+            raise InvalidInput(
+                "SLEEPTIME_RATE_LIMIT needs the limits package: pip install 'sleeptime[server]'"
+            ) from exc
+        try:
+            self.item = parse(limit)
+        except ValueError:
+            raise InvalidInput(
+                f"SLEEPTIME_RATE_LIMIT {limit!r} is not a rate limit: use 100/second, "
+                "1000/minute or 10 per 5 minutes"
+            ) from None
+        self.limit = limit
+        self._memory = MemoryStorage()
+        self._local = FixedWindowRateLimiter(self._memory)
+        self._shared: Any = None
+        self.storage = "memory"
+        if redis_url:
+            storage = storage_from_string(
+                _storage_uri(redis_url), key_prefix=f"{prefix}:ratelimit", wrap_exceptions=True
+            )
+            self._shared = FixedWindowRateLimiter(storage)
+            self.storage = "redis"
+        self._warned = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimit | None:
+        """The limit ``settings`` configure, or None without ``rate_limit``."""
+        if not settings.rate_limit:
+            return None
+        return cls(settings.rate_limit, redis_url=settings.redis_url, prefix=settings.redis_prefix)
+
+    def hit(self, key: str) -> None:
+        """Count one request of ``key``; :class:`RateLimited` when it is over the limit."""
+        limiter = self._local
+        if self._shared is not None:
+            try:
+                if self._shared.hit(self.item, key):
+                    return
+                limiter = self._shared
+            except Exception as exc:  # an outage counts in this process
+                self._warn(exc)
+                limiter = self._local
+                if limiter.hit(self.item, key):
+                    return
+        elif limiter.hit(self.item, key):
+            return
+        raise RateLimited(self.limit, self._retry_after(limiter, key))
+
+    def _retry_after(self, limiter: Any, key: str) -> int:
+        try:
+            reset = float(limiter.get_window_stats(self.item, key).reset_time)
+        except Exception:  # the window's length is the safe answer
+            return max(1, int(self.item.get_expiry()))
+        return max(1, math.ceil(reset - time.time()))
+
+    def _warn(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned >= 60.0:
+            self._warned = now
+            log.warning(
+                "rate limit: Redis unavailable (%s); counting in this process", type(exc).__name__
+            )
