@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sleeptime.errors import InvalidInput, RateLimited
@@ -34,7 +35,14 @@ class RateLimit:
     """A per-key limit: :meth:`hit` counts one request of ``key`` and raises
     :class:`RateLimited` when it is over."""
 
-    def __init__(self, limit: str, *, redis_url: str | None = None, prefix: str = "sleeptime"):
+    def __init__(
+        self,
+        limit: str,
+        *,
+        redis_url: str | None = None,
+        prefix: str = "sleeptime",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         try:
             from limits import parse
             from limits.storage import MemoryStorage, storage_from_string
@@ -51,6 +59,8 @@ class RateLimit:
                 "1000/minute or 10 per 5 minutes"
             ) from None
         self.limit = limit
+        #: Epoch seconds, for Retry-After (the limits library keeps its own windows).
+        self.clock: Callable[[], float] = clock or time.time
         self._memory = MemoryStorage()
         self._local = FixedWindowRateLimiter(self._memory)
         self._shared: Any = None
@@ -92,7 +102,7 @@ class RateLimit:
             reset = float(limiter.get_window_stats(self.item, key).reset_time)
         except Exception:  # the window's length is the safe answer
             return max(1, int(self.item.get_expiry()))
-        return max(1, math.ceil(reset - time.time()))
+        return max(1, math.ceil(reset - self.clock()))
 
     def _warn(self, exc: BaseException) -> None:
         now = time.monotonic()
