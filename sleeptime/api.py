@@ -40,6 +40,7 @@ from sleeptime.online import (
     serve_prepared,
 )
 from sleeptime.paper import SLEEP_STRATEGIES, RethinkOptions
+from sleeptime.policy import SleepPolicy, SQLHistory, price_weights, queried_versions
 from sleeptime.pricing import PriceSheet, ledger_money
 from sleeptime.retrieval import (
     SERVE_MODES,
@@ -60,9 +61,106 @@ if TYPE_CHECKING:
     from sleeptime.cache import HotCache
     from sleeptime.queue.base import JobQueue
     from sleeptime.queue.scheduler import ActivityRecorder
+    from sleeptime.worker.port import WorkerPort
     from sleeptime.worker.runtime import Worker
 
 _SLEEP_GRAPH = build_sleep_graph()
+
+
+class _FacadePort:
+    """A :class:`SleepTime` as a :class:`~sleeptime.worker.port.WorkerPort`: the worker's
+    calls, each a delegation to the client (so a test that patches ``st.sleep`` patches
+    what the worker runs)."""
+
+    def __init__(self, st: SleepTime) -> None:
+        self._st = st
+        self.settings = st.settings
+
+    @property
+    def database_url(self) -> str:
+        return self._st.store.url
+
+    @property
+    def model_label(self) -> str:
+        return self._st.model_label
+
+    def sleep_version(
+        self,
+        namespace: str,
+        context_id: str,
+        version: int,
+        *,
+        on_step: Callable[[SleepStep], None] | None = None,
+        k: int | None = None,
+        n_questions: int | None = None,
+        answer_samples: int | None = None,
+    ) -> SleepReport:
+        return self._st.sleep(
+            namespace,
+            context_id,
+            version=version,
+            on_step=on_step,
+            k=k,
+            n_questions=n_questions,
+            answer_samples=answer_samples,
+        )
+
+    def current_version(self, namespace: str, context_id: str) -> int | None:
+        return self._st.store.current_version(namespace, context_id)
+
+    def text_chars(self, namespace: str, context_id: str, version: int) -> int:
+        ctx = self._st.store.get_context(namespace, context_id, version)
+        return len(ctx.text) if ctx is not None else 0
+
+    def warm_cache(self, namespace: str, context_id: str, version: int) -> None:
+        """Put the finished artifacts in the hot cache if the version is still the
+        current one in SQL. They are read back from SQL (one read, cached in-process),
+        not rebuilt from a report, so the cache holds every kind a reader would find
+        there (the passage index included). The cache's compare-and-set refuses a
+        version older than its key, and a key lost to a Redis restart without
+        persistence is left for a reader to re-create from SQL (never at an old
+        version)."""
+        cache, store = self._st.cache, self._st.store
+        if cache is None or store.current_version(namespace, context_id) != version:
+            return
+        arts = store.load_artifacts(namespace, context_id, version)
+        if arts.complete and cache.put(arts, create=False):
+            cache.confirm(namespace, context_id, version)
+
+    def missing_versions(self) -> list[tuple[str, str, int]]:
+        return self._st.store.missing_versions()
+
+    def relay(self, queue: JobQueue) -> int:
+        from sleeptime.background import relay_outbox
+
+        return relay_outbox(self._st.store, queue, self._st.cache)
+
+    def queried_versions(self, after: int) -> tuple[list[tuple[str, str, int]], int]:
+        return queried_versions(self._st.store, after)
+
+    def sleep_policy(self) -> SleepPolicy:
+        st, settings = self._st, self.settings
+        weights = price_weights(st.prices, st.model_name)
+        return SleepPolicy(
+            settings.sleep_policy,
+            settings,
+            history=SQLHistory.from_settings(st.store, settings, weights),
+            sleep_tokens_left=_sleep_budget(st),
+            weights=weights,
+        )
+
+    def tokens_by_phase(self) -> dict[str, int]:
+        return self._st.store.tokens_by_phase()
+
+
+def _sleep_budget(st: SleepTime) -> Callable[[str], int | None]:
+    """A namespace's sleep-time tokens left today (``SLEEPTIME_QUOTA_SLEEP_TOKENS``)."""
+    if st.settings.quota_sleep_tokens is None:
+        return lambda _namespace: None
+    from sleeptime.quotas import Quotas
+
+    quotas = Quotas.from_settings(st.settings, st.store.accounting)
+    return lambda namespace: quotas.sleep_left(namespace)
 
 
 @dataclass(frozen=True)
@@ -344,6 +442,7 @@ class SleepTime:
         on_step: Callable[[SleepStep], None] | None = None,
         strategy: str | None = None,
         rethink: RethinkOptions | None = None,
+        answer_samples: int | None = None,
     ) -> SleepReport:
         """Run sleep-time compute on a context version now, in this process.
 
@@ -354,7 +453,8 @@ class SleepTime:
         ``strategy`` (``SLEEPTIME_SLEEP_STRATEGY``): ``notes`` learns c' with one call
         per rethink; ``rethink_tools`` runs the Sleep-time Compute paper's loop of
         memory-block rewrites (``rethink`` sets its options: prompts, rounds, block size,
-        budget; :class:`~sleeptime.paper.RethinkOptions`).
+        budget; :class:`~sleeptime.paper.RethinkOptions`). ``answer_samples``: samples
+        per precomputed answer for this run (default ``SLEEPTIME_ANSWER_SAMPLES``).
         """
         validate_sleep(
             namespace,
@@ -382,6 +482,9 @@ class SleepTime:
             raise InvalidInput(f"k must be >= 1 (got {k}); k=0 means: do not call sleep()")
         if n < 0:
             raise InvalidInput(f"n_questions must be >= 0 (got {n})")
+        samples = self.settings.answer_samples if answer_samples is None else answer_samples
+        if not isinstance(samples, int) or isinstance(samples, bool) or not 1 <= samples <= 16:
+            raise InvalidInput(f"answer_samples must be an integer 1-16 (got {samples!r})")
         deps = SleepDeps(
             store=self.store,
             gateway=self.sleep_gateway,
@@ -389,7 +492,7 @@ class SleepTime:
             settings=self.settings,
             k=k,
             n_questions=n,
-            answer_samples=self.settings.answer_samples,
+            answer_samples=samples,
             embeddings=self._embeddings,
             progress=progress,
             on_step=on_step,
@@ -699,6 +802,7 @@ class SleepTime:
         on_step: Callable[[SleepStep], None] | None = None,
         strategy: str | None = None,
         rethink: RethinkOptions | None = None,
+        answer_samples: int | None = None,
     ) -> SleepReport:
         """:meth:`sleep` in a worker thread."""
         return await asyncio.to_thread(
@@ -712,6 +816,7 @@ class SleepTime:
             on_step=on_step,
             strategy=strategy,
             rethink=rethink,
+            answer_samples=answer_samples,
         )
 
     async def aask(
@@ -757,6 +862,11 @@ class SleepTime:
 
     async def aledger(self, namespace: str, context_id: str) -> Ledger:
         return await asyncio.to_thread(self.ledger, namespace, context_id)
+
+    def worker_port(self) -> WorkerPort:
+        """What a worker needs from this client (:class:`~sleeptime.worker.port.WorkerPort`):
+        :class:`~sleeptime.worker.runtime.Worker` depends on that, not on the facade."""
+        return _FacadePort(self)
 
     def start_worker(self, concurrency: int | None = None) -> Worker:
         """Run the worker runtime in this process (threads) on this client's queue:

@@ -93,6 +93,90 @@ class Settings(BaseSettings):
         le=1.0,
         description="share of samples a voted answer needs to be servable at zero tokens",
     )
+    sleep_policy: Literal["eager", "on_demand", "budgeted"] = Field(
+        "eager",
+        description="what workers sleep on their own: every new version (eager), a version "
+        "after its first query (on_demand), or what the query log says will pay, within the "
+        "namespace's sleep-time quota (budgeted); explicit sleeps always run",
+    )
+    policy_prior_queries: float = Field(
+        1.0,
+        ge=0.0,
+        description="budgeted: expected queries on a new context when its namespace has no "
+        "query history yet",
+    )
+    policy_half_life_s: float = Field(
+        86400.0, gt=0.0, description="budgeted: recency half-life of a context's past queries"
+    )
+    policy_window_s: float = Field(
+        7 * 86400.0, gt=0.0, description="budgeted: how far back the query log is read"
+    )
+
+    # test-time
+    default_verbosity: int = Field(1, ge=0, le=4)
+    cold_verbosity: int = Field(3, ge=0, le=4, description="budget of a cold answer")
+    serve: Literal["exact", "verified", "off"] = Field(
+        "exact",
+        description="when a precomputed answer is served at zero tokens: the same question "
+        "after normalisation (exact), also near candidates a verifier confirms (verified), "
+        "never (off)",
+    )
+    match_threshold: float = Field(
+        0.75, gt=0.0, le=1.0, description="similarity a near candidate needs to be verified"
+    )
+    related_notes: int = Field(
+        3, ge=0, le=20, description="prepared Q&As shown to the model as notes when not served"
+    )
+    include_raw_context: bool = Field(
+        True, description="give the raw context next to c' when answering from c'"
+    )
+    passage_threshold_tokens: int = Field(
+        2000,
+        ge=0,
+        description="a raw text longer than this (answering model's tokens) is not sent "
+        "whole with learned notes: the passages the question needs are",
+    )
+    passage_tokens: int = Field(
+        128, ge=16, description="target size of one indexed passage (whole sentences/exchanges)"
+    )
+    passage_budget_tokens: int = Field(
+        1000, ge=0, description="passage tokens one learned answer (or compacted thread) carries"
+    )
+    passage_share: float = Field(
+        0.05,
+        gt=0.0,
+        le=1.0,
+        description="passages carried are at most this share of the text they stand in for "
+        "(room for three passages at least)",
+    )
+    agent_namespace: str | None = Field(
+        None,
+        description="namespace of agent runs that name none (unset: such a run is an error)",
+    )
+    compact_keep_exchanges: int = Field(
+        3, ge=0, description="latest exchanges a compacted agent thread keeps verbatim"
+    )
+    prices: str | None = Field(
+        None,
+        description="price sheet, $ per million tokens: a JSON file or inline JSON "
+        '{"model": {"input": ..., "cached_input": ..., "output": ...}}',
+    )
+    max_context_chars: int = Field(2_000_000, ge=1)
+    max_question_chars: int = Field(4000, ge=1, description="longer questions are rejected")
+    max_tokens_ceiling: int = Field(
+        MAX_TOKENS_CEILING,
+        ge=1,
+        description="the most answer (or thinking) tokens one ask may request, whatever the "
+        "model's window",
+    )
+
+    # the HTTP server
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1,
+        description="larger HTTP request bodies get a 413 before they are read or "
+        "authenticated (the default holds the largest context once JSON-escaped)",
+    )
     rate_limit: str | None = Field(
         None,
         description="requests one API key may make, e.g. 100/second or 1000/minute (a "

@@ -185,6 +185,10 @@ class LossAware(Protocol):
 #: kept until revived or superseded by a newer version.
 DONE_TTL = 86400.0
 
+#: Priority of a job an explicit sleep enqueued (``POST .../sleep``): ahead of the other
+#: due jobs, and never held back by a sleep policy (it always runs).
+EXPLICIT_PRIORITY = 1000.0
+
 #: A claim considers at most this many namespaces with due jobs (those waiting longest).
 FAIR_NAMESPACES = 64
 

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sleeptime.queue.base import JobQueue
-from sleeptime.store.sql import SQLStore
 
 log = logging.getLogger("sleeptime.worker")
+
+
+class LedgerTotals(Protocol):
+    def tokens_by_phase(self) -> dict[str, int]: ...
 
 
 class _StateCollector(Collector):
     """Read at scrape time: queue depth per state and ledger tokens per phase."""
 
-    def __init__(self, queue: JobQueue, store: SQLStore) -> None:
+    def __init__(self, queue: JobQueue, store: LedgerTotals) -> None:
         self.queue = queue
         self.store = store
 
@@ -34,7 +37,7 @@ class _StateCollector(Collector):
         )
         try:
             counts = self.queue.counts()
-            for state in ("waiting", "running", "dead"):
+            for state in ("waiting", "running", "dead", "deferred"):
                 depth.add_metric([state], counts.get(state, 0))
             yield depth
         except Exception as exc:
@@ -55,7 +58,7 @@ class _StateCollector(Collector):
 
 class WorkerMetrics:
     def __init__(
-        self, queue: JobQueue, store: SQLStore, registry: CollectorRegistry | None = None
+        self, queue: JobQueue, store: LedgerTotals, registry: CollectorRegistry | None = None
     ) -> None:
         r = self.registry = registry or CollectorRegistry()
         self.done = Counter("sleeptime_jobs_done", "Jobs finished by this worker", registry=r)
@@ -68,6 +71,14 @@ class WorkerMetrics:
         )
         self.superseded = Counter(
             "sleeptime_jobs_superseded", "Jobs skipped because a newer version exists", registry=r
+        )
+        self.deferred = Counter(
+            "sleeptime_jobs_deferred",
+            "Jobs this worker's sleep policy deferred until a query",
+            registry=r,
+        )
+        self.revived = Counter(
+            "sleeptime_jobs_revived", "Deferred jobs this worker revived after a query", registry=r
         )
         self.in_progress = Gauge(
             "sleeptime_jobs_in_progress", "Jobs running in this worker", registry=r

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from tenacity import (
     Retrying,
@@ -42,15 +42,21 @@ from sleeptime.errors import (
     StoreUnavailable,
 )
 from sleeptime.models import SleepReport, SleepStep
+from sleeptime.policy import Decision, SleepPolicy
 from sleeptime.quality import degraded_causes
-from sleeptime.queue.base import FailOutcome, Job, JobQueue, LossAware, short_error
+from sleeptime.queue.base import (
+    EXPLICIT_PRIORITY,
+    FailOutcome,
+    Job,
+    JobQueue,
+    LossAware,
+    short_error,
+)
 from sleeptime.queue.scheduler import TokenWindow, retry_delay
 from sleeptime.redact import redact_url
 from sleeptime.worker.logs import log_event
 from sleeptime.worker.metrics import WorkerMetrics
-
-if TYPE_CHECKING:
-    from sleeptime.api import SleepTime
+from sleeptime.worker.port import PortProvider, WorkerPort
 
 log = logging.getLogger("sleeptime.worker")
 T = TypeVar("T")
@@ -179,32 +185,45 @@ def worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+#: Revive passes read at most this many query-log rows back at a worker's start.
+REVIVE_LOOKBACK = 100_000
+
+
 class Worker:
-    """Processes sleep-time jobs from ``queue`` with ``st`` (its store and model)."""
+    """Processes sleep-time jobs from ``queue`` through ``port`` (a
+    :class:`~sleeptime.worker.port.WorkerPort`, or something that hands one out, such as
+    the :class:`~sleeptime.SleepTime` facade). ``policy`` decides what the worker sleeps
+    on its own (default: the port's, from ``SLEEPTIME_SLEEP_POLICY``)."""
 
     def __init__(
         self,
-        st: SleepTime,
+        port: WorkerPort | PortProvider,
         queue: JobQueue,
         *,
         concurrency: int | None = None,
         worker_id: str | None = None,
         metrics: WorkerMetrics | None = None,
+        policy: SleepPolicy | None = None,
     ) -> None:
-        url = st.store.url
+        if not isinstance(port, WorkerPort):
+            port = port.worker_port()
+        url = port.database_url
         if url.startswith("sqlite") and (":memory:" in url or url.rstrip("/") == "sqlite:"):
             raise InvalidInput(
                 "background workers need a database file or server, not an in-memory SQLite "
                 "database (each thread would see its own empty database)"
             )
-        self.st = st
+        self.port: WorkerPort = port
         self.queue = queue
-        self.settings = st.settings
+        self.settings = port.settings
+        self.policy = policy or port.sleep_policy()
+        #: The query-log row up to which demand was looked at (None: not yet).
+        self._queried_after: int | None = None
         self.concurrency = concurrency or self.settings.worker_concurrency
         self.id = worker_id or worker_name()
         self.tokens = TokenWindow(self.settings.worker_tokens_per_minute)
         self.breaker = CircuitBreaker(self.settings.breaker_failures, self.settings.breaker_open_s)
-        self.metrics = metrics or WorkerMetrics(queue, st.store)
+        self.metrics = metrics or WorkerMetrics(queue, port)
         self.grace = self.settings.shutdown_grace_s
         self.started_at = time.time()
         self.jobs_done = 0
@@ -276,12 +295,13 @@ class Worker:
         beat.start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sleeptime-job")
         log.info(
-            "worker %s: concurrency %d, database %s, queue %s, model %s",
+            "worker %s: concurrency %d, database %s, queue %s, model %s, sleep policy %s",
             self.id,
             self.concurrency,
-            redact_url(self.st.store.url),
+            redact_url(self.port.database_url),
             describe_queue(self.queue),
-            self.st.model_label,
+            self.port.model_label,
+            self.policy.name,
         )
         next_reclaim = 0.0
         next_sweep = 0.0
@@ -299,6 +319,7 @@ class Worker:
                     )
                 if now >= next_relay:
                     self._relay()
+                    self._revive()
                     next_relay = now + self.settings.relay_s
                 free = self.breaker.allowance(self.concurrency - len(self._in_hand))
                 jobs: list[Job] = []
@@ -401,14 +422,22 @@ class Worker:
         end: dict[str, object] = {}
         self.metrics.in_progress.inc()
         try:
-            current = self.st.store.current_version(job.namespace, job.context_id)
+            current = self.port.current_version(job.namespace, job.context_id)
             if current is not None and current > job.version:
                 self.breaker.success()  # the database answered
                 self._queue_call(lambda: self.queue.ack(self.id, job))
                 self.metrics.superseded.inc()
                 end = {"status": "superseded", "tokens": 0, "by_v": current}
                 return
-            report = self._sleep(job, steps)
+            decision = self._decide(job)
+            ids.update(decision.log_fields())
+            if not decision.sleep:
+                self.breaker.success()
+                self._queue_call(lambda: self.queue.defer(self.id, job, decision.reason))
+                self.metrics.deferred.inc()
+                end = {"status": "deferred", "tokens": 0}
+                return
+            report = self._sleep(job, steps, decision)
         except Exception as exc:
             outcome = self._failed(job, exc)
             # tokens of the steps that finished before the failure (the ledger has all)
@@ -454,14 +483,34 @@ class Worker:
                 self._in_hand.pop(job.id, None)
             self._wake.set()
 
-    def _sleep(self, job: Job, steps: _StepLog | None = None) -> SleepReport:
+    def _decide(self, job: Job) -> Decision:
+        """The sleep policy's decision for a job the worker runs on its own; a job an
+        explicit sleep enqueued (priority :data:`EXPLICIT_PRIORITY`) always runs."""
+        if job.priority >= EXPLICIT_PRIORITY:
+            return Decision(True, "explicit sleep")
+        if self.policy.name == "eager":
+            return Decision(True, "eager")
+        chars = self.port.text_chars(job.namespace, job.context_id, job.version)
+        return self.policy.decide(job.namespace, job.context_id, job.version, chars=chars)
+
+    def _sleep(
+        self, job: Job, steps: _StepLog | None = None, decision: Decision | None = None
+    ) -> SleepReport:
         """Run the job once. Model calls were already retried by the gateway (the one
         retry layer for a model failure); a job that still fails goes back to the
         queue with a backoff (:meth:`_failed`), so the next attempt may run on any
         worker and a run killed halfway resumes from its last persisted step."""
         t0 = time.perf_counter()
         try:
-            return self.st.sleep(job.namespace, job.context_id, version=job.version, on_step=steps)
+            return self.port.sleep_version(
+                job.namespace,
+                job.context_id,
+                job.version,
+                on_step=steps,
+                k=decision.k if decision else None,
+                n_questions=decision.n_questions if decision else None,
+                answer_samples=decision.answer_samples if decision else None,
+            )
         finally:
             self.sleep_seconds += time.perf_counter() - t0
 
@@ -554,17 +603,8 @@ class Worker:
         version older than its key, and a key lost to a Redis restart without
         persistence is left for a reader to re-create from SQL (never at an old
         version)."""
-        cache = self.st.cache
-        if cache is None:
-            return
         try:
-            if self.st.store.current_version(job.namespace, job.context_id) != job.version:
-                return
-            arts = self.st.store.load_artifacts(job.namespace, job.context_id, job.version)
-            if not arts.complete:
-                return
-            if cache.put(arts, create=False):
-                cache.confirm(job.namespace, job.context_id, job.version)
+            self.port.warm_cache(job.namespace, job.context_id, job.version)
         except Exception as exc:  # the cache is an optimisation
             log.debug("could not warm the cache: %s", exc)
 
@@ -573,12 +613,44 @@ class Worker:
     def _relay(self) -> None:
         """Move committed versions' outbox rows to the queue (ingests by clients that
         have no queue of their own, or whose relay thread died with them)."""
-        from sleeptime.background import relay_outbox
-
         try:
-            relay_outbox(self.st.store, self.queue, self.st.cache)
+            self.port.relay(self.queue)
         except Exception as exc:
             self._warn(f"outbox relay failed: {exc}")
+
+    def _revive(self) -> int:
+        """Demand revives deferred jobs: every version queried since the last pass
+        (read from the query log, off the online path) gets its deferred job back to
+        waiting, if it has one (the queue's revive is atomic: one worker wins). Returns
+        how many were revived."""
+        try:
+            if self._queried_after is None:
+                _, last = self.port.queried_versions(-1)  # -1: only the log's last row id
+                self._queried_after = max(0, last - REVIVE_LOOKBACK)
+            found, self._queried_after = self.port.queried_versions(self._queried_after)
+            revived = 0
+            for ns, cid, version in found:
+                job = self.queue.revive(ns, cid, version, reason=f"queried v{version}")
+                if job is not None:
+                    revived += 1
+                    self.metrics.revived.inc()
+                    log_event(
+                        log,
+                        {
+                            "event": "revived",
+                            "job": job.id,
+                            "ns": ns,
+                            "ctx": cid,
+                            "v": version,
+                            "reason": f"queried v{version}",
+                        },
+                    )
+            if revived:
+                self._wake.set()
+            return revived
+        except Exception as exc:
+            self._warn(f"reviving deferred jobs failed: {exc}")
+            return 0
 
     def _sweep(self) -> int | None:
         """Enqueue current versions that have no artifacts (ingested before the outbox
@@ -586,7 +658,7 @@ class Worker:
         this idempotent, and a dead job of a current version is revived by the enqueue.
         Returns how many were enqueued (None: the sweep failed, and said so)."""
         try:
-            found = self.st.store.missing_versions()
+            found = self.port.missing_versions()
             added = sum(1 for ns, cid, v in found if self.queue.enqueue(ns, cid, v) is not None)
             if added:
                 log.info("sweep: enqueued %d version(s) without artifacts", added)
