@@ -164,7 +164,31 @@ def _chart(rows: list[dict[str, Any]]) -> str:
     )
 
 
-@router.get("/dashboard", response_class=HTMLResponse)
+def _responses(html: dict[int, str], *json_codes: int) -> dict[int | str, dict[str, Any]]:
+    """The schema's statuses of a dashboard route: pages (``html``) and JSON errors."""
+    from sleeptime.server.routes import errors
+
+    page = {"text/html": {"schema": {"type": "string"}}}
+    out: dict[int | str, dict[str, Any]] = {
+        code: {"description": what, "content": page} for code, what in html.items()
+    }
+    for code, entry in errors(*json_codes).items():
+        # the JSON error body by reference: "model" would be put under text/html here
+        ref = {"$ref": "#/components/schemas/ErrorOut"}
+        json_entry = {k: v for k, v in entry.items() if k != "model"}
+        out[code] = {**json_entry, "content": {"application/json": {"schema": ref}}}
+    return out
+
+
+_SIGN_IN = {401: "the sign-in page: no key or session", 403: "a tenant key (needs an admin key)"}
+_BACK = {303: "back to the dashboard, with a note"}
+
+
+@router.get(
+    "/dashboard",
+    response_class=HTMLResponse,
+    responses=_responses({200: "the dashboard", **_SIGN_IN}, 413, 422, 503),
+)
 def dashboard(request: Request, note: str = "") -> Response:
     """The operator dashboard (an admin key, as a Bearer header or the sign-in cookie)."""
     refused = _guard(request)
@@ -294,7 +318,12 @@ def _per_query(row: dict[str, Any]) -> str:
     return f"{(row['sleep_tokens'] + row['test_tokens']) / row['queries']:,.0f}"
 
 
-@router.post("/dashboard/login", response_class=HTMLResponse)
+@router.post(
+    "/dashboard/login",
+    response_class=HTMLResponse,
+    status_code=303,
+    responses=_responses({**_BACK, **_SIGN_IN}, 413, 422, 503),
+)
 async def login(request: Request) -> Response:
     """Sign in with an admin key (form field ``key``); sets the dashboard cookie."""
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
@@ -319,7 +348,12 @@ async def login(request: Request) -> Response:
     return response
 
 
-@router.post("/dashboard/jobs/{job_id}/retry", response_class=HTMLResponse)
+@router.post(
+    "/dashboard/jobs/{job_id}/retry",
+    response_class=HTMLResponse,
+    status_code=303,
+    responses=_responses({**_BACK, **_SIGN_IN}, 404, 413, 422, 503),
+)
 def retry(request: Request, job_id: str) -> Response:
     """The retry button: put a dead job back in the queue, then show the page again."""
     refused = _guard(request)
