@@ -50,6 +50,19 @@ def thread_system(base: str, notes: str, passages: Sequence[tuple[int, str]]) ->
     )
 
 
+def compaction_budget(deps: OnlineDeps, replaced_tokens: int, notes: str) -> int:
+    """Passage tokens a compacted thread carries: what is left of ``compact_share`` of
+    the replaced turns once the notes are counted (room for one passage at least, and
+    never more than ``passage_budget_tokens``). A thread's turns are the model's only
+    memory of it, so the share is larger than a document's ``passage_share``; the notes
+    are counted against it, so long notes leave less room for passages and a weak
+    model's one-line notes leave more (measured on 60-exchange threads learned after
+    50: ``docs/benchmarks.md``)."""
+    settings = deps.settings
+    room = int(replaced_tokens * settings.compact_share) - deps.gateway().count_tokens(notes)
+    return min(settings.passage_budget_tokens, max(settings.passage_tokens, room))
+
+
 def cut_point(thread: Sequence[BaseMessage], covered_chars: int, keep_exchanges: int) -> int:
     """Index of the first message kept verbatim: the start of an exchange (a user
     message) such that every message before it is inside the first ``covered_chars``
@@ -104,7 +117,10 @@ def compact(
         asked = [m for m in thread if isinstance(m, HumanMessage)]
         question = str(asked[-1].text) if asked else ""
     assert arts.index is not None
-    picked = pick_passages(deps, namespace, context_id, learned_version, question, arts.index)
+    budget = compaction_budget(deps, arts.index.text_tokens, text)
+    picked = pick_passages(
+        deps, namespace, context_id, learned_version, question, arts.index, budget=budget
+    )
     head = thread_system(system or "", text, [(p.idx, p.text) for p in picked])
     return Compaction(
         messages=[head, *thread[cut:]],

@@ -36,7 +36,7 @@ from sleeptime.models import (
     PredictedQA,
     Usage,
 )
-from sleeptime.passages import replaces_text
+from sleeptime.passages import focus_order, replaces_text
 from sleeptime.retrieval import Judge, ServePolicy, cosine
 from sleeptime.settings import Settings
 from sleeptime.store.passages import Found
@@ -279,6 +279,23 @@ def _generate(
     )
 
 
+def passage_budget(settings: Settings, text_tokens: int) -> int:
+    """Tokens of passages a learned answer carries for a text of ``text_tokens``:
+    ``passage_budget_tokens``, and at most ``passage_share`` of the text the passages
+    stand in for, but room for ``MIN_PASSAGES`` passages at least: an answer often spans
+    two or three places of a text, and on a text just over the threshold a share alone
+    leaves room for one (measured: 70% support coverage on 3k-word reports with one
+    passage, 100% with three)."""
+    share = int(text_tokens * settings.passage_share)
+    floor = MIN_PASSAGES * settings.passage_tokens
+    return min(settings.passage_budget_tokens, max(floor, share))
+
+
+#: Candidates the full-text engine returns per passage the budget holds: the focus
+#: re-rank (:func:`~sleeptime.passages.focus_order`) chooses among them.
+CANDIDATES_PER_SLOT = 8
+
+
 def pick_passages(
     deps: OnlineDeps,
     namespace: str,
@@ -286,19 +303,20 @@ def pick_passages(
     version: int,
     question: str,
     index: PassageIndex,
+    *,
+    budget: int | None = None,
 ) -> list[Found]:
-    """The best-ranked passages for ``question`` that fit the passage budget together
-    (by their counts stored at sleep time), in text order. The budget is
-    ``passage_budget_tokens``, and at most ``passage_share`` of the text the passages
-    stand in for, but room for ``MIN_PASSAGES`` passages at least: an answer often spans
-    two or three places of a text, and on a text just over the threshold a share alone
-    leaves room for one (measured: 70% support coverage on 3k-word reports with one
-    passage, 100% with three)."""
+    """The best passages for ``question`` that fit ``budget`` tokens together (by their
+    counts stored at sleep time; default :func:`passage_budget`), in text order.
+
+    The store's full-text engine (fused with the embeddings' ranking when there are
+    embeddings) proposes candidates, several per passage the budget holds; they are
+    re-ranked by the question's focus, the best sentence of each (its terms, and the
+    kind of token the question asks for), the engine's order breaking ties."""
     settings = deps.settings
-    share = int(index.text_tokens * settings.passage_share)
-    floor = MIN_PASSAGES * settings.passage_tokens
-    budget = min(settings.passage_budget_tokens, max(floor, share))
-    limit = 4 + 2 * budget // max(1, settings.passage_tokens)
+    if budget is None:
+        budget = passage_budget(settings, index.text_tokens)
+    limit = 4 + CANDIDATES_PER_SLOT * budget // max(1, settings.passage_tokens)
     ranked = deps.store.passages.search(
         namespace, context_id, version, question, limit=limit, ids=index.ids
     )
@@ -308,9 +326,11 @@ def pick_passages(
             q = deps.embeddings.embed_query(question)
             by_meaning = sorted(embedded, key=lambda pv: -cosine(q, pv[1]))[:limit]
             ranked = fuse(ranked, [p for p, _ in by_meaning])[:limit]
+    order = focus_order(question, [p.text for p in ranked])
     chosen: list[Found] = []
     used = 0
-    for p in ranked:
+    for i in order:
+        p = ranked[i]
         if used + p.n_tokens <= budget:
             chosen.append(p)
             used += p.n_tokens
@@ -335,4 +355,3 @@ def _with_agreement(qa: PredictedQA) -> str:
     if qa.agreement is None:
         return qa.answer
     return f"{qa.answer}\n(agreement: {qa.agreement:.0%} of the samples gave this answer)"
-

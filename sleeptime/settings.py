@@ -153,6 +153,13 @@ class Settings(BaseSettings):
         None,
         description="namespace of agent runs that name none (unset: such a run is an error)",
     )
+    compact_share: float = Field(
+        0.19,
+        gt=0.0,
+        le=1.0,
+        description="a compacted thread's notes and passages together are at most this "
+        "share of the turns they replace (room for one passage at least)",
+    )
     compact_keep_exchanges: int = Field(
         3, ge=0, description="latest exchanges a compacted agent thread keeps verbatim"
     )

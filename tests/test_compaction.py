@@ -196,3 +196,37 @@ def test_a_long_agent_thread_is_compacted(sqlite_url: str, compact: bool) -> Non
         assert min(ratios) > 1.0  # notes on top of the whole history
         assert found == 20
     st.close()
+
+
+def test_notes_and_passages_take_at_most_the_compact_share(sqlite_url: str) -> None:
+    """The compacted head (notes + passages) stays within ``compact_share`` of the
+    replaced turns, the notes counted first: short notes leave room for more passages."""
+    msgs = thread(40)
+    question = HumanMessage("How many kayaks does Tamsin9 own?")
+
+    def head_and_passages(share: float) -> tuple[int, int]:
+        st = SleepTime(
+            model=FakeChatModel(),
+            database_url=sqlite_url.replace(".db", f"-{share}.db"),
+            settings=settings(compact_share=share),
+        )
+        try:
+            st.ingest_messages("u1", "t1", msgs[:60])
+            st.sleep("u1", "t1")
+            out = st.compact_messages("u1", "t1", [*msgs, question])
+            covered = st.store.get_context("u1", "t1", 1)
+            notes = st.notes("u1", "t1")
+            assert covered is not None and notes is not None and out.replaced == 60
+            text = covered.text
+            passages = sum(len(text[p.start : p.end].split()) for p in out.passages)
+            room = int(len(text.split()) * share) - len(notes.text.split())
+            assert passages <= max(room, st.settings.passage_tokens)
+            # the fact the question asks about is brought back verbatim
+            assert fact(9) in str(out.messages[0].content)
+            return passages, len(out.passages)
+        finally:
+            st.close()
+
+    small, few = head_and_passages(0.1)
+    large, many = head_and_passages(0.3)
+    assert large > small and many > few

@@ -14,7 +14,9 @@ from langchain_core.embeddings import Embeddings
 from sleeptime import FakeChatModel, Settings, SleepTime
 from sleeptime.conversation import render_messages
 from sleeptime.passages import (
+    answer_type,
     exchange_spans,
+    focus_order,
     is_conversation,
     query_terms,
     sentence_spans,
@@ -295,3 +297,47 @@ def test_sqlite_without_math_functions_ranks_the_same(
     ]
     assert with_ln == without and all(with_ln)
     store.dispose()
+
+
+# -- the focus re-rank -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("How many hens does Ingrid keep?", "number"),
+        ("how much did the sofa cost", "number"),
+        ("When was the invoice due?", "number"),
+        ("Which city does Ingrid live in now?", "name"),
+        ("Who signed the lease?", "name"),
+        ("Why was the ramp closed?", None),
+    ],
+)
+def test_the_answer_type_is_read_from_the_wording(question: str, kind: str | None) -> None:
+    assert answer_type(question) == kind
+
+
+def test_the_sentence_with_the_name_and_the_asked_for_number_ranks_first() -> None:
+    # every exchange names Ingrid; only one says a number in the same sentence, and the
+    # question calls the animals by another word than the text does
+    exchanges = [
+        "I had tea with Ingrid on Monday. The train was late again this morning.",
+        "Ingrid says hello, by the way. I walked 5 kilometres along the river today.",
+        "The weather has been grey. Ingrid, my sister, looks after 8 ewes these days.",
+        "Ingrid sent me a photo of the ewes at the farm shop. Work was busy but fine.",
+    ]
+    assert focus_order("How many sheep does Ingrid have now?", exchanges)[0] == 2
+    # a "which city" question prefers the sentence naming a place beside the name
+    places = ["Ingrid is tired of the rain.", "Last year Ingrid moved to Porto for work."]
+    assert focus_order("Which city does Ingrid live in?", places)[0] == 1
+
+
+def test_the_focus_order_is_a_permutation_that_keeps_ties_in_the_engines_order() -> None:
+    texts = ["nothing here", "the crate count", "another crate", "nothing either"]
+    order = focus_order("crate", texts)
+    assert sorted(order) == [0, 1, 2, 3]
+    assert order[:2] == [1, 2] and order[2:] == [0, 3]  # ties: the engine's order
+    assert focus_order("the of and", texts) == [0, 1, 2, 3]  # no terms: unchanged
+    assert focus_order("crate", []) == []
+    # a term is a word start, not any substring: "ann" is not found in "planned"
+    assert focus_order("Ann", ["it was planned", "Ann came"]) == [1, 0]
