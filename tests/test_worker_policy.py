@@ -1,0 +1,118 @@
+"""A worker under a sleep policy, end to end with model ``fake``, on the embedded queue
+and on Redis: a version the policy skips is deferred with its reason (not lost), a
+query on it revives the job and the next pass sleeps it, once, whichever worker looks;
+an explicit sleep always runs; the worker depends on its port, not on SleepTime."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from sleeptime import Settings, SleepTime
+from sleeptime.policy import SleepPolicy
+from sleeptime.queue.base import EXPLICIT_PRIORITY
+from sleeptime.worker.port import WorkerPort
+from sleeptime.worker.runtime import Worker
+
+TEXT = "Ann has 3 apples. Bob has 4 pears. Cid has 5 plums."
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_settings(request: pytest.FixtureRequest, tmp_path: Path) -> object:
+    def make(policy: str) -> Settings:
+        extra: dict[str, object] = {}
+        if request.param == "redis":
+            extra["redis_url"] = request.getfixturevalue("redis_server").url
+        else:
+            extra["queue_path"] = str(tmp_path / "queue.db")
+        return Settings(
+            model="fake",
+            n_questions=2,
+            idle_after=0.0,
+            poll_s=0.05,
+            relay_s=0.05,
+            sleep_policy=policy,  # type: ignore[arg-type]
+            **extra,  # type: ignore[arg-type]
+        )
+
+    return make
+
+
+def _client(tmp_path: Path, settings: Settings) -> SleepTime:
+    return SleepTime(database_url=f"sqlite:///{tmp_path / 'st.db'}", settings=settings)
+
+
+def test_on_demand_defers_then_a_query_revives_and_sleeps(
+    tmp_path: Path, make_settings: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    st = _client(tmp_path, make_settings("on_demand"))  # type: ignore[operator]
+    queue = st.open_queue()
+    st.ingest("acme", "doc", TEXT)
+    assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)
+    caplog.set_level(logging.INFO, logger="sleeptime.worker")
+    Worker(st, queue).run(burst=True, install_signals=False)
+
+    (job,) = queue.list("deferred")
+    assert job.version == 1 and job.error == "skipped: on_demand, no query on v1 yet"
+    assert queue.counts()["deferred"] == 1
+    assert not st.artifacts("acme", "doc").complete
+    assert any("status=deferred" in r.getMessage() for r in caplog.records)
+    assert any("policy_reason=" in r.getMessage() for r in caplog.records)
+
+    answer = st.ask("acme", "doc", "How many apples does Ann have?")
+    assert answer.source == "cold"  # answered without notes, as the online path does
+    st.store.flush()
+    Worker(st, queue).run(burst=True, install_signals=False)
+    assert st.artifacts("acme", "doc").complete
+    counts = queue.counts()
+    assert counts["deferred"] == 0 and counts["waiting"] == 0
+    assert any("event=revived" in r.getMessage() for r in caplog.records)
+    # a second worker finds nothing to revive: the decision is idempotent
+    again = Worker(st, queue)
+    assert again._revive() == 0
+    st.close()
+
+
+def test_eager_sleeps_at_once(tmp_path: Path, make_settings: object) -> None:
+    st = _client(tmp_path, make_settings("eager"))  # type: ignore[operator]
+    queue = st.open_queue()
+    st.ingest("acme", "doc", TEXT)
+    assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)
+    Worker(st, queue).run(burst=True, install_signals=False)
+    assert st.artifacts("acme", "doc").complete
+    assert queue.counts()["deferred"] == 0
+    st.close()
+
+
+def test_an_explicit_job_is_never_held_back(tmp_path: Path, make_settings: object) -> None:
+    st = _client(tmp_path, make_settings("on_demand"))  # type: ignore[operator]
+    queue = st.open_queue()
+    st.ingest("acme", "doc", TEXT)
+    assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)
+    # what POST .../sleep does: the version's job, at the explicit priority
+    queue.enqueue("acme", "other", 1, priority=EXPLICIT_PRIORITY)
+    st.ingest("acme", "other", "Eve has 7 limes.")
+    assert st.outbox_relay.wait_idle(20)
+    Worker(st, queue).run(burst=True, install_signals=False)
+    assert st.artifacts("acme", "other").complete  # explicit: ran under on_demand
+    assert not st.artifacts("acme", "doc").complete  # the workers' own: deferred
+    st.close()
+
+
+def test_the_worker_runs_on_its_port_alone(tmp_path: Path, make_settings: object) -> None:
+    """Worker(port, queue): a port that is not the facade (here the facade's adapter,
+    wrapped) is all the worker needs; the policy can be injected too."""
+    settings = make_settings("eager")  # type: ignore[operator]
+    st = _client(tmp_path, settings)
+    queue = st.open_queue()
+    port = st.worker_port()
+    assert isinstance(port, WorkerPort) and not isinstance(st, WorkerPort)
+    never = SleepPolicy("never", settings)
+    st.ingest("acme", "doc", TEXT)
+    assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)
+    Worker(port, queue, policy=never).run(burst=True, install_signals=False)
+    (job,) = queue.list("deferred")
+    assert job.error == "skipped: policy never"
+    st.close()
