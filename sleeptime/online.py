@@ -293,7 +293,7 @@ def passage_budget(settings: Settings, text_tokens: int) -> int:
 
 #: Candidates the full-text engine returns per passage the budget holds: the focus
 #: re-rank (:func:`~sleeptime.passages.focus_order`) chooses among them.
-CANDIDATES_PER_SLOT = 8
+CANDIDATES_PER_SLOT = 4
 
 
 def pick_passages(

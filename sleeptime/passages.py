@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -189,24 +190,34 @@ def _stem(word: str) -> str:
     return word
 
 
-_ENDS = (". ", "? ", "! ", "\n")
+#: A question term weighing less than this share of its rarest term's weight is left
+#: out of the focus re-rank (it is in nearly every candidate).
+MIN_TERM_WEIGHT = 0.1
+#: Where a sentence ends, for ranking (close enough to :data:`_SENTENCE_END`).
+_FAST_END = re.compile(r"[.!?] |\n")
 
 
-def _sentences_holding(text: str, terms: Sequence[str]) -> dict[tuple[int, int], set[str]]:
-    """The sentences of ``text`` (as (start, end)) that hold a word starting with one
-    of ``terms``, with the terms each holds. String searches only (this runs on every
-    candidate of every learned answer): a sentence ends at ". ", "? ", "! " or a line
-    break, close enough to :func:`sentence_spans` for ranking."""
-    low = text.lower()
-    out: dict[tuple[int, int], set[str]] = {}
+def _sentences_holding(low: str, terms: Sequence[str]) -> dict[tuple[int, int], set[str]]:
+    """The sentences of ``low`` (a lower-cased text; as (start, end)) that hold a word
+    starting with one of ``terms``, with the terms each holds. String searches only
+    (this runs on every candidate of every learned answer) and one scan for sentence
+    ends (". ", "? ", "! " or a line break: close enough to :func:`sentence_spans`)."""
+    hits: list[tuple[int, str]] = []
     for term in terms:
         at = low.find(term)
         while at >= 0:
             if at == 0 or not low[at - 1].isalnum():
-                start = max(low.rfind(e, 0, at) for e in _ENDS) + 1
-                ends = [x for x in (low.find(e, at) for e in _ENDS) if x >= 0]
-                out.setdefault((start, min(ends) + 1 if ends else len(low)), set()).add(term)
+                hits.append((at, term))
             at = low.find(term, at + len(term))
+    out: dict[tuple[int, int], set[str]] = {}
+    if not hits:
+        return out
+    cuts = [m.end() for m in _FAST_END.finditer(low)]  # where each sentence starts
+    for at, term in hits:
+        i = bisect_right(cuts, at)
+        out.setdefault(
+            (cuts[i - 1] if i else 0, cuts[i] if i < len(cuts) else len(low)), set()
+        ).add(term)
     return out
 
 
@@ -229,14 +240,22 @@ def focus_order(question: str, texts: Sequence[str]) -> list[int]:
     if not terms:
         return list(range(len(texts)))
     kind = answer_type(question)
-    held = [_sentences_holding(text, terms) for text in texts]
+    lows = [text.lower() for text in texts]
     n = len(texts)
-    df = {t: sum(any(t in h for h in sents.values()) for sents in held) for t in terms}
+    # a term's weight: its rarity among the candidates (counted as a substring, which
+    # is all the weight needs); a term nearly every candidate holds cannot tell them
+    # apart, and skipping it keeps the scan short (this runs on every learned answer)
+    df = {t: sum(t in low for low in lows) for t in terms}
     weight = {t: math.log(1.0 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in terms if df[t]}
+    if not weight:
+        return list(range(n))
+    top = max(weight.values())
+    weight = {t: w for t, w in weight.items() if w >= MIN_TERM_WEIGHT * top}
     boost = 1.0 + TYPED_BOOST
     score = [0.0] * n
-    for i, sents in enumerate(held):
-        for (a, b), hits in sents.items():
+    for i, low in enumerate(lows):
+        mine = [t for t in weight if t in low]
+        for (a, b), hits in _sentences_holding(low, mine).items():
             value = sum(weight[t] for t in hits)
             if value * boost > score[i]:
                 score[i] = max(score[i], value * boost if _holds(texts[i][a:b], kind) else value)
