@@ -137,7 +137,7 @@ def test_a_small_document_row() -> None:
     assert row.ratio is not None and row.ratio < 0.25
     assert row.coverage is not None and 0.0 <= row.coverage <= 1.0
     assert sum(n for _, n in row.by_kind.values()) == row.questions
-    everything = Settings(compact_share=1.0, passage_budget_tokens=100_000)
+    everything = Settings(passage_share=1.0, passage_budget_tokens=100_000)
     full = document_row(3000, "one-line", contexts=1, queries=6, seed=1, settings=everything)
     assert full.coverage == 1.0 and full.ratio is not None and full.ratio > row.ratio
 
