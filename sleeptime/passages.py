@@ -161,7 +161,7 @@ _DIGIT = re.compile(r"\d")
 _INNER_NAME = re.compile(r"(?<=[\w,;:] )[A-Z]\w+")
 #: How much a sentence holding the token the question asks for weighs above one that
 #: only shares its words.
-TYPED_BOOST = 0.5
+TYPED_BOOST = 1.0
 
 
 def answer_type(question: str) -> str | None:
