@@ -163,9 +163,10 @@ class SleepPolicy:
         """Queries still to come on this version."""
         prior = self.settings.policy_prior_queries
         if d.version_queries > 0:
-            # demand arrived: this context behaves like its namespace's asked ones
+            # demand arrived: this context behaves like its namespace's asked ones, and
+            # one asked often lately is likely to be asked as often again
             after = d.queries_if_asked - 1.0 if d.queries_if_asked is not None else prior
-            return max(d.context_rate - d.version_queries, after, 0.0)
+            return max(d.context_rate, after, 0.0)
         if d.context_rate > 0:
             return d.context_rate
         if d.asked_share is not None and d.queries_if_asked is not None:
@@ -278,15 +279,20 @@ class MemoryHistory:
     def demand(self, namespace: str, context_id: str, version: int, now: float) -> Demand:
         with self._lock:
             mine = self._queries.get((namespace, context_id), [])
-            asked, mature, total = 0, 0, 0
-            for (ns, cid), born in self._born.items():
-                if ns != namespace or not (now - self.window_s <= born <= now - self.mature_s):
-                    continue
-                mature += 1
-                n = len(self._queries.get((ns, cid), []))
-                if n:
-                    asked += 1
-                    total += n
+            # contexts old enough to have been asked; while there are none, all of them
+            olds = [
+                cid
+                for (ns, cid), born in self._born.items()
+                if ns == namespace and now - self.window_s <= born <= now - self.mature_s
+            ] or [
+                cid
+                for (ns, cid), born in self._born.items()
+                if ns == namespace and now - self.window_s <= born
+            ]
+            mature = len(olds)
+            counts = [len(self._queries.get((namespace, cid), [])) for cid in olds]
+            asked = sum(1 for n in counts if n)
+            total = sum(counts)
             savings = self._savings.get(namespace, [])[-500:]
             sleeps = self._sleeps.get(namespace, [])[-200:]
         return Demand(
@@ -378,13 +384,15 @@ class SQLHistory:
         mature = datetime.fromtimestamp(now - self.mature_s, UTC)
         w_in, w_out = self.weights
         born = self.store.read(
-            select(ContextRow.context_id)
+            select(ContextRow.context_id, func.min(ContextRow.created_at))
             .where(ContextRow.namespace == namespace)
             .group_by(ContextRow.context_id)
             .having(func.min(ContextRow.created_at) >= since)
-            .having(func.min(ContextRow.created_at) <= mature)
         )
-        olds = {r[0] for r in born}
+        # contexts old enough to have been asked; while there are none, all of them
+        olds = {cid for cid, first in born if _epoch(first) <= mature.timestamp()} or {
+            cid for cid, _ in born
+        }
         counts = self.store.read(
             select(QueryRow.context_id, func.count())
             .where(QueryRow.namespace == namespace, QueryRow.created_at >= since)

@@ -214,3 +214,10 @@ from sleeptime.bench.load import load as load_cmd  # noqa: E402
 
 app.command("load")(load_cmd)
 app.command("chaos")(chaos_cmd)
+
+
+# -- sleep policies: what each costs on synthetic workloads, model fake ---------------------
+
+from sleeptime.bench.economics import economics as economics_cmd  # noqa: E402
+
+app.command("economics")(economics_cmd)
