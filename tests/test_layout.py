@@ -6,6 +6,7 @@ listed below, until they are gone), and nothing in ``sleeptime`` imports the top
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import sleeptime
@@ -64,6 +65,7 @@ def imported_names(path: Path, name: str, *, with_type_checking: bool = False) -
     return found
 
 
+@functools.cache
 def import_graph(*, with_type_checking: bool = False) -> dict[str, set[str]]:
     """module -> the sleeptime modules it imports (``with_type_checking``: those
     imported under ``TYPE_CHECKING`` too). A parent package that Python runs on the way
@@ -208,3 +210,41 @@ def test_lower_layers_do_not_import_upper_ones() -> None:
         if under(b, (*UPPER, "sleeptime.graphs", "sleeptime.background"))
     ]
     assert upward == []
+
+
+#: The command line's one door into the benchmark (``sleeptime bench ...``); it turns a
+#: missing ``bench`` extra into one line.
+BENCH_DOOR = "sleeptime.cli.bench"
+
+
+def _in_bench(name: str) -> bool:
+    return name == "sleeptime.bench" or name.startswith("sleeptime.bench.")
+
+
+def test_the_library_never_imports_the_benchmark() -> None:
+    """The benchmark depends on the library, never the other way (type-only imports
+    included): it can be left out of an install (the ``bench`` extra)."""
+    backward = [
+        f"{a} -> {b}"
+        for a, targets in import_graph(with_type_checking=True).items()
+        if not _in_bench(a) and a != BENCH_DOOR
+        for b in sorted(targets)
+        if _in_bench(b)
+    ]
+    assert backward == []
+    assert any(_in_bench(b) for b in import_graph()[BENCH_DOOR])
+
+
+def test_test_fixtures_do_not_come_from_the_benchmark() -> None:
+    """conftest.py and the tests' helper modules (every file of tests/ but test_*.py)
+    import nothing from ``sleeptime.bench``: tests of the library run without it."""
+    folder = Path(__file__).parent
+    helpers = [p for p in sorted(folder.glob("*.py")) if not p.name.startswith("test_")]
+    assert folder / "conftest.py" in helpers
+    offenders = [
+        f"{p.name} imports {target}"
+        for p in helpers
+        for target in imported_names(p, p.stem)
+        if _in_bench(target)
+    ]
+    assert offenders == []

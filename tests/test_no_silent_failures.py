@@ -140,7 +140,7 @@ def test_a_postgres_url_works_end_to_end(database_url: str) -> None:
 def test_a_burst_worker_on_a_wrong_redis_port_fails_in_one_line(tmp_path: Path) -> None:
     """It used to retry forever. Its start line names the database, the queue and the
     model, passwords hidden."""
-    from sleeptime.bench.redis_server import free_port
+    from redis_server import free_port
 
     port = free_port()  # nothing listens there
     db = f"sqlite:///{tmp_path / 'st.db'}"

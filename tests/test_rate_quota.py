@@ -15,9 +15,9 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the server extra (the README test command)")
 pytest.importorskip("limits", reason="needs the server extra (the README test command)")
 from fastapi.testclient import TestClient
+from redis_server import RedisServer
 
 from sleeptime import FakeChatModel, QuotaExceeded, RateLimited, Settings, SleepTime
-from sleeptime.bench.redis_server import RedisServer
 from sleeptime.errors import InvalidSettings
 from sleeptime.quotas import Quotas, day_start, seconds_to_midnight
 from sleeptime.server import create_app

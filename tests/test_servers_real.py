@@ -22,9 +22,9 @@ import pytest
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.outputs import ChatResult
 from pydantic import Field
+from redis_server import free_port
 
 from sleeptime import Settings, SleepTime
-from sleeptime.bench.redis_server import free_port
 from sleeptime.errors import ModelCallError
 from sleeptime.llm.gateway import ModelGateway
 from sleeptime.llm.retry import RetryPolicy
