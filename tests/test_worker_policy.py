@@ -116,3 +116,37 @@ def test_the_worker_runs_on_its_port_alone(tmp_path: Path, make_settings: object
     (job,) = queue.list("deferred")
     assert job.error == "skipped: policy never"
     st.close()
+
+
+def test_sleeptime_jobs_lists_a_deferred_job_with_its_reason(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    settings = Settings(model="fake", idle_after=0.0, sleep_policy="on_demand")
+    st = _client(tmp_path, settings)  # the queue next to the SQLite database
+    queue = st.open_queue()
+    st.ingest("acme", "doc", TEXT)
+    assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)
+    Worker(st, queue).run(burst=True, install_signals=False)
+    st.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLEEPTIME_")}
+    env |= {"SLEEPTIME_DATABASE_URL": f"sqlite:///{tmp_path / 'st.db'}", "COLUMNS": "200"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sleeptime", "jobs", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    listed = json.loads(cli("--state", "deferred", "--json").stdout)
+    [job] = listed["jobs"]
+    assert job["state"] == "deferred"
+    assert job["error"] == "skipped: on_demand, no query on v1 yet"
+    table = cli()
+    assert table.returncode == 0, table.stderr
+    assert "deferred" in table.stdout and "skipped: on_demand" in table.stdout

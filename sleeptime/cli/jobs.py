@@ -49,7 +49,7 @@ def _eta(seconds: float) -> str:
 
 
 #: ``--state`` values; "pending" is the earlier name of "waiting" and still accepted.
-JOB_STATES = ("waiting", "pending", "running", "dead")
+JOB_STATES = ("waiting", "pending", "running", "dead", "deferred")
 
 
 @jobs_app.callback(invoke_without_command=True)
@@ -57,20 +57,24 @@ def jobs(
     ctx: typer.Context,
     state: Annotated[
         str | None,
-        typer.Option(help="waiting, running or dead (default: all three)"),
+        typer.Option(
+            help="waiting, running, dead or deferred (a sleep policy's; default: all four)"
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(min=1)] = 100,
     as_json: JsonOpt = False,
     redis_url: RedisOpt = None,
     database_url: DbOpt = None,
 ) -> None:
-    """List waiting, running and dead jobs; a waiting job's "ready" is when it can start
+    """List waiting, running, dead and deferred jobs (a deferred job's "error" is the
+    sleep policy's reason, e.g. "skipped: expected 0.1 queries"; a query on its version
+    brings it back); a waiting job's "ready" is when it can start
     (its backoff and the namespace's idle time, with this process's
     SLEEPTIME_IDLE_AFTER / SLEEPTIME_MAX_DELAY, which should be the workers')."""
     if ctx.invoked_subcommand is not None:
         return
     if state not in (None, *JOB_STATES):
-        raise InvalidInput(f"--state must be waiting, running or dead (got {state!r})")
+        raise InvalidInput(f"--state must be waiting, running, dead or deferred (got {state!r})")
     queue = _queue(redis_url, database_url)
     found = queue.list("waiting" if state == "pending" else state, limit=limit)
     counts = queue.counts()
