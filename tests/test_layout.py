@@ -155,7 +155,6 @@ def tangles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
 #: Type-only cycles that exist today, each closed under ``TYPE_CHECKING`` (issue 22,
 #: item 2 removes them). No other may appear, and none may grow.
 KNOWN_TYPE_ONLY_CYCLES = {
-    frozenset({"sleeptime.api", "sleeptime.worker.runtime"}),
     frozenset({"sleeptime.llm.budget", "sleeptime.llm.local"}),
     frozenset({"sleeptime.llm.capabilities", "sleeptime.llm.gateway", "sleeptime.llm.kv.prefill"}),
 }
