@@ -364,7 +364,11 @@ def run_economics(
     def done(name: str, policy: str, row: dict[str, Any]) -> None:
         found[(name, policy)] = row
         if progress:
-            progress(f"{name} {policy}: cost {row['cost']:,.0f} ({row['seconds']} s)")
+            progress(
+                f"{name} {policy}: cost {row['cost']:,.0f}, sleep {row['sleep_tokens']:,} "
+                f"tokens, test {row['test_tokens']:,}, p50 {row['p50_ms']} ms, "
+                f"{row['slept_versions']} slept ({row['seconds']} s)"
+            )
 
     if jobs <= 1:
         for name, policy in pairs:
