@@ -20,6 +20,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -81,6 +83,130 @@ def _clear(model: LocalChatModel) -> None:
         lli.clear_cache(llama)
 
 
+LEARNED = (
+    "The library's order: 12 dozen muffins, 8 dozen cookies, 6 carrot cakes; 15% "
+    "non-profit discount on the goods; delivery $25, not discounted."
+)
+#: llama.cpp's own timers of one answer: (prompt eval ms, prompt tokens, decode ms,
+#: decoded tokens).
+Perf = tuple[float, int, float, int]
+
+
+def _builder(layout: str, context: str, learned: str) -> Callable[[str], list[BaseMessage]]:
+    """The query prompt of a question, in the layout measured."""
+    if layout == "query":  # what the query path sends
+
+        def build(q: str) -> list[BaseMessage]:
+            return prompts.query_messages(q, context=context, learned=learned, verbosity=0)
+
+    elif layout == "instruction-first":  # a possible layout: only the question is new
+
+        def build(q: str) -> list[BaseMessage]:
+            body = prompts.query_prefix(context, learned)
+            return [
+                SystemMessage(prompts.QUERY_SYSTEM),
+                HumanMessage(f"{body}\n\n{prompts.VERBOSITY[0]}\nQuestion: {q}"),
+            ]
+
+    else:
+        raise typer.BadParameter(f"layout must be 'query' or 'instruction-first', not {layout!r}")
+    return build
+
+
+def _restore_ms(
+    model: LocalChatModel, kv: KVStore, blob: Any, tokens: list[int], runs: int
+) -> list[float]:
+    """Restore alone, ``runs`` times: read + verify the file, load it into llama.cpp."""
+    llama, lock = model.llama()
+    restore_ms = []
+    for _ in range(runs):
+        _clear(model)
+        t = time.perf_counter()
+        data = kv.load(blob, tokens)
+        assert data is not None
+        with lock:
+            ok = lli.set_seq_state(llama, data, tokens[: blob.n_tokens])
+        restore_ms.append((time.perf_counter() - t) * 1000)
+        assert ok, "llama.cpp rejected the saved state"
+    return restore_ms
+
+
+@dataclass
+class _Answers:
+    """Cold and warm answers: seconds, texts, llama.cpp's timers, tokens."""
+
+    cold_s: list[float] = field(default_factory=list)
+    warm_s: list[float] = field(default_factory=list)
+    cold_text: list[str] = field(default_factory=list)
+    warm_text: list[str] = field(default_factory=list)
+    restored: list[int] = field(default_factory=list)
+    cold_perf: list[Perf] = field(default_factory=list)
+    warm_perf: list[Perf] = field(default_factory=list)
+    out_tokens: list[int] = field(default_factory=list)
+
+
+def _answers(
+    model: LocalChatModel,
+    kv: KVStore,
+    messages: list[BaseMessage],
+    *,
+    runs: int,
+    answer_tokens: int,
+    progress: bool,
+) -> _Answers:
+    """``runs`` cold and ``runs`` warm answers, alternating so machine noise hits both
+    alike."""
+    llama, _lock = model.llama()
+    got = _Answers()
+    with Progress(console=Console(stderr=True), disable=not progress) as bar:
+        task = bar.add_task("cold and warm answers", total=2 * runs)
+        for _ in range(runs):
+            for is_warm in (False, True):
+                _clear(model)
+                model.attach_kv(kv if is_warm else None)
+                lli.perf_reset(llama)
+                t = time.perf_counter()
+                msg = model.invoke(
+                    messages, max_tokens=answer_tokens, ignore_eos=True, namespace=NAMESPACE
+                )
+                elapsed = time.perf_counter() - t
+                (got.warm_perf if is_warm else got.cold_perf).append(lli.perf(llama))
+                (got.warm_s if is_warm else got.cold_s).append(elapsed)
+                (got.warm_text if is_warm else got.cold_text).append(str(msg.content))
+                if is_warm:
+                    got.restored.append(int(msg.response_metadata.get("kv_restored_tokens", 0)))
+                usage = msg.usage_metadata
+                got.out_tokens.append(int(usage["output_tokens"]) if usage else 0)
+                bar.advance(task)
+    model.attach_kv(None)
+    return got
+
+
+def _med(rows: list[Perf], i: int) -> float:
+    return round(statistics.median(r[i] for r in rows), 1)
+
+
+def _timings(got: _Answers, restore_ms: list[float]) -> dict[str, Any]:
+    """The result's timing fields."""
+    cold, warm = statistics.median(got.cold_s), statistics.median(got.warm_s)
+    return {
+        "cold_s_median": round(cold, 4),
+        "warm_s_median": round(warm, 4),
+        "speedup": round(cold / warm, 2),
+        "cold_s": [round(x, 4) for x in got.cold_s],
+        "warm_s": [round(x, 4) for x in got.warm_s],
+        "warm_restored_tokens": sorted(set(got.restored)),
+        "restore_ms_median": round(statistics.median(restore_ms), 2),
+        "cold_prompt_eval": {"tokens": _med(got.cold_perf, 1), "ms_median": _med(got.cold_perf, 0)},
+        "warm_prompt_eval": {"tokens": _med(got.warm_perf, 1), "ms_median": _med(got.warm_perf, 0)},
+        "decode": {
+            "tokens": _med(got.cold_perf, 3),
+            "cold_ms_median": _med(got.cold_perf, 2),
+            "warm_ms_median": _med(got.warm_perf, 2),
+        },
+    }
+
+
 def run(
     *,
     runs: int = 5,
@@ -104,28 +230,7 @@ def run(
         model.llama()
         load_s = time.perf_counter() - t0
         context = build_context(model, context_tokens)
-        learned = (
-            "The library's order: 12 dozen muffins, 8 dozen cookies, 6 carrot cakes; 15% "
-            "non-profit discount on the goods; delivery $25, not discounted."
-        )
-        if layout == "query":  # what the query path sends
-
-            def build(q: str) -> list[BaseMessage]:
-                return prompts.query_messages(q, context=context, learned=learned, verbosity=0)
-
-        elif layout == "instruction-first":  # a possible layout: only the question is new
-
-            def build(q: str) -> list[BaseMessage]:
-                body = prompts.query_prefix(context, learned)
-                return [
-                    SystemMessage(prompts.QUERY_SYSTEM),
-                    HumanMessage(f"{body}\n\n{prompts.VERBOSITY[0]}\nQuestion: {q}"),
-                ]
-
-        else:
-            raise typer.BadParameter(
-                f"layout must be 'query' or 'instruction-first', not {layout!r}"
-            )
+        build = _builder(layout, context, LEARNED)
         messages = build(QUESTION)
         parts = model.format_prompt(messages)
         assert parts is not None, "the bundled model has a chat template"
@@ -133,7 +238,7 @@ def run(
         _clear(model)
         model.attach_kv(None)
         pre = prefill_query_prefix(
-            model, kv, namespace=NAMESPACE, context=context, learned=learned, build=build
+            model, kv, namespace=NAMESPACE, context=context, learned=LEARNED, build=build
         )
         if pre is None or pre.blob is None:
             raise RuntimeError("prefill produced no blob")
@@ -141,56 +246,10 @@ def run(
         # the saved prefix must be a true token prefix of the real query prompt
         if tokens_hash(parts.tokens[: blob.n_tokens]) != blob.prefix_hash:
             raise RuntimeError("the saved prefix is not a token prefix of the query prompt")
-
-        # restore alone: read + verify the file, load it into llama.cpp
-        llama, lock = model.llama()
-        restore_ms = []
-        for _ in range(runs):
-            _clear(model)
-            t = time.perf_counter()
-            data = kv.load(blob, parts.tokens)
-            assert data is not None
-            with lock:
-                ok = lli.set_seq_state(llama, data, parts.tokens[: blob.n_tokens])
-            restore_ms.append((time.perf_counter() - t) * 1000)
-            assert ok, "llama.cpp rejected the saved state"
-
-        cold_s: list[float] = []
-        warm_s: list[float] = []
-        cold_text: list[str] = []
-        warm_text: list[str] = []
-        restored: list[int] = []
-        # llama.cpp's own timers: (prompt eval ms, prompt tokens, decode ms, decoded tokens)
-        cold_perf: list[tuple[float, int, float, int]] = []
-        warm_perf: list[tuple[float, int, float, int]] = []
-        out_tokens: list[int] = []
-        with Progress(console=Console(stderr=True), disable=not progress) as bar:
-            task = bar.add_task("cold and warm answers", total=2 * runs)
-            for _ in range(runs):  # alternate, so machine noise hits both alike
-                for is_warm in (False, True):
-                    _clear(model)
-                    model.attach_kv(kv if is_warm else None)
-                    lli.perf_reset(llama)
-                    t = time.perf_counter()
-                    msg = model.invoke(
-                        messages, max_tokens=answer_tokens, ignore_eos=True, namespace=NAMESPACE
-                    )
-                    elapsed = time.perf_counter() - t
-                    (warm_perf if is_warm else cold_perf).append(lli.perf(llama))
-                    (warm_s if is_warm else cold_s).append(elapsed)
-                    (warm_text if is_warm else cold_text).append(str(msg.content))
-                    if is_warm:
-                        restored.append(int(msg.response_metadata.get("kv_restored_tokens", 0)))
-                    usage = msg.usage_metadata
-                    out_tokens.append(int(usage["output_tokens"]) if usage else 0)
-                    bar.advance(task)
-        model.attach_kv(None)
-        identical = len(set(cold_text + warm_text)) == 1
-        cold, warm = statistics.median(cold_s), statistics.median(warm_s)
-
-        def med(rows: list[tuple[float, int, float, int]], i: int) -> float:
-            return round(statistics.median(r[i] for r in rows), 1)
-
+        restore_ms = _restore_ms(model, kv, blob, parts.tokens, runs)
+        got = _answers(
+            model, kv, messages, runs=runs, answer_tokens=answer_tokens, progress=progress
+        )
         return {
             "benchmark": "prefill",
             "model": model.display_name,
@@ -204,28 +263,15 @@ def run(
             "prefix_tokens": blob.n_tokens,
             "question_tokens": len(parts.tokens) - blob.n_tokens,
             "answer_tokens": answer_tokens,
-            "answer_tokens_generated": sorted(set(out_tokens)),
-            "cold_s_median": round(cold, 4),
-            "warm_s_median": round(warm, 4),
-            "speedup": round(cold / warm, 2),
-            "cold_s": [round(x, 4) for x in cold_s],
-            "warm_s": [round(x, 4) for x in warm_s],
-            "warm_restored_tokens": sorted(set(restored)),
-            "restore_ms_median": round(statistics.median(restore_ms), 2),
-            "cold_prompt_eval": {"tokens": med(cold_perf, 1), "ms_median": med(cold_perf, 0)},
-            "warm_prompt_eval": {"tokens": med(warm_perf, 1), "ms_median": med(warm_perf, 0)},
-            "decode": {
-                "tokens": med(cold_perf, 3),
-                "cold_ms_median": med(cold_perf, 2),
-                "warm_ms_median": med(warm_perf, 2),
-            },
+            "answer_tokens_generated": sorted(set(got.out_tokens)),
+            **_timings(got, restore_ms),
             "prefill_s": round(pre.seconds, 3),
             "blob_bytes": blob.size_bytes,
             "blob_mib": round(blob.size_bytes / 2**20, 2),
             "model_load_s": round(load_s, 3),
             **rss_mib(),
-            "identical_answers": identical,
-            "answer": cold_text[0],
+            "identical_answers": len(set(got.cold_text + got.warm_text)) == 1,
+            "answer": got.cold_text[0],
             "note": "SmolLM2-135M cannot reason; the answer text only has to match.",
         }
     finally:
