@@ -156,3 +156,39 @@ def test_the_decision_says_why_in_the_logs() -> None:
     d = policy("budgeted").decide("ns", "doc", 1, chars=CHARS)
     fields = d.log_fields()
     assert fields["policy_reason"] == d.reason and fields["expected_queries"] == 1.0
+
+
+def test_the_sql_history_reads_the_query_log_and_the_ledger(tmp_path: object) -> None:
+    """SQLHistory on a real store (model fake): a version's queries, the context's
+    decayed rate, the namespace's asked share (young contexts while none is mature),
+    what non-cold answers saved and what sleeps cost; queried_versions for revival."""
+    import time as _time
+
+    from sleeptime import SleepTime
+    from sleeptime.policy import SQLHistory, queried_versions
+
+    st = SleepTime(
+        model="fake",
+        database_url=f"sqlite:///{tmp_path}/st.db",
+        settings=Settings(model="fake", n_questions=2),
+    )
+    text = "Ann has 3 apples. Bob has 4 pears. Cid has 5 plums. " * 200  # passage path
+    st.ingest("ns", "doc", text)
+    st.ingest("ns", "quiet", text + " Dee has 6 figs.")
+    _, start = queried_versions(st.store, -1)
+    st.ask("ns", "doc", "How many apples does Ann have?")  # cold
+    st.sleep("ns", "doc")
+    for _ in range(3):
+        st.ask("ns", "doc", "How many pears does Bob have?")  # learned or predicted
+    history = SQLHistory(st.store, half_life_s=DAY, window_s=7 * DAY, mature_s=DAY)
+    now = _time.time()
+    d = history.demand("ns", "doc", 1, now)
+    assert d.version_queries == 4 and d.context_rate == pytest.approx(4.0, rel=0.01)
+    assert d.asked_share == 0.5 and d.queries_if_asked == 4.0  # young contexts: both
+    assert d.saving_per_query is not None and d.saving_per_query > 0
+    assert d.sleep_cost_per_token is not None and d.sleep_cost_per_token > 0
+    assert history.demand("ns", "quiet", 1, now).version_queries == 0
+    found, last = queried_versions(st.store, start)
+    assert found == [("ns", "doc", 1)] and last > start
+    assert queried_versions(st.store, last) == ([], last)
+    st.close()
