@@ -50,6 +50,131 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def _settings(root: Path, redis_url: str | None) -> Settings:
+    return Settings(
+        model="fake",
+        n_questions=3,
+        idle_after=0.0,
+        poll_s=0.05,
+        relay_s=0.2,
+        sweep_s=5.0,
+        redis_url=redis_url,
+        redis_prefix=f"loadbench-{secrets.token_hex(4)}",
+        queue_path=str(root / "queue.db"),
+    )
+
+
+def _prepare(st: SleepTime, contexts: int) -> list[tuple[str, list[str]]]:
+    """Contexts with precomputed answers (and their questions), then the worker for the
+    new ones, and the ask path warmed (and the cache)."""
+    questions: list[tuple[str, list[str]]] = []
+    for i in range(contexts):
+        cid = f"ctx-{i}"
+        st.ingest("load", cid, _text(i))
+        report = st.sleep("load", cid)
+        questions.append((cid, [qa.question for qa in report.qas] or ["How many muffins?"]))
+    st.open_queue()
+    assert st.outbox_relay is not None
+    st.outbox_relay.wait_idle(30)
+    st.start_worker(concurrency=1)
+    for cid, qs in questions:
+        st.ask("load", cid, qs[0])
+    return questions
+
+
+class _Load:
+    """The askers and the ingester, and what they measured."""
+
+    def __init__(self, st: SleepTime, questions: list[tuple[str, list[str]]]) -> None:
+        self.st, self.questions = st, questions
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.new_ids: list[str] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def asker(self, seed: int) -> None:
+        rnd = random.Random(seed)
+        mine: list[float] = []
+        while not self.stop.is_set():
+            cid, qs = self.questions[rnd.randrange(len(self.questions))]
+            q = rnd.choice(qs) if rnd.random() < 0.9 else f"What is {rnd.randrange(99)} + 1?"
+            t0 = time.perf_counter()
+            try:
+                self.st.ask("load", cid, q)
+            except Exception as exc:  # counted, not raised: the figure is the count
+                with self.lock:
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+            mine.append((time.perf_counter() - t0) * 1000.0)
+        with self.lock:
+            self.latencies.extend(mine)
+
+    def ingester(self, every: float) -> None:
+        n = 0
+        while not self.stop.wait(every):
+            cid = f"new-{n}"
+            try:
+                if self.st.ingest("load", cid, _text(1000 + n)).created:
+                    self.new_ids.append(cid)
+            except Exception as exc:
+                with self.lock:
+                    self.errors.append(f"ingest {type(exc).__name__}: {exc}")
+            n += 1
+
+    def drive(self, clients: int, duration: float, ingest_every: float) -> float:
+        """``clients`` askers and one ingester for ``duration`` s; the seconds it took."""
+        threads = [threading.Thread(target=self.asker, args=(i,)) for i in range(clients)]
+        threads.append(threading.Thread(target=self.ingester, args=(ingest_every,)))
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        self.stop.wait(duration)
+        self.stop.set()
+        for t in threads:
+            t.join()
+        return time.perf_counter() - t0
+
+    def drained(self, drain: float) -> int:
+        """New contexts with complete artifacts, waiting at most ``drain`` s for them."""
+        deadline = time.monotonic() + drain
+        done = 0
+        while time.monotonic() < deadline:
+            done = sum(
+                self.st.store.get_artifact("load", cid, 1, "manifest", "0") is not None
+                for cid in self.new_ids
+            )
+            if done == len(self.new_ids):
+                break
+            time.sleep(0.1)
+        return done
+
+
+def _figures(load: _Load, elapsed: float, done: int) -> dict[str, Any]:
+    """The request and job figures of a finished load."""
+    st, latencies, new_ids = load.st, load.latencies, load.new_ids
+    queue = st.queue
+    assert queue is not None
+    counts = queue.counts()
+    outbox = st.store.outbox_counts()
+    in_flight = counts["waiting"] + counts["running"] + counts["dead"] + outbox["unsent"]
+    return {
+        "duration_s": round(elapsed, 2),
+        "requests": len(latencies),
+        "errors": len(load.errors),
+        "error_samples": sorted(set(load.errors))[:3],
+        "asks_per_s": round(len(latencies) / elapsed, 1) if elapsed else 0.0,
+        "p50_ms": round(_pct(latencies, 0.50), 3),
+        "p99_ms": round(_pct(latencies, 0.99), 3),
+        "mean_ms": round(statistics.fmean(latencies), 3) if latencies else 0.0,
+        "jobs_enqueued": len(new_ids),
+        "jobs_done": done,
+        "jobs_pending": counts["waiting"] + counts["running"] + outbox["unsent"],
+        "jobs_dead": counts["dead"],
+        "jobs_lost": max(0, len(new_ids) - done - in_flight),
+        "cache_hits": st.cache.hits if st.cache is not None else None,
+    }
+
+
 def run_load(
     duration: float,
     clients: int,
@@ -63,115 +188,21 @@ def run_load(
     """Run the load and return the figures (see the module docstring)."""
     tmp = tempfile.TemporaryDirectory(prefix="sleeptime-load-") if workdir is None else None
     root = Path(tmp.name) if tmp is not None else Path(workdir)  # type: ignore[arg-type]
-    settings = Settings(
-        model="fake",
-        n_questions=3,
-        idle_after=0.0,
-        poll_s=0.05,
-        relay_s=0.2,
-        sweep_s=5.0,
-        redis_url=redis_url,
-        redis_prefix=f"loadbench-{secrets.token_hex(4)}",
-        queue_path=str(root / "queue.db"),
-    )
     st = SleepTime(
-        model=FakeChatModel(), database_url=f"sqlite:///{root / 'load.db'}", settings=settings
+        model=FakeChatModel(),
+        database_url=f"sqlite:///{root / 'load.db'}",
+        settings=_settings(root, redis_url),
     )
     try:
-        # contexts with precomputed answers, then the worker for the new ones
-        questions: list[tuple[str, list[str]]] = []
-        for i in range(contexts):
-            cid = f"ctx-{i}"
-            st.ingest("load", cid, _text(i))
-            report = st.sleep("load", cid)
-            questions.append((cid, [qa.question for qa in report.qas] or ["How many muffins?"]))
-        st.open_queue()
-        assert st.outbox_relay is not None
-        st.outbox_relay.wait_idle(30)
-        st.start_worker(concurrency=1)
-        for cid, qs in questions:  # warm the path (and the cache)
-            st.ask("load", cid, qs[0])
-
-        latencies: list[float] = []
-        errors: list[str] = []
-        lock = threading.Lock()
-        stop = threading.Event()
-
-        def asker(seed: int) -> None:
-            rnd = random.Random(seed)
-            mine: list[float] = []
-            while not stop.is_set():
-                cid, qs = questions[rnd.randrange(len(questions))]
-                q = rnd.choice(qs) if rnd.random() < 0.9 else f"What is {rnd.randrange(99)} + 1?"
-                t0 = time.perf_counter()
-                try:
-                    st.ask("load", cid, q)
-                except Exception as exc:  # counted, not raised: the figure is the count
-                    with lock:
-                        errors.append(f"{type(exc).__name__}: {exc}")
-                mine.append((time.perf_counter() - t0) * 1000.0)
-            with lock:
-                latencies.extend(mine)
-
-        new_ids: list[str] = []
-
-        def ingester() -> None:
-            n = 0
-            while not stop.wait(ingest_every):
-                cid = f"new-{n}"
-                try:
-                    if st.ingest("load", cid, _text(1000 + n)).created:
-                        new_ids.append(cid)
-                except Exception as exc:
-                    with lock:
-                        errors.append(f"ingest {type(exc).__name__}: {exc}")
-                n += 1
-
-        threads = [threading.Thread(target=asker, args=(i,)) for i in range(clients)]
-        threads.append(threading.Thread(target=ingester))
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        stop.wait(duration)
-        stop.set()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - t0
-
-        deadline = time.monotonic() + drain
-        done = 0
-        while time.monotonic() < deadline:
-            done = sum(
-                st.store.get_artifact("load", cid, 1, "manifest", "0") is not None
-                for cid in new_ids
-            )
-            if done == len(new_ids):
-                break
-            time.sleep(0.1)
-        queue = st.queue
-        assert queue is not None
-        counts = queue.counts()
-        outbox = st.store.outbox_counts()
-        in_flight = counts["waiting"] + counts["running"] + counts["dead"] + outbox["unsent"]
-        lost = max(0, len(new_ids) - done - in_flight)
+        load = _Load(st, _prepare(st, contexts))
+        elapsed = load.drive(clients, duration, ingest_every)
+        figures = _figures(load, elapsed, load.drained(drain))
         return {
             "backend": "redis" if redis_url else "embedded",
-            "duration_s": round(elapsed, 2),
+            "duration_s": figures.pop("duration_s"),
             "clients": clients,
             "contexts": contexts,
-            "requests": len(latencies),
-            "errors": len(errors),
-            "error_samples": sorted(set(errors))[:3],
-            "asks_per_s": round(len(latencies) / elapsed, 1) if elapsed else 0.0,
-            "p50_ms": round(_pct(latencies, 0.50), 3),
-            "p99_ms": round(_pct(latencies, 0.99), 3),
-            "mean_ms": round(statistics.fmean(latencies), 3) if latencies else 0.0,
-            "jobs_enqueued": len(new_ids),
-            "jobs_done": done,
-            "jobs_pending": counts["waiting"] + counts["running"] + outbox["unsent"],
-            "jobs_dead": counts["dead"],
-            "jobs_lost": lost,
-            "cache_hits": st.cache.hits if st.cache is not None else None,
+            **figures,
             "machine": (
                 f"{platform.machine()}, {_cpus()} CPU(s), Python {platform.python_version()}"
             ),
