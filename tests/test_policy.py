@@ -158,7 +158,7 @@ def test_the_decision_says_why_in_the_logs() -> None:
     assert fields["policy_reason"] == d.reason and fields["expected_queries"] == 1.0
 
 
-def test_the_sql_history_reads_the_query_log_and_the_ledger(tmp_path: object) -> None:
+def test_the_sql_history_reads_the_query_log_and_the_ledger(database_url: str) -> None:
     """SQLHistory on a real store (model fake): a version's queries, the context's
     decayed rate, the namespace's asked share (young contexts while none is mature),
     what non-cold answers saved and what sleeps cost; queried_versions for revival."""
@@ -169,7 +169,7 @@ def test_the_sql_history_reads_the_query_log_and_the_ledger(tmp_path: object) ->
 
     st = SleepTime(
         model="fake",
-        database_url=f"sqlite:///{tmp_path}/st.db",
+        database_url=database_url,
         settings=Settings(model="fake", n_questions=2),
     )
     text = "Ann has 3 apples. Bob has 4 pears. Cid has 5 plums. " * 200  # passage path
