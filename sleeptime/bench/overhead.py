@@ -304,6 +304,104 @@ def worker_run(
     }
 
 
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _pg(url: str | None) -> str | None:
+    """The workers' database URL when it is PostgreSQL (the PostgreSQL rows need one)."""
+    return url if url and url.startswith("postgresql") else None
+
+
+def _online_and_passages(out: dict[str, Any], tmp: Path, calls: int, pg_url: str | None) -> None:
+    """The online path on SQLite (alone and with the embedded queue) and the passage path
+    (SQLite, and PostgreSQL when given)."""
+    _say("online path: SQLite")
+    out["online_ms"]["sqlite"] = online(f"sqlite:///{tmp / 'a.db'}", calls)
+    _say("online path: SQLite + embedded queue (activity recording, idle in-process worker)")
+    out["online_ms"]["sqlite_embedded_queue"] = online(
+        f"sqlite:///{tmp / 'b.db'}", calls, background=True
+    )
+    _say("passage path: SQLite")
+    out["passages_ms"] = {"sqlite": passages(f"sqlite:///{tmp / 'p.db'}", calls)}
+    if pg_url:
+        _say("passage path: PostgreSQL")
+        pg, drop_pg = _database(pg_url, tmp, "passages")
+        try:
+            out["passages_ms"]["postgresql"] = passages(pg, calls)
+        finally:
+            drop_pg()
+
+
+def _with_redis(
+    out: dict[str, Any], tmp: Path, redis_url: str, calls: int, pg_url: str | None
+) -> None:
+    """The online path with the Redis hot cache (on SQLite, and on PostgreSQL with and
+    without it when given)."""
+    _say("online path: Redis hot cache")
+    out["online_ms"]["redis_cache"] = online(f"sqlite:///{tmp / 'c.db'}", calls, redis_url)
+    if pg_url:
+        # where the hot cache pays off: the store is a server, not a local file
+        for name, url in (("postgresql", None), ("postgresql_redis_cache", redis_url)):
+            _say(f"online path: {name}")
+            pg, drop_pg = _database(pg_url, tmp, f"online_{name}")
+            try:
+                out["online_ms"][name] = online(pg, calls, url)
+            finally:
+                drop_pg()
+
+
+def _workers(tmp: Path, redis_url: str, jobs: int, db_url: str | None) -> dict[str, Any]:
+    """Direct ``sleep()`` against one and two worker processes on the Redis queue."""
+    runs = []
+    for tag in ("direct", "p1", "p2"):
+        runs.append(_database(db_url, tmp, tag))
+    try:
+        _say(f"workers: direct sleep() baseline, {jobs} jobs")
+        base = direct_sleep(runs[0][0], jobs)
+        _say(f"workers: 1 process, {jobs} jobs")
+        one = worker_run(tmp, redis_url, 1, jobs, "1", runs[1][0])
+        _say(f"workers: 2 processes, {jobs} jobs")
+        two = worker_run(tmp, redis_url, 2, jobs, "2", runs[2][0])
+    finally:
+        for _, drop in runs:
+            drop()
+    return {
+        "queue": "redis streams",
+        "store": "postgresql" if "postgresql" in runs[0][0] else "sqlite",
+        "direct_sleep_ms_per_job": round(base, 3),
+        "one_process": one,
+        "two_processes": two,
+        "speedup_2_vs_1": round(two["jobs_per_s"] / one["jobs_per_s"], 2),
+        # claim + ack + lease/heartbeat + cache warm + idle gaps, per job, 1 process
+        "overhead_ms_per_job": one["overhead_ms_per_job"],
+    }
+
+
+def _targets(out: dict[str, Any]) -> None:
+    """The targets, and whether each measured setup meets them."""
+    out["targets"] = {
+        "p50_ms": 1.0,
+        "p99_ms": 5.0,
+        "worker_overhead_ms_per_job": 5.0,
+        "passage_lookup_p50_ms": dict(PASSAGE_TARGETS),
+    }
+    out["meets_targets"] = {
+        name: r["predicted"]["p50"] <= 1.0 and r["predicted"]["p99"] <= 5.0
+        for name, r in out["online_ms"].items()
+        if "predicted" in r
+    }
+    for name, r in out["passages_ms"].items():
+        # the lookup adds at most its target at p50: alone, and as the learned answer's
+        # difference between a long indexed text and a short one
+        limit = PASSAGE_TARGETS[name]
+        out["meets_targets"][f"passages_{name}"] = (
+            r["lookup"]["p50"] <= limit and r["added_p50"] <= limit
+        )
+    if "workers" in out:
+        out["meets_targets"]["workers"] = out["workers"]["overhead_ms_per_job"] <= 5.0
+
+
 def run(
     calls: int = 2000, jobs: int = 200, worker_database_url: str | None = None
 ) -> dict[str, Any]:
@@ -318,22 +416,8 @@ def run(
         "model": "fake (deterministic, no inference); model call time subtracted",
         "online_ms": {},
     }
-    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    say("online path: SQLite")
-    out["online_ms"]["sqlite"] = online(f"sqlite:///{tmp / 'a.db'}", calls)
-    say("online path: SQLite + embedded queue (activity recording, idle in-process worker)")
-    out["online_ms"]["sqlite_embedded_queue"] = online(
-        f"sqlite:///{tmp / 'b.db'}", calls, background=True
-    )
-    say("passage path: SQLite")
-    out["passages_ms"] = {"sqlite": passages(f"sqlite:///{tmp / 'p.db'}", calls)}
-    if worker_database_url and worker_database_url.startswith("postgresql"):
-        say("passage path: PostgreSQL")
-        pg, drop_pg = _database(worker_database_url, tmp, "passages")
-        try:
-            out["passages_ms"]["postgresql"] = passages(pg, calls)
-        finally:
-            drop_pg()
+    pg_url = _pg(worker_database_url)
+    _online_and_passages(out, tmp, calls, pg_url)
     redis: RedisServer | None = None
     try:
         redis = RedisServer(tmp).start()
@@ -341,65 +425,13 @@ def run(
         out["online_ms"]["redis_cache"] = {"skipped": str(exc)}
     if redis is not None:
         try:
-            say("online path: Redis hot cache")
-            out["online_ms"]["redis_cache"] = online(f"sqlite:///{tmp / 'c.db'}", calls, redis.url)
-            if worker_database_url and worker_database_url.startswith("postgresql"):
-                # where the hot cache pays off: the store is a server, not a local file
-                for name, url in (("postgresql", None), ("postgresql_redis_cache", redis.url)):
-                    say(f"online path: {name}")
-                    pg, drop_pg = _database(worker_database_url, tmp, f"online_{name}")
-                    try:
-                        out["online_ms"][name] = online(pg, calls, url)
-                    finally:
-                        drop_pg()
-            runs = []
-            for tag in ("direct", "p1", "p2"):
-                runs.append(_database(worker_database_url, tmp, tag))
-            try:
-                say(f"workers: direct sleep() baseline, {jobs} jobs")
-                base = direct_sleep(runs[0][0], jobs)
-                say(f"workers: 1 process, {jobs} jobs")
-                one = worker_run(tmp, redis.url, 1, jobs, "1", runs[1][0])
-                say(f"workers: 2 processes, {jobs} jobs")
-                two = worker_run(tmp, redis.url, 2, jobs, "2", runs[2][0])
-            finally:
-                for _, drop in runs:
-                    drop()
-            out["workers"] = {
-                "queue": "redis streams",
-                "store": "postgresql" if "postgresql" in runs[0][0] else "sqlite",
-                "direct_sleep_ms_per_job": round(base, 3),
-                "one_process": one,
-                "two_processes": two,
-                "speedup_2_vs_1": round(two["jobs_per_s"] / one["jobs_per_s"], 2),
-                # claim + ack + lease/heartbeat + cache warm + idle gaps, per job, 1 process
-                "overhead_ms_per_job": one["overhead_ms_per_job"],
-            }
+            _with_redis(out, tmp, redis.url, calls, pg_url)
+            out["workers"] = _workers(tmp, redis.url, jobs, worker_database_url)
         finally:
             redis.stop()
     shutil.rmtree(tmp, ignore_errors=True)
     out["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    online_ms = out["online_ms"]
-    out["targets"] = {
-        "p50_ms": 1.0,
-        "p99_ms": 5.0,
-        "worker_overhead_ms_per_job": 5.0,
-        "passage_lookup_p50_ms": dict(PASSAGE_TARGETS),
-    }
-    out["meets_targets"] = {
-        name: r["predicted"]["p50"] <= 1.0 and r["predicted"]["p99"] <= 5.0
-        for name, r in online_ms.items()
-        if "predicted" in r
-    }
-    for name, r in out["passages_ms"].items():
-        # the lookup adds at most its target at p50: alone, and as the learned answer's
-        # difference between a long indexed text and a short one
-        limit = PASSAGE_TARGETS[name]
-        out["meets_targets"][f"passages_{name}"] = (
-            r["lookup"]["p50"] <= limit and r["added_p50"] <= limit
-        )
-    if "workers" in out:
-        out["meets_targets"]["workers"] = out["workers"]["overhead_ms_per_job"] <= 5.0
+    _targets(out)
     return out
 
 
