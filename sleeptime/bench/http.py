@@ -1,14 +1,21 @@
 """Requests/s and latency percentiles of ``ask`` over HTTP (``sleeptime serve``).
 
     python -m sleeptime.bench.http [--seconds 10] [--threads 8] [--model fake]
-                                   [--client auto|wrk|httpx]
+                                   [--client auto|wrk|httpx] [--rate-limit 1000000/second]
 
-Starts ``sleeptime serve`` as a subprocess on a free loopback port over a fresh SQLite
-file, stores a context, runs sleep-time compute on it, then keeps ``--threads``
-clients (each one keep-alive connection) asking for ``--seconds`` per question kind:
-a predicted question (served at zero tokens) and an unpredicted one (one model call).
-Prints one JSON object. The numbers include the HTTP stack, authentication (one key
-lookup per request), the ask itself and the query log.
+Starts the server of ``sleeptime serve`` (the same app, one uvicorn process) as a
+subprocess on a free loopback port over a fresh SQLite file, stores a context, runs
+sleep-time compute on it, then keeps ``--threads`` clients (each one keep-alive
+connection) asking for ``--seconds`` per question kind: a predicted question (served
+at zero tokens) and an unpredicted one (one model call). The same uvicorn also serves
+a bare FastAPI endpoint (``POST /bench/bare``: parse the body, check the key in a
+dict, return a constant), measured in the same run: ``zero_token_vs_bare`` is the
+zero-token ask's requests/s over the bare endpoint's, the share of the HTTP stack's
+own ceiling the ask reaches. ``--rounds N`` alternates the two N times (the ratio is
+of the sums), which evens out a machine whose load changes. A rate limit is
+configured by default (``--rate-limit``, high enough never to refuse; ``none`` for
+none), so its cost is in the figures. Prints one JSON object. The numbers include the
+HTTP stack, authentication, the rate limit, the ask itself and the query log.
 
 The load comes from ``wrk`` when it is installed (``apt-get install wrk``): a client in
 Python needs about as much CPU per request as the server, so on a small machine it
@@ -33,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict
 
 TEXT = (
     "A bakery bakes 120 muffins a day. It sells 80 in the morning and 25 in the "
@@ -51,7 +59,13 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def _load(base: str, key: str, question: str, seconds: float, threads: int) -> dict[str, Any]:
+#: The ask route of the bench's context.
+ASK = "/v1/bench/contexts/doc/ask"
+
+
+def _load(
+    base: str, key: str, question: str, seconds: float, threads: int, path: str = ASK
+) -> dict[str, Any]:
     latencies: list[list[float]] = [[] for _ in range(threads)]
     errors = [0] * threads
     stop = time.perf_counter() + seconds
@@ -61,12 +75,12 @@ def _load(base: str, key: str, question: str, seconds: float, threads: int) -> d
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as c:
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
-                r = c.post("/v1/bench/contexts/doc/ask", json={"question": question})
+                r = c.post(path, json={"question": question})
                 latencies[i].append((time.perf_counter() - t0) * 1000.0)
                 if r.status_code != 200:
                     errors[i] += 1
                 else:
-                    sources.add(r.json()["source"])
+                    sources.add(r.json().get("source", "bare"))
 
     start = time.perf_counter()
     workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
@@ -104,7 +118,7 @@ def _wrk_ms(out: str, label: str) -> float:
 
 
 def _load_wrk(
-    wrk: str, base: str, key: str, question: str, seconds: float, threads: int
+    wrk: str, base: str, key: str, question: str, seconds: float, threads: int, path: str = ASK
 ) -> dict[str, Any]:
     """The same load from wrk (C, one event loop, ``threads`` connections)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
@@ -113,7 +127,7 @@ def _load_wrk(
     try:
         out = subprocess.run(
             [wrk, "-t1", f"-c{threads}", f"-d{max(1, round(seconds))}s", "--latency",
-             "-s", f.name, f"{base}/v1/bench/contexts/doc/ask"],
+             "-s", f.name, f"{base}{path}"],
             check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
     finally:
@@ -125,9 +139,9 @@ def _load_wrk(
     if total is None or rate is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     sources = {httpx.post(
-        f"{base}/v1/bench/contexts/doc/ask", json={"question": question},
+        f"{base}{path}", json={"question": question},
         headers={"Authorization": f"Bearer {key}"},
-    ).json()["source"]}  # fmt: skip
+    ).json().get("source", "bare")}  # fmt: skip
     return {
         "question": question,
         "sources": sorted(sources),
@@ -138,6 +152,46 @@ def _load_wrk(
         "p50_ms": round(_wrk_ms(out, "50%"), 2),
         "p99_ms": round(_wrk_ms(out, "99%"), 2),
     }
+
+
+#: The bare endpoint's path on the bench server.
+BARE = "/bench/bare"
+
+
+class BareIn(BaseModel):
+    """The bare endpoint's body: as strict as the ask's."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    question: str
+
+
+def bench_app(key: str) -> Any:
+    """The app of ``sleeptime serve`` (a client from the environment's settings) with
+    the bare endpoint added: parse the body, check the key in a dict, return a
+    constant. Nothing else: no database, no metrics of its own."""
+    from fastapi import Header, HTTPException
+
+    from sleeptime.server import create_app
+
+    keys = {key: "bench"}
+    app = create_app()
+
+    @app.post(BARE, include_in_schema=False)
+    async def bare(body: BareIn, authorization: str = Header("")) -> dict[str, str]:
+        if authorization[7:] not in keys:
+            raise HTTPException(401, "unknown key")
+        return {"text": "ok"}
+
+    return app
+
+
+def _serve(port: int) -> None:
+    """Run :func:`bench_app` as ``sleeptime serve`` runs its app (one process)."""
+    import uvicorn
+
+    uvicorn.run(
+        bench_app(os.environ["BENCH_HTTP_KEY"]), host="127.0.0.1", port=port, log_level="warning"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +211,15 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="load generator (auto: wrk when installed, else httpx threads)",
     )
+    parser.add_argument(
+        "--rate-limit",
+        default="1000000/second",
+        help="SLEEPTIME_RATE_LIMIT of the server (default: configured, never reached); "
+        "'none' for no limit",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="bare endpoint / zero-token ask alternations"
+    )
     args = parser.parse_args(argv)
     wrk = shutil.which("wrk") if args.client in ("auto", "wrk") else None
     if args.client == "wrk" and wrk is None:
@@ -170,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             "SLEEPTIME_N_QUESTIONS": "3",
         }
         env.pop("SLEEPTIME_REDIS_URL", None)
+        env.pop("SLEEPTIME_RATE_LIMIT", None)
+        if args.rate_limit.lower() != "none":
+            env["SLEEPTIME_RATE_LIMIT"] = args.rate_limit
 
         def cli(*a: str) -> str:
             return subprocess.run(
@@ -185,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         key = cli("keys", "create", "bench").strip().splitlines()[-1]
         port = _free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "sleeptime", "serve", "--port", str(port),
-             "--log-level", "warning"],
-            env=env,
+            [sys.executable, "-c",
+             f"from sleeptime.bench.http import _serve; _serve({port})"],
+            env={**env, "BENCH_HTTP_KEY": key},
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         try:
@@ -207,12 +273,18 @@ def main(argv: list[str] | None = None) -> int:
             # a short warm-up: the first requests start the server's thread pool and
             # its per-thread database connections
             _load(base, key, predicted, min(1.0, args.seconds), args.threads)
-            results = [
-                _load_wrk(wrk, base, key, q, args.seconds, args.threads)
-                if wrk
-                else _load(base, key, q, args.seconds, args.threads)
-                for q in (predicted, "Why is the sky blue today?")
-            ]
+            _load(base, key, predicted, min(1.0, args.seconds), args.threads, path=BARE)
+
+            def measure(question: str, path: str) -> dict[str, Any]:
+                if wrk:
+                    return _load_wrk(wrk, base, key, question, args.seconds, args.threads, path)
+                return _load(base, key, question, args.seconds, args.threads, path=path)
+
+            bare_rounds, zero_rounds = [], []
+            for _ in range(max(1, args.rounds)):
+                bare_rounds.append(measure(predicted, BARE))
+                zero_rounds.append(measure(predicted, ASK))
+            results = [zero_rounds[-1], measure("Why is the sky blue today?", ASK)]
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -224,6 +296,15 @@ def main(argv: list[str] | None = None) -> int:
         "server": "sleeptime serve (uvicorn, 1 process), loopback",
         "database": "postgresql" if (args.database_url or "").startswith("postgres") else "sqlite",
         "cpus": os.cpu_count(),
+        "rate_limit": None if args.rate_limit.lower() == "none" else args.rate_limit,
+        "bare": bare_rounds[-1],
+        "bare_requests_per_s": [r["requests_per_s"] for r in bare_rounds],
+        "zero_token_requests_per_s": [r["requests_per_s"] for r in zero_rounds],
+        "zero_token_vs_bare": round(
+            sum(r["requests_per_s"] for r in zero_rounds)
+            / max(1e-9, sum(r["requests_per_s"] for r in bare_rounds)),
+            3,
+        ),
         "results": results,
     }
     print(json.dumps(out, indent=2))

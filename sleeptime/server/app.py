@@ -163,6 +163,11 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
     app.state.sessions = dashboard.Sessions(client.settings.session_secret)
     app.state.metrics = metrics = ServerMetrics()
     app.state.limiter = RateLimit.from_settings(client.settings)
+    # With a SQLite file (or memory) and no Redis, the key lookup, the rate limit, the
+    # quota counters and a precomputed answer are local reads: they run on the event
+    # loop (routes.principal, routes.ask). With a database server or Redis they could
+    # wait on a network, so they run in the thread pool.
+    app.state.inline = client.store.db.dialect == "sqlite" and not client.settings.redis_url
     app.state.quotas = quotas = Quotas.from_settings(client.settings, client.store.accounting)
 
     @app.exception_handler(SleepTimeError)

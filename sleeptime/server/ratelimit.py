@@ -14,14 +14,49 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from limits.storage import MemoryStorage
 
 from sleeptime.errors import InvalidInput, RateLimited
 from sleeptime.settings import Settings
 
 log = logging.getLogger("sleeptime.server")
+
+
+class _LocalStorage(MemoryStorage):
+    """The ``limits`` library's in-process storage, counting fixed windows without its
+    expiry timer: ``MemoryStorage`` starts a thread every 10 ms while keys are live
+    to drop expired ones, which cost the server more CPU than the count itself. Here
+    an expired window is reset when its key is counted (as ``MemoryStorage.get``
+    does), and the expired keys of others are dropped at most once a second."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self.clock = clock
+        self._count_lock = threading.Lock()
+        self._next_sweep = 0.0
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        now = self.clock()
+        with self._count_lock:
+            if now >= self._next_sweep:
+                self._next_sweep = now + 1.0
+                for old in [k for k, at in self.expirations.items() if at <= now]:
+                    self.storage.pop(old, None)
+                    self.expirations.pop(old, None)
+                    self.locks.pop(old, None)
+            if self.expirations.get(key, 0.0) <= now:
+                self.storage.pop(key, None)
+                self.expirations.pop(key, None)
+            count = self.storage[key] + amount
+            self.storage[key] = count
+            if count == amount:
+                self.expirations[key] = now + expiry
+            return count
 
 
 def _storage_uri(redis_url: str) -> str:
@@ -45,7 +80,7 @@ class RateLimit:
     ) -> None:
         try:
             from limits import parse
-            from limits.storage import MemoryStorage, storage_from_string
+            from limits.storage import storage_from_string
             from limits.strategies import FixedWindowRateLimiter
         except ImportError as exc:  # pragma: no cover - the server extra has it
             raise InvalidInput(
@@ -61,7 +96,7 @@ class RateLimit:
         self.limit = limit
         #: Epoch seconds, for Retry-After (the limits library keeps its own windows).
         self.clock: Callable[[], float] = clock or time.time
-        self._memory = MemoryStorage()
+        self._memory = _LocalStorage(self.clock)
         self._local = FixedWindowRateLimiter(self._memory)
         self._shared: Any = None
         self.storage = "memory"

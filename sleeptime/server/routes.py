@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from sleeptime.api import SleepTime
 from sleeptime.errors import InvalidInput, SleepTimeError
@@ -31,7 +32,12 @@ log = logging.getLogger("sleeptime.server")
 _bearer = HTTPBearer(auto_error=False, description="a key from `sleeptime keys create`")
 
 
-def client(request: Request) -> SleepTime:
+# The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in its thread
+# pool, one hop per dependency per request, which cost more than a zero-token answer.
+# Only the key lookup touches the database (see :func:`principal`).
+
+
+async def client(request: Request) -> SleepTime:
     st: SleepTime = request.app.state.st
     return st
 
@@ -39,7 +45,7 @@ def client(request: Request) -> SleepTime:
 Client = Annotated[SleepTime, Depends(client)]
 
 
-def quotas(request: Request) -> Quotas:
+async def quotas(request: Request) -> Quotas:
     q: Quotas = request.app.state.quotas
     return q
 
@@ -47,18 +53,9 @@ def quotas(request: Request) -> Quotas:
 QuotasDep = Annotated[Quotas, Depends(quotas)]
 
 
-def principal(
-    request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """401 without a key, or with one the store does not know."""
-    if creds is None or creds.scheme.lower() != "bearer":
-        raise HTTPException(
-            401,
-            "missing API key: send Authorization: Bearer KEY",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    found = authenticate(client(request).store, creds.credentials)
+def _authorize(request: Request, key: str) -> Principal:
+    """The key's principal (401 when unknown) with its rate limit counted."""
+    found = authenticate(request.app.state.st.store, key)
     if found is None:
         raise HTTPException(
             401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
@@ -69,14 +66,46 @@ def principal(
     return found
 
 
-def tenant(namespace: str, who: Annotated[Principal, Depends(principal)]) -> Principal:
-    """403 when the key belongs to another namespace."""
+async def _principal(request: Request, creds: HTTPAuthorizationCredentials | None) -> Principal:
+    """401 without a key, or with one the store does not know; 429 over the key's
+    rate limit. The lookup is one indexed read, never cached (a key revoked by another
+    process is refused at the next request). On a SQLite file without Redis it runs
+    here, on the event loop: a local read of a few microseconds costs less than a hop
+    to the thread pool. On a database server (a network round trip, or an outage's
+    timeout) or with the rate limit's counters in Redis, it runs in the thread pool."""
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise HTTPException(
+            401,
+            "missing API key: send Authorization: Bearer KEY",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if request.app.state.inline:
+        return _authorize(request, creds.credentials)
+    return await run_in_threadpool(_authorize, request, creds.credentials)
+
+
+async def principal(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The key's principal (see :func:`_principal`)."""
+    return await _principal(request, creds)
+
+
+async def tenant(
+    namespace: str,
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The key's principal; 403 when the key belongs to another namespace. (One
+    dependency, not one on :func:`principal`: each costs the ask's fast path.)"""
+    who = await _principal(request, creds)
     if not who.may_use(namespace):
         raise HTTPException(403, f"this key is not valid for namespace {namespace!r}")
     return who
 
 
-def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
+async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
     """403 unless the key is an admin key (`sleeptime keys create --admin`)."""
     if not who.admin:
         raise HTTPException(403, "operator route: needs an admin key")
@@ -382,21 +411,10 @@ def _count_test(request: Request, q: Quotas, namespace: str, answer: Answer) -> 
         request.app.state.metrics.quota_used.labels(namespace, "test").set(used)
 
 
-@router.post(
-    "/v1/{namespace}/contexts/{context_id:path}/ask", tags=["contexts"], responses=errors(*MODEL)
-)
-def ask(
-    namespace: str,
-    context_id: str,
-    body: AskIn,
-    request: Request,
-    _who: Tenant,
-    st: Client,
-    q: QuotasDep,
+def _ask_here(
+    request: Request, q: Quotas, st: SleepTime, namespace: str, context_id: str, body: AskIn
 ) -> Answer:
-    """Answer a question with whatever sleep-time work exists (the `Answer` fields).
-    429 ``QuotaExceeded`` once the namespace's answer tokens today reach
-    ``SLEEPTIME_QUOTA_TEST_TOKENS``."""
+    """The ask with its quota check and count (in the thread pool: it may call a model)."""
     q.check_test(namespace)
     answer = st.ask(
         namespace,
@@ -408,6 +426,39 @@ def ask(
     )
     _count_test(request, q, namespace, answer)
     return answer
+
+
+@router.post(
+    "/v1/{namespace}/contexts/{context_id:path}/ask", tags=["contexts"], responses=errors(*MODEL)
+)
+async def ask(
+    namespace: str, context_id: str, body: AskIn, request: Request, _who: Tenant
+) -> Answer:
+    """Answer a question with whatever sleep-time work exists (the `Answer` fields).
+    429 ``QuotaExceeded`` once the namespace's answer tokens today reach
+    ``SLEEPTIME_QUOTA_TEST_TOKENS``."""
+    st: SleepTime = request.app.state.st
+    q: Quotas = request.app.state.quotas
+    if request.app.state.inline and _no_budget(body):
+        # A precomputed answer is served here, on the event loop: with a SQLite file
+        # and no Redis it is two local reads (the version, the artifacts cached in
+        # the process) and no model call, and a hop to the thread pool would cost
+        # more than the whole answer. Anything else (a model answer) goes there.
+        q.check_test(namespace)
+        served = st.prepared_answer(namespace, context_id, body.question)
+        if served is not None:
+            return served
+    return await run_in_threadpool(_ask_here, request, q, st, namespace, context_id, body)
+
+
+def _no_budget(body: AskIn) -> bool:
+    """The ask names no thinking budget (the checks of one are the library's ask's)."""
+    return (
+        body.verbosity is None
+        and body.max_tokens is None
+        and body.think_tokens is None
+        and body.extend == 0
+    )
 
 
 def _event(kind: str, data: str) -> bytes:
