@@ -43,13 +43,13 @@ from sleeptime.paper import SLEEP_STRATEGIES, RethinkOptions
 from sleeptime.policy import SleepPolicy, SQLHistory, price_weights, queried_versions
 from sleeptime.pricing import PriceSheet, ledger_money
 from sleeptime.retrieval import (
-    SERVE_MODES,
     EmbeddingMatcher,
     Judge,
     LexicalMatcher,
     Matcher,
     ServeMode,
     ServePolicy,
+    serve_mode,
 )
 from sleeptime.settings import Settings
 from sleeptime.store.sql import MANIFEST, SQLStore
@@ -221,9 +221,7 @@ class SleepTime:
             )
         #: The price sheet (``SLEEPTIME_PRICES``), None when nothing is priced.
         self.prices = PriceSheet.load(self.settings.prices)
-        mode = self.settings.serve if serve is None else serve
-        if mode not in SERVE_MODES:
-            raise InvalidInput(f"serve must be one of {', '.join(SERVE_MODES)} (got {mode!r})")
+        mode = self.settings.serve if serve is None else serve_mode(serve)
         self._model_spec: ModelSpec = model if model is not None else self.settings.model
         self._sleep_spec: ModelSpec | None = (
             sleep_model if sleep_model is not None else self.settings.sleep_model

@@ -287,8 +287,8 @@ def passage_budget(settings: Settings, text_tokens: int) -> int:
     leaves room for one (measured: 70% support coverage on 3k-word reports with one
     passage, 100% with three)."""
     share = int(text_tokens * settings.passage_share)
-    floor = MIN_PASSAGES * settings.passage_tokens
-    return min(settings.passage_budget_tokens, max(floor, share))
+    room_for_min = MIN_PASSAGES * settings.passage_tokens
+    return min(settings.passage_budget_tokens, max(room_for_min, share))
 
 
 #: Candidates the full-text engine returns per passage the budget holds: the focus

@@ -32,12 +32,22 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, NamedTuple, Protocol
+from typing import Protocol, cast
 
+from cachetools import LRUCache
 from langchain_core.embeddings import Embeddings
 
-ServeMode = Literal["exact", "verified", "off"]
-SERVE_MODES: tuple[ServeMode, ...] = ("exact", "verified", "off")
+from sleeptime.errors import InvalidInput
+from sleeptime.settings import SERVE_MODES, ServeMode
+
+
+def serve_mode(value: object) -> ServeMode:
+    """``value`` as a serve mode, or one :class:`~sleeptime.errors.InvalidInput` line
+    (the one check of a mode passed in code; ``Settings`` checks its own field)."""
+    if value not in SERVE_MODES:
+        raise InvalidInput(f"serve must be one of {', '.join(SERVE_MODES)} (got {value!r})")
+    return cast(ServeMode, value)
+
 
 #: A judge decides whether ``live`` asks exactly what ``stored`` asks.
 Judge = Callable[[str, str], bool]
@@ -110,17 +120,7 @@ _SENSITIVE = frozenset(
 _FRAME = frozenset("what how many much number of there amount quantity".split())
 
 
-class Match(NamedTuple):
-    """The best predicted question for a query and its similarity in [0, 1]."""
-
-    position: int
-    score: float
-
-
 class Matcher(Protocol):
-    def best(self, question: str, candidates: Sequence[str]) -> Match | None:
-        """The best-scoring candidate, or None when there are none."""
-
     def scores(self, question: str, candidates: Sequence[str]) -> list[float]:
         """Similarity of ``question`` to each candidate, in order."""
 
@@ -256,43 +256,28 @@ class LexicalMatcher:
     def scores(self, question: str, candidates: Sequence[str]) -> list[float]:
         return [lexical_score(question, c) for c in candidates]
 
-    def best(self, question: str, candidates: Sequence[str]) -> Match | None:
-        scores = self.scores(question, candidates)
-        if not scores:
-            return None
-        i = max(range(len(scores)), key=scores.__getitem__)
-        return Match(i, scores[i])
-
 
 class EmbeddingMatcher:
     """Cosine similarity of embeddings; candidate vectors are cached."""
 
     def __init__(self, embeddings: Embeddings, cache_size: int = 4096) -> None:
         self.embeddings = embeddings
-        self._cache: dict[str, list[float]] = {}
-        self._cache_size = cache_size
+        self._cache: LRUCache[str, list[float]] = LRUCache(maxsize=cache_size)
 
     def _vectors(self, texts: Sequence[str]) -> list[list[float]]:
-        missing = [t for t in texts if t not in self._cache]
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        vectors: dict[str, list[float]] = {}
         if missing:
-            if len(self._cache) + len(missing) > self._cache_size:
-                self._cache.clear()
-            for text, vec in zip(missing, self.embeddings.embed_documents(missing), strict=True):
-                self._cache[text] = vec
-        return [self._cache[t] for t in texts]
+            vectors = dict(zip(missing, self.embeddings.embed_documents(missing), strict=True))
+        for text, vec in vectors.items():
+            self._cache[text] = vec
+        return [vectors[t] if t in vectors else self._cache[t] for t in texts]
 
     def scores(self, question: str, candidates: Sequence[str]) -> list[float]:
         if not candidates:
             return []
         q = self.embeddings.embed_query(question)
         return [cosine(q, vec) for vec in self._vectors(candidates)]
-
-    def best(self, question: str, candidates: Sequence[str]) -> Match | None:
-        scores = self.scores(question, candidates)
-        if not scores:
-            return None
-        i = max(range(len(scores)), key=scores.__getitem__)
-        return Match(i, scores[i])
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
@@ -333,9 +318,7 @@ class ServePolicy:
         related: int = 3,
         related_min: float = 0.3,
     ) -> None:
-        if mode not in SERVE_MODES:
-            raise ValueError(f"serve mode must be one of {SERVE_MODES}, not {mode!r}")
-        self.mode: ServeMode = mode
+        self.mode: ServeMode = serve_mode(mode)
         self.matcher: Matcher = matcher or LexicalMatcher()
         self.threshold = threshold
         self.related = related

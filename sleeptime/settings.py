@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_serializer, field_validator
@@ -29,6 +29,11 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 #: Fields that may hold a password: shown redacted in a repr and in JSON, never whole.
 URL_FIELDS = ("database_url", "redis_url")
 SECRET_FIELDS = ("session_secret",)
+
+
+#: When a precomputed answer may be served at zero tokens (``sleeptime.retrieval``).
+ServeMode = Literal["exact", "verified", "off"]
+SERVE_MODES: tuple[ServeMode, ...] = get_args(ServeMode)
 
 
 class Settings(BaseSettings):
@@ -115,7 +120,7 @@ class Settings(BaseSettings):
     # test-time
     default_verbosity: int = Field(1, ge=0, le=4)
     cold_verbosity: int = Field(3, ge=0, le=4, description="budget of a cold answer")
-    serve: Literal["exact", "verified", "off"] = Field(
+    serve: ServeMode = Field(
         "exact",
         description="when a precomputed answer is served at zero tokens: the same question "
         "after normalisation (exact), also near candidates a verifier confirms (verified), "

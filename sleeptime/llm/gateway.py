@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,10 +13,9 @@ from tenacity import retry_if_exception
 
 from sleeptime.errors import ModelCallError, ModelUnavailable, SleepTimeError
 from sleeptime.llm.capabilities import PrefixState
+from sleeptime.llm.estimate import estimate_tokens
 from sleeptime.llm.retry import RetryPolicy, is_transient
 from sleeptime.models import Phase, Usage
-
-_WORDISH = re.compile(r"\w+|[^\w\s]")
 
 
 @dataclass(frozen=True)
@@ -53,8 +51,8 @@ def count_tokens(model: BaseChatModel, messages: Sequence[BaseMessage], text: st
         prompt = model.get_num_tokens_from_messages(list(messages))
         completion = model.get_num_tokens(text)
     except Exception:  # tokenizers may be unavailable offline: estimate
-        prompt = sum(len(_WORDISH.findall(str(m.content))) for m in messages)
-        completion = len(_WORDISH.findall(text))
+        prompt = sum(estimate_tokens(str(m.content)) for m in messages)
+        completion = estimate_tokens(text)
     return Usage(prompt_tokens=prompt, completion_tokens=completion, calls=1)
 
 
@@ -140,7 +138,7 @@ class ModelGateway:
         try:
             n = int(self.model.get_num_tokens(text))
         except Exception:  # tokenizer unavailable offline: estimate
-            n = len(_WORDISH.findall(text))
+            n = estimate_tokens(text)
         if len(self._counts) >= 1024:
             self._counts.clear()
         self._counts[text] = n

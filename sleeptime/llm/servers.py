@@ -41,6 +41,7 @@ from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import PrivateAttr, SecretStr
 
 from sleeptime.errors import UnknownModel
+from sleeptime.llm.estimate import estimate_tokens
 from sleeptime.llm.gateway import json_schema_format
 
 log = logging.getLogger("sleeptime.llm")
@@ -53,7 +54,6 @@ SERVER_KINDS: tuple[str, ...] = get_args(ServerKind)
 #: How a server is told to decode JSON matching a schema.
 JsonForm = Literal["json_schema", "json_object", "none"]
 
-_WORDISH = re.compile(r"\w+|[^\w\s]")
 #: The OpenAI-style context-overflow message (OpenAI, vLLM and llama-cpp-python's server
 #: all phrase it this way); its number is the server's window.
 _OVERFLOW = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
@@ -259,10 +259,6 @@ class ServerChatModel(BaseChatOpenAI):
     def prewarm_helps(self) -> bool:
         return self.server_profile.prewarm_helps
 
-    @property
-    def supports_response_format(self) -> bool:
-        return self.server_profile.traits.json_form != "none"
-
     def json_kwargs(self, schema: dict[str, Any]) -> dict[str, Any]:
         """Invocation kwargs asking this server for JSON matching ``schema``."""
         form = self.server_profile.traits.json_form
@@ -331,9 +327,7 @@ class ServerChatModel(BaseChatOpenAI):
             count = self._server_count(text, traits)
             if count is not None:
                 return count
-        # ~3.2 characters per token for English under BPE; counting words and
-        # punctuation alone underestimates subword tokenizers
-        return max(len(_WORDISH.findall(text)), len(text) * 10 // 32)
+        return estimate_tokens(text)
 
     def _server_count(self, text: str, traits: ServerTraits) -> int | None:
         body: dict[str, Any] = {traits.tokenize_field: text}
