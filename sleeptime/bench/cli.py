@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+if TYPE_CHECKING:
+    from sleeptime.bench.runner import RunConfig
 
 app = typer.Typer(
     help="Benchmarks: multi-query accuracy/cost runs, support coverage, overhead, prefill.",
@@ -13,105 +19,162 @@ app = typer.Typer(
 # -- accuracy vs tokens: test-time only, sleep-time, parallel sampling ------------------------
 
 
-@app.command("run")
-def run_cmd(
-    dataset: str = typer.Option(
-        ...,
+#: ``bench run``'s options (declared here, so the command reads as what it does)
+_Dataset = Annotated[
+    str,
+    typer.Option(
         "--dataset",
         "-d",
         help="stateful-gsm8k, multi-query[:n=50,seed=0,difficulty=2,queries=3-10] or a JSONL path",
     ),
-    out: str = typer.Option(..., "--out", "-o", help="run directory (re-running resumes it)"),
-    model: str = typer.Option(
-        None, "--model", "-m", help="model spec (default: $SLEEPTIME_MODEL or 'local')"
-    ),
-    limit: int = typer.Option(None, "--limit", min=1, help="first N contexts only"),
-    verbosity: str = typer.Option("0,1,2,3,4", "--verbosity", help="test-time budgets (0-4)"),
-    sleep_k: str = typer.Option("0,1", "--sleep-k", help="rethinks; 0 = test-time only"),
-    samples: int = typer.Option(0, "--samples", min=0, help="parallel baseline, K samples; 0 off"),
-    temperature: float = typer.Option(0.7, "--temperature", help="temperature of the baseline"),
-    concurrency: int = typer.Option(1, "--concurrency", min=1, help="contexts worked on at once"),
-    n_questions: int = typer.Option(
-        None,
+]
+_Out = Annotated[str, typer.Option("--out", "-o", help="run directory (re-running resumes it)")]
+_Model = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="model spec (default: $SLEEPTIME_MODEL or 'local')"),
+]
+_Limit = Annotated[int | None, typer.Option("--limit", min=1, help="first N contexts only")]
+_Verbosity = Annotated[str, typer.Option("--verbosity", help="test-time budgets (0-4)")]
+_SleepK = Annotated[str, typer.Option("--sleep-k", help="rethinks; 0 = test-time only")]
+_Samples = Annotated[
+    int, typer.Option("--samples", min=0, help="parallel baseline, K samples; 0 off")
+]
+_Temperature = Annotated[float, typer.Option("--temperature", help="temperature of the baseline")]
+_Concurrency = Annotated[
+    int, typer.Option("--concurrency", min=1, help="contexts worked on at once")
+]
+_NQuestions = Annotated[
+    int | None,
+    typer.Option(
         "--n-questions",
         min=0,
         help="predicted questions per context (default 3; the paper protocol has none)",
     ),
-    protocol: str = typer.Option(
-        "product",
+]
+_Protocol = Annotated[
+    str,
+    typer.Option(
         "--protocol",
         help="product (ours, default) or paper (the Sleep-time Compute paper's protocol)",
     ),
-    scorer: str = typer.Option(
-        None, "--scorer", help="paper or lenient (default: paper for --protocol paper)"
-    ),
-    prompts_dir: str = typer.Option(
-        None,
+]
+_Scorer = Annotated[
+    str | None,
+    typer.Option("--scorer", help="paper or lenient (default: paper for --protocol paper)"),
+]
+_PromptsDir = Annotated[
+    str | None,
+    typer.Option(
         "--prompts",
         help="paper protocol: prompt files of a local letta-ai/sleep-time-compute checkout",
     ),
-    sleep_budget: int = typer.Option(
-        2048, "--sleep-budget", help="product: completion tokens per rethink loop (a budget)"
-    ),
-    rethink_rounds: int = typer.Option(10, "--rethink-rounds", help="most calls per rethink loop"),
-    memory_chars: int = typer.Option(5000, "--memory-chars", help="memory block size (characters)"),
-    rethink_mode: str = typer.Option(
-        "auto", "--rethink-mode", help="auto (tool calls when supported), tools or text"
-    ),
-    sleep_temperature: float = typer.Option(
-        None,
+]
+_SleepBudget = Annotated[
+    int,
+    typer.Option("--sleep-budget", help="product: completion tokens per rethink loop (a budget)"),
+]
+_RethinkRounds = Annotated[
+    int, typer.Option("--rethink-rounds", help="most calls per rethink loop")
+]
+_MemoryChars = Annotated[int, typer.Option("--memory-chars", help="memory block size (characters)")]
+_RethinkMode = Annotated[
+    str,
+    typer.Option("--rethink-mode", help="auto (tool calls when supported), tools or text"),
+]
+_SleepTemperature = Annotated[
+    float | None,
+    typer.Option(
         "--sleep-temperature",
         help="sleep-time temperature (default: paper 0, 1.0 for k>1; product the library's)",
     ),
-    test_temperature: float = typer.Option(
-        None,
+]
+_TestTemperature = Annotated[
+    float | None,
+    typer.Option(
         "--test-temperature",
         help="test-time temperature (default: paper 0; product the model's)",
     ),
-    sleep_effort: str = typer.Option(
-        None,
+]
+_SleepEffort = Annotated[
+    str | None,
+    typer.Option(
         "--sleep-effort",
         help="reasoning effort of sleep-time calls: minimal, low, medium, high",
     ),
-    test_effort: str = typer.Option(
-        None,
+]
+_TestEffort = Annotated[
+    str | None,
+    typer.Option(
         "--test-effort",
         help="reasoning effort of test-time calls: minimal, low, medium, high",
     ),
-    allow_errors: bool = typer.Option(
-        False, "--allow-errors", help="exit 0 even when model calls failed (they stay recorded)"
-    ),
-    keep_apart: bool = typer.Option(
-        False,
+]
+_AllowErrors = Annotated[
+    bool,
+    typer.Option("--allow-errors", help="exit 0 even when model calls failed (they stay recorded)"),
+]
+_KeepApart = Annotated[
+    bool,
+    typer.Option(
         "--keep-apart",
         help="records that share a context stay one item each (the paper's runs), not merged",
     ),
-    oracle_questions: bool = typer.Option(
-        False,
+]
+_OracleQuestions = Annotated[
+    bool,
+    typer.Option(
         "--oracle-questions",
         help="product: sleep time answers the dataset's own questions (tests the serve policy)",
     ),
-    t: float = typer.Option(10.0, "--t", help="cost of a test-time token in sleep-time tokens"),
-    report: bool = typer.Option(True, "--report/--no-report", help="write the report when done"),
-    predictability: bool = typer.Option(
-        None,
+]
+_T = Annotated[float, typer.Option("--t", help="cost of a test-time token in sleep-time tokens")]
+_Report = Annotated[bool, typer.Option("--report/--no-report", help="write the report when done")]
+_Predictability = Annotated[
+    bool | None,
+    typer.Option(
         "--predictability/--no-predictability",
         help="score log P(question | context) per query with the local model (default: only "
         "when --model is local, so no other run loads llama.cpp)",
     ),
+]
+
+
+@app.command("run")
+def run_cmd(
+    dataset: _Dataset,
+    out: _Out,
+    model: _Model = None,
+    limit: _Limit = None,
+    verbosity: _Verbosity = "0,1,2,3,4",
+    sleep_k: _SleepK = "0,1",
+    samples: _Samples = 0,
+    temperature: _Temperature = 0.7,
+    concurrency: _Concurrency = 1,
+    n_questions: _NQuestions = None,
+    protocol: _Protocol = "product",
+    scorer: _Scorer = None,
+    prompts_dir: _PromptsDir = None,
+    sleep_budget: _SleepBudget = 2048,
+    rethink_rounds: _RethinkRounds = 10,
+    memory_chars: _MemoryChars = 5000,
+    rethink_mode: _RethinkMode = "auto",
+    sleep_temperature: _SleepTemperature = None,
+    test_temperature: _TestTemperature = None,
+    sleep_effort: _SleepEffort = None,
+    test_effort: _TestEffort = None,
+    allow_errors: _AllowErrors = False,
+    keep_apart: _KeepApart = False,
+    oracle_questions: _OracleQuestions = False,
+    t: _T = 10.0,
+    report: _Report = True,
+    predictability: _Predictability = None,
 ) -> None:
     """Run (or resume) a benchmark: test-time only vs sleep-time vs parallel sampling.
 
     --protocol product (default) is sleeptime's own protocol; --protocol paper reproduces
     the Sleep-time Compute paper's (docs/benchmarks.md says exactly where they differ).
     """
-    from pathlib import Path
-
-    from rich.console import Console
-
-    from sleeptime.bench.report import write_report
-    from sleeptime.bench.runner import BenchRunFailed, RunConfig, parse_levels
-    from sleeptime.bench.runner import run as run_bench
+    from sleeptime.bench.runner import RunConfig, parse_levels
     from sleeptime.settings import Settings
 
     cfg = RunConfig(
@@ -141,6 +204,17 @@ def run_cmd(
         allow_errors=allow_errors,
         keep_apart=keep_apart,
     )
+    _run_and_report(cfg, out, t=t, report=report)
+
+
+def _run_and_report(cfg: RunConfig, out: str, *, t: float, report: bool) -> None:
+    """Run; write the report when anything was answered; exit 1 when the run failed."""
+    from rich.console import Console
+
+    from sleeptime.bench.report import write_report
+    from sleeptime.bench.runner import BenchRunFailed
+    from sleeptime.bench.runner import run as run_bench
+
     console = Console(stderr=True)
     failure: BenchRunFailed | None = None
     try:
