@@ -78,22 +78,11 @@ def answer_question(
     With ``on_token`` the answer's text is also sent there as it is produced (a
     precomputed answer in one piece)."""
     version, arts = found
-    servable = [qa for qa in arts.qas if qa.servable]
-    decision = deps.policy.decide(question, [qa.question for qa in servable])
-    served: Answer | None = None
-    spent = Usage()
-    if decision.serve is not None:
-        served = _served(servable[decision.serve], found, 1.0, decision.reason, Usage())
-    elif decision.verify is not None:
-        qa = servable[decision.verify]
-        same, spent, how = _verify(deps, namespace, context_id, version, question, qa.question)
-        if same:
-            served = _served(qa, found, decision.score, f"verified by {how}", spent)
+    served, related, spent = _prepared(deps, namespace, context_id, question, found, model=True)
     if served is not None:
         if on_token is not None:
             on_token(served.text)
         return served
-    related = [servable[i] for i in decision.related]
     out = _generate(
         deps,
         namespace,
@@ -114,16 +103,34 @@ def answer_question(
 def serve_prepared(deps: OnlineDeps, question: str, found: tuple[int, Artifacts]) -> Answer | None:
     """The precomputed answer the serve policy allows for ``question`` without any
     model call (an exact match, or a near one the user's judge confirms), else None."""
-    _version, arts = found
+    return _prepared(deps, "", "", question, found, model=False)[0]
+
+
+def _prepared(
+    deps: OnlineDeps,
+    namespace: str,
+    context_id: str,
+    question: str,
+    found: tuple[int, Artifacts],
+    *,
+    model: bool,
+) -> tuple[Answer | None, list[PredictedQA], Usage]:
+    """The serve decision, written once: (the precomputed answer served, or None; the
+    related prepared Q&As to show the model otherwise; what a verification cost). A
+    near candidate is confirmed by the user's judge, else (``model``) by the model."""
+    version, arts = found
     servable = [qa for qa in arts.qas if qa.servable]
     decision = deps.policy.decide(question, [qa.question for qa in servable])
     if decision.serve is not None:
-        return _served(servable[decision.serve], found, 1.0, decision.reason, Usage())
-    if decision.verify is not None and deps.judge is not None:
+        qa = servable[decision.serve]
+        return _served(qa, found, 1.0, decision.reason, Usage()), [], Usage()
+    spent = Usage()
+    if decision.verify is not None and (model or deps.judge is not None):
         qa = servable[decision.verify]
-        if deps.judge(question, qa.question):
-            return _served(qa, found, decision.score, "verified by judge", Usage())
-    return None
+        same, spent, how = _verify(deps, namespace, context_id, version, question, qa.question)
+        if same:
+            return _served(qa, found, decision.score, f"verified by {how}", spent), [], spent
+    return None, [servable[i] for i in decision.related], spent
 
 
 def learned_notes(
@@ -131,11 +138,22 @@ def learned_notes(
 ) -> tuple[str, int, bool] | None:
     """(learned context, the version it was learned on, stale) for prompting an
     agent's own model: the current version's, else the newest older one (stale)."""
+    learned, learned_version, stale = _notes(deps, namespace, context_id, found)
+    return (learned, learned_version, stale) if learned and learned_version else None
+
+
+def _notes(
+    deps: OnlineDeps, namespace: str, context_id: str, found: tuple[int, Artifacts]
+) -> tuple[str | None, int | None, bool]:
+    """The stale-notes lookup, written once: (learned context, the version it was
+    learned on, stale). Until a version is learned, the newest learned context of an
+    older one stands in (stale-while-revalidate), never its precomputed answers: they
+    answer questions about a text that has changed."""
     version, arts = found
     if arts.learned:
         return arts.learned, version, False
     older = deps.store.latest_learned(namespace, context_id, version) if version > 1 else None
-    return (older[1], older[0], True) if older else None
+    return (older[1], older[0], True) if older else (None, None, False)
 
 
 def _served(
@@ -197,16 +215,7 @@ def _generate(
     if ctx is None:  # the version vanished between the two reads
         raise ContextNotFound(namespace, context_id)
     notes = [(qa.question, _with_agreement(qa)) for qa in related]
-    learned, learned_version = arts.learned, version if arts.learned else None
-    stale = False
-    if learned is None and version > 1:
-        # stale-while-revalidate: until this version is learned, the newest learned
-        # context of an older one, beside the *current* text (never its precomputed
-        # answers: they answer questions about a text that has changed)
-        older = deps.store.latest_learned(namespace, context_id, version)
-        if older is not None:
-            learned_version, learned = older
-            stale = True
+    learned, learned_version, stale = _notes(deps, namespace, context_id, (version, arts))
     picked: list[Found] = []
     if learned:
         source = "learned"
