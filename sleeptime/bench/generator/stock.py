@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 
 from sleeptime.bench.generator.common import (
     _BREAKS,
@@ -18,7 +19,48 @@ from sleeptime.bench.generator.common import (
 )
 
 
-def inventory(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Support]:
+@dataclass
+class _Week:
+    """A warehouse week: products, stock by day, what each day's sentence says."""
+
+    products: list[str]
+    per_box: int
+    lines: list[str]
+    days: list[str]
+    stock: dict[str, int]
+    pool: Pool = field(default_factory=list)
+    #: (day, product, sentence) of each day's movement
+    said: list[tuple[str, str, str]] = field(default_factory=list)
+    received: int = 0
+    shipped: int = 0
+    got: dict[str, int] = field(default_factory=dict)
+    before: dict[str, dict[str, int]] = field(default_factory=dict)  # stock at a day's start
+    after: dict[str, dict[str, int]] = field(default_factory=dict)  # ... and at its end
+
+    @property
+    def last(self) -> str:
+        return self.days[-1]
+
+    @property
+    def opening(self) -> str:
+        return self.lines[0]
+
+    @property
+    def units_line(self) -> str:
+        return self.lines[1]
+
+    def nxt(self, product: str) -> str:
+        return self.products[(self.products.index(product) + 1) % len(self.products)]
+
+    def until(self, product: str, day: str, *, inclusive: bool = True) -> list[str]:
+        """The opening stock and the product's movements up to ``day``."""
+        end = _DAYS.index(day) + (1 if inclusive else 0)
+        moves = [line for d, p, line in self.said if p == product and _DAYS.index(d) < end]
+        return [self.opening, *moves]
+
+
+def _week(rng: random.Random, difficulty: int) -> _Week:
+    """The week's draws, its sentences and its end-of-day questions."""
     n_products = {1: 2, 2: 3, 3: 3}[difficulty]
     n_days = {1: 3, 2: 5, 3: 7}[difficulty]
     products = rng.sample(_PRODUCTS, n_products)
@@ -26,38 +68,38 @@ def inventory(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Sup
     per_box = rng.choice([6, 12, 20, 25])
     start = " and ".join(f"{stock[p]} boxes of {p}" for p in products)
     lines = [f"A warehouse starts the week with {start}.", f"Each box holds {per_box} units."]
-    opening, units_line = lines
-    said: list[tuple[str, str, str]] = []  # (day, product, sentence)
-    pool: Pool = []
-    received = shipped = 0
-    got = dict.fromkeys(products, 0)
-    before: dict[str, dict[str, int]] = {}  # stock at the start of each day
-    after: dict[str, dict[str, int]] = {}  # ... and at its end
-    for day in _DAYS[:n_days]:
-        before[day] = dict(stock)
+    w = _Week(products, per_box, lines, list(_DAYS[:n_days]), stock)
+    w.got = dict.fromkeys(products, 0)
+    for day in w.days:
+        w.before[day] = dict(stock)
         p = rng.choice(products)
         amount = rng.randint(1, 6) * 5
         if rng.random() < 0.5 or stock[p] < amount:
             stock[p] += amount
-            received += amount
-            got[p] += amount
+            w.received += amount
+            w.got[p] += amount
             lines.append(f"On {day} it receives {amount} boxes of {p}.")
         else:
             stock[p] -= amount
-            shipped += amount
+            w.shipped += amount
             lines.append(f"On {day} it ships {amount} boxes of {p}.")
-        said.append((day, p, lines[-1]))
-        after[day] = dict(stock)
-        if day != _DAYS[n_days - 1]:
-            pool.append(
+        w.said.append((day, p, lines[-1]))
+        w.after[day] = dict(stock)
+        if day != w.last:
+            w.pool.append(
                 (
                     f"stock_after:{p}:{day}",
                     f"How many boxes of {p} are in stock at the end of {day}?",
                     fmt(stock[p]),
                 )
             )
-    last = _DAYS[n_days - 1]
-    for p in products:
+    return w
+
+
+def _week_pool(w: _Week, rng: random.Random, difficulty: int) -> Pool:
+    """The week's other questions: final stock, totals, units (the last draw)."""
+    pool, stock, last = w.pool, w.stock, w.last
+    for p in w.products:
         pool.append(
             (f"final:{p}", f"How many boxes of {p} are in stock after {last}?", fmt(stock[p]))
         )
@@ -65,12 +107,12 @@ def inventory(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Sup
         (
             "received",
             "How many boxes does the warehouse receive in total during the week?",
-            fmt(received),
+            fmt(w.received),
         ),
         (
             "shipped",
             "How many boxes does the warehouse ship in total during the week?",
-            fmt(shipped),
+            fmt(w.shipped),
         ),
         (
             "total_final",
@@ -79,48 +121,60 @@ def inventory(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Sup
         ),
     ]
     if difficulty >= 2:
-        p = rng.choice(products)
+        p = rng.choice(w.products)
         pool.append(
             (
                 f"units:{p}",
                 f"How many units of {p} are in stock after {last}?",
-                fmt(stock[p] * per_box),
+                fmt(stock[p] * w.per_box),
             )
         )
+    return pool
+
+
+def _week_near_days(w: _Week) -> Near:
+    """Near misses of the end-of-day questions: the next day, the day's start, the next
+    product."""
     near: Near = []
-    days = _DAYS[:n_days]
+    days = w.days
     for d, day in enumerate(days[:-1]):
-        for p in products:
+        for p in w.products:
             base = f"stock_after:{p}:{day}"
-            q = products[(products.index(p) + 1) % n_products]
+            q = w.nxt(p)
             near += [
                 (
                     base,
                     "other period",
                     f"How many boxes of {p} are in stock at the end of {days[d + 1]}?",
-                    fmt(after[days[d + 1]][p]),
+                    fmt(w.after[days[d + 1]][p]),
                 ),
                 (
                     base,
                     "opposite",
                     f"How many boxes of {p} are in stock at the start of {day}?",
-                    fmt(before[day][p]),
+                    fmt(w.before[day][p]),
                 ),
                 (
                     base,
                     "other entity",
                     f"How many boxes of {q} are in stock at the end of {day}?",
-                    fmt(after[day][q]),
+                    fmt(w.after[day][q]),
                 ),
             ]
-    for i, p in enumerate(products):
-        q = products[(i + 1) % n_products]
+    return near
+
+
+def _week_near(w: _Week) -> Near:
+    near = _week_near_days(w)
+    stock, last = w.stock, w.last
+    for p in w.products:
+        q = w.nxt(p)
         near += [
             (
                 f"final:{p}",
                 "other unit",
                 f"How many units of {p} are in stock after {last}?",
-                fmt(stock[p] * per_box),
+                fmt(stock[p] * w.per_box),
             ),
             (
                 f"final:{p}",
@@ -135,25 +189,25 @@ def inventory(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Sup
                 fmt(stock[p]),
             ),
         ]
-    p0 = products[0]
+    p0 = w.products[0]
     near += [
         (
             "received",
             "opposite",
             "How many boxes does the warehouse ship in total during the week?",
-            fmt(shipped),
+            fmt(w.shipped),
         ),
         (
             "shipped",
             "opposite",
             "How many boxes does the warehouse receive in total during the week?",
-            fmt(received),
+            fmt(w.received),
         ),
         (
             "received",
             "part removed",
             f"How many boxes of {p0} does the warehouse receive in total during the week?",
-            fmt(got[p0]),
+            fmt(w.got[p0]),
         ),
         (
             "total_final",
@@ -168,14 +222,13 @@ def inventory(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Sup
             fmt(sum(stock.values()) - stock[p0]),
         ),
     ]
-    days_said = [line for _, _, line in said]
+    return near
 
-    def until(product: str, day: str, *, inclusive: bool = True) -> list[str]:
-        """The opening stock and the product's movements up to ``day``."""
-        end = _DAYS.index(day) + (1 if inclusive else 0)
-        moves = [line for d, p, line in said if p == product and _DAYS.index(d) < end]
-        return [opening, *moves]
 
+def _week_support(w: _Week, pool: Pool, near: Near) -> Support:
+    """The sentences each question (and near miss) depends on."""
+    days_said = [line for _, _, line in w.said]
+    until, last, p0 = w.until, w.last, w.products[0]
     support: Support = {}
     for kind, question, _ in pool:
         head, _, rest = kind.partition(":")
@@ -185,37 +238,44 @@ def inventory(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Sup
         elif head == "final":
             support[question] = until(product, last)
         elif head == "units":
-            support[question] = [*until(product, last), units_line]
+            support[question] = [*until(product, last), w.units_line]
         elif head == "total_final":
-            support[question] = [opening, *days_said]
+            support[question] = [w.opening, *days_said]
         else:  # received, shipped: every day says which it did
             support[question] = list(days_said)
     for kind, category, question, _ in near:
         head, _, rest = kind.partition(":")
         product, _, day = rest.partition(":")
-        nxt = products[(products.index(product) + 1) % n_products] if product else products[0]
+        nxt = w.nxt(product) if product else p0
         if head == "stock_after":
             support[question] = {
-                "other period": until(product, days[days.index(day) + 1]),
+                "other period": until(product, w.days[w.days.index(day) + 1]),
                 "opposite": until(product, day, inclusive=False),
             }.get(category, until(nxt, day))
         elif head == "final":
             support[question] = (
-                [*until(product, last), units_line]
+                [*until(product, last), w.units_line]
                 if category == "other unit"
                 else until(nxt, last)
             )
         elif head == "units":
             support[question] = until(product, last)
         elif head == "received" and category == "part removed":  # none: every day says so
-            support[question] = [line for _, p, line in said if p == p0] or list(days_said)
+            support[question] = [line for _, p, line in w.said if p == p0] or list(days_said)
         elif head == "total_final" and category == "part removed":
             support[question] = until(p0, last)
         elif head == "total_final":
-            support[question] = [opening, *days_said]
+            support[question] = [w.opening, *days_said]
         else:
             support[question] = list(days_said)
-    return " ".join(lines), pool, near, support
+    return support
+
+
+def inventory(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Support]:
+    w = _week(rng, difficulty)
+    pool = _week_pool(w, rng, difficulty)
+    near = _week_near(w)
+    return " ".join(w.lines), pool, near, _week_support(w, pool, near)
 
 
 def schedule(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Support]:
