@@ -278,22 +278,8 @@ def inventory(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Sup
     return " ".join(w.lines), pool, near, _week_support(w, pool, near)
 
 
-def schedule(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Support]:
-    n_sessions = {1: 3, 2: 5, 3: 7}[difficulty]
-    n_breaks = {1: 1, 2: 1, 3: 2}[difficulty]
-    names = rng.sample(_SESSIONS, n_sessions - n_breaks) + rng.sample(_BREAKS, n_breaks)
-    rng.shuffle(names)
-    step = 15 if difficulty == 1 else 5
-    minutes = [
-        rng.randint(1, 6) * step if "break" in s else rng.randint(2, 9) * step for s in names
-    ]
-    start = rng.choice([8, 9, 10]) * 60 + rng.choice(
-        [0, 15, 30, 45] if difficulty < 3 else [0, 10, 20, 35, 50]
-    )
-    parts = [f"a {m}-minute {s}" for s, m in zip(names, minutes, strict=True)]
-    opening = f"A workshop starts at {clock(start)}."
-    order = f"Its sessions run back to back, with no gaps, in this order: {_join(parts)}."
-    text = f"{opening} {order}"
+def _sessions(names: list[str], minutes: list[int], start: int) -> tuple[Pool, Near, int]:
+    """Each session's start and end questions and their near misses; the end time."""
     pool: Pool = []
     near: Near = []
     t = start
@@ -323,16 +309,44 @@ def schedule(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
         pool.append((f"start:{s}", f"At what time does the {s} start?", clock(t)))
         t += m
         pool.append((f"end:{s}", f"At what time does the {s} end?", clock(t)))
+    return pool, near, t
+
+
+def _schedule_support(pool: Pool, near: Near, opening: str, order: str) -> Support:
+    support: Support = {}
+    for kind, question, _ in pool:  # a clock time needs the start; a length only the order
+        support[question] = [order] if kind in ("length", "break_minutes") else [opening, order]
+    for kind, category, question, answer in near:
+        if kind == "end" and category == "opposite":  # when the workshop starts
+            support[question] = [opening]
+        else:
+            support[question] = [opening, order] if ":" in answer else [order]
+    return support
+
+
+def schedule(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Support]:
+    n_sessions = {1: 3, 2: 5, 3: 7}[difficulty]
+    n_breaks = {1: 1, 2: 1, 3: 2}[difficulty]
+    names = rng.sample(_SESSIONS, n_sessions - n_breaks) + rng.sample(_BREAKS, n_breaks)
+    rng.shuffle(names)
+    step = 15 if difficulty == 1 else 5
+    minutes = [
+        rng.randint(1, 6) * step if "break" in s else rng.randint(2, 9) * step for s in names
+    ]
+    start = rng.choice([8, 9, 10]) * 60 + rng.choice(
+        [0, 15, 30, 45] if difficulty < 3 else [0, 10, 20, 35, 50]
+    )
+    parts = [f"a {m}-minute {s}" for s, m in zip(names, minutes, strict=True)]
+    opening = f"A workshop starts at {clock(start)}."
+    order = f"Its sessions run back to back, with no gaps, in this order: {_join(parts)}."
+    text = f"{opening} {order}"
+    pool, near, t = _sessions(names, minutes, start)
+    breaks = sum(m for s, m in zip(names, minutes, strict=True) if "break" in s)
     pool += [
         ("end", "At what time does the workshop end?", clock(t)),
         ("length", "How many minutes long is the whole workshop?", fmt(t - start)),
-        (
-            "break_minutes",
-            "How many minutes of breaks are there in total?",
-            fmt(sum(m for s, m in zip(names, minutes, strict=True) if "break" in s)),
-        ),
+        ("break_minutes", "How many minutes of breaks are there in total?", fmt(breaks)),
     ]
-    breaks = sum(m for s, m in zip(names, minutes, strict=True) if "break" in s)
     first_break = next(s for s in names if "break" in s)
     near += [
         ("end", "opposite", "At what time does the workshop start?", clock(start)),
@@ -364,12 +378,4 @@ def schedule(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
                 fmt((t - start) / 60),
             )
         )
-    support: Support = {}
-    for kind, question, _ in pool:  # a clock time needs the start; a length only the order
-        support[question] = [order] if kind in ("length", "break_minutes") else [opening, order]
-    for kind, category, question, answer in near:
-        if kind == "end" and category == "opposite":  # when the workshop starts
-            support[question] = [opening]
-        else:
-            support[question] = [opening, order] if ":" in answer else [order]
-    return text, pool, near, support
+    return text, pool, near, _schedule_support(pool, near, opening, order)
