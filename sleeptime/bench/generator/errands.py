@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from fractions import Fraction
 
 from sleeptime.bench.generator.common import (
@@ -18,15 +19,44 @@ from sleeptime.bench.generator.common import (
 )
 
 
-def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Support]:
+@dataclass
+class _Trip:
+    """A shopping trip: what is bought at what price, the bill, and its sentences."""
+
+    name: str
+    goods: list[str]
+    qty: list[int]
+    price: list[float]
+    subtotal: float
+    discount: int
+    threshold: int
+    fee: int
+    paid: float
+    budget: int
+    lines: list[str]
+    buys: dict[str, str]  # goods -> its purchase sentence
+    terms: list[str]  # the discount and fee sentences: what "paid" depends on
+
+    @property
+    def cost(self) -> list[float]:
+        return [q * p for q, p in zip(self.qty, self.price, strict=True)]
+
+    @property
+    def order(self) -> list[int]:
+        """The goods' positions, cheapest spend first."""
+        cost = self.cost
+        return sorted(range(len(self.goods)), key=lambda i: cost[i])
+
+
+def _trip(rng: random.Random, difficulty: int) -> _Trip:
+    """The trip's draws and its sentences."""
     name, she, _ = rng.choice(_PEOPLE)
     n_items = {1: 2, 2: 3, 3: rng.choice([4, 5])}[difficulty]
     goods = rng.sample(_GOODS, n_items)
     cents: list[float] = {1: [0.0], 2: [0.0, 0.5], 3: [0.0, 0.25, 0.5, 0.75]}[difficulty]
     qty = [rng.randint(2, 9) for _ in goods]
     price = [rng.randint(1, 12) + rng.choice(cents) for _ in goods]
-    cost = [q * p for q, p in zip(qty, price, strict=True)]
-    subtotal = sum(cost)
+    subtotal = sum(q * p for q, p in zip(qty, price, strict=True))
     # only discounts that leave whole cents, so every label is exact
     exact = [d for d in (10, 20, 25) if (Fraction(str(subtotal)) * (100 - d)) % 1 == 0]
     discount = rng.choice(exact) if difficulty >= 2 else 0
@@ -40,7 +70,7 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
     for g, q, p in zip(goods, qty, price, strict=True):
         buys[g] = f"{she.capitalize()} buys {q} {g} at {money(p)} each."
         lines.append(buys[g])
-    terms: list[str] = []  # the discount and fee sentences: what "paid" depends on
+    terms: list[str] = []
     if discount:
         terms.append(
             f"The store takes {discount}% off the whole bill when it is over ${threshold}."
@@ -48,21 +78,40 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
     if fee:
         terms.append(f"A delivery fee of ${fee} is added after any discount.")
     lines += terms
+    return _Trip(
+        name,
+        goods,
+        qty,
+        price,
+        subtotal,
+        discount,
+        threshold,
+        fee,
+        paid,
+        budget,
+        lines,
+        buys,
+        terms,
+    )
+
+
+def _trip_pool(t: _Trip) -> Pool:
+    name, goods, cost = t.name, t.goods, t.cost
     pool: Pool = [
         (f"item_cost:{g}", f"How much does {name} spend on {g}?", fmt(c))
         for g, c in zip(goods, cost, strict=True)
     ]
     pool += [
-        ("count", f"How many items does {name} buy in total?", fmt(sum(qty))),
+        ("count", f"How many items does {name} buy in total?", fmt(sum(t.qty))),
         (
             "subtotal",
-            f"What is {name}'s bill before any discount{' or fee' if fee else ''}?",
-            fmt(subtotal),
+            f"What is {name}'s bill before any discount{' or fee' if t.fee else ''}?",
+            fmt(t.subtotal),
         ),
-        ("paid", f"How much does {name} pay in total?", fmt(paid)),
-        ("left", f"How much money does {name} have left after paying?", fmt(budget - paid)),
+        ("paid", f"How much does {name} pay in total?", fmt(t.paid)),
+        ("left", f"How much money does {name} have left after paying?", fmt(t.budget - t.paid)),
     ]
-    order = sorted(range(n_items), key=lambda i: cost[i])
+    order = t.order
     lo, hi = order[0], order[-1]
     if cost[hi] > cost[lo]:
         pool.append(
@@ -72,8 +121,14 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
                 fmt(cost[hi] - cost[lo]),
             )
         )
-    if n_items > 1 and cost[order[-1]] > cost[order[-2]]:
+    if len(goods) > 1 and cost[order[-1]] > cost[order[-2]]:
         pool.append(("most", f"Which goods does {name} spend the most money on?", goods[hi]))
+    return pool
+
+
+def _trip_near_goods(t: _Trip) -> Near:
+    """Near misses of each goods' spend: the next goods, the others, one, both."""
+    name, goods, cost, n_items = t.name, t.goods, t.cost, len(t.goods)
     near: Near = []
     for i, g in enumerate(goods):
         g2 = goods[(i + 1) % n_items]
@@ -88,13 +143,13 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
                 f"item_cost:{g}",
                 "negation",
                 f"How much does {name} spend on items other than {g}?",
-                fmt(subtotal - cost[i]),
+                fmt(t.subtotal - cost[i]),
             ),
             (
                 f"item_cost:{g}",
                 "per-item vs total",
                 f"How much does one of the {g} cost?",
-                fmt(price[i]),
+                fmt(t.price[i]),
             ),
             (
                 f"item_cost:{g}",
@@ -103,6 +158,12 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
                 fmt(cost[i] + cost[(i + 1) % n_items]),
             ),
         ]
+    return near
+
+
+def _trip_near(t: _Trip) -> Near:
+    name, goods, cost, qty, fee = t.name, t.goods, t.cost, t.qty, t.fee
+    near = _trip_near_goods(t)
     near += [
         ("count", "part removed", f"How many {goods[0]} does {name} buy?", fmt(qty[0])),
         (
@@ -111,19 +172,19 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
             f"How many items other than {goods[0]} does {name} buy in total?",
             fmt(sum(qty) - qty[0]),
         ),
-        ("left", "opposite", f"How much money does {name} have before paying?", fmt(budget)),
+        ("left", "opposite", f"How much money does {name} have before paying?", fmt(t.budget)),
     ]
-    if (Fraction(str(paid)) * 100) % sum(qty) == 0:  # exact to the cent
+    if (Fraction(str(t.paid)) * 100) % sum(qty) == 0:  # exact to the cent
         near.append(
             (
                 "paid",
                 "per-item vs total",
                 f"How much does {name} pay per item on average?",
-                fmt(paid / sum(qty)),
+                fmt(t.paid / sum(qty)),
             )
         )
-    if discount and subtotal > threshold:
-        after = subtotal * (100 - discount) / 100
+    if t.discount and t.subtotal > t.threshold:
+        after = t.subtotal * (100 - t.discount) / 100
         near.append(
             (
                 "subtotal",
@@ -132,6 +193,8 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
                 fmt(after),
             )
         )
+    order = t.order
+    lo, hi = order[0], order[-1]
     if cost[hi] > cost[lo]:
         near.append(
             (
@@ -141,10 +204,15 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
                 fmt(cost[lo] - cost[hi]),
             )
         )
-    if n_items > 1 and cost[order[0]] < cost[order[1]] and cost[order[-1]] > cost[order[-2]]:
+    if len(goods) > 1 and cost[order[0]] < cost[order[1]] and cost[order[-1]] > cost[order[-2]]:
         near.append(
             ("most", "opposite", f"Which goods does {name} spend the least money on?", goods[lo])
         )
+    return near
+
+
+def _trip_support(t: _Trip, pool: Pool, near: Near) -> Support:
+    goods, buys, terms, n_items = t.goods, t.buys, t.terms, len(t.goods)
     every = list(buys.values())
     support: Support = {}
     for kind, question, _ in pool:
@@ -156,7 +224,7 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
         elif head == "paid":
             support[question] = every + terms
         elif head == "left":
-            support[question] = [lines[0], *every, *terms]
+            support[question] = [t.lines[0], *every, *terms]
         else:  # count, subtotal, most: every purchase
             support[question] = every
     for kind, category, question, _ in near:
@@ -171,7 +239,7 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
         elif kind == "count" and category == "part removed":
             support[question] = [buys[goods[0]]]
         elif kind == "left":  # the money before paying
-            support[question] = [lines[0]]
+            support[question] = [t.lines[0]]
         elif kind == "paid":
             support[question] = every + terms
         elif kind == "subtotal":  # the bill after the discount
@@ -180,7 +248,14 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
             support[question] = [buys[g] for g in goods if g in kind.split(":")[1:]]
         else:
             support[question] = every
-    return " ".join(lines), pool, near, support
+    return support
+
+
+def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Support]:
+    t = _trip(rng, difficulty)
+    pool = _trip_pool(t)
+    near = _trip_near(t)
+    return " ".join(t.lines), pool, near, _trip_support(t, pool, near)
 
 
 def travel(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Support]:
