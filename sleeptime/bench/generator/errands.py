@@ -258,7 +258,35 @@ def shopping(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Supp
     return " ".join(t.lines), pool, near, _trip_support(t, pool, near)
 
 
-def travel(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Support]:
+@dataclass
+class _Drive:
+    """A road trip: its legs, the sentences, and the questions asked of it."""
+
+    name: str
+    hours: list[int]
+    dist: list[int]
+    difficulty: int
+    lines: list[str]
+    pool: Pool
+    gas_line: list[str]
+    stop_line: list[str]
+    mpg: int = 0
+
+    @property
+    def legs(self) -> int:
+        return len(self.hours)
+
+    @property
+    def total(self) -> int:
+        return sum(self.dist)
+
+    @property
+    def leg_lines(self) -> list[str]:
+        return self.lines[1 : 1 + self.legs]
+
+
+def _drive(rng: random.Random, difficulty: int) -> _Drive:
+    """The trip's draws, its sentences and its questions (gas and stops draw too)."""
     name, she, her = rng.choice(_PEOPLE)
     a, b = rng.sample(_PLACES, 2)
     legs = {1: 2, 2: 3, 3: rng.choice([4, 5])}[difficulty]
@@ -269,9 +297,6 @@ def travel(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Suppor
     lines = [f"{name} drives from {a} to {b} in {legs} legs."]
     for i, (d, s) in enumerate(zip(dist, speed, strict=True)):
         lines.append(f"The {_ORDINALS[i]} leg is {d} miles at {s} miles per hour.")
-    leg_lines = lines[1:]
-    gas_line: list[str] = []
-    stop_line: list[str] = []
     pool: Pool = [
         (f"leg_time:{i}", f"How many hours does the {_ORDINALS[i]} leg take?", fmt(h))
         for i, h in enumerate(hours)
@@ -281,21 +306,24 @@ def travel(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Suppor
         ("drive_hours", f"How many hours does {name} spend driving?", fmt(sum(hours))),
         ("longest", "How many miles long is the longest leg?", fmt(max(dist))),
     ]
+    trip = _Drive(name, hours, dist, difficulty, lines, pool, [], [])
     if difficulty >= 2:
-        mpg = next(m for m in (25, 20, 10) if total % m == 0)
+        trip.mpg = mpg = next(m for m in (25, 20, 10) if total % m == 0)
         gas = rng.choice([3, 4, 5])
-        gas_line.append(
+        trip.gas_line.append(
             f"The car uses one gallon of gas every {mpg} miles, and gas costs ${gas} per gallon."
         )
-        lines += gas_line
+        lines += trip.gas_line
         pool += [
             ("gallons", "How many gallons of gas does the trip use?", fmt(total / mpg)),
             ("fuel_cost", "How much does the gas for the trip cost?", fmt(total / mpg * gas)),
         ]
     if difficulty >= 3:
         stop = rng.choice([10, 15, 20, 30])
-        stop_line.append(f"{she.capitalize()} stops for {stop} minutes between consecutive legs.")
-        lines += stop_line
+        trip.stop_line.append(
+            f"{she.capitalize()} stops for {stop} minutes between consecutive legs."
+        )
+        lines += trip.stop_line
         pool.append(
             (
                 "trip_minutes",
@@ -311,6 +339,11 @@ def travel(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Suppor
                 fmt(total / sum(hours)),
             )
         )
+    return trip
+
+
+def _drive_near(d: _Drive) -> Near:
+    name, hours, dist, legs, total = d.name, d.hours, d.dist, d.legs, d.total
     near: Near = []
     for i, h in enumerate(hours):
         j = (i + 1) % legs
@@ -352,16 +385,16 @@ def travel(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Suppor
                 fmt(total / legs),
             )
         )
-    if difficulty >= 2 and (100 * dist[0]) % mpg == 0:
+    if d.difficulty >= 2 and (100 * dist[0]) % d.mpg == 0:
         near.append(
             (
                 "gallons",
                 "part removed",
                 "How many gallons of gas does the first leg use?",
-                fmt(dist[0] / mpg),
+                fmt(dist[0] / d.mpg),
             )
         )
-    if difficulty >= 3:
+    if d.difficulty >= 3:
         near.append(
             (
                 "trip_minutes",
@@ -370,8 +403,13 @@ def travel(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Suppor
                 fmt(60 * sum(hours)),
             )
         )
+    return near
+
+
+def _drive_support(d: _Drive, near: Near) -> Support:
+    leg_lines, gas_line, stop_line = d.leg_lines, d.gas_line, d.stop_line
     support: Support = {}
-    for kind, question, _ in pool:
+    for kind, question, _ in d.pool:
         head, _, leg = kind.partition(":")
         if head == "leg_time":
             support[question] = [leg_lines[int(leg)]]
@@ -385,11 +423,17 @@ def travel(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Suppor
         head, _, leg = kind.partition(":")
         if head == "leg_time":
             i = int(leg)
-            support[question] = [leg_lines[(i + 1) % legs if category == "other entity" else i]]
+            support[question] = [leg_lines[(i + 1) % d.legs if category == "other entity" else i]]
         elif kind == "distance" and category == "part removed":
             support[question] = [leg_lines[0]]
         elif kind == "gallons":  # the first leg's gas
             support[question] = [leg_lines[0], *gas_line]
         else:
             support[question] = list(leg_lines)
-    return " ".join(lines), pool, near, support
+    return support
+
+
+def travel(rng: random.Random, difficulty: int) -> tuple[str, Pool, Near, Support]:
+    d = _drive(rng, difficulty)
+    near = _drive_near(d)
+    return " ".join(d.lines), d.pool, near, _drive_support(d, near)
