@@ -11,8 +11,8 @@ question's supporting sentences are in its ``meta["support"]``, verbatim."""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sleeptime.bench.generator.common import Pool, Spec, Support, fmt
@@ -142,95 +142,113 @@ def _fill(rng: random.Random, template: str, site: str, others: Sequence[str]) -
     )
 
 
-def longdoc(rng: random.Random, spec: Spec) -> tuple[str, Pool, Support, dict[str, dict[str, Any]]]:
-    """An operations report of a food distributor, one section per depot, with
-    movement logs between them, at least ``spec.tokens`` words long."""
+@dataclass
+class _Report:
+    """What the report says, by what it is about."""
+
+    blocks: list[str]
+    depots: list[_Depot] = field(default_factory=list)
+    stock_said: dict[tuple[str, int, str, str], str] = field(default_factory=dict)
+    said: dict[tuple[str, str], str] = field(default_factory=dict)  # (site, what) -> sentence
+    deliveries: dict[tuple[str, int, str, str], tuple[int, str, str]] = field(default_factory=dict)
+    #: site -> (signed change, month, sentence)
+    fleet_changes: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+
+    def depot(self, site: str) -> _Depot:
+        return next(d for d in self.depots if d.site == site)
+
+
+def _depot_section(
+    rng: random.Random, rep: _Report, names: list[str], people: list[str]
+) -> tuple[_Depot, list[str]]:
+    """The next depot, drawn, and its section: its people, then its stores' stock."""
+    site = names[len(rep.depots)]
+    depot = _Depot(
+        site=site,
+        manager=people[len(rep.depots) % len(people)],
+        drivers=rng.randint(8, 40),
+        pickers=rng.randint(10, 60),
+        clerks=rng.randint(2, 9),
+        vans=rng.randint(6, 30),
+        stock={
+            (s, unit, product): rng.randint(12, 240)
+            for s, (_, _, goods) in enumerate(_STORES)
+            for unit, product in rng.sample(goods, 2)
+        },
+    )
+    rep.depots.append(depot)
+    said = rep.said
+    year = rng.randint(1998, 2022)
+    said[site, "manager"] = f"{site} is run by {depot.manager}, who joined the company in {year}."
+    said[site, "staff"] = f"{site} employs {depot.drivers} drivers and {depot.pickers} pickers."
+    said[site, "fleet"] = f"{site} runs a fleet of {depot.vans} vans."
+    said[site, "office"] = f"The office at {site} has {depot.clerks} clerks."
+    people_part = [said[site, w] for w in ("manager", "staff", "fleet", "office")]
+    neighbours = names[: len(rep.depots) + 8]
+    fillers = [_fill(rng, t, site, neighbours) for t in rng.sample(_DEPOT_FILLERS, 8)]
+    people_part += fillers[:4]
+    rng.shuffle(people_part)
+    stock_part = []
+    for (s, unit, product), n in depot.stock.items():
+        sentence = rng.choice(_STOCK_SENTENCES).format(
+            site=site, store=_STORES[s][0], n=n, unit=unit, product=product
+        )
+        rep.stock_said[site, s, unit, product] = sentence
+        stock_part.append(sentence)
+    stock_part += fillers[4:]
+    rng.shuffle(stock_part)
+    intro = f"{site} is one of the company's depots, {rng.randint(3, 90)} miles from head office."
+    section = [
+        f"Section {len(rep.depots)}: {site}\n{intro} {' '.join(people_part)}",
+        " ".join(stock_part),
+    ]
+    return depot, section
+
+
+def _write_report(rng: random.Random, spec: Spec) -> tuple[_Report, str]:
+    """Depot sections, a movements log after every 8, until ``spec.tokens`` words."""
     names = _site_names(rng)
     people = [f"{f} {s}" for f in _FIRST_NAMES for s in _LAST_NAMES]
     rng.shuffle(people)
-    blocks = [
-        "Operations review of Greyling Provisions: the second quarter",
-        "This review covers every depot of the company: its people, its vans and the stock "
-        "in its stores when the quarter closed, followed by logs of what changed after the "
-        "quarter closed.",
-    ]
+    rep = _Report(
+        blocks=[
+            "Operations review of Greyling Provisions: the second quarter",
+            "This review covers every depot of the company: its people, its vans and the "
+            "stock in its stores when the quarter closed, followed by logs of what changed "
+            "after the quarter closed.",
+        ]
+    )
+    blocks = rep.blocks
     words = sum(len(b.split()) for b in blocks)
-    depots: list[_Depot] = []
-    stock_said: dict[tuple[str, int, str, str], str] = {}
-    said: dict[tuple[str, str], str] = {}  # (site, what) -> sentence
-    deliveries: dict[tuple[str, int, str, str], tuple[int, str, str]] = {}
-    fleet_changes: dict[str, tuple[int, str, str]] = {}  # site -> (signed change, month, sentence)
     pending: list[_Depot] = []  # described, not yet in a movement log
     while words < spec.tokens:
-        if len(depots) >= len(names):
+        if len(rep.depots) >= len(names):
             raise InvalidInput(f"multi-query: tokens={spec.tokens} is more than longdoc can write")
-        site = names[len(depots)]
-        depot = _Depot(
-            site=site,
-            manager=people[len(depots) % len(people)],
-            drivers=rng.randint(8, 40),
-            pickers=rng.randint(10, 60),
-            clerks=rng.randint(2, 9),
-            vans=rng.randint(6, 30),
-            stock={
-                (s, unit, product): rng.randint(12, 240)
-                for s, (_, _, goods) in enumerate(_STORES)
-                for unit, product in rng.sample(goods, 2)
-            },
-        )
-        depots.append(depot)
+        depot, section = _depot_section(rng, rep, names, people)
         pending.append(depot)
-        year = rng.randint(1998, 2022)
-        said[site, "manager"] = (
-            f"{site} is run by {depot.manager}, who joined the company in {year}."
-        )
-        said[site, "staff"] = f"{site} employs {depot.drivers} drivers and {depot.pickers} pickers."
-        said[site, "fleet"] = f"{site} runs a fleet of {depot.vans} vans."
-        said[site, "office"] = f"The office at {site} has {depot.clerks} clerks."
-        people_part = [said[site, w] for w in ("manager", "staff", "fleet", "office")]
-        neighbours = names[: len(depots) + 8]
-        fillers = [_fill(rng, t, site, neighbours) for t in rng.sample(_DEPOT_FILLERS, 8)]
-        people_part += fillers[:4]
-        rng.shuffle(people_part)
-        stock_part = []
-        for (s, unit, product), n in depot.stock.items():
-            sentence = rng.choice(_STOCK_SENTENCES).format(
-                site=site, store=_STORES[s][0], n=n, unit=unit, product=product
-            )
-            stock_said[site, s, unit, product] = sentence
-            stock_part.append(sentence)
-        stock_part += fillers[4:]
-        rng.shuffle(stock_part)
-        intro = (
-            f"{site} is one of the company's depots, {rng.randint(3, 90)} miles from head office."
-        )
-        section = [
-            f"Section {len(depots)}: {site}\n{intro} {' '.join(people_part)}",
-            " ".join(stock_part),
-        ]
         blocks += section
         words += sum(len(b.split()) for b in section)
         if len(pending) >= 8:
-            log = _movement_log(rng, pending, stock_said, deliveries, fleet_changes)
-            blocks.append(f"Movements log {len(depots) // 8}\n{log}")
+            log = _movement_log(rng, pending, rep.stock_said, rep.deliveries, rep.fleet_changes)
+            blocks.append(f"Movements log {len(rep.depots) // 8}\n{log}")
             words += len(blocks[-1].split())
             pending = []
     if pending:
-        log = _movement_log(rng, pending, stock_said, deliveries, fleet_changes)
-        blocks.append(f"Movements log {len(depots) // 8 + 1}\n{log}")
-    text = "\n\n".join(blocks) + "\n"
+        log = _movement_log(rng, pending, rep.stock_said, rep.deliveries, rep.fleet_changes)
+        blocks.append(f"Movements log {len(rep.depots) // 8 + 1}\n{log}")
+    return rep, "\n\n".join(blocks) + "\n"
 
-    # questions: a few of each kind, drawn at random
-    pool: Pool = []
-    support: Support = {}
 
-    def ask(kind: str, question: str, answer: str, sentences: list[str]) -> None:
-        pool.append((kind, question, answer))
-        support[question] = sentences
+#: Questions of each kind a report gets (fewer where the report has fewer to ask).
+_PER_KIND = 4
+Ask = Callable[[str, str, str, list[str]], None]
 
-    per_kind = 4
+
+def _stock_questions(rng: random.Random, rep: _Report, ask: Ask) -> None:
+    """A store's stock, after a delivery, and at two depots."""
+    stock_said, per_kind = rep.stock_said, _PER_KIND
     for site, s, unit, product in rng.sample(sorted(stock_said), per_kind):
-        n = next(d for d in depots if d.site == site).stock[s, unit, product]
+        n = rep.depot(site).stock[s, unit, product]
         ask(
             "stock",
             f"How many {unit} of {product} were left in the {_STORES[s][1]} at {site} "
@@ -238,10 +256,10 @@ def longdoc(rng: random.Random, spec: Spec) -> tuple[str, Pool, Support, dict[st
             fmt(n),
             [stock_said[site, s, unit, product]],
         )
-    for key in rng.sample(sorted(deliveries), min(per_kind, len(deliveries))):
+    for key in rng.sample(sorted(rep.deliveries), min(per_kind, len(rep.deliveries))):
         site, s, unit, product = key
-        n = next(d for d in depots if d.site == site).stock[s, unit, product]
-        k, month, sentence = deliveries[key]
+        n = rep.depot(site).stock[s, unit, product]
+        k, month, sentence = rep.deliveries[key]
         ask(
             "stock_after_delivery",
             f"After the {month} delivery, how many {unit} of {product} did the "
@@ -255,7 +273,7 @@ def longdoc(rng: random.Random, spec: Spec) -> tuple[str, Pool, Support, dict[st
     shared = sorted(g for g, sites in by_goods.items() if len(sites) >= 2)
     for s, unit, product in rng.sample(shared, min(per_kind, len(shared))):
         a, b = rng.sample(by_goods[s, unit, product], 2)
-        total = sum(next(d for d in depots if d.site == x).stock[s, unit, product] for x in (a, b))
+        total = sum(rep.depot(x).stock[s, unit, product] for x in (a, b))
         ask(
             "stock_two_depots",
             f"How many {unit} of {product} did the {_STORES[s][1]}s at {a} and {b} hold "
@@ -263,6 +281,11 @@ def longdoc(rng: random.Random, spec: Spec) -> tuple[str, Pool, Support, dict[st
             fmt(total),
             [stock_said[a, s, unit, product], stock_said[b, s, unit, product]],
         )
+
+
+def _depot_questions(rng: random.Random, rep: _Report, ask: Ask) -> None:
+    """Vehicles (after a fleet change, by the manager's name), headcount, manager."""
+    depots, said, per_kind = rep.depots, rep.said, _PER_KIND
     for depot in rng.sample(depots, min(per_kind, len(depots))):
         ask(
             "vehicles",
@@ -270,13 +293,12 @@ def longdoc(rng: random.Random, spec: Spec) -> tuple[str, Pool, Support, dict[st
             fmt(depot.vans),
             [said[depot.site, "fleet"]],
         )
-    for site in rng.sample(sorted(fleet_changes), min(per_kind, len(fleet_changes))):
-        depot = next(d for d in depots if d.site == site)
-        change, month, sentence = fleet_changes[site]
+    for site in rng.sample(sorted(rep.fleet_changes), min(per_kind, len(rep.fleet_changes))):
+        change, month, sentence = rep.fleet_changes[site]
         ask(
             "vehicles_after_change",
             f"After the fleet changes of {month}, how many delivery vehicles did {site} have?",
-            fmt(depot.vans + change),
+            fmt(rep.depot(site).vans + change),
             [said[site, "fleet"], sentence],
         )
     for depot in rng.sample(depots, min(per_kind, len(depots))):
@@ -301,6 +323,22 @@ def longdoc(rng: random.Random, spec: Spec) -> tuple[str, Pool, Support, dict[st
             depot.manager,
             [said[depot.site, "manager"]],
         )
+
+
+def longdoc(rng: random.Random, spec: Spec) -> tuple[str, Pool, Support, dict[str, dict[str, Any]]]:
+    """An operations report of a food distributor, one section per depot, with
+    movement logs between them, at least ``spec.tokens`` words long; a few questions of
+    each kind, drawn at random."""
+    rep, text = _write_report(rng, spec)
+    pool: Pool = []
+    support: Support = {}
+
+    def ask(kind: str, question: str, answer: str, sentences: list[str]) -> None:
+        pool.append((kind, question, answer))
+        support[question] = sentences
+
+    _stock_questions(rng, rep, ask)
+    _depot_questions(rng, rep, ask)
     rng.shuffle(pool)
     return text, pool, support, {}
 
