@@ -74,6 +74,18 @@ def _sample_seed(gateway: Any, i: int) -> int | None:
     return 1000 + i if isinstance(gateway.model, LocalChatModel) else None
 
 
+def _failed_sample(exc: BaseException) -> dict[str, Any]:
+    """A sample (or a paired answer) whose model call failed: wrong, no tokens."""
+    return {
+        "text": "",
+        "key": None,
+        "correct": False,
+        "error": f"{type(exc).__name__}: {exc}",
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+    }
+
+
 class AnswerSteps(RunState):
     """A run's test-time steps."""
 
@@ -187,15 +199,7 @@ class AnswerSteps(RunState):
                 seed=seed,
             )
         except SleepTimeError as exc:
-            return {
-                "text": "",
-                "key": None,
-                "correct": False,
-                "error": f"{type(exc).__name__}: {exc}",
-                "prompt_tokens": 0,
-                "completion_tokens": 0,
-                "latency_ms": 0.0,
-            }
+            return _failed_sample(exc) | {"latency_ms": 0.0}
         return {
             "text": res.text,
             "key": scorer.key(res.text),
@@ -277,16 +281,7 @@ class AnswerSteps(RunState):
                     seed=_sample_seed(gateway, i),
                 )
             except SleepTimeError as exc:
-                samples.append(
-                    {
-                        "text": "",
-                        "key": None,
-                        "correct": False,
-                        "error": f"{type(exc).__name__}: {exc}",
-                        "prompt_tokens": 0,
-                        "completion_tokens": 0,
-                    }
-                )
+                samples.append(_failed_sample(exc))
                 continue
             samples.append(
                 {
