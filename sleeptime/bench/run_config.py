@@ -17,12 +17,8 @@ from sleeptime.errors import InvalidInput
 from sleeptime.llm.resolve import ModelSpec
 
 PROTOCOLS = ("product", "paper")
-
-
 #: Completion tokens one product-protocol rethink loop may spend (per rethink).
 DEFAULT_SLEEP_BUDGET = 2048
-
-
 #: The paper protocol's sleep temperature when k > 1 (the paper's k runs used 1.0):
 #: at 0 a deterministic model writes the same memory k times, and is paid k times.
 PAPER_K_TEMPERATURE = 1.0

@@ -24,8 +24,6 @@ RESULTS, SLEEP, CALLS, ERRORS, PRED = (
     "errors.jsonl",
     "predictability.jsonl",
 )
-
-
 RUN, DATASET, DB = "run.json", "dataset.jsonl", "bench.db"
 
 

@@ -18,14 +18,8 @@ if TYPE_CHECKING:
 
 
 _NUMBER = r"\d[\d,]*(?:\.\d+)?"
-
-
 _FACT = re.compile(rf"(?<![\w.]){_NUMBER}|\b[A-Z][a-z]+(?:[-'][A-Za-z]+)*\b")
-
-
 _TOKEN = re.compile(rf"{_NUMBER}|[A-Za-z]+(?:[-'][A-Za-z]+)*")
-
-
 #: Capitalised only because they start a sentence: not names.
 _STARTERS = frozenset({"today", "yesterday", "then", "also", "still", "like"})
 

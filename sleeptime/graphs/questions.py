@@ -20,8 +20,6 @@ from sleeptime.store.kinds import Kind
 
 #: Calls (first try plus repairs) spent on predicting questions before giving up.
 PREDICT_ATTEMPTS = 3
-
-
 #: Verbosity used to precompute answers to predicted questions (sleep time is cheap).
 ANSWER_VERBOSITY = 3
 

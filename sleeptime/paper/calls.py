@@ -98,8 +98,6 @@ CALL_META: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVa
 
 #: Tokens kept free for a chat template's markup when a call fills a model's window.
 _TEMPLATE_MARGIN = 24
-
-
 #: A call that could decode fewer tokens than this is not made.
 MIN_DECODE = 16
 
@@ -196,8 +194,6 @@ RETHINK_TOOL: dict[str, Any] = {
         },
     },
 }
-
-
 FINISH_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {

@@ -58,8 +58,6 @@ class RethinkResult:
 
 
 _REWRITE = re.compile(r"^[\s#*`>_-]*rewrite\b[\s:*`_-]*", re.IGNORECASE)
-
-
 _FINISHED = re.compile(r"^[\s#*`>_-]*finished[\s.!*`_-]*$", re.IGNORECASE)
 
 
@@ -221,8 +219,6 @@ def _text_round(
 #: How the sleep graph learns c' (``SLEEPTIME_SLEEP_STRATEGY``, ``sleep(strategy=...)``):
 #: ``notes``, one capped learn call per rethink; ``rethink_tools``, the paper's loop.
 SleepStrategy = Literal["notes", "rethink_tools"]
-
-
 SLEEP_STRATEGIES: tuple[str, ...] = ("notes", "rethink_tools")
 
 

@@ -14,15 +14,10 @@ from sleeptime.errors import InvalidInput
 #: Version of the built-in texts below; recorded with every call and in ``run.json``.
 PAPER_PROMPTS_VERSION = "paper-2026-12-05.1"
 
-
 #: The paper's memory block holds at most this many characters.
 MEMORY_CHARS = 5000
-
-
 #: What an untouched memory block holds (as in the paper's runs).
 EMPTY_MEMORY = "[empty]"
-
-
 #: The block's label, as the paper's prompts call it.
 MEMORY_LABEL = "rethink_memory_block"
 
@@ -40,7 +35,6 @@ SLEEP_SYSTEM = (
     "you are done."
 )
 
-
 SLEEP_PERSONA = (
     "I am an expert reasoner. Given a new situation, I work out calculations and "
     "inferences that will be useful for the questions likely to come. I am verbose: in my "
@@ -50,9 +44,7 @@ SLEEP_PERSONA = (
     "useful is missing and I have checked that nothing wrong or useless is left."
 )
 
-
 SLEEP_HUMAN = "I bring problems that are worth thinking about deeply and carefully."
-
 
 SLEEP_SYSTEM_AIME_EXTRA = (
     "You are given only part of a competition math problem; the rest comes later. Draw "
@@ -61,14 +53,12 @@ SLEEP_SYSTEM_AIME_EXTRA = (
     "the whole problem is known."
 )
 
-
 #: How the model rewrites the block when it can call tools.
 TOOLS_PROTOCOL = (
     "To rewrite the block, call `rethink_memory` with the complete new text as "
     "`new_memory`. When the block is complete and checked, call "
     "`finish_rethinking_memory`."
 )
-
 
 #: How the model rewrites the block when it cannot call tools (plain text replies).
 TEXT_PROTOCOL = (
@@ -85,13 +75,8 @@ _USE_NOTES = (
     "the spot. Do not recompute anything the notes already hold. Do not think out loud "
     "unless you really have to."
 )
-
-
 _ROLE = "You answer questions accurately and concisely, in the way your persona describes."
-
-
 _FEW_TOKENS = "Use only as many tokens as the answer needs, and no more."
-
 
 TEST_SYSTEM: dict[int, str] = {
     0: f"{_ROLE}\n\n{_USE_NOTES}\n\n"
@@ -114,7 +99,6 @@ TEST_SYSTEM: dict[int, str] = {
     "recompute it and double-check it. End with 'The answer is' followed by the number.",
 }
 
-
 TEST_PERSONA: dict[int, str] = {
     0: "I am a concise and accurate question-answering system. I always look at what I "
     "have already computed in my memory block. I answer directly with one sentence that "
@@ -131,7 +115,6 @@ TEST_PERSONA: dict[int, str] = {
     4: "You work through the problem step by step, double-checking anything that was "
     "computed before. You explain your answer to the user thoroughly.",
 }
-
 
 TEST_HUMAN: dict[int, str] = {
     0: "I need direct and concise answers.",

@@ -61,8 +61,6 @@ _BUILDERS: dict[str, Callable[[random.Random, int], tuple[str, Pool, Near, Suppo
     "inventory": inventory,
     "schedule": schedule,
 }
-
-
 _LONG_BUILDERS: dict[
     str, Callable[[random.Random, Spec], tuple[str, Pool, Support, dict[str, dict[str, Any]]]]
 ] = {"longdoc": longdoc, "thread": thread}

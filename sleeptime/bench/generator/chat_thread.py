@@ -18,14 +18,10 @@ _FRIENDS = (
     "Noor", "Leopold", "Saoirse", "Anselm", "Dagny", "Florian", "Imogen", "Casimir", "Wilhelmina",
     "Evander", "Philippa",
 )  # fmt: skip
-
-
 _RELATIONS = (
     "neighbour", "cousin", "colleague", "old school friend", "sister-in-law", "landlord",
     "brother", "aunt", "godson", "climbing partner", "former flatmate", "niece",
 )  # fmt: skip
-
-
 #: (what the text calls them, what the questions call them)
 _ANIMALS = (
     ("hens", "chickens"),
@@ -33,8 +29,6 @@ _ANIMALS = (
     ("ponies", "horses"),
     ("beehives", "bee colonies"),
 )
-
-
 _PURCHASES = (
     ("a second-hand bicycle", "the used bike"),
     ("a sofa", "the couch"),
@@ -42,11 +36,7 @@ _PURCHASES = (
     ("a camper van", "the motorhome"),
     ("a lawnmower", "the grass cutter"),
 )
-
-
 _TOWNS = ("Galway", "Porto", "Tallinn", "Ghent", "Bergen", "Trieste", "Lyon", "Krakow", "Aarhus")
-
-
 _CHAT_FILLERS = (
     "The weather has been grey all week.",
     "Work was busy but fine.",
@@ -67,8 +57,6 @@ _CHAT_FILLERS = (
     "My sister called for {n} minutes about nothing in particular.",
     "The bakery on the corner raised its prices again.",
 )
-
-
 _REPLIES = (
     "That sounds like a lot. I will keep it in mind.",
     "Thank you for telling me about {name}. I have made a note.",
@@ -78,8 +66,6 @@ _REPLIES = (
     "That is useful to know. Is there anything else on your mind?",
     "Understood. I can help you plan around it whenever you like.",
 )
-
-
 _DAYS_OFF = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 
 

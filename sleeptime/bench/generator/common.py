@@ -10,7 +10,6 @@ from sleeptime.errors import InvalidInput
 
 FAMILIES = ("shopping", "travel", "inventory", "schedule")
 
-
 _PEOPLE = [
     ("Maya", "she", "her"),
     ("Omar", "he", "his"),
@@ -25,8 +24,6 @@ _PEOPLE = [
     ("Sofia", "she", "her"),
     ("Kenji", "he", "his"),
 ]
-
-
 _GOODS = [
     "notebooks",
     "pens",
@@ -45,20 +42,10 @@ _GOODS = [
     "cushions",
     "kettles",
 ]
-
-
 _PLACES = ["Ashford", "Bristow", "Carlton", "Dunmore", "Elmira", "Fairview", "Glenwood", "Hartley"]
-
-
 _ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth"]
-
-
 _PRODUCTS = ["bolts", "hinges", "nails", "washers", "brackets", "screws", "clamps"]
-
-
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-
-
 _SESSIONS = [
     "keynote",
     "lab",
@@ -71,8 +58,6 @@ _SESSIONS = [
     "closing talk",
     "hackathon",
 ]
-
-
 _BREAKS = ["coffee break", "lunch break", "tea break"]
 
 
@@ -142,15 +127,10 @@ def _join(parts: Sequence[str]) -> str:
 
 
 Pool = list[tuple[str, str, str]]  # (kind, question, answer)
-
-
 #: question -> the sentences of the context its answer depends on (verbatim).
 Support = dict[str, list[str]]
-
-
 #: (base kind, category, question, answer): a near-miss variant of the base question.
 Near = list[tuple[str, str, str, str]]
-
 
 #: Near-miss categories, in the order variants are taken.
 NEAR_MISS_CATEGORIES = (

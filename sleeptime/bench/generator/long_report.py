@@ -23,32 +23,22 @@ _SITE_HEADS = (
     "Marsh", "North", "Oak", "Pen", "Quarry", "Raven", "Stan", "Thorn", "Wex", "Alder",
     "Birch", "Cole", "Holm", "Wil",
 )  # fmt: skip
-
-
 _SITE_TAILS = (
     "ford", "ley", "wick", "bury", "field", "mouth", "stead", "combe", "holt", "gate", "ton",
     "moor",
 )  # fmt: skip
-
-
 _FIRST_NAMES = (
     "Ines", "Bruno", "Hattie", "Emeka", "Rosalind", "Mateo", "Yara", "Gideon", "Paloma",
     "Cyril", "Ottilie", "Ravi", "Marguerite", "Anders", "Zofia", "Tobin", "Elspeth", "Kwame",
     "Liesel", "Dorian", "Mirela", "Fintan", "Celeste", "Idris",
 )  # fmt: skip
-
-
 _LAST_NAMES = (
     "Okafor", "Lindqvist", "Marchetti", "Abernathy", "Castellanos", "Whitcombe", "Nakagawa",
     "Delacroix", "Fairbairn", "Osei", "Penhaligon", "Varga", "Quennell", "Rautio", "Szabo",
     "Thackeray", "Ulloa", "Vantongeren", "Wojcik", "Yardley", "Zeller", "Brannigan",
     "Achterberg", "Mbeki",
 )  # fmt: skip
-
-
 _MONTHS = ("July", "August", "September", "October", "November", "December")
-
-
 #: (the store as the text names it, as the questions name it, its goods (unit, product))
 _STORES: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
     (
@@ -67,15 +57,11 @@ _STORES: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
         (("sacks", "flour"), ("sacks", "rice"), ("cartons", "oats")),
     ),
 )
-
-
 _STOCK_SENTENCES = (
     "At {site}, the {store} held {n} {unit} of {product} when the quarter closed.",
     "The {store} at {site} closed the quarter with {n} {unit} of {product}.",
     "When the quarter closed, {site} had {n} {unit} of {product} in its {store}.",
 )
-
-
 _DEPOT_FILLERS = (
     "The {store} at {site} is checked for temperature twice a day.",
     "Stock in the {store} at {site} is rotated first in, first out.",
@@ -98,8 +84,6 @@ _DEPOT_FILLERS = (
     "The manager of {site} has asked for a bigger {store}.",
     "Like every depot, {site} reports its stock to head office each week.",
 )
-
-
 _LOG_FILLERS = (
     "Head office reminds every depot that deliveries are booked a week ahead.",
     "Fuel prices rose again, so routes were shortened where possible.",
