@@ -22,6 +22,7 @@ from sleeptime.errors import InvalidInput
 from sleeptime.models import Ledger
 from sleeptime.redact import redact_url
 from sleeptime.settings import Settings
+from sleeptime.store.db import is_in_memory
 
 app = typer.Typer(
     help="Sleep-time compute: think about a context before the user asks.",
@@ -104,7 +105,7 @@ def require_database(database_url: str | None) -> None:
         path = make_url(url).database
     except ArgumentError:
         return  # the store reports a bad URL itself
-    if not path or path == ":memory:" or path.startswith("file:") or Path(path).exists():
+    if not path or is_in_memory(url) or path.startswith("file:") or Path(path).exists():
         return
     raise InvalidInput(
         f"no database file {path!r} ({redact_url(url)}): nothing stored there yet; ingest a "

@@ -51,7 +51,7 @@ class Database:
         url = self.url = sqlalchemy_url(url)
         kwargs: dict[str, Any] = {"future": True}
         #: An in-memory SQLite database: it exists only on its one shared connection.
-        self.in_memory = url.startswith("sqlite") and _in_memory(url)
+        self.in_memory = is_in_memory(url)
         #: Serializes every statement on an in-memory SQLite database (None otherwise).
         self._serial: threading.RLock | None = None
         if url.startswith("sqlite"):
@@ -258,12 +258,22 @@ def _no_driver(url: str, exc: ImportError) -> str:
     return f"the database driver ({module}) for {redact_url(url)} is not installed: install it"
 
 
-def _in_memory(url: str) -> bool:
+def is_in_memory(url: str) -> bool:
+    """Whether ``url`` names an in-memory SQLite database (``sqlite://``,
+    ``sqlite:///:memory:``, ``file::memory:`` or ``mode=memory`` URIs): the one check
+    of it, for the store (one shared connection), workers (refused: each process would
+    see its own empty database), KV blobs (a temporary folder) and the CLI."""
+    if not url.startswith("sqlite"):
+        return False
     try:
         database = make_url(url).database
     except ArgumentError:
         return False
-    return database in (None, "", ":memory:")
+    return (
+        database in (None, "", ":memory:")
+        or database.startswith("file::memory:")
+        or "mode=memory" in database
+    )
 
 
 def _no_wal_wait(dbapi_conn: Any, _record: Any) -> None:

@@ -54,6 +54,7 @@ from sleeptime.queue.base import (
 )
 from sleeptime.queue.scheduler import TokenWindow, retry_delay
 from sleeptime.redact import redact_url
+from sleeptime.store.db import is_in_memory
 from sleeptime.worker.logs import log_event
 from sleeptime.worker.metrics import WorkerMetrics
 from sleeptime.worker.port import PortProvider, WorkerPort
@@ -208,7 +209,7 @@ class Worker:
         if not isinstance(port, WorkerPort):
             port = port.worker_port()
         url = port.database_url
-        if url.startswith("sqlite") and (":memory:" in url or url.rstrip("/") == "sqlite:"):
+        if is_in_memory(url):
             raise InvalidInput(
                 "background workers need a database file or server, not an in-memory SQLite "
                 "database (each thread would see its own empty database)"

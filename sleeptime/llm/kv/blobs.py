@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from sleeptime.llm.kv import fileformat
 from sleeptime.llm.tokens import prefix_hashes, tokens_hash
+from sleeptime.store.db import is_in_memory
 from sleeptime.store.kv_index import KVBlob, KVIndex
 from sleeptime.store.sql import SQLStore
 
@@ -40,7 +41,7 @@ def kv_directory(store: SQLStore, settings: Settings) -> Path:
     if directory.is_absolute() or store.engine.dialect.name != "sqlite":
         return directory
     database = store.engine.url.database
-    if database and database != ":memory:" and not database.startswith("file::memory:"):
+    if database and not is_in_memory(store.engine.url.render_as_string(hide_password=False)):
         return Path(database).resolve().parent / directory
     key = id(store)
     if key not in _MEMORY_DIRS:
