@@ -429,11 +429,14 @@ def _ask_here(
 
 
 @router.post(
-    "/v1/{namespace}/contexts/{context_id:path}/ask", tags=["contexts"], responses=errors(*MODEL)
+    "/v1/{namespace}/contexts/{context_id:path}/ask",
+    tags=["contexts"],
+    response_model=Answer,
+    responses=errors(*MODEL),
 )
 async def ask(
     namespace: str, context_id: str, body: AskIn, request: Request, _who: Tenant
-) -> Answer:
+) -> Response:
     """Answer a question with whatever sleep-time work exists (the `Answer` fields).
     429 ``QuotaExceeded`` once the namespace's answer tokens today reach
     ``SLEEPTIME_QUOTA_TEST_TOKENS``."""
@@ -447,8 +450,15 @@ async def ask(
         q.check_test(namespace)
         served = st.prepared_answer(namespace, context_id, body.question)
         if served is not None:
-            return served
-    return await run_in_threadpool(_ask_here, request, q, st, namespace, context_id, body)
+            return _json(served)
+    answer = await run_in_threadpool(_ask_here, request, q, st, namespace, context_id, body)
+    return _json(answer)
+
+
+def _json(model: BaseModel) -> Response:
+    """A model as the JSON reply, serialised once: it is already valid (FastAPI would
+    validate it against the response model again)."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 def _no_budget(body: AskIn) -> bool:
