@@ -129,6 +129,7 @@ FULL_ONLY_FILES = frozenset(
 #: Single tests that start processes or servers themselves ("file::name" prefixes).
 FULL_ONLY_TESTS = frozenset(
     {
+        "test_bench_extra.py::test_an_install_without_the_extra_still_runs_the_command_line",
         "test_bench_generator.py::test_deterministic_across_processes",
         "test_delete.py::test_cli_delete",
         "test_limits.py::test_cli_bounds",

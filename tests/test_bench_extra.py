@@ -4,6 +4,7 @@ one line naming the install command (exit code 2); the rest of the command line,
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -39,3 +40,31 @@ def test_with_the_extra_a_bench_command_runs(
     assert bench_door.missing_bench_modules() == []
     assert _run(monkeypatch, "bench", "report", str(tmp_path)) == 2  # not a run directory
     assert "is not a benchmark run directory" in capsys.readouterr().err
+
+
+def test_an_install_without_the_extra_still_runs_the_command_line() -> None:
+    """A process where matplotlib and langchain cannot be imported (as without the
+    extra; httpx comes with langgraph): ``sleeptime --help`` works, a bench command is
+    one line."""
+    block = (
+        "import sys\n"
+        "for name in ('matplotlib', 'langchain'):\n"
+        "    sys.modules[name] = None\n"
+        "sys.argv = ['sleeptime', *sys.argv[1:]]\n"
+        "from sleeptime.cli import main\n"
+        "main()\n"
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", block, *args], capture_output=True, text=True, timeout=120
+        )
+
+    helped = run("--help")
+    assert helped.returncode == 0 and "bench" in helped.stdout
+    refused = run("bench", "report", "somewhere")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "error: sleeptime bench needs the bench extra (matplotlib, langchain missing): "
+        "pip install 'sleeptime[bench]'"
+    ]
