@@ -476,6 +476,10 @@ def test_http_bench_runs(load: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert predicted["sources"] == ["predicted"] and unpredicted["sources"] == ["learned"]
     assert predicted["errors"] == 0 and predicted["requests"] > 0
     assert predicted["p99_ms"] >= predicted["p50_ms"] > 0
+    # the bare endpoint on the same server, measured in the same run
+    assert out["bare"]["errors"] == 0 and out["bare"]["requests"] > 0
+    assert out["bare"]["sources"] == ["bare"] and out["rate_limit"] == "1000000/second"
+    assert out["zero_token_vs_bare"] > 0
 
 
 # -- one input contract (issue 19, item 5) -------------------------------------------
