@@ -298,3 +298,27 @@ def test_sleep_of_a_finished_job_runs_again(sqlite_url: str) -> None:
         r = api.post("/v1/a/contexts/doc/sleep", headers=_auth(key))
         assert r.status_code == 200 and r.json()["skipped"] is True
     st.close()
+
+
+def test_mcp_ask_spends_the_same_quota(sqlite_url: str) -> None:
+    pytest.importorskip("mcp", reason="needs the mcp extra (the README test command)")
+    import asyncio
+
+    from mcp import Client
+
+    from sleeptime.server.mcp_server import create_mcp
+
+    st = _client(sqlite_url, quota_test_tokens=10)
+    server = create_mcp(st, namespace="acme")
+
+    async def session() -> None:
+        async with Client(server) as c:
+            await c.call_tool("ingest", {"context_id": "d", "text": TEXT})
+            first = await c.call_tool("ask", {"context_id": "d", "question": Q})
+            assert not first.is_error
+            refused = await c.call_tool("ask", {"context_id": "d", "question": Q})
+            assert refused.is_error
+            assert "SLEEPTIME_QUOTA_TEST_TOKENS" in str(refused.content[0].text)
+
+    asyncio.run(session())
+    st.close()

@@ -23,6 +23,7 @@ from pydantic import ConfigDict, ValidationError
 
 from sleeptime.api import SleepTime
 from sleeptime.errors import SleepTimeError
+from sleeptime.quotas import Quotas
 from sleeptime.validation import one_line
 
 
@@ -96,12 +97,18 @@ def create_mcp(
         return {"namespace": ns, "context_id": context_id, "version": ctx.version,
                 "created": ctx.created, "notes": when}  # fmt: skip
 
+    # the namespace's daily answer-token quota applies here as over HTTP (counted in
+    # Redis when configured, so a server and its MCP processes share it)
+    quotas = Quotas.from_settings(st.settings, st.store.accounting)
+
     def do_ask(
         ns: str, context_id: str, question: str, verbosity: int | None, max_tokens: int | None
     ) -> dict[str, Any]:
+        guarded(quotas.check_test, ns)
         answer = guarded(
             st.ask, ns, context_id, question, verbosity=verbosity, max_tokens=max_tokens
         )
+        quotas.add_test(ns, answer.usage.total_tokens)
         return dict(answer.model_dump(mode="json"))
 
     def do_show(ns: str, context_id: str) -> dict[str, Any]:
