@@ -236,8 +236,11 @@ def test_dashboard_shows_quota_use(sqlite_url: str) -> None:
 
 
 @pytest.fixture
-def sleepy(sqlite_url: str) -> Iterator[tuple[SleepTime, TestClient, dict[str, str]]]:
-    st = _client(sqlite_url)
+def sleepy(
+    sqlite_url: str, backend: str | None
+) -> Iterator[tuple[SleepTime, TestClient, dict[str, str]]]:
+    """A server over the embedded queue, or over Redis Streams."""
+    st = _client(sqlite_url, backend)
     st.ingest("a", "doc", TEXT)
     key = create_key(st.store, "a")[1]
     with TestClient(create_app(st, close=False)) as api:
@@ -321,4 +324,27 @@ def test_mcp_ask_spends_the_same_quota(sqlite_url: str) -> None:
             assert "SLEEPTIME_QUOTA_TEST_TOKENS" in str(getattr(refused.content[0], "text", ""))
 
     asyncio.run(session())
+    st.close()
+
+
+def test_zero_token_fast_path_answers_as_the_thread_pool_does(sqlite_url: str) -> None:
+    """On a SQLite file without Redis a precomputed answer is served on the event
+    loop; the reply is the one the thread pool's ask gives."""
+    st = _client(sqlite_url, quota_test_tokens=1000)
+    st.ingest("a", "doc", TEXT)
+    st.sleep("a", "doc")
+    predicted = st.artifacts("a", "doc").qas[0].question
+    h = _auth(create_key(st.store, "a")[1])
+    app = create_app(st, close=False)
+    assert app.state.inline
+    replies = []
+    with TestClient(app) as api:
+        for inline in (True, False):
+            app.state.inline = inline
+            for question in (predicted, Q):
+                r = api.post("/v1/a/contexts/doc/ask", json={"question": question}, headers=h)
+                assert r.status_code == 200
+                replies.append({k: v for k, v in r.json().items() if k != "latency_ms"})
+    assert replies[:2] == replies[2:]
+    assert [r["source"] for r in replies] == ["predicted", "learned"] * 2
     st.close()
