@@ -167,7 +167,11 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
     # quota counters and a precomputed answer are local reads: they run on the event
     # loop (routes.principal, routes.ask). With a database server or Redis they could
     # wait on a network, so they run in the thread pool.
-    app.state.inline = client.store.db.dialect == "sqlite" and not client.settings.redis_url
+    # A user's judge of near matches (SleepTime(judge=...)) may call a model: not there.
+    judge = getattr(getattr(client, "_online", None), "judge", None)
+    app.state.inline = (
+        client.store.db.dialect == "sqlite" and not client.settings.redis_url and judge is None
+    )
     app.state.quotas = quotas = Quotas.from_settings(client.settings, client.store.accounting)
 
     @app.exception_handler(SleepTimeError)
