@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage
 
 from sleeptime.llm.capabilities import BudgetForcing
 from sleeptime.models import Budget
 
 if TYPE_CHECKING:
     from sleeptime.llm.gateway import ModelGateway
-    from sleeptime.llm.local import LocalChatModel, PromptParts
 
 Effort = Literal["low", "medium", "high"]
 
@@ -121,91 +119,6 @@ def force_budget(
         waits=waits,
         capped=capped,
         calls=calls,
-    )
-
-
-def local_forced_answer(
-    model: LocalChatModel,
-    parts: PromptParts,
-    *,
-    think_tokens: int,
-    extend: int,
-    answer_tokens: int,
-    temperature: float = 0.0,
-    seed: int = 0,
-    markers: ThinkMarkers | None = None,
-    namespace: str | None = None,
-) -> AIMessage:
-    """Budget forcing on a llama.cpp model, after its chat template's assistant header.
-    Each continuation shares the previous prompt's tokens, so llama.cpp's prefix reuse
-    evaluates only what was appended (within ``namespace``: see
-    :meth:`~sleeptime.llm.local.LocalChatModel.claim_cache`)."""
-    llama, lock = model.llama()
-    special_stops = parts.stop
-    mk = markers or ThinkMarkers()
-    tail = mk.end + mk.answer
-
-    restored: list[int] = []
-
-    def tokens_of(text: str) -> list[int]:
-        """The prompt's own ids (``parts.tokens``: its content was tokenized as plain
-        text), then what force_budget appended to it: the start marker, the thinking
-        and, for the answer, the end marker and "Final answer:". The markers are ours
-        (special tokens on: ``<think>`` may be one); the thinking is model output that
-        may echo the context, so it is plain text."""
-        added = text[len(parts.text) :]  # force_budget only ever appends to the prompt
-        head = mk.start if added.startswith(mk.start) else ""
-        body = added[len(head) :]
-        end = tail if tail and body.endswith(tail) else ""
-        body = body[: len(body) - len(end)]
-        ids = list(parts.tokens)
-        for piece, special in ((head, True), (body, False), (end, True)):
-            if piece:
-                ids.extend(llama.tokenize(piece.encode("utf-8"), add_bos=False, special=special))
-        return ids
-
-    def complete(text: str, max_tokens: int, stop: list[str]) -> Completion:
-        tokens = tokens_of(text)
-        with lock:
-            restored.append(model.prepare(tokens, namespace)[0])  # a saved KV prefix, if any
-            out = llama.create_completion(
-                prompt=tokens,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stop=[*stop, *special_stops],
-                seed=seed,
-            )
-        choice = out["choices"][0]
-        n = int((out.get("usage") or {}).get("completion_tokens", 0))
-        return Completion(
-            choice["text"], n, "length" if choice["finish_reason"] == "length" else "stop"
-        )
-
-    forced = force_budget(
-        complete,
-        parts.text,
-        think_tokens=think_tokens,
-        extend=extend,
-        answer_tokens=answer_tokens,
-        markers=mk,
-    )
-    used = forced.think_tokens + forced.answer_tokens
-    return AIMessage(
-        content=forced.answer,
-        usage_metadata={
-            "input_tokens": len(parts.tokens),
-            "output_tokens": used,
-            "total_tokens": len(parts.tokens) + used,
-        },
-        response_metadata={
-            "finish_reason": "stop",
-            "model": model.display_name,
-            "thinking": forced.thinking,
-            "think_tokens": forced.think_tokens,
-            "waits": forced.waits,
-            "capped": forced.capped,
-            "kv_restored_tokens": max(restored, default=0),
-        },
     )
 
 

@@ -7,6 +7,7 @@ both; chat APIs implement neither.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -14,7 +15,17 @@ if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
 
     from sleeptime.llm.kv.blobs import KVStore
-    from sleeptime.llm.kv.prefill import PrefillResult
+    from sleeptime.store.kv_index import KVBlob
+
+
+@dataclass(frozen=True)
+class PrefillResult:
+    """What saving a prefix's KV state did (:meth:`PrefixState.save_prefix`; the
+    sleep-time prefill step, :mod:`sleeptime.llm.kv.prefill`, re-exports it)."""
+
+    blob: KVBlob | None
+    n_tokens: int
+    seconds: float
 
 
 @runtime_checkable

@@ -33,13 +33,14 @@ from pydantic import PrivateAttr
 
 from sleeptime.errors import UnknownModel
 from sleeptime.llm import llama_internals as lli
+from sleeptime.llm.budget import Completion, ThinkMarkers, force_budget
+from sleeptime.llm.capabilities import PrefillResult
 from sleeptime.llm.probe import ensure_safe
 from sleeptime.llm.tokens import stable_prefix
 from sleeptime.settings import default
 
 if TYPE_CHECKING:
     from sleeptime.llm.kv.blobs import KVStore
-    from sleeptime.llm.kv.prefill import PrefillResult
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 log = logging.getLogger(__name__)
@@ -277,8 +278,6 @@ class LocalChatModel(BaseChatModel):
         questions) and save its KV state to ``kv`` for ``namespace``. Reuses whatever
         prefix of the same namespace the cache already holds, so right after the
         sleep-time answers this is nearly free."""
-        from sleeptime.llm.kv.prefill import PrefillResult
-
         parts = [self.format_prompt(v) for v in variants]
         if not parts or any(p is None for p in parts):
             return None
@@ -325,8 +324,6 @@ class LocalChatModel(BaseChatModel):
         parts = self.format_prompt(messages)
         think = kwargs.get("think_tokens", self.think_tokens)
         if parts is not None and think is not None and grammar is None:
-            from sleeptime.llm.budget import local_forced_answer
-
             msg = local_forced_answer(
                 self,
                 parts,
@@ -500,3 +497,89 @@ class PromptParts:
     tokens: list[int]
     stop: list[str]
     stopping_criteria: Any = None
+
+
+def local_forced_answer(
+    model: LocalChatModel,
+    parts: PromptParts,
+    *,
+    think_tokens: int,
+    extend: int,
+    answer_tokens: int,
+    temperature: float = 0.0,
+    seed: int = 0,
+    markers: ThinkMarkers | None = None,
+    namespace: str | None = None,
+) -> AIMessage:
+    """Budget forcing (:func:`sleeptime.llm.budget.force_budget`) on a llama.cpp model,
+    after its chat template's assistant header.
+    Each continuation shares the previous prompt's tokens, so llama.cpp's prefix reuse
+    evaluates only what was appended (within ``namespace``: see
+    :meth:`~sleeptime.llm.local.LocalChatModel.claim_cache`)."""
+    llama, lock = model.llama()
+    special_stops = parts.stop
+    mk = markers or ThinkMarkers()
+    tail = mk.end + mk.answer
+
+    restored: list[int] = []
+
+    def tokens_of(text: str) -> list[int]:
+        """The prompt's own ids (``parts.tokens``: its content was tokenized as plain
+        text), then what force_budget appended to it: the start marker, the thinking
+        and, for the answer, the end marker and "Final answer:". The markers are ours
+        (special tokens on: ``<think>`` may be one); the thinking is model output that
+        may echo the context, so it is plain text."""
+        added = text[len(parts.text) :]  # force_budget only ever appends to the prompt
+        head = mk.start if added.startswith(mk.start) else ""
+        body = added[len(head) :]
+        end = tail if tail and body.endswith(tail) else ""
+        body = body[: len(body) - len(end)]
+        ids = list(parts.tokens)
+        for piece, special in ((head, True), (body, False), (end, True)):
+            if piece:
+                ids.extend(llama.tokenize(piece.encode("utf-8"), add_bos=False, special=special))
+        return ids
+
+    def complete(text: str, max_tokens: int, stop: list[str]) -> Completion:
+        tokens = tokens_of(text)
+        with lock:
+            restored.append(model.prepare(tokens, namespace)[0])  # a saved KV prefix, if any
+            out = llama.create_completion(
+                prompt=tokens,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=[*stop, *special_stops],
+                seed=seed,
+            )
+        choice = out["choices"][0]
+        n = int((out.get("usage") or {}).get("completion_tokens", 0))
+        return Completion(
+            choice["text"], n, "length" if choice["finish_reason"] == "length" else "stop"
+        )
+
+    forced = force_budget(
+        complete,
+        parts.text,
+        think_tokens=think_tokens,
+        extend=extend,
+        answer_tokens=answer_tokens,
+        markers=mk,
+    )
+    used = forced.think_tokens + forced.answer_tokens
+    return AIMessage(
+        content=forced.answer,
+        usage_metadata={
+            "input_tokens": len(parts.tokens),
+            "output_tokens": used,
+            "total_tokens": len(parts.tokens) + used,
+        },
+        response_metadata={
+            "finish_reason": "stop",
+            "model": model.display_name,
+            "thinking": forced.thinking,
+            "think_tokens": forced.think_tokens,
+            "waits": forced.waits,
+            "capped": forced.capped,
+            "kv_restored_tokens": max(restored, default=0),
+        },
+    )

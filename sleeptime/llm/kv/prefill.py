@@ -10,14 +10,12 @@ OpenAI-compatible server one 1-token request fills the server's prefix cache.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sleeptime import prompts
-from sleeptime.llm.capabilities import PrefixState
+from sleeptime.llm.capabilities import PrefillResult, PrefixState
 from sleeptime.llm.kv.blobs import KVStore, kv_directory
 from sleeptime.models import Budget
-from sleeptime.store.kv_index import KVBlob
 from sleeptime.store.sql import SQLStore
 
 if TYPE_CHECKING:
@@ -30,13 +28,6 @@ if TYPE_CHECKING:
 #: Questions that begin with different kinds of characters: the query prompt's token
 #: prefix shared by all of them cannot depend on how a real question begins.
 PROBE_QUESTIONS = ("What is the total?", "(a) 12 + 7?", "¿Cuánto?", "1", '"x"')
-
-
-@dataclass(frozen=True)
-class PrefillResult:
-    blob: KVBlob | None
-    n_tokens: int
-    seconds: float
 
 
 def prefill_query_prefix(
