@@ -119,7 +119,6 @@ FULL_ONLY_FILES = frozenset(
         "test_properties.py",
         "test_cli.py",  # runs the sleeptime command as a process
         "test_dashboard.py",  # chromium
-        "test_examples.py",  # runs the examples as processes
         "test_local_model.py",
         "test_servers_real.py",  # llama-cpp-python's server
         "test_workers.py",  # worker processes
