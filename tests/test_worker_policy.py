@@ -150,3 +150,27 @@ def test_sleeptime_jobs_lists_a_deferred_job_with_its_reason(tmp_path: Path) -> 
     table = cli()
     assert table.returncode == 0, table.stderr
     assert "deferred" in table.stdout and "skipped: on_demand" in table.stdout
+
+
+def test_the_budgeted_policy_spends_the_namespaces_sleep_quota(tmp_path: Path) -> None:
+    """The worker's policy reads the namespace's sleep-time tokens left today from
+    Quotas.sleep_left (SLEEPTIME_QUOTA_SLEEP_TOKENS, counted from the ledger)."""
+    settings = Settings(
+        model="fake", n_questions=1, sleep_policy="budgeted", quota_sleep_tokens=10_000
+    )
+    st = _client(tmp_path, settings)
+    policy = st.worker_port().sleep_policy()
+    assert policy.name == "budgeted"
+    assert policy.sleep_tokens_left("acme") == 10_000
+    st.ingest("acme", "doc", TEXT)
+    used = st.sleep("acme", "doc").usage.total_tokens  # an explicit sleep, in the ledger
+    assert used > 0
+    assert policy.sleep_tokens_left("acme") == 10_000 - used
+    assert policy.sleep_tokens_left("other") == 10_000
+    st.close()
+    unlimited = SleepTime(
+        database_url=f"sqlite:///{tmp_path / 'u.db'}", settings=Settings(model="fake")
+    )
+    eager = unlimited.worker_port().sleep_policy()
+    assert eager.name == "eager" and eager.sleep_tokens_left("acme") is None
+    unlimited.close()
