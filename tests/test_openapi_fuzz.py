@@ -162,7 +162,7 @@ def test_constraints_are_declared(spec: dict[str, Any]) -> None:
     assert sleep_in["questions"]["anyOf"][0]["maximum"] == 50
     params = {p["name"]: p for p in spec["paths"]["/v1/admin/jobs"]["get"]["parameters"]}
     states = params["state"]["schema"]["anyOf"][0]["enum"]
-    assert set(states) == {"waiting", "pending", "running", "dead"}
+    assert set(states) == {"waiting", "pending", "running", "dead", "deferred"}
     assert params["limit"]["schema"]["minimum"] == 1
     assert params["limit"]["schema"]["maximum"] == 10_000
 

@@ -348,3 +348,30 @@ def test_zero_token_fast_path_answers_as_the_thread_pool_does(sqlite_url: str) -
     assert replies[:2] == replies[2:]
     assert [r["source"] for r in replies] == ["predicted", "learned"] * 2
     st.close()
+
+
+def test_explicit_sleep_promotes_a_waiting_job_and_revives_a_deferred_one(
+    sqlite_url: str, backend: str | None
+) -> None:
+    """A version whose job is waiting at an ordinary priority, or was deferred by a
+    sleep policy: the explicit sleep makes it the explicit priority's, which no policy
+    holds back (queue.base.EXPLICIT_PRIORITY)."""
+    from sleeptime.queue.base import EXPLICIT_PRIORITY
+
+    st = _client(sqlite_url, backend, idle_after=0.0)
+    h = _auth(create_key(st.store, "a")[1])
+    queue = st.open_queue()
+    with TestClient(create_app(st, close=False)) as api:
+        queue.enqueue("a", "deferred", st.ingest("a", "deferred", TEXT).version)
+        job = next(j for j in queue.claim("w", 10) if j.context_id == "deferred")
+        assert queue.defer("w", job, "skipped: a test policy")
+        # an ordinary job (or the relay's) first
+        queue.enqueue("a", "waits", st.ingest("a", "waits", TEXT).version)
+        for cid in ("waits", "deferred"):
+            r = api.post(f"/v1/a/contexts/{cid}/sleep", headers=h)
+            assert r.status_code == 202, r.text
+            got = r.json()["job"]
+            assert got["state"] == "waiting" and got["priority"] >= EXPLICIT_PRIORITY, got
+        assert {j.context_id for j in queue.list("waiting")} >= {"waits", "deferred"}
+        assert all(j.priority >= EXPLICIT_PRIORITY for j in queue.list("waiting"))
+    st.close()

@@ -148,6 +148,12 @@ class JobQueue(Protocol):
         revive. ``version`` None: the newest deferred version of the context."""
         ...
 
+    def promote(self, job_id: str, priority: float) -> Job | None:
+        """Raise a waiting job's priority to at least ``priority`` (an explicit sleep
+        of a version whose job was already waiting: :data:`EXPLICIT_PRIORITY`, so no
+        sleep policy holds it back); None when the job is not waiting."""
+        ...
+
     def list(self, state: str | None = None, limit: int = 100) -> list[Job]:
         """Jobs that are waiting (``state`` ``"waiting"``; ``"pending"`` is the same),
         running, dead or deferred; a waiting job's ``ready_at`` is its earliest start."""

@@ -100,6 +100,17 @@ local function from_waiting(id, ns)
 end
 """
 
+#: Raise a waiting job's priority (KEYS[1] its hash, ARGV[1] the priority): 1, or 0
+#: when the job is not waiting.
+_PROMOTE = """
+local f = redis.call('HMGET', KEYS[1], 'state', 'priority')
+if f[1] ~= 'waiting' then return 0 end
+if tonumber(f[2] or '0') < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'priority', ARGV[1])
+end
+return 1
+"""
+
 ENQUEUE = (
     _NOW
     + """
@@ -857,6 +868,11 @@ class RedisStreamsQueue:
             else j
             for j in jobs
         ]
+
+    def promote(self, job_id: str, priority: float) -> Job | None:
+        with self._guard():
+            ok = self.r.eval(_PROMOTE, 1, self.keys.job(job_id), priority)
+        return self._get(job_id) if ok else None
 
     def _get(self, job_id: str) -> Job | None:
         with self._guard():

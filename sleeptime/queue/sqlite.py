@@ -366,6 +366,14 @@ class SQLiteQueue:
             self._bump(db, "revived")
         return self._get(row[0])
 
+    def promote(self, job_id: str, priority: float) -> Job | None:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE st_jobs SET priority = MAX(priority, ?) WHERE id = ? AND state = 'waiting'",
+                (priority, job_id),
+            )
+        return self._get(job_id) if cur.rowcount else None
+
     def _dead(self, db: sqlite3.Connection, job_id: str, error: str, now: float) -> None:
         db.execute(
             "UPDATE st_jobs SET state = 'dead', error = ?, worker = NULL, receipt = NULL, "

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from sleeptime.api import SleepTime
 from sleeptime.errors import InvalidInput, SleepTimeError
 from sleeptime.models import Answer, Budget, ContextVersion, DeleteCounts, Ledger, SleepReport
-from sleeptime.queue.base import Job, JobQueue
+from sleeptime.queue.base import EXPLICIT_PRIORITY, Job, JobQueue
 from sleeptime.quotas import Quotas
 from sleeptime.server.auth import Principal, authenticate
 from sleeptime.validation import MAX_EXTEND, MAX_QUESTIONS, MAX_SLEEP_K
@@ -240,7 +240,7 @@ class JobOut(BaseModel):
     namespace: str
     context_id: str
     version: int
-    state: str = Field(description="waiting, running, dead (or done)")
+    state: str = Field(description="waiting, running, dead, deferred (or done)")
     deliveries: int
     priority: float
     enqueued_at: float = Field(description="epoch seconds")
@@ -529,8 +529,6 @@ def ask_stream(
     )
 
 
-#: Priority of a job an explicit sleep enqueues: ahead of the workers' other due jobs.
-EXPLICIT_PRIORITY = 1000.0
 #: Waiting and running jobs an explicit sleep looks through for its version's job.
 _FIND_SCAN = 1000
 
@@ -592,10 +590,16 @@ def sleep(
     queue = st.open_queue()
     job = queue.enqueue(namespace, context_id, version, priority=EXPLICIT_PRIORITY)
     if job is None:
-        job = _find_job(queue, namespace, context_id, version)
+        # the version has a job already: deferred by a sleep policy (back to waiting),
+        # waiting (its priority raised: an explicit sleep is never held back), running
+        job = queue.revive(namespace, context_id, version, "explicit sleep") or _find_job(
+            queue, namespace, context_id, version
+        )
+        if job is not None and job.state == "waiting" and job.priority < EXPLICIT_PRIORITY:
+            job = queue.promote(job.id, EXPLICIT_PRIORITY) or job
     if job is None:
-        # The version's job finished (or a policy held it back): an explicit sleep
-        # always runs. A version whose artifacts are complete is skipped at once.
+        # The version's job finished: an explicit sleep always runs. A version whose
+        # artifacts are complete is skipped at once (no model call).
         report = st.sleep(namespace, context_id, version=version)
         return JSONResponse(report.model_dump(mode="json"), status_code=200)
     out = SleepQueued(
@@ -623,7 +627,7 @@ def delete_namespace(namespace: str, _who: Tenant, st: Client) -> DeleteCounts:
 # -- operator routes ------------------------------------------------------------------
 
 #: "pending" is the earlier name of "waiting" (the state jobs report) and still accepted.
-JobState = Literal["waiting", "pending", "running", "dead"]
+JobState = Literal["waiting", "pending", "running", "dead", "deferred"]
 
 
 @router.get("/v1/admin/jobs", tags=["operations"], responses=errors(*KEYED))
