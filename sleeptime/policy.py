@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from sleeptime.errors import InvalidInput
 from sleeptime.settings import Settings
@@ -47,6 +47,9 @@ log = logging.getLogger("sleeptime.policy")
 PolicyName = Literal["eager", "on_demand", "budgeted"]
 #: The policies a setting can name; ``never`` exists for benchmarks (the baseline).
 POLICIES: tuple[str, ...] = ("eager", "on_demand", "budgeted")
+
+#: Recent slept versions the sleep cost per token of text is measured on.
+SLEEP_SAMPLE = 100
 
 #: Input and output weights when no price sheet prices the model.
 DEFAULT_WEIGHTS = (1.0, 4.0)
@@ -413,27 +416,7 @@ class SQLHistory:
                 QueryRow.cold_prompt_tokens > 0,
             )
         )
-        sleeps = self.store.read(
-            select(
-                func.sum(LedgerRow.prompt_tokens * w_in + LedgerRow.completion_tokens * w_out),
-                func.count(func.distinct(LedgerRow.context_id)),
-            ).where(
-                LedgerRow.namespace == namespace,
-                LedgerRow.phase == "sleep",
-                LedgerRow.created_at >= since,
-            )
-        )
-        per_token = None
-        if sleeps and sleeps[0][0]:
-            texts = self.store.read(
-                select(func.avg(func.length(ContextRow.text))).where(
-                    ContextRow.namespace == namespace, ContextRow.created_at >= since
-                )
-            )
-            avg_chars = float(texts[0][0] or 0) if texts else 0.0
-            if avg_chars > 0:
-                per_version = float(sleeps[0][0]) / max(1, int(sleeps[0][1]))
-                per_token = per_version / text_tokens(int(avg_chars))
+        per_token = self._sleep_cost_per_token(namespace, since)
         out = Demand(
             asked_share=len(asked) / len(olds) if olds else None,
             queries_if_asked=sum(asked.values()) / len(asked) if asked else None,
@@ -443,6 +426,45 @@ class SQLHistory:
         with self._lock:
             self._cache[namespace] = (now, out)
         return out
+
+    def _sleep_cost_per_token(self, namespace: str, since: datetime) -> float | None:
+        """Price-weighted sleep tokens per token of text, over the namespace's most
+        recently slept versions in the window (their ledger rows and text lengths)."""
+        w_in, w_out = self.weights
+        slept = self.store.read(
+            select(
+                LedgerRow.context_id,
+                LedgerRow.version,
+                func.sum(LedgerRow.prompt_tokens * w_in + LedgerRow.completion_tokens * w_out),
+            )
+            .where(
+                LedgerRow.namespace == namespace,
+                LedgerRow.phase == "sleep",
+                LedgerRow.created_at >= since,
+            )
+            .group_by(LedgerRow.context_id, LedgerRow.version)
+            .order_by(func.max(LedgerRow.id).desc())
+            .limit(SLEEP_SAMPLE)
+        )
+        if not slept:
+            return None
+        lengths = self.store.read(
+            select(ContextRow.context_id, ContextRow.version, func.length(ContextRow.text)).where(
+                ContextRow.namespace == namespace,
+                or_(
+                    *(
+                        and_(ContextRow.context_id == cid, ContextRow.version == v)
+                        for cid, v, _ in slept
+                    )
+                ),
+            )
+        )
+        chars = {(cid, int(v)): int(n or 0) for cid, v, n in lengths}
+        cost = sum(float(c or 0) for cid, v, c in slept if chars.get((cid, int(v))))
+        tokens = sum(
+            text_tokens(chars[(cid, int(v))]) for cid, v, _ in slept if chars.get((cid, int(v)))
+        )
+        return cost / tokens if tokens else None
 
 
 def queried_versions(store: SQLStore, after: int) -> tuple[list[tuple[str, str, int]], int]:
