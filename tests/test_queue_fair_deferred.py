@@ -146,3 +146,18 @@ def test_fair_pick_prefers_the_namespace_with_least_in_flight() -> None:
     assert fair_pick(cands, {}, 3) == ["a1", "b1", "a2"]
     assert fair_pick(cands, {"a": 2}, 2) == ["b1", "a1"]
     assert fair_pick({}, {}, 3) == []
+
+
+def test_a_redis_queue_from_before_fair_share_is_indexed_at_its_first_claim(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue("redis_server")
+    q = RedisStreamsQueue(server.url, QueueConfig(idle_after=0.0), prefix="old", clock=Clock())
+    q.enqueue("a", "doc", 1)
+    q.enqueue("b", "doc", 1)
+    # what an older version left: the global waiting ZSET only
+    q.r.delete("old:fair", "old:wnss", "old:wns:a", "old:wns:b")
+    jobs = q.claim("w1", 5)
+    assert sorted(j.namespace for j in jobs) == ["a", "b"]
+    assert q.r.get("old:fair") == "1"
+    q.close()
