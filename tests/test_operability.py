@@ -104,7 +104,8 @@ def test_jobs_shows_when_a_waiting_job_can_start(tmp_path: Path) -> None:
     now = _flat(run(["jobs"], db, idle_after="0").stdout)  # no idle time: it could run now
     assert " waiting acme/doc 1 0 now " in now, now
     bad = run(["jobs", "--state", "queued"], db)
-    assert bad.returncode == 2 and "--state must be waiting, running, dead or deferred" in bad.stderr
+    assert bad.returncode == 2
+    assert "--state must be waiting, running, dead or deferred" in bad.stderr
 
 
 def test_cli_ingest_enqueues_on_the_embedded_queue_before_it_exits(tmp_path: Path) -> None:
