@@ -165,7 +165,7 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
     app.state.limiter = RateLimit.from_settings(client.settings)
     # With a SQLite file (or memory) and no Redis, the key lookup, the rate limit, the
     # quota counters and a precomputed answer are local reads: they run on the event
-    # loop (routes.principal, routes.ask). With a database server or Redis they could
+    # loop (routes._principal, routes.ask). With a database server or Redis they could
     # wait on a network, so they run in the thread pool.
     # A user's judge of near matches (SleepTime(judge=...)) may call a model: not there.
     judge = getattr(getattr(client, "_online", None), "judge", None)

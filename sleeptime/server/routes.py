@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, Security
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,7 +29,6 @@ from sleeptime.validation import MAX_EXTEND, MAX_QUESTIONS, MAX_SLEEP_K
 
 router = APIRouter()
 log = logging.getLogger("sleeptime.server")
-_bearer = HTTPBearer(auto_error=False, description="a key from `sleeptime keys create`")
 
 
 # The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in its thread
@@ -84,36 +83,37 @@ async def _principal(request: Request, creds: HTTPAuthorizationCredentials | Non
     return await run_in_threadpool(_authorize, request, creds.credentials)
 
 
-async def principal(
-    request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """The key's principal (see :func:`_principal`)."""
-    return await _principal(request, creds)
+class _KeyAuth(HTTPBearer):
+    """The ``Authorization: Bearer KEY`` security scheme of the schema, which also
+    authenticates the key (:func:`_principal`) and checks what it opens: the path's
+    namespace (403 when the key is another tenant's) or, with ``operator``, the
+    operator routes (403 without an admin key). One dependency per route: FastAPI
+    resolves each dependency level per request, at a cost the zero-token ask feels."""
+
+    def __init__(self, *, operator: bool) -> None:
+        super().__init__(
+            auto_error=False,
+            scheme_name="HTTPBearer",
+            description="a key from `sleeptime keys create`",
+        )
+        self.operator = operator
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        who = await _principal(request, await super().__call__(request))
+        if self.operator:
+            if not who.admin:
+                raise HTTPException(403, "operator route: needs an admin key")
+        else:
+            namespace = request.path_params.get("namespace", "")
+            if not who.may_use(namespace):
+                raise HTTPException(403, f"this key is not valid for namespace {namespace!r}")
+        return who
 
 
-async def tenant(
-    namespace: str,
-    request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """The key's principal; 403 when the key belongs to another namespace. (One
-    dependency, not one on :func:`principal`: each costs the ask's fast path.)"""
-    who = await _principal(request, creds)
-    if not who.may_use(namespace):
-        raise HTTPException(403, f"this key is not valid for namespace {namespace!r}")
-    return who
-
-
-async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
-    """403 unless the key is an admin key (`sleeptime keys create --admin`)."""
-    if not who.admin:
-        raise HTTPException(403, "operator route: needs an admin key")
-    return who
-
-
-Tenant = Annotated[Principal, Depends(tenant)]
-Admin = Annotated[Principal, Depends(admin)]
+#: A tenant key for the path's namespace, or an admin key.
+Tenant = Annotated[Principal, Security(_KeyAuth(operator=False))]
+#: An admin key (`sleeptime keys create --admin`).
+Admin = Annotated[Principal, Security(_KeyAuth(operator=True))]
 
 
 # -- bodies and replies -------------------------------------------------------------
