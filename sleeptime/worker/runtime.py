@@ -1,5 +1,11 @@
 """The worker runtime: claim due jobs, run sleep-time compute, ack; drain on SIGTERM.
 
+The worker reaches the library only through its port
+(:class:`~sleeptime.worker.port.WorkerPort`), and asks its sleep policy
+(:mod:`sleeptime.policy`) before each job it runs on its own: a version the policy skips
+is deferred with the reason, and revived when the query log shows a query on it.
+Claims share the workers between namespaces (fair share, in the queue).
+
 One loop per process hands jobs to a thread pool of ``concurrency`` slots. A side
 thread renews the leases of jobs in hand and writes the health key; a job whose
 worker dies is reclaimed by another worker after ``lease_s``. Running a job twice is
