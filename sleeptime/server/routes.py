@@ -33,7 +33,7 @@ log = logging.getLogger("sleeptime.server")
 
 # The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in its thread
 # pool, one hop per dependency per request, which cost more than a zero-token answer.
-# Only the key lookup touches the database (see :func:`principal`).
+# Only the key lookup touches the database (see :func:`_principal`).
 
 
 async def client(request: Request) -> SleepTime:
