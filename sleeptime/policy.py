@@ -32,14 +32,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
-
-from sqlalchemy import and_, func, or_, select
 
 from sleeptime.errors import InvalidInput
 from sleeptime.settings import Settings
-from sleeptime.store.schema import ContextRow, LedgerRow, QueryRow
 from sleeptime.store.sql import SQLStore
 
 log = logging.getLogger("sleeptime.policy")
@@ -315,13 +311,10 @@ class MemoryHistory:
 # -- the query log in SQL (workers) -----------------------------------------------------
 
 
-def _epoch(value: datetime) -> float:
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-
-
 class SQLHistory:
-    """:class:`QueryHistory` read from the store's query log, ledger and contexts.
-    Namespace figures are cached for ``cache_s`` (a worker decides many jobs)."""
+    """:class:`QueryHistory` read from the store (its query log, ledger and contexts,
+    through :class:`~sleeptime.store.demand.DemandRepo`). Namespace figures are cached
+    for ``cache_s`` (a worker decides many jobs)."""
 
     def __init__(
         self,
@@ -355,23 +348,11 @@ class SQLHistory:
         )
 
     def demand(self, namespace: str, context_id: str, version: int, now: float) -> Demand:
-        self.store.flush(timeout=5.0)  # the queries answered so far
-        since = datetime.fromtimestamp(now - self.window_s, UTC)
-        rows = self.store.read(
-            select(QueryRow.version, QueryRow.created_at).where(
-                QueryRow.namespace == namespace,
-                QueryRow.context_id == context_id,
-                QueryRow.created_at >= since,
-            )
-        )
-        own = Demand(
-            version_queries=sum(1 for v, _ in rows if v == version),
-            context_rate=sum(decay(now - _epoch(at), self.half_life_s) for _, at in rows),
-        )
+        times = self.store.demand.query_times(namespace, context_id, now - self.window_s)
         ns = self._namespace(namespace, now)
         return Demand(
-            version_queries=own.version_queries,
-            context_rate=own.context_rate,
+            version_queries=sum(1 for v, _ in times if v == version),
+            context_rate=sum(decay(now - at, self.half_life_s) for _, at in times),
             asked_share=ns.asked_share,
             queries_if_asked=ns.queries_if_asked,
             saving_per_query=ns.saving_per_query,
@@ -383,107 +364,31 @@ class SQLHistory:
             hit = self._cache.get(namespace)
             if hit is not None and now - hit[0] < self.cache_s:
                 return hit[1]
-        since = datetime.fromtimestamp(now - self.window_s, UTC)
-        mature = datetime.fromtimestamp(now - self.mature_s, UTC)
-        w_in, w_out = self.weights
-        born = self.store.read(
-            select(ContextRow.context_id, func.min(ContextRow.created_at))
-            .where(ContextRow.namespace == namespace)
-            .group_by(ContextRow.context_id)
-            .having(func.min(ContextRow.created_at) >= since)
-        )
+        reads = self.store.demand
+        since = now - self.window_s
+        born = reads.first_seen(namespace, since)
         # contexts old enough to have been asked; while there are none, all of them
-        olds = {cid for cid, first in born if _epoch(first) <= mature.timestamp()} or {
-            cid for cid, _ in born
-        }
-        counts = self.store.read(
-            select(QueryRow.context_id, func.count())
-            .where(QueryRow.namespace == namespace, QueryRow.created_at >= since)
-            .group_by(QueryRow.context_id)
-        )
-        asked = {cid: int(n) for cid, n in counts if cid in olds}
-        saved = self.store.read(
-            select(
-                func.avg(
-                    (QueryRow.cold_prompt_tokens - QueryRow.prompt_tokens) * w_in
-                    - QueryRow.completion_tokens * w_out
-                ),
-                func.count(),
-            ).where(
-                QueryRow.namespace == namespace,
-                QueryRow.created_at >= since,
-                QueryRow.source != "cold",
-                QueryRow.cold_prompt_tokens > 0,
-            )
-        )
-        per_token = self._sleep_cost_per_token(namespace, since)
+        olds = {cid for cid, first in born.items() if first <= now - self.mature_s} or set(born)
+        counts = reads.queries_per_context(namespace, since)
+        asked = {cid: n for cid, n in counts.items() if cid in olds}
+        sleeps = reads.recent_sleeps(namespace, since, self.weights, SLEEP_SAMPLE)
+        tokens = sum(text_tokens(chars) for _, chars in sleeps)
         out = Demand(
             asked_share=len(asked) / len(olds) if olds else None,
             queries_if_asked=sum(asked.values()) / len(asked) if asked else None,
-            saving_per_query=float(saved[0][0]) if saved and saved[0][1] else None,
-            sleep_cost_per_token=per_token,
+            saving_per_query=reads.mean_saving(namespace, since, self.weights),
+            sleep_cost_per_token=sum(c for c, _ in sleeps) / tokens if tokens else None,
         )
         with self._lock:
             self._cache[namespace] = (now, out)
         return out
 
-    def _sleep_cost_per_token(self, namespace: str, since: datetime) -> float | None:
-        """Price-weighted sleep tokens per token of text, over the namespace's most
-        recently slept versions in the window (their ledger rows and text lengths)."""
-        w_in, w_out = self.weights
-        slept = self.store.read(
-            select(
-                LedgerRow.context_id,
-                LedgerRow.version,
-                func.sum(LedgerRow.prompt_tokens * w_in + LedgerRow.completion_tokens * w_out),
-            )
-            .where(
-                LedgerRow.namespace == namespace,
-                LedgerRow.phase == "sleep",
-                LedgerRow.created_at >= since,
-            )
-            .group_by(LedgerRow.context_id, LedgerRow.version)
-            .order_by(func.max(LedgerRow.id).desc())
-            .limit(SLEEP_SAMPLE)
-        )
-        if not slept:
-            return None
-        lengths = self.store.read(
-            select(ContextRow.context_id, ContextRow.version, func.length(ContextRow.text)).where(
-                ContextRow.namespace == namespace,
-                or_(
-                    *(
-                        and_(ContextRow.context_id == cid, ContextRow.version == v)
-                        for cid, v, _ in slept
-                    )
-                ),
-            )
-        )
-        chars = {(cid, int(v)): int(n or 0) for cid, v, n in lengths}
-        cost = sum(float(c or 0) for cid, v, c in slept if chars.get((cid, int(v))))
-        tokens = sum(
-            text_tokens(chars[(cid, int(v))]) for cid, v, _ in slept if chars.get((cid, int(v)))
-        )
-        return cost / tokens if tokens else None
-
 
 def queried_versions(store: SQLStore, after: int) -> tuple[list[tuple[str, str, int]], int]:
-    """Versions with query-log rows after row id ``after`` (at most 5,000 rows a call)
-    and the last row id read; ``after`` -1: nothing, and the log's last row id."""
-    store.flush(timeout=5.0)
-    if after < 0:
-        top = store.read(select(func.max(QueryRow.id)))
-        return [], int(top[0][0] or 0) if top else 0
-    rows = store.read(
-        select(QueryRow.id, QueryRow.namespace, QueryRow.context_id, QueryRow.version)
-        .where(QueryRow.id > after)
-        .order_by(QueryRow.id)
-        .limit(5000)
-    )
-    if not rows:
-        return [], after
-    seen = dict.fromkeys((ns, cid, int(v)) for _, ns, cid, v in rows)
-    return list(seen), int(rows[-1][0])
+    """Versions with query-log rows after row id ``after`` and the last row id read
+    (:meth:`~sleeptime.store.demand.DemandRepo.queried_versions`): the demand signal
+    that revives deferred jobs."""
+    return store.demand.queried_versions(after)
 
 
 def price_weights(prices: Any, model: str) -> tuple[float, float]:

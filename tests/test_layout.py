@@ -246,3 +246,30 @@ def test_test_fixtures_do_not_come_from_the_benchmark() -> None:
         if _in_bench(target)
     ]
     assert offenders == []
+
+
+#: SQLAlchemy names that build statements: only the store writes SQL.
+_SQL_BUILDERS = frozenset({"select", "insert", "update", "delete", "text", "func", "and_", "or_"})
+
+
+def test_sql_lives_in_the_store() -> None:
+    """Statements are built in ``sleeptime/store`` only (repositories by concern; the
+    policy, the API and the workers call them): no other module of the library imports
+    the table definitions or SQLAlchemy's statement builders. The benchmark (outside
+    the library) and the embedded queue (raw sqlite3 on its own tables) are exempt."""
+    offenders = []
+    for name, path in KNOWN.items():
+        if (
+            name.startswith(("sleeptime.store", "sleeptime.bench"))
+            or name == "sleeptime.queue.sqlite"
+        ):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or not node.module:
+                continue
+            if node.module == "sleeptime.store.schema" or (
+                node.module == "sqlalchemy" and {a.name for a in node.names} & _SQL_BUILDERS
+            ):
+                offenders.append(f"{name}: from {node.module} import ...")
+    assert not offenders, offenders

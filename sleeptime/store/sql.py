@@ -30,6 +30,7 @@ from sleeptime.store.admin import AdminRepo
 from sleeptime.store.artifacts import ArtifactRepo, artifacts_from_rows
 from sleeptime.store.contexts import ContextRepo, content_hash
 from sleeptime.store.db import Database
+from sleeptime.store.demand import DemandRepo
 from sleeptime.store.kinds import Kind
 from sleeptime.store.ledger import LedgerRepo
 from sleeptime.store.passages import PassageRepo
@@ -79,6 +80,8 @@ class SQLStore:
             self.db, self.retention, keep_versions=keep_versions, cache_size=cache_size // 4
         )
         self.admin = AdminRepo(self.db, flush=self.accounting.flush)
+        #: What the sleep policy reads of the query log, ledger and contexts.
+        self.demand = DemandRepo(self.db, flush=lambda: self.accounting.flush(timeout=5.0))
         if create:
             self.migrate()
 
