@@ -1,5 +1,6 @@
 """The operator dashboard: one server-rendered HTML page at ``/dashboard`` (queue
-depth and ages, running and dead jobs with their errors and a retry button, contexts
+depth and ages, running, deferred and dead jobs with their errors (a deferred job: the
+sleep policy's reason) and a retry button, contexts
 with their versions and artifact status, the savings ledger with a small chart).
 
 A browser cannot send a Bearer header, so the page signs in with an admin key pasted
@@ -211,7 +212,7 @@ def dashboard(request: Request, note: str = "") -> Response:
 
     job_rows = []
     for j in jobs:
-        if j.state not in ("running", "dead"):
+        if j.state not in ("running", "deferred", "dead"):
             continue
         button = ""
         if j.state == "dead":
@@ -231,9 +232,11 @@ def dashboard(request: Request, note: str = "") -> Response:
         )
     jobs_html = (
         "<table id='jobs'><tr><th>state</th><th>context</th><th>v</th><th>tries</th>"
-        "<th>age</th><th>worker</th><th>error</th><th></th></tr>" + "".join(job_rows) + "</table>"
+        "<th>age</th><th>worker</th><th>error or reason</th><th></th></tr>"
+        + "".join(job_rows)
+        + "</table>"
         if job_rows
-        else "<p class='muted' id='jobs'>no running or dead jobs</p>"
+        else "<p class='muted' id='jobs'>no running, deferred or dead jobs</p>"
     )
 
     ctx_rows = "".join(
@@ -258,7 +261,7 @@ def dashboard(request: Request, note: str = "") -> Response:
     body = (
         "<h1>sleeptime dashboard</h1>"
         f"{notice}<h2>Queue</h2><div class='cards'>{cards}</div>"
-        f"<h2>Running and dead jobs</h2>{jobs_html}"
+        f"<h2>Running, deferred and dead jobs</h2>{jobs_html}"
         "<h2>Savings ledger</h2><div class='cards'>"
         f"<span>sleep-time tokens <b id='total-sleep'>{total_sleep:,}</b></span>"
         f"<span>test-time tokens <b id='total-test'>{total_test:,}</b></span>"
