@@ -3,8 +3,10 @@
 A job is *due* when its namespace has been idle for ``idle_after`` seconds, or when it
 has waited ``max_delay`` seconds (a busy namespace is never starved); ``idle_after=0``
 runs jobs at once. Among due jobs, higher priority (recent activity on that context:
-queries predict more queries) goes first. The Redis backend evaluates the same rule in
-Lua (see :mod:`sleeptime.queue.redis_streams`), the SQLite backend calls :func:`due`.
+queries predict more queries) goes first. The SQLite backend calls :func:`due`; the
+Redis backend's claim script runs :data:`DUE_LUA`, the same rule in Lua, kept here next
+to it and given the same parameters (``tests/test_scheduler.py`` checks that both
+decide alike on a table of cases).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
-from tenacity import RetryCallState, wait_exponential, wait_random
+from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
+from sleeptime.queue.base import Job, QueueConfig
 from sleeptime.queue.keys import ctx_key
 from sleeptime.settings import default
 
@@ -28,6 +32,16 @@ def due(
 ) -> bool:
     """True when sleep-time work may start (see the module docstring)."""
     return idle_after <= 0 or now - last_activity >= idle_after or now - enqueued_at >= max_delay
+
+
+#: :func:`due` in Lua, for the Redis claim script (:mod:`sleeptime.queue.redis_lua`);
+#: change both together.
+DUE_LUA = """
+local function due(now, enqueued_at, last_activity, idle_after, max_delay)
+  return idle_after <= 0 or now - last_activity >= idle_after
+    or now - enqueued_at >= max_delay
+end
+"""
 
 
 def eta(
@@ -42,13 +56,47 @@ def eta(
     return max(ready_at, min(last_activity + idle_after, enqueued_at + max_delay))
 
 
+def with_eta(
+    jobs: list[Job],
+    config: QueueConfig,
+    last_activity: Callable[[list[str]], Mapping[str, float]],
+) -> list[Job]:
+    """``jobs`` with each waiting job's ``ready_at`` its earliest start (its backoff
+    and the idle rule, :func:`eta`); the stored backoff time is untouched. Both backends
+    list jobs through this; ``last_activity(namespaces)`` is the backend's read of the
+    namespaces' last activity (epoch seconds; a namespace it does not know: none yet),
+    asked only when a job is waiting."""
+    namespaces = sorted({j.namespace for j in jobs if j.state == "waiting"})
+    if not namespaces:
+        return jobs
+    last = last_activity(namespaces)
+    return [
+        replace(
+            j,
+            ready_at=eta(
+                j.ready_at,
+                j.enqueued_at,
+                float(last.get(j.namespace) or 0.0),
+                config.idle_after,
+                config.max_delay,
+            ),
+        )
+        if j.state == "waiting"
+        else j
+        for j in jobs
+    ]
+
+
 def retry_delay(
     deliveries: int, initial: float, maximum: float, jitter: float | None = None
 ) -> float:
-    """Exponential backoff with jitter before redelivering a failed job (tenacity's rule)."""
+    """Exponential backoff with jitter before redelivering a failed job: tenacity's
+    ``wait_exponential(initial, max=maximum) + wait_random(0, jitter)`` (jitter default
+    ``initial``) after ``deliveries`` attempts, i.e. ``min(initial * 2 ** (deliveries -
+    1), maximum)`` plus a uniform ``[0, jitter]``, asked of a real retry state."""
     spread = initial if jitter is None else jitter
     wait = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, spread)
-    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
     state.attempt_number = max(1, deliveries)
     return float(wait(state))
 

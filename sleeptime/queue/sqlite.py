@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from sleeptime.queue.base import (
     new_job_id,
 )
 from sleeptime.queue.keys import ctx_key
-from sleeptime.queue.scheduler import due, eta
+from sleeptime.queue.scheduler import due, with_eta
 from sleeptime.store import migrate
 
 _COLUMNS = (
@@ -429,27 +428,11 @@ class SQLiteQueue:
         return self._with_eta([_job(r) for r in rows])
 
     def _with_eta(self, jobs: builtins.list[Job]) -> builtins.list[Job]:
-        """Waiting jobs with ``ready_at`` their earliest start (backoff and idle rule,
-        :func:`~sleeptime.queue.scheduler.eta`); the stored backoff time is untouched."""
-        if not any(j.state == "waiting" for j in jobs):
-            return jobs
-        last = dict(self._read("SELECT namespace, at FROM st_job_activity"))
-        c = self.config
-        return [
-            replace(
-                j,
-                ready_at=eta(
-                    j.ready_at,
-                    j.enqueued_at,
-                    float(last.get(j.namespace, 0.0)),
-                    c.idle_after,
-                    c.max_delay,
-                ),
-            )
-            if j.state == "waiting"
-            else j
-            for j in jobs
-        ]
+        return with_eta(
+            jobs,
+            self.config,
+            lambda _namespaces: dict(self._read("SELECT namespace, at FROM st_job_activity")),
+        )
 
     def _get(self, job_id: str) -> Job | None:
         rows = self._read(f"SELECT {_COLUMNS} FROM st_jobs WHERE id = ?", (job_id,))

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
+
+from sleeptime.models import SleepStep
 
 #: The log record attribute that carries a structured line's fields.
 FIELDS = "sleeptime_fields"
@@ -42,6 +45,36 @@ def log_event(
     if logger.isEnabledFor(level):
         kept = {k: v for k, v in fields.items() if v is not None}
         logger.log(level, "%s", kv(kept), extra={FIELDS: kept})
+
+
+class StepLog:
+    """The ``on_step`` callback of one job: a structured log line per finished step
+    (ids, step, status, duration, tokens; never text), and the tokens so far. Steps of
+    one run may finish on several threads at once (the parallel rethinks)."""
+
+    def __init__(self, log: logging.Logger, ids: dict[str, object]) -> None:
+        self.log = log
+        self.ids = ids
+        self.tokens = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, step: SleepStep) -> None:
+        with self._lock:
+            self.tokens += step.tokens
+        log_event(
+            self.log,
+            {
+                "event": "step",
+                **self.ids,
+                "step": step.step,
+                "part": step.part,
+                "status": step.status,
+                "duration_ms": step.duration_ms,
+                "tokens": step.tokens if step.status == "done" else None,
+                "calls": step.calls if step.status == "done" else None,
+                "error": step.error,
+            },
+        )
 
 
 class JsonFormatter(logging.Formatter):

@@ -40,14 +40,8 @@ from tenacity import (
     wait_random,
 )
 
-from sleeptime.errors import (
-    ContextNotFound,
-    InvalidInput,
-    ModelUnavailable,
-    QueueUnavailable,
-    StoreUnavailable,
-)
-from sleeptime.models import SleepReport, SleepStep
+from sleeptime.errors import InvalidInput, QueueUnavailable
+from sleeptime.models import SleepReport
 from sleeptime.policy import Decision, SleepPolicy
 from sleeptime.quality import degraded_causes
 from sleeptime.queue.base import (
@@ -61,7 +55,8 @@ from sleeptime.queue.base import (
 from sleeptime.queue.scheduler import TokenWindow, retry_delay
 from sleeptime.redact import redact_url
 from sleeptime.store.db import is_in_memory
-from sleeptime.worker.logs import log_event
+from sleeptime.worker.breaker import INFRASTRUCTURE, PERMANENT, CircuitBreaker
+from sleeptime.worker.logs import StepLog, log_event
 from sleeptime.worker.metrics import WorkerMetrics
 from sleeptime.worker.port import PortProvider, WorkerPort
 
@@ -71,109 +66,6 @@ T = TypeVar("T")
 #: A ``burst`` worker gives up when this many claims in a row find the queue
 #: unreachable (about 3 s of backoff, plus the client's own retries of each call).
 BURST_QUEUE_ATTEMPTS = 5
-
-#: Errors that no retry can fix: the job goes to the dead letter at once.
-PERMANENT = (ContextNotFound, InvalidInput)
-#: Failures of the infrastructure, not of the job: it goes back to the queue without
-#: using up one of its deliveries, so an outage delays work but never kills it, and
-#: they count towards the worker's circuit breaker.
-INFRASTRUCTURE = (StoreUnavailable, ModelUnavailable)
-
-
-class CircuitBreaker:
-    """Stops a worker from claiming jobs while the database or the model provider is
-    down, so an outage is waited out instead of burning through the queue.
-
-    Closed: jobs are claimed as usual. ``threshold`` infrastructure failures in a row
-    open it: nothing is claimed for ``open_s`` seconds. Then it is half-open: one
-    probe job is let through; its success closes the breaker, its infrastructure
-    failure opens it again for another ``open_s``. ``clock`` is injectable."""
-
-    def __init__(
-        self, threshold: int, open_s: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.threshold = threshold
-        self.open_s = open_s
-        self.clock = clock
-        self.failures = 0
-        self.opened = 0  # times it opened (metrics, tests)
-        self._open_until: float | None = None
-        self._probing = False
-        self._lock = threading.Lock()
-
-    @property
-    def state(self) -> str:
-        with self._lock:
-            if self._open_until is None:
-                return "closed"
-            return "half-open" if self.clock() >= self._open_until else "open"
-
-    def allowance(self, free: int) -> int:
-        """How many jobs may be claimed now (``free`` slots)."""
-        with self._lock:
-            if self._open_until is None:
-                return free
-            if self.clock() < self._open_until or self._probing:
-                return 0
-            self._probing = True
-            return min(1, free)
-
-    def wait_s(self) -> float:
-        with self._lock:
-            if self._open_until is None:
-                return 0.0
-            return max(0.0, self._open_until - self.clock())
-
-    def success(self) -> None:
-        with self._lock:
-            self.failures = 0
-            self._open_until = None
-            self._probing = False
-
-    def failure(self) -> bool:
-        """Count an infrastructure failure; True if the breaker (re)opened."""
-        with self._lock:
-            self.failures += 1
-            if self._probing or self.failures >= self.threshold:
-                self._probing = False
-                self._open_until = self.clock() + self.open_s
-                self.opened += 1
-                return True
-            return False
-
-    def release(self) -> None:
-        """A probe that ended without saying anything about the infrastructure."""
-        with self._lock:
-            self._probing = False
-
-
-class _StepLog:
-    """The ``on_step`` callback of one job: a structured log line per finished step
-    (ids, step, status, duration, tokens; never text), and the tokens so far. Steps of
-    one run may finish on several threads at once (the parallel rethinks)."""
-
-    def __init__(self, ids: dict[str, object]) -> None:
-        self.ids = ids
-        self.tokens = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, step: SleepStep) -> None:
-        with self._lock:
-            self.tokens += step.tokens
-        log_event(
-            log,
-            {
-                "event": "step",
-                **self.ids,
-                "step": step.step,
-                "part": step.part,
-                "status": step.status,
-                "duration_ms": step.duration_ms,
-                "tokens": step.tokens if step.status == "done" else None,
-                "calls": step.calls if step.status == "done" else None,
-                "error": step.error,
-            },
-        )
 
 
 def describe_queue(queue: JobQueue) -> str:
@@ -442,7 +334,7 @@ class Worker:
             "ctx": job.context_id,
             "v": job.version,
         }
-        steps = _StepLog(ids)
+        steps = StepLog(log, ids)
         end: dict[str, object] = {}
         self.metrics.in_progress.inc()
         try:
@@ -518,7 +410,7 @@ class Worker:
         return self.policy.decide(job.namespace, job.context_id, job.version, chars=chars)
 
     def _sleep(
-        self, job: Job, steps: _StepLog | None = None, decision: Decision | None = None
+        self, job: Job, steps: StepLog | None = None, decision: Decision | None = None
     ) -> SleepReport:
         """Run the job once. Model calls were already retried by the gateway (the one
         retry layer for a model failure); a job that still fails goes back to the
