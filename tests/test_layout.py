@@ -254,6 +254,31 @@ def test_test_fixtures_do_not_come_from_the_benchmark() -> None:
     assert offenders == []
 
 
+def test_no_test_takes_a_fixture_from_the_benchmark() -> None:
+    """What the tests' helper modules provide (a Redis server, a PostgreSQL cluster, a
+    free port) no test file takes from ``sleeptime.bench``, even where the benchmark has
+    its own: a test of the library starts its servers with the tests' helpers. Tests of
+    the benchmark import the benchmark's code, of course, just not these."""
+    folder = Path(__file__).parent
+    helpers = [p for p in sorted(folder.glob("*.py")) if not p.name.startswith("test_")]
+    provided = {
+        node.name
+        for p in helpers
+        for node in ast.parse(p.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.ClassDef | ast.FunctionDef)
+    }
+    assert {"RedisServer", "PostgresCluster", "free_port"} <= provided
+    offenders = [
+        f"{p.name}: from {node.module} import {alias.name}"
+        for p in sorted(folder.glob("test_*.py"))
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and _in_bench(node.module or "")
+        for alias in node.names
+        if alias.name in provided
+    ]
+    assert offenders == []
+
+
 #: SQLAlchemy names that build statements: only the store writes SQL.
 _SQL_BUILDERS = frozenset({"select", "insert", "update", "delete", "text", "func", "and_", "or_"})
 

@@ -309,7 +309,7 @@ def test_a_database_outage_is_a_503_and_the_api_recovers_by_itself() -> None:
     is back the same server answers again without a restart."""
     import tempfile
 
-    from sleeptime.bench.chaos import PostgresCluster
+    from postgres_cluster import PostgresCluster
 
     root = Path(tempfile.mkdtemp(prefix="sleeptime-pg-"))  # not under pytest's 0700 tree
     try:
