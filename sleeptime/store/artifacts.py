@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cachetools import LRUCache
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from sleeptime.models import Artifacts, PassageIndex, PredictedQA, Usage
 from sleeptime.store.db import Database
@@ -22,6 +22,15 @@ from sleeptime.store.schema import ArtifactRow
 
 #: A cache key: (namespace, context id, version).
 VersionKey = tuple[str, str, int]
+
+#: One artifact's payload by its key: built once (a read, not a write transaction).
+_ONE = select(ArtifactRow.payload).where(
+    ArtifactRow.namespace == bindparam("ns"),
+    ArtifactRow.context_id == bindparam("cid"),
+    ArtifactRow.version == bindparam("v"),
+    ArtifactRow.kind == bindparam("kind"),
+    ArtifactRow.key == bindparam("key"),
+)
 
 
 class ArtifactRepo:
@@ -65,9 +74,9 @@ class ArtifactRepo:
     def get(
         self, namespace: str, context_id: str, version: int, kind: str, key: str
     ) -> dict[str, Any] | None:
-        with self._db.session() as s:
-            row = s.get(ArtifactRow, (namespace, context_id, version, kind, key))
-            return dict(row.payload) if row else None
+        params = {"ns": namespace, "cid": context_id, "v": version, "kind": str(kind), "key": key}
+        rows = self._db.read(_ONE, params)
+        return dict(rows[0][0]) if rows else None
 
     def load(self, namespace: str, context_id: str, version: int) -> Artifacts:
         """Everything servable for one version. Complete sets are cached in-process
