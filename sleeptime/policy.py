@@ -20,7 +20,9 @@ costs its whole sleep and saves nothing. ``SLEEPTIME_SLEEP_POLICY`` chooses:
 A policy only governs what workers do on their own: an explicit sleep (``st.sleep``,
 ``POST .../sleep``, ``sleeptime sleep``) always runs. A version the policy skips is
 deferred, not lost (:meth:`sleeptime.queue.base.JobQueue.defer`); a query on it revives
-the job and the policy decides again, now with that demand in view.
+the job and the policy decides again, now with that demand in view. A job deferred for
+its namespace's spent daily sleep budget (:data:`BUDGET_DEFERRAL`) also comes back once
+its UTC day is over, when the budget resets (the worker's sweep).
 """
 
 from __future__ import annotations
@@ -75,6 +77,17 @@ class QueryHistory(Protocol):
     tests and the economics benchmark, each with its own clock)."""
 
     def demand(self, namespace: str, context_id: str, version: int, now: float) -> Demand: ...
+
+
+#: How the reason of a job deferred for its namespace's spent daily sleep-time budget
+#: begins: the worker's sweep revives such a job once the UTC day it was deferred on
+#: is over (the budget resets at 00:00 UTC), without waiting for a query.
+BUDGET_DEFERRAL = "skipped: sleep-time budget of "
+
+
+def budget_deferred(reason: str | None) -> bool:
+    """Whether a deferred job's reason says the daily sleep-time budget ran out."""
+    return reason is not None and reason.startswith(BUDGET_DEFERRAL)
 
 
 @dataclass(frozen=True)
@@ -213,7 +226,7 @@ class SleepPolicy:
         if left is not None and left < est_tokens:
             return Decision(
                 False,
-                f"skipped: sleep-time budget of {namespace} ({left} tokens left today, "
+                f"{BUDGET_DEFERRAL}{namespace} ({left} tokens left today, "
                 f"this sleep ~{est_tokens}); {facts}",
                 expected_queries=expected,
                 estimated_tokens=est_tokens,

@@ -41,6 +41,10 @@ class Job:
     ready_at: float = 0.0
     worker: str | None = None
     error: str | None = None
+    #: When it was done, dead-lettered or deferred (epoch seconds, the queue's clock; 0
+    #: before that). A deferral for a spent daily sleep budget is revived once its UTC
+    #: day is over (the worker's sweep). Not part of :meth:`to_dict`.
+    finished_at: float = 0.0
     #: Backend handle of this delivery (the stream entry id for Redis).
     receipt: str = ""
 

@@ -75,6 +75,7 @@ def _job(fields: dict[str, str], receipt: str = "") -> Job:
         ready_at=num("ready_at"),
         worker=fields.get("worker") or None,
         error=fields.get("error") or None,
+        finished_at=num("finished_at"),
         receipt=receipt or fields.get("entry", ""),
     )
 

@@ -39,7 +39,7 @@ from sleeptime.store import migrate
 
 _COLUMNS = (
     "id, namespace, context_id, version, state, deliveries, priority, enqueued_at, ready_at, "
-    "worker, error, receipt"
+    "worker, error, receipt, finished_at"
 )
 
 
@@ -65,6 +65,7 @@ def _job(row: tuple[Any, ...]) -> Job:
         worker=row[9] or None,
         error=row[10] or None,
         receipt=row[11] or "",
+        finished_at=float(row[12] or 0.0),
     )
 
 

@@ -3,7 +3,8 @@
 The worker reaches the library only through its port
 (:class:`~sleeptime.worker.port.WorkerPort`), and asks its sleep policy
 (:mod:`sleeptime.policy`) before each job it runs on its own: a version the policy skips
-is deferred with the reason, and revived when the query log shows a query on it.
+is deferred with the reason, and revived when the query log shows a query on it (or,
+deferred for a spent daily sleep budget, by the sweep once the UTC day is over).
 Claims share the workers between namespaces (fair share, in the queue).
 
 One loop per process hands jobs to a thread pool of ``concurrency`` slots. A side
@@ -59,6 +60,7 @@ from sleeptime.worker.breaker import INFRASTRUCTURE, PERMANENT, CircuitBreaker
 from sleeptime.worker.logs import StepLog, log_event
 from sleeptime.worker.metrics import WorkerMetrics
 from sleeptime.worker.port import PortProvider, WorkerPort
+from sleeptime.worker.revival import Revival
 
 log = logging.getLogger("sleeptime.worker")
 T = TypeVar("T")
@@ -84,15 +86,12 @@ def worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-#: Revive passes read at most this many query-log rows back at a worker's start.
-REVIVE_LOOKBACK = 100_000
-
-
 class Worker:
     """Processes sleep-time jobs from ``queue`` through ``port`` (a
     :class:`~sleeptime.worker.port.WorkerPort`, or something that hands one out, such as
     the :class:`~sleeptime.SleepTime` facade). ``policy`` decides what the worker sleeps
-    on its own (default: the port's, from ``SLEEPTIME_SLEEP_POLICY``)."""
+    on its own (default: the port's, from ``SLEEPTIME_SLEEP_POLICY``). ``clock``: epoch
+    seconds, the UTC day a spent sleep budget is renewed on (tests pass their own)."""
 
     def __init__(
         self,
@@ -103,6 +102,7 @@ class Worker:
         worker_id: str | None = None,
         metrics: WorkerMetrics | None = None,
         policy: SleepPolicy | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(port, WorkerPort):
             port = port.worker_port()
@@ -116,13 +116,13 @@ class Worker:
         self.queue = queue
         self.settings = port.settings
         self.policy = policy or port.sleep_policy()
-        #: The query-log row up to which demand was looked at (None: not yet).
-        self._queried_after: int | None = None
+        self.clock = clock
         self.concurrency = concurrency or self.settings.worker_concurrency
         self.id = worker_id or worker_name()
         self.tokens = TokenWindow(self.settings.worker_tokens_per_minute)
         self.breaker = CircuitBreaker(self.settings.breaker_failures, self.settings.breaker_open_s)
         self.metrics = metrics or WorkerMetrics(queue, port)
+        self.revival = Revival(port, queue, self.metrics, clock)
         self.grace = self.settings.shutdown_grace_s
         self.started_at = time.time()
         self.jobs_done = 0
@@ -535,53 +535,37 @@ class Worker:
             self._warn(f"outbox relay failed: {exc}")
 
     def _revive(self) -> int:
-        """Demand revives deferred jobs: every version queried since the last pass
-        (read from the query log, off the online path) gets its deferred job back to
-        waiting, if it has one (the queue's revive is atomic: one worker wins). Returns
-        how many were revived."""
+        """Demand revives deferred jobs (:meth:`Revival.queried`); returns how many."""
         try:
-            if self._queried_after is None:
-                _, last = self.port.queried_versions(-1)  # -1: only the log's last row id
-                self._queried_after = max(0, last - REVIVE_LOOKBACK)
-            found, self._queried_after = self.port.queried_versions(self._queried_after)
-            revived = 0
-            for ns, cid, version in found:
-                job = self.queue.revive(ns, cid, version, reason=f"queried v{version}")
-                if job is not None:
-                    revived += 1
-                    self.metrics.revived.inc()
-                    log_event(
-                        log,
-                        {
-                            "event": "revived",
-                            "job": job.id,
-                            "ns": ns,
-                            "ctx": cid,
-                            "v": version,
-                            "reason": f"queried v{version}",
-                        },
-                    )
-            if revived:
-                self._wake.set()
-            return revived
+            revived = self.revival.queried()
         except Exception as exc:
             self._warn(f"reviving deferred jobs failed: {exc}")
             return 0
+        if revived:
+            self._wake.set()
+        return revived
 
     def _sweep(self) -> int | None:
         """Enqueue current versions that have no artifacts (ingested before the outbox
         existed, or whose job was dead-lettered or lost with the queue); dedup makes
         this idempotent, and a dead job of a current version is revived by the enqueue.
-        Returns how many were enqueued (None: the sweep failed, and said so)."""
+        Jobs deferred for a spent daily sleep budget come back once their day is over
+        (:meth:`Revival.budget_renewed`). Returns how many versions were enqueued
+        (None: the sweep failed, and said so)."""
         try:
-            found = self.port.missing_versions()
-            added = sum(1 for ns, cid, v in found if self.queue.enqueue(ns, cid, v) is not None)
+            missing = self.port.missing_versions()
+            added = sum(1 for ns, cid, v in missing if self.queue.enqueue(ns, cid, v) is not None)
             if added:
                 log.info("sweep: enqueued %d version(s) without artifacts", added)
-            return added
         except Exception as exc:
             self._warn(f"sweep failed: {exc}")
             return None
+        try:
+            if self.revival.budget_renewed():
+                self._wake.set()
+        except Exception as exc:
+            self._warn(f"reviving jobs deferred for a spent sleep budget failed: {exc}")
+        return added
 
     def _recover_lost_queue(self) -> bool:
         """If the queue noticed that its state was lost (Redis restarted without
