@@ -139,7 +139,7 @@ class Background:
         """A new version was committed with its outbox row: never serve an older one
         from this process again (in memory, no I/O) and wake the relay."""
         if self.cache is not None:
-            self.cache.floor(ctx.namespace, ctx.context_id, ctx.version)
+            self.cache.never_serve_below(ctx.namespace, ctx.context_id, ctx.version)
         self.relay.wake()
 
     def close(self) -> None:

@@ -11,8 +11,8 @@ compare-and-set (:data:`_PUT`) that refuses a version older than the key, and a 
 serves cached artifacts only when they are exactly the version the key names: with no
 version key (Redis restarted without persistence, or evicted) the read falls back to
 SQL, which knows the current version, and re-creates the key from it. A client that
-ingested a version also never serves an older one (:meth:`HotCache.floor`, in memory),
-even before the relay has moved the key.
+ingested a version also never serves an older one (:meth:`HotCache.never_serve_below`,
+in memory), even before the relay has moved the key.
 
 Redis is not the only writer's channel: a process without Redis, or one whose relay
 lost the race for the outbox row to a relay without Redis, never moves the version
@@ -107,9 +107,9 @@ class HotCache:
         self.r: Any = connect(url, timeout=timeout_s, retries=0)  # str responses
         self._bump = self.r.register_script(_BUMP)
         self._put = self.r.register_script(_PUT)
-        #: Newest version this process committed per context: never serve older ones.
-        self._floor: dict[tuple[str, str], int] = {}
-        self._floor_size = 100_000
+        #: Per context, the oldest version servable: the newest this process committed.
+        self._servable_from: dict[tuple[str, str], int] = {}
+        self._tracked_max = 100_000
         #: Per context: (the version SQL named as current, when it was read).
         self._confirmed: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
         self._store_warned_until = 0.0
@@ -151,7 +151,9 @@ class HotCache:
         arts = self._parse(namespace, context_id, raw)
         if arts.namespace != namespace or arts.context_id != context_id:  # never cross tenants
             return newest, None
-        if arts.version != newest or arts.version < self._floor.get((namespace, context_id), 0):
+        if arts.version != newest or arts.version < self._servable_from.get(
+            (namespace, context_id), 0
+        ):
             return newest, None
         return newest, arts
 
@@ -193,14 +195,14 @@ class HotCache:
         )
         return bool(int(written))
 
-    def floor(self, namespace: str, context_id: str, version: int) -> None:
+    def never_serve_below(self, namespace: str, context_id: str, version: int) -> None:
         """This process committed ``version``: never serve an older one (no I/O)."""
         key = (namespace, context_id)
         with self._lock:
-            if version > self._floor.get(key, 0):
-                self._floor[key] = version
-                if len(self._floor) > self._floor_size:  # the version key still guards
-                    del self._floor[next(iter(self._floor))]
+            if version > self._servable_from.get(key, 0):
+                self._servable_from[key] = version
+                if len(self._servable_from) > self._tracked_max:  # the version key guards too
+                    del self._servable_from[next(iter(self._servable_from))]
 
     def confirm(self, namespace: str, context_id: str, version: int) -> None:
         """SQL named ``version`` as the current one just now (no I/O)."""
@@ -208,7 +210,7 @@ class HotCache:
         with self._lock:
             self._confirmed[key] = (version, self.clock())
             self._confirmed.move_to_end(key)
-            while len(self._confirmed) > self._floor_size:  # unconfirmed: read SQL again
+            while len(self._confirmed) > self._tracked_max:  # unconfirmed: read SQL again
                 self._confirmed.popitem(last=False)
 
     def _confirmed_recently(self, namespace: str, context_id: str, version: int) -> bool:
@@ -244,8 +246,8 @@ class HotCache:
         the cache's, else the fallback) within ``confirm_s``."""
 
         def current_version(namespace: str, context_id: str) -> int | None:
-            found = fallback(namespace, context_id)
-            return None if found is None else found[0]
+            from_sql = fallback(namespace, context_id)
+            return None if from_sql is None else from_sql[0]
 
         read_current = current or self.current or current_version
 
@@ -271,21 +273,21 @@ class HotCache:
                 except RedisError as exc:
                     self._failed(exc)
             self.misses += 1
-            found = fallback(namespace, context_id)
-            fresh = found is not None and (newest is None or found[0] >= newest)
-            if found is not None:
-                self.floor(namespace, context_id, found[0])
-                self.confirm(namespace, context_id, found[0])
-            if found is not None and fresh and self._available():
+            from_sql = fallback(namespace, context_id)
+            fresh = from_sql is not None and (newest is None or from_sql[0] >= newest)
+            if from_sql is not None:
+                self.never_serve_below(namespace, context_id, from_sql[0])
+                self.confirm(namespace, context_id, from_sql[0])
+            if from_sql is not None and fresh and self._available():
                 try:
-                    if found[1].complete:
-                        self.put(found[1])
-                    elif newest is not None and found[0] > newest:
+                    if from_sql[1].complete:
+                        self.put(from_sql[1])
+                    elif newest is not None and from_sql[0] > newest:
                         # move the key on for every process (what the relay does)
-                        self._invalidate(namespace, context_id, found[0])
+                        self._invalidate(namespace, context_id, from_sql[0])
                 except RedisError as exc:
                     self._failed(exc)
-            return found
+            return from_sql
 
         return source
 

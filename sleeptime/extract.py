@@ -158,8 +158,8 @@ def words_to_number(text: str) -> float | None:
 
 def last_number(text: str, *, first: bool = False) -> float | None:
     """The last (or first) number written in digits, else one written in words."""
-    found = list(_NUMBER.finditer(text))
-    for m in found if first else reversed(found):
+    matches = list(_NUMBER.finditer(text))
+    for m in matches if first else reversed(matches):
         value = parse_number(m.group(0))
         if value is not None:
             return value
@@ -204,10 +204,10 @@ def extract_number(text: str) -> float | None:
 
 def parse_time(text: str) -> int | None:
     """Minutes after midnight of the last clock time in ``text`` ('1:15 PM' -> 795)."""
-    found = list(_TIME.finditer(text))
-    if not found:
+    matches = list(_TIME.finditer(text))
+    if not matches:
         return None
-    m = found[-1]
+    m = matches[-1]
     hours, minutes = int(m.group(1)), int(m.group(2))
     if hours > 23 or minutes > 59:
         return None
@@ -259,10 +259,10 @@ def _text_correct(response: str, gold: str) -> bool:
 def _time_correct(response: str, gold: str) -> bool:
     want = parse_time(gold)
     span = final_span(response)
-    found = list(_TIME.finditer(span)) or list(_TIME.finditer(response))
-    if want is None or not found:
+    matches = list(_TIME.finditer(span)) or list(_TIME.finditer(response))
+    if want is None or not matches:
         return False
-    m = found[-1]
+    m = matches[-1]
     got = parse_time(m.group(0))
     if got is None:
         return False

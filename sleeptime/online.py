@@ -71,14 +71,14 @@ def answer_question(
     budget: Budget,
     *,
     explicit_budget: bool,
-    found: tuple[int, Artifacts],
+    current: tuple[int, Artifacts],
     on_token: TokenSink | None = None,
 ) -> Answer:
-    """Answer ``question`` about the version in ``found`` (the caller's one read).
+    """Answer ``question`` about the version in ``current`` (the caller's one read).
     With ``on_token`` the answer's text is also sent there as it is produced (a
     precomputed answer in one piece)."""
-    version, arts = found
-    served, related, spent = _prepared(deps, namespace, context_id, question, found, model=True)
+    version, arts = current
+    served, related, spent = _prepared(deps, namespace, context_id, question, current, model=True)
     if served is not None:
         if on_token is not None:
             on_token(served.text)
@@ -100,10 +100,12 @@ def answer_question(
     return out
 
 
-def serve_prepared(deps: OnlineDeps, question: str, found: tuple[int, Artifacts]) -> Answer | None:
+def serve_prepared(
+    deps: OnlineDeps, question: str, current: tuple[int, Artifacts]
+) -> Answer | None:
     """The precomputed answer the serve policy allows for ``question`` without any
     model call (an exact match, or a near one the user's judge confirms), else None."""
-    return _prepared(deps, "", "", question, found, model=False)[0]
+    return _prepared(deps, "", "", question, current, model=False)[0]
 
 
 def _prepared(
@@ -111,45 +113,45 @@ def _prepared(
     namespace: str,
     context_id: str,
     question: str,
-    found: tuple[int, Artifacts],
+    current: tuple[int, Artifacts],
     *,
     model: bool,
 ) -> tuple[Answer | None, list[PredictedQA], Usage]:
     """The serve decision, written once: (the precomputed answer served, or None; the
     related prepared Q&As to show the model otherwise; what a verification cost). A
     near candidate is confirmed by the user's judge, else (``model``) by the model."""
-    version, arts = found
+    version, arts = current
     servable = [qa for qa in arts.qas if qa.servable]
     decision = deps.policy.decide(question, [qa.question for qa in servable])
     if decision.serve is not None:
         qa = servable[decision.serve]
-        return _served(qa, found, 1.0, decision.reason, Usage()), [], Usage()
+        return _served(qa, current, 1.0, decision.reason, Usage()), [], Usage()
     spent = Usage()
     if decision.verify is not None and (model or deps.judge is not None):
         qa = servable[decision.verify]
         same, spent, how = _verify(deps, namespace, context_id, version, question, qa.question)
         if same:
-            return _served(qa, found, decision.score, f"verified by {how}", spent), [], spent
+            return _served(qa, current, decision.score, f"verified by {how}", spent), [], spent
     return None, [servable[i] for i in decision.related], spent
 
 
 def learned_notes(
-    deps: OnlineDeps, namespace: str, context_id: str, found: tuple[int, Artifacts]
+    deps: OnlineDeps, namespace: str, context_id: str, current: tuple[int, Artifacts]
 ) -> tuple[str, int, bool] | None:
     """(learned context, the version it was learned on, stale) for prompting an
     agent's own model: the current version's, else the newest older one (stale)."""
-    learned, learned_version, stale = _notes(deps, namespace, context_id, found)
+    learned, learned_version, stale = _notes(deps, namespace, context_id, current)
     return (learned, learned_version, stale) if learned and learned_version else None
 
 
 def _notes(
-    deps: OnlineDeps, namespace: str, context_id: str, found: tuple[int, Artifacts]
+    deps: OnlineDeps, namespace: str, context_id: str, current: tuple[int, Artifacts]
 ) -> tuple[str | None, int | None, bool]:
     """The stale-notes lookup, written once: (learned context, the version it was
     learned on, stale). Until a version is learned, the newest learned context of an
     older one stands in (stale-while-revalidate), never its precomputed answers: they
     answer questions about a text that has changed."""
-    version, arts = found
+    version, arts = current
     if arts.learned:
         return arts.learned, version, False
     older = deps.store.latest_learned(namespace, context_id, version) if version > 1 else None
@@ -157,9 +159,9 @@ def _notes(
 
 
 def _served(
-    qa: PredictedQA, found: tuple[int, Artifacts], score: float, reason: str, usage: Usage
+    qa: PredictedQA, current: tuple[int, Artifacts], score: float, reason: str, usage: Usage
 ) -> Answer:
-    version, arts = found
+    version, arts = current
     return Answer(
         text=qa.answer,
         source="predicted",
@@ -350,12 +352,12 @@ def fuse(*rankings: list[Found], k: int = 60) -> list[Found]:
     """Reciprocal-rank fusion: passages ranked high by any ranking come first. Robust
     to the rankings' incomparable scores (BM25 vs cosine)."""
     score: dict[int, float] = {}
-    found: dict[int, Found] = {}
+    passage: dict[int, Found] = {}
     for ranking in rankings:
         for rank, p in enumerate(ranking):
             score[p.idx] = score.get(p.idx, 0.0) + 1.0 / (k + rank + 1)
-            found[p.idx] = p
-    return [found[i] for i in sorted(score, key=lambda i: (-score[i], i))]
+            passage[p.idx] = p
+    return [passage[i] for i in sorted(score, key=lambda i: (-score[i], i))]
 
 
 def _with_agreement(qa: PredictedQA) -> str:

@@ -149,7 +149,7 @@ def _mask_query(query: str) -> str:
 
 def _secrets(url: str) -> set[str]:
     """Every string that could be a secret in ``url``, raw and percent-decoded."""
-    found: set[str] = set()
+    sensitive: set[str] = set()
     parts = _split(url)
     if parts is None:
         # Unparseable: whatever sits between '://' and the last '@' may be credentials.
@@ -157,22 +157,22 @@ def _secrets(url: str) -> set[str]:
         rest = url[m.end() :] if m else url
         creds = rest.rpartition("@")[0]
         if creds:
-            found |= {creds, creds.partition(":")[2]}
+            sensitive |= {creds, creds.partition(":")[2]}
         tail = rest
     else:
         _scheme, creds_or_none, tail, sa_agrees = parts
         if creds_or_none is not None:
             password = creds_or_none.partition(":")[2]
-            found.add(password)
+            sensitive.add(password)
             if not sa_agrees:
                 # Drivers given SQLAlchemy's reading quote its "host", which starts with
                 # the rest of the password ("ss@db" of "p@ss@db"): scrub the pieces too.
-                found |= set(re.split(r"[@/?#:]", password))
-                found.add(str(make_url(url).host or ""))
+                sensitive |= set(re.split(r"[@/?#:]", password))
+                sensitive.add(str(make_url(url).host or ""))
     _host, qmark, query = tail.partition("?")
     if qmark:
         for piece in query.split("&"):
             key, eq, value = piece.partition("=")
             if eq and is_secret_param(unquote_plus(key)):
-                found.add(value)
-    return {v for s in found if s for v in (s, unquote(s), unquote_plus(s)) if v}
+                sensitive.add(value)
+    return {v for s in sensitive if s for v in (s, unquote(s), unquote_plus(s)) if v}

@@ -72,9 +72,9 @@ def keys_revoke(
 ) -> None:
     """Revoke a key: requests with it get 401 from then on."""
     st = client("fake", database_url, existing=True)
-    found = st.store.revoke_api_key(key_id)
+    revoked = st.store.revoke_api_key(key_id)
     st.close()
-    if not found:
+    if not revoked:
         raise InvalidInput(f"no key {key_id!r}: see `sleeptime keys list`")
     console.print(f"key {key_id} revoked")
 

@@ -76,21 +76,21 @@ def jobs(
     if state not in (None, *JOB_STATES):
         raise InvalidInput(f"--state must be waiting, running, dead or deferred (got {state!r})")
     queue = _queue(redis_url, database_url)
-    found = queue.list("waiting" if state == "pending" else state, limit=limit)
+    listed = queue.list("waiting" if state == "pending" else state, limit=limit)
     counts = queue.counts()
     live = [w for w in queue.workers() if w.get("state") != "stopped"]
     queue.close()
     if as_json:
         print(
             json.dumps(
-                {"counts": counts, "workers": live, "jobs": [j.to_dict() for j in found]}, indent=2
+                {"counts": counts, "workers": live, "jobs": [j.to_dict() for j in listed]}, indent=2
             )
         )
         return
     now = time.time()
     table = Table("state", "context", "v", "tries", "ready", "worker", "error")
     table.add_column("id", no_wrap=True)
-    for j in found:
+    for j in listed:
         table.add_row(
             j.state,
             f"{j.namespace}/{j.context_id}",

@@ -32,7 +32,7 @@ class _Ask:
     question: str
     budget: Budget
     explicit: bool
-    found: tuple[int, Artifacts]
+    current: tuple[int, Artifacts]
     start: float
 
 
@@ -133,10 +133,10 @@ class AskMixin(FacadeBase):
         elif "verbosity" not in budget.model_fields_set:
             budget = budget.model_copy(update={"verbosity": self.settings.default_verbosity})
         start = time.perf_counter()
-        found = self.artifact_source(namespace, context_id)  # the one keyed read
-        if found is None:
+        current = self.artifact_source(namespace, context_id)  # the one keyed read
+        if current is None:
             raise ContextNotFound(namespace, context_id)
-        return _Ask(namespace, context_id, question, budget, explicit, found, start)
+        return _Ask(namespace, context_id, question, budget, explicit, current, start)
 
     def _answer(self, q: _Ask, on_token: Callable[[str], None] | None) -> Answer:
         answer = answer_question(
@@ -146,7 +146,7 @@ class AskMixin(FacadeBase):
             q.question.strip(),
             q.budget,
             explicit_budget=q.explicit,
-            found=q.found,
+            current=q.current,
             on_token=on_token,
         )
         # reading is not editing: an ask never postpones sleep-time work
@@ -161,10 +161,10 @@ class AskMixin(FacadeBase):
             namespace, context_id, question, max_question_chars=self.settings.max_question_chars
         )
         start = time.perf_counter()
-        found = self.artifact_source(namespace, context_id)
-        if found is None:
+        current = self.artifact_source(namespace, context_id)
+        if current is None:
             return None
-        answer = serve_prepared(self._online, question.strip(), found)
+        answer = serve_prepared(self._online, question.strip(), current)
         if answer is None:
             return None
         return self._logged(namespace, context_id, question, answer, start)
@@ -192,19 +192,19 @@ class AskMixin(FacadeBase):
         """The learned context an agent's own model should see, or None before any
         sleep-time work: the current version's, else an older version's (``stale``)."""
         check_ids(namespace, context_id)
-        found = self.artifact_source(namespace, context_id)
-        if found is None:
+        current = self.artifact_source(namespace, context_id)
+        if current is None:
             return None
-        got = learned_notes(self._online, namespace, context_id, found)
+        got = learned_notes(self._online, namespace, context_id, current)
         if got is None:
             return None
         text, learned_version, stale = got
         return Notes(
             text=text,
-            version=found[0],
+            version=current[0],
             learned_version=learned_version,
             stale=stale,
-            prepared=[qa for qa in found[1].qas if qa.servable],
+            prepared=[qa for qa in current[1].qas if qa.servable],
         )
 
     def record_answer(
@@ -264,8 +264,8 @@ class AskMixin(FacadeBase):
             or keep_exchanges < 0
         ):
             raise InvalidInput(f"keep_exchanges must be an int >= 0 (got {keep_exchanges!r})")
-        found = self.artifact_source(namespace, context_id)
-        got = learned_notes(self._online, namespace, context_id, found) if found else None
+        current = self.artifact_source(namespace, context_id)
+        got = learned_notes(self._online, namespace, context_id, current) if current else None
         return compact(
             self._online,
             namespace,

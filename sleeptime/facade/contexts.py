@@ -87,10 +87,10 @@ class ContextsMixin(FacadeBase):
     def artifacts(self, namespace: str, context_id: str) -> Artifacts:
         """What sleep-time compute has stored for the current version."""
         check_ids(namespace, context_id)
-        found = self.artifact_source(namespace, context_id)
-        if found is None:
+        current = self.artifact_source(namespace, context_id)
+        if current is None:
             raise ContextNotFound(namespace, context_id)
-        return found[1]
+        return current[1]
 
     def _artifacts_from_sql(self, namespace: str, context_id: str) -> tuple[int, Artifacts] | None:
         version = self.store.current_version(namespace, context_id)

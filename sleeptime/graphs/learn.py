@@ -108,9 +108,9 @@ def rethink(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     i = state["rethink"]
     if deps.strategy == "rethink_tools":
         return rethink_tools(state, deps, i)
-    found = deps.get(state, Kind.DRAFT, str(i))
-    if found is not None:
-        return {"drafts": [found["text"]]}
+    draft = deps.get(state, Kind.DRAFT, str(i))
+    if draft is not None:
+        return {"drafts": [draft["text"]]}
     deps.say(f"learning the context (rethink {i + 1}/{deps.k})")
     temperature = deps.settings.sleep_temperature if deps.k > 1 else None
     messages = prompts.learn_messages(state["text"])
@@ -128,9 +128,9 @@ def rethink_tools(state: SleepState, deps: SleepDeps, i: int) -> dict[str, Any]:
     calls (or the text protocol), every call through the gateway and in the ledger. The
     block is stored as a draft with the loop's record (stop, calls, rewrites), always,
     so a run resumes per loop and the benchmark reads each block."""
-    found = deps.get(state, Kind.DRAFT, rethink_key(i))
-    if found is not None:
-        return {"drafts": [found["text"]]}
+    draft = deps.get(state, Kind.DRAFT, rethink_key(i))
+    if draft is not None:
+        return {"drafts": [draft["text"]]}
     opts = deps.rethink
     deps.say(f"rethinking the context (loop {i + 1}/{deps.k})")
     temperature = opts.temperature
@@ -263,8 +263,8 @@ def merge_blocks(state: SleepState, deps: SleepDeps) -> dict[str, Any]:
     opts = deps.rethink
     blocks = []
     for i in range(deps.k):
-        found = deps.get(state, Kind.DRAFT, rethink_key(i))
-        blocks.append(found["text"] if found else "")
+        draft = deps.get(state, Kind.DRAFT, rethink_key(i))
+        blocks.append(draft["text"] if draft else "")
     usage = Usage()
     payload: dict[str, Any] = {
         "k": deps.k,

@@ -31,12 +31,12 @@ def predict(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     completes with zero predictions and a warning in its manifest."""
     deps = runtime.context
     n = deps.n_questions
-    found = deps.get(state, Kind.QUESTIONS, "0")
-    if found is not None:
+    stored = deps.get(state, Kind.QUESTIONS, "0")
+    if stored is not None:
         return {
-            "questions": found["questions"],
-            "carried": found.get("carried", []),
-            "warnings": found.get("warnings", []),
+            "questions": stored["questions"],
+            "carried": stored.get("carried", []),
+            "warnings": stored.get("warnings", []),
         }
     if n == 0:
         return {"questions": []}
@@ -154,9 +154,9 @@ def answer(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     source = state.get("new_part", state["text"])
     for j, question in enumerate(questions):
         i = len(carried) + j
-        found = deps.get(state, Kind.QA, str(i))
-        if found is not None:
-            qas.append(_qa(found))
+        stored = deps.get(state, Kind.QA, str(i))
+        if stored is not None:
+            qas.append(_qa(stored))
             continue
         deps.say(f"answering predicted question {j + 1}/{len(questions)}")
         messages = deps.fitted(

@@ -154,17 +154,17 @@ def probe_server(
         with httpx.Client(timeout=timeout, headers=headers) as http:
             resp = http.get(f"{base}/models")
             models: dict[str, Any] = resp.json() if resp.status_code == 200 else {}
-            found = kind if kind != "auto" else _kind_of(base, models)
+            server_kind = kind if kind != "auto" else _kind_of(base, models)
             data = models.get("data") if isinstance(models.get("data"), list) else []
             first = data[0] if data and isinstance(data[0], dict) else {}
             name = model or str(first.get("id") or "default")
-            profile = ServerProfile(kind=found, model=name)
+            profile = ServerProfile(kind=server_kind, model=name)
             if window is not None:
                 return replace(profile, context_window=window, window_source="configured")
             max_len = first.get("max_model_len")
             if isinstance(max_len, int) and max_len > 0:
                 return replace(profile, context_window=max_len, window_source="/v1/models")
-            if found == "llama-server":
+            if server_kind == "llama-server":
                 return _llama_server_props(http, base, profile)
             return profile
     except (httpx.HTTPError, ValueError) as exc:

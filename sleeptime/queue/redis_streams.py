@@ -169,8 +169,8 @@ class RedisStreamsQueue:
     def lost(self) -> bool:
         """True once for each loss of the queue's state noticed since the last call."""
         with self._lock:
-            found, self._losses = self._losses > 0, 0
-        return found
+            was_lost, self._losses = self._losses > 0, 0
+        return was_lost
 
     def _saw_epoch(self, epoch: str) -> None:
         with self._lock:
@@ -461,8 +461,8 @@ class RedisStreamsQueue:
             names = list(self.r.scan_iter(match=self.keys.worker_prefix + "*", count=500))
             values = self.r.mget(names) if names else []
         now = self._now()
-        found = [json.loads(v) for v in values if v]
-        return [w for w in found if float(w.pop("expires", now)) >= now]
+        records = [json.loads(v) for v in values if v]
+        return [w for w in records if float(w.pop("expires", now)) >= now]
 
     def close(self) -> None:
         self.r.close()

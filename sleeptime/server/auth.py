@@ -56,9 +56,9 @@ def authenticate(store: SQLStore, key: str) -> Principal | None:
     """The principal of ``key``, or None when it is unknown (or revoked)."""
     if not key.startswith(KEY_PREFIX):
         return None
-    found = store.find_api_key(hash_key(key))
-    if found is None:
+    owner = store.find_api_key(hash_key(key))
+    if owner is None:
         return None
-    namespace, admin = found
+    namespace, admin = owner
     key_id = key[len(KEY_PREFIX) :].split("_", 1)[0]
     return Principal(key_id=key_id, namespace=namespace, admin=admin)

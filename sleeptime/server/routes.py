@@ -54,15 +54,15 @@ QuotasDep = Annotated[Quotas, Depends(quotas)]
 
 def _authorize(request: Request, key: str) -> Principal:
     """The key's principal (401 when unknown) with its rate limit counted."""
-    found = authenticate(request.app.state.st.store, key)
-    if found is None:
+    who = authenticate(request.app.state.st.store, key)
+    if who is None:
         raise HTTPException(
             401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
         )
     limiter = request.app.state.limiter
     if limiter is not None:
-        limiter.hit(found.key_id)  # RateLimited: 429 with Retry-After
-    return found
+        limiter.hit(who.key_id)  # RateLimited: 429 with Retry-After
+    return who
 
 
 async def _principal(request: Request, creds: HTTPAuthorizationCredentials | None) -> Principal:

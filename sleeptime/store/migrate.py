@@ -88,9 +88,9 @@ def _scripts(chain: Chain = STORE) -> ScriptDirectory:
 
 def head(chain: Chain = STORE) -> str:
     """The newest revision shipped with this version of sleeptime."""
-    found = _scripts(chain).get_current_head()
-    assert found is not None, "no migration scripts found"
-    return found
+    head = _scripts(chain).get_current_head()
+    assert head is not None, "no migration scripts found"
+    return head
 
 
 def _known(revision: str, chain: Chain) -> bool:
@@ -107,8 +107,8 @@ def _revision(conn: Connection, chain: Chain) -> str | None:
     # A plain query: Alembic's MigrationContext would log two INFO lines on every start.
     if not inspect(conn).has_table(chain.version_table):
         return None
-    found = conn.execute(text(f"SELECT version_num FROM {chain.version_table}")).scalar()
-    return str(found) if found is not None else None
+    stamped = conn.execute(text(f"SELECT version_num FROM {chain.version_table}")).scalar()
+    return str(stamped) if stamped is not None else None
 
 
 def upgrade(engine: Engine, chain: Chain = STORE) -> tuple[str | None, str]:

@@ -152,10 +152,10 @@ def _bm25(rows: Sequence[Any], terms: Sequence[str], size: int, limit: int) -> l
         for i in range(len(terms))
     ]
     starts = [_word_start(t) for t in terms]
-    found = [Found(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in rows]
-    avg = max(1.0, sum(f.n_tokens for f in found) / len(found))
+    hits = [Found(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in rows]
+    avg = max(1.0, sum(f.n_tokens for f in hits) / len(hits))
     ranked = []
-    for f, r in zip(found, rows, strict=True):
+    for f, r in zip(hits, rows, strict=True):
         words = " " + f.text.lower().replace("\n", " ")  # a word starts after a space
         norm = _K1 * (1.0 - _B + _B * f.n_tokens / avg)
         score, mask, i = 0.0, int(r[5]), 0

@@ -48,9 +48,9 @@ class _StateCollector(Collector):
             labels=["phase"],
         )
         try:
-            found = self.store.tokens_by_phase()
+            by_phase = self.store.tokens_by_phase()
             for phase in ("sleep", "test"):
-                tokens.add_metric([phase], float(found.get(phase, 0)))
+                tokens.add_metric([phase], float(by_phase.get(phase, 0)))
             yield tokens
         except Exception as exc:
             log.debug("ledger totals unavailable: %s", exc)
