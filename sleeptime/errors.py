@@ -94,8 +94,8 @@ class JobNotFound(SleepTimeError):
     """No job with that id (or, for ``jobs retry``, it is not dead but ``state``)."""
 
     def __init__(self, job_id: str, state: str | None = None) -> None:
-        where = f" among dead jobs (it is {state})" if state else ""
-        super().__init__(f"no job {job_id!r}{where}: see `sleeptime jobs` for the job ids")
+        among_dead = f" among dead jobs (it is {state})" if state else ""
+        super().__init__(f"no job {job_id!r}{among_dead}: see `sleeptime jobs` for the job ids")
         self.job_id = job_id
         self.state = state
 

@@ -104,17 +104,17 @@ def check_optional_int(value: object, name: str, *, lo: int, hi: int | None = No
 
 def validate_ingest(namespace: object, context_id: object, text: object, *, max_chars: int) -> None:
     check_ids(namespace, context_id)
-    where = f"context {namespace}/{context_id}"
+    subject = f"context {namespace}/{context_id}"
     if not isinstance(text, str):
         raise InvalidInput(f"context text must be a string, not {type(text).__name__}")
     if len(text) > max_chars:
         raise InvalidInput(
-            f"{where} has {len(text):,} characters; the limit is {max_chars:,} "
+            f"{subject} has {len(text):,} characters; the limit is {max_chars:,} "
             "(SLEEPTIME_MAX_CONTEXT_CHARS)"
         )
-    check_text(text, f"{where} text")
+    check_text(text, f"{subject} text")
     if not text.strip():
-        raise InvalidInput(f"{where} is empty")
+        raise InvalidInput(f"{subject} is empty")
 
 
 def validate_sleep(
@@ -207,7 +207,7 @@ def one_line(exc: ValidationError, name: Callable[[tuple[Any, ...]], str] | None
     parts = []
     for error in exc.errors(include_url=False, include_input=False):
         loc = tuple(error.get("loc", ()))
-        where = name(loc) if name else ".".join(str(p) for p in loc)
+        field = name(loc) if name else ".".join(str(p) for p in loc)
         msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}" if where else msg)
+        parts.append(f"{field}: {msg}" if field else msg)
     return "; ".join(parts) or "invalid value"

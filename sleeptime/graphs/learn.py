@@ -12,7 +12,7 @@ from langgraph.types import Send
 from sleeptime import prompts
 from sleeptime.chunking import split_text
 from sleeptime.errors import ModelOutputError
-from sleeptime.graphs.state import DegenerateOutput, SleepDeps, SleepState, where
+from sleeptime.graphs.state import DegenerateOutput, SleepDeps, SleepState, version_kwargs
 from sleeptime.llm.kv import prefill_missing
 from sleeptime.models import PassageIndex, Usage
 from sleeptime.paper import EMPTY_MEMORY, rethink_key, rethink_loop
@@ -41,7 +41,9 @@ def index(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
         vectors = None
         if deps.embeddings is not None and spans:
             vectors = deps.embeddings.embed_documents([text[s.start : s.end] for s in spans])
-        ids = deps.store.passages.put(**where(state), text=text, spans=spans, vectors=vectors)
+        ids = deps.store.passages.put(
+            **version_kwargs(state), text=text, spans=spans, vectors=vectors
+        )
     made = PassageIndex(
         passages=len(spans),
         ids=ids,
@@ -58,7 +60,9 @@ def plan(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
     if manifest is not None:
         arts = deps.store.load_artifacts(state["namespace"], state["context_id"], state["version"])
         try:
-            rebuild = prefill_missing(deps.store, deps.query_gateway, deps.settings, **where(state))
+            rebuild = prefill_missing(
+                deps.store, deps.query_gateway, deps.settings, **version_kwargs(state)
+            )
         except Exception:  # an optimisation: never fail a finished version for it
             rebuild = False
         return {
@@ -147,7 +151,7 @@ def rethink_tools(state: SleepState, deps: SleepDeps, i: int) -> dict[str, Any]:
         mode=opts.mode,
         aime=opts.aime,
         task=opts.task,
-        recorder=deps.store.recorder(**where(state), model=deps.gateway.name),
+        recorder=deps.store.recorder(**version_kwargs(state), model=deps.gateway.name),
         step=f"rethink-{i}",
         namespace=state["namespace"],
     )

@@ -31,7 +31,7 @@ from sleeptime.graphs.questions import parse_outdated as parse_outdated
 from sleeptime.graphs.questions import recheck as recheck
 from sleeptime.graphs.questions import unservable_reason as unservable_reason
 from sleeptime.graphs.state import DegenerateOutput as DegenerateOutput
-from sleeptime.graphs.state import SleepDeps, SleepState, where
+from sleeptime.graphs.state import SleepDeps, SleepState, version_kwargs
 from sleeptime.graphs.state import add_usage as add_usage
 from sleeptime.llm.kv import sleep_prefill
 from sleeptime.models import PassageIndex, SleepStep, Usage
@@ -53,7 +53,7 @@ def prefill(state: SleepState, runtime: Runtime[SleepDeps]) -> dict[str, Any]:
             deps.store,
             deps.query_gateway,
             deps.settings,
-            **where(state),
+            **version_kwargs(state),
             context=state["text"] if whole else None,
             learned=state.get("learned"),
         )

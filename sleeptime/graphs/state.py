@@ -33,7 +33,7 @@ def add_usage(a: Usage | None, b: Usage | None) -> Usage:
     return (a or Usage()) + (b or Usage())
 
 
-def where(state: SleepState) -> dict[str, Any]:
+def version_kwargs(state: SleepState) -> dict[str, Any]:
     """The context version a run works on, as keyword arguments."""
     return {
         "namespace": state["namespace"],
@@ -110,7 +110,7 @@ class SleepDeps:
         temperature: float | None = None,
         json_schema: dict[str, Any] | None = None,
     ) -> CallResult:
-        record = self.store.recorder(**where(state), model=self.gateway.name)
+        record = self.store.recorder(**version_kwargs(state), model=self.gateway.name)
         return self.gateway.call(
             messages,
             phase="sleep",

@@ -132,8 +132,8 @@ class RedisStreamsQueue:
         try:
             yield
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            where, detail = redact_url(self.url), redact_text(exc, self.url)
-            raise QueueUnavailable(f"Redis at {where}", detail) from redacted_cause(exc, self.url)
+            server, detail = redact_url(self.url), redact_text(exc, self.url)
+            raise QueueUnavailable(f"Redis at {server}", detail) from redacted_cause(exc, self.url)
 
     def _ensure_group(self) -> None:
         if self._group_ready:

@@ -82,16 +82,16 @@ def _validation_message(errors: Any) -> str:
     first: dict[str, Any] = errors[0] if errors else {}
     loc = tuple(first.get("loc", ()))
     if first.get("type") == "json_invalid":
-        where = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+        at_char = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
         reason = (first.get("ctx") or {}).get("error", "")
-        return f"request body is not valid JSON{where}" + (f" ({reason})" if reason else "")
+        return f"request body is not valid JSON{at_char}" + (f" ({reason})" if reason else "")
     kind = first.get("type")
     parts = [str(p) for p in (loc[1:] if loc[:1] == ("body",) else loc)]
-    where = ".".join(parts) or ("request body" if loc[:1] == ("body",) else "")
+    field = ".".join(parts) or ("request body" if loc[:1] == ("body",) else "")
     if kind == "string_pattern_mismatch" and (first.get("ctx") or {}).get("pattern") == r"\S":
-        return f"{where or 'text'} is empty"  # the schema's "not only whitespace" rule
+        return f"{field or 'text'} is empty"  # the schema's "not only whitespace" rule
     msg = "unknown field" if kind == "extra_forbidden" else first.get("msg", "invalid request")
-    return f"{where}: {msg}" if where else str(msg)
+    return f"{field}: {msg}" if field else str(msg)
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:

@@ -194,13 +194,15 @@ class PassageRepo:
         """Index a version's passages once (a second call keeps the first set) and
         return their (first, last) row ids, or None for no passages. ``vectors``: one
         embedding per span, for semantic retrieval beside the full-text engine."""
-        where = (
+        of_version = (
             PassageRow.namespace == namespace,
             PassageRow.context_id == context_id,
             PassageRow.version == version,
         )
         with self._db.session() as s:
-            have = s.execute(select(func.min(PassageRow.id), func.max(PassageRow.id)).where(*where))
+            have = s.execute(
+                select(func.min(PassageRow.id), func.max(PassageRow.id)).where(*of_version)
+            )
             lo, hi = have.one()
             if lo is None and spans:
                 rows = [
@@ -219,7 +221,7 @@ class PassageRepo:
                 ]
                 s.execute(insert(PassageRow), rows)
                 lo, hi = s.execute(
-                    select(func.min(PassageRow.id), func.max(PassageRow.id)).where(*where)
+                    select(func.min(PassageRow.id), func.max(PassageRow.id)).where(*of_version)
                 ).one()
         return (int(lo), int(hi)) if lo is not None else None
 
