@@ -159,7 +159,7 @@ class SleepTimeMiddleware(AgentMiddleware):
 
     def __init__(
         self,
-        st: SleepTime,
+        client: SleepTime,
         *,
         namespace: IdSpec = None,
         context_id: IdSpec = None,
@@ -168,7 +168,7 @@ class SleepTimeMiddleware(AgentMiddleware):
         compact: bool = True,
     ) -> None:
         super().__init__()
-        self.st = st
+        self.client = client
         self.namespace = namespace
         self.context_id = context_id
         self.serve = serve
@@ -180,22 +180,22 @@ class SleepTimeMiddleware(AgentMiddleware):
             getattr(runtime, "context", None),
             self.namespace,
             self.context_id,
-            default_namespace=self.st.settings.agent_namespace,
+            default_namespace=self.client.settings.agent_namespace,
         )
 
     def _prepare(self, request: ModelRequest) -> AIMessage | ModelRequest:
         ns, cid = self._ids(request.runtime)
         question = _last_question(request.messages)
         if self.serve and question is not None:
-            answer = self.st.prepared_answer(ns, cid, question)
+            answer = self.client.prepared_answer(ns, cid, question)
             if answer is not None:
                 return _served_message(answer)
-        notes = self.st.notes(ns, cid)
+        notes = self.client.notes(ns, cid)
         if notes is None:
             return request
         if self.compact:
             base = request.system_message
-            done = self.st.compact_messages(
+            done = self.client.compact_messages(
                 ns, cid, request.messages, system=str(base.text) if base is not None else None
             )
             if done.replaced:
@@ -230,9 +230,7 @@ class SleepTimeMiddleware(AgentMiddleware):
         await asyncio.to_thread(self._book, request, prepared, response, start)
         return response
 
-    def _book(
-        self, request: ModelRequest, sent: ModelRequest, response: Any, start: float
-    ) -> None:
+    def _book(self, request: ModelRequest, sent: ModelRequest, response: Any, start: float) -> None:
         """The agent's own model answered: its tokens go in this context's ledger (as
         ``learned`` when it saw notes, else ``cold``), so the ledger counts every answer."""
         messages = getattr(response, "result", None) or [response]
@@ -248,7 +246,7 @@ class SleepTimeMiddleware(AgentMiddleware):
         ns, cid = self._ids(request.runtime)
         with_notes = sent is not request
         question = _last_question(request.messages) or ""
-        self.st.record_answer(
+        self.client.record_answer(
             ns,
             cid,
             model=model_name(request.model),
@@ -264,14 +262,14 @@ class SleepTimeMiddleware(AgentMiddleware):
             ns, cid = self._ids(runtime)
             if self._is_document(ns, cid):
                 return None  # a document's notes are read, never overwritten by the chat
-            self.st.ingest_messages(ns, cid, state["messages"])  # completed turns only
+            self.client.ingest_messages(ns, cid, state["messages"])  # completed turns only
         return None
 
     def _is_document(self, namespace: str, context_id: str) -> bool:
         """Whether the context exists and was not made from chat: its text is not a
         rendered thread (``ingest(text)`` of a document, a log grown by ``append``).
         Such a context is read-only to the middleware; a new one, or a thread, is a chat."""
-        current = self.st.store.get_context(namespace, context_id)
+        current = self.client.store.get_context(namespace, context_id)
         return current is not None and not is_conversation(current.text)
 
     async def aafter_agent(self, state: Any, runtime: Any) -> dict[str, Any] | None:
@@ -279,7 +277,7 @@ class SleepTimeMiddleware(AgentMiddleware):
 
 
 def sleeptime_node(
-    st: SleepTime,
+    client: SleepTime,
     *,
     namespace: IdSpec = None,
     context_id: IdSpec = None,
@@ -294,19 +292,19 @@ def sleeptime_node(
             _runtime_context(),
             namespace,
             context_id,
-            default_namespace=st.settings.agent_namespace,
+            default_namespace=client.settings.agent_namespace,
         )
         question = _last_question(list(state["messages"]))
         if question is None:
             return {}
-        answer = st.ask(ns, cid, question, **ask)
+        answer = client.ask(ns, cid, question, **ask)
         return {"messages": [_served_message(answer)]}
 
     return node
 
 
 def prepared_notes_tool(
-    st: SleepTime, *, namespace: IdSpec = None, context_id: IdSpec = None
+    client: SleepTime, *, namespace: IdSpec = None, context_id: IdSpec = None
 ) -> BaseTool:
     """``consult_prepared_notes(question)``: what sleep-time compute prepared, for a
     ReAct agent to read before it answers. No model call."""
@@ -316,18 +314,18 @@ def prepared_notes_tool(
             _runtime_context(),
             namespace,
             context_id,
-            default_namespace=st.settings.agent_namespace,
+            default_namespace=client.settings.agent_namespace,
         )
-        answer = st.prepared_answer(ns, cid, question)
+        answer = client.prepared_answer(ns, cid, question)
         if answer is not None:
             return f"Prepared answer to this exact question: {answer.text}"
-        notes = st.notes(ns, cid)
+        notes = client.notes(ns, cid)
         if notes is None:
             return "No notes have been prepared for this context yet."
-        scores = st.matcher.scores(question, [qa.question for qa in notes.prepared])
+        scores = client.matcher.scores(question, [qa.question for qa in notes.prepared])
         related = [
             qa for s, qa in sorted(zip(scores, notes.prepared, strict=True), key=lambda x: -x[0])
-        ][: st.settings.related_notes]
+        ][: client.settings.related_notes]
         parts = [prompts.fence("notes", notes.text)]
         if related:
             parts.append(prompts.prepared_block([(qa.question, qa.answer) for qa in related]))

@@ -12,10 +12,13 @@ import typer
 
 # importing a command module registers its commands on ``app``
 from sleeptime.cli import admin, bench, contexts, demo, jobs, predictability, services  # noqa: F401
-from sleeptime.cli.common import app, client, fail, require_database
+from sleeptime.cli.common import app, fail, open_client, require_database
 from sleeptime.errors import SleepTimeError
 
-__all__ = ["app", "client", "main", "require_database"]
+#: The name ``open_client`` had before (kept for scripts that import it).
+client = open_client
+
+__all__ = ["app", "client", "main", "open_client", "require_database"]
 
 
 def _undecodable_argument() -> str | None:

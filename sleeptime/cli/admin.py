@@ -12,9 +12,9 @@ from sleeptime.cli.common import (
     DbOpt,
     JsonOpt,
     app,
-    client,
     console,
     err,
+    open_client,
     print_table,
     require_database,
 )
@@ -41,9 +41,9 @@ def keys_create(
 
     if admin and namespace:
         raise InvalidInput("an admin key opens every namespace: give --admin or NAMESPACE")
-    st = client("fake", database_url)
-    key_id, key = create_key(st.store, namespace, admin=admin)
-    st.close()
+    client = open_client("fake", database_url)
+    key_id, key = create_key(client.store, namespace, admin=admin)
+    client.close()
     scope = "admin (every namespace, operator routes)" if admin else f"namespace {namespace}"
     err.print(f"key {key_id} for {scope}; it is shown once, store it now:")
     print(key)
@@ -52,9 +52,9 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(as_json: JsonOpt = False, database_url: DbOpt = None) -> None:
     """Key ids and their namespaces (never the keys)."""
-    st = client("fake", database_url, existing=True)
-    rows = st.store.api_keys()
-    st.close()
+    client = open_client("fake", database_url, existing=True)
+    rows = client.store.api_keys()
+    client.close()
     if as_json:
         out = [{"key_id": k, "namespace": ns, "admin": a} for k, ns, a in rows]
         print(json.dumps(out, indent=2))
@@ -71,9 +71,9 @@ def keys_revoke(
     database_url: DbOpt = None,
 ) -> None:
     """Revoke a key: requests with it get 401 from then on."""
-    st = client("fake", database_url, existing=True)
-    revoked = st.store.revoke_api_key(key_id)
-    st.close()
+    client = open_client("fake", database_url, existing=True)
+    revoked = client.store.revoke_api_key(key_id)
+    client.close()
     if not revoked:
         raise InvalidInput(f"no key {key_id!r}: see `sleeptime keys list`")
     console.print(f"key {key_id} revoked")

@@ -87,7 +87,9 @@ def progress(status: Any) -> Callable[[str], None]:
     return update
 
 
-def client(model: str | None, database_url: str | None, *, existing: bool = False) -> SleepTime:
+def open_client(
+    model: str | None, database_url: str | None, *, existing: bool = False
+) -> SleepTime:
     """A client of the store; ``existing``: a command that only reads or changes what
     is stored refuses a SQLite file that does not exist instead of creating it."""
     if existing:

@@ -16,9 +16,9 @@ from sleeptime.cli.common import (
     ModelOpt,
     alias,
     app,
-    client,
     console,
     ledger_line,
+    open_client,
     progress,
     read_text,
     short,
@@ -37,18 +37,18 @@ def ingest(
 ) -> None:
     """Store a context (a new version when its text changed)."""
     text = read_text(source)
-    st = client("fake", database_url)  # ingest never calls a model
+    client = open_client("fake", database_url)  # ingest never calls a model
     # the queue (Redis or the embedded one) gets the job before this command exits, so
     # `sleeptime jobs` lists it at once; if the queue is down, the committed outbox row
     # is relayed by the next worker
     try:
-        st.open_queue()
+        client.open_queue()
     except SleepTimeError as exc:
         console.print(f"[yellow]queue unavailable ({exc}); a worker will enqueue it[/yellow]")
     try:
-        ctx = st.ingest(namespace, context_id, text)
+        ctx = client.ingest(namespace, context_id, text)
     finally:
-        st.close()
+        client.close()
     state = "new version" if ctx.created else "unchanged"
     console.print(f"{namespace}/{context_id} v{ctx.version} ({state}, {len(ctx.text):,} chars)")
 
@@ -89,9 +89,9 @@ def sleep(
     """Run sleep-time compute on the current version now."""
     sleep_k = alias(sleep_k, k, "--sleep-k", "--k")
     n_questions = alias(n_questions, questions, "--n-questions", "--questions")
-    st = client(model, database_url, existing=True)
+    client = open_client(model, database_url, existing=True)
     with console.status("sleep-time compute") as status:
-        report = st.sleep(
+        report = client.sleep(
             namespace,
             context_id,
             k=sleep_k,
@@ -144,7 +144,7 @@ def ask(
     """Answer a question using whatever sleep-time work exists."""
     if stream and as_json:
         raise InvalidInput("--stream and --json do not go together: --json prints one object")
-    st = client(model, database_url, existing=True)
+    client = open_client(model, database_url, existing=True)
     budget = Budget.thinking(
         verbosity=verbosity, max_tokens=max_tokens, think_tokens=think_tokens, extend=extend
     )
@@ -152,7 +152,7 @@ def ask(
     def show(piece: str) -> None:
         print(piece, end="", flush=True)
 
-    answer = st.ask(
+    answer = client.ask(
         namespace,
         context_id,
         question,
@@ -182,10 +182,10 @@ def show(
     database_url: DbOpt = None,
 ) -> None:
     """Show a context's current version, its artifacts and its token ledger."""
-    st = client("fake", database_url, existing=True)
-    ctx = st.context(namespace, context_id)
-    arts = st.artifacts(namespace, context_id)
-    ledger = st.ledger(namespace, context_id)
+    client = open_client("fake", database_url, existing=True)
+    ctx = client.context(namespace, context_id)
+    arts = client.artifacts(namespace, context_id)
+    ledger = client.ledger(namespace, context_id)
     if as_json:
         data: dict[str, Any] = {
             "context": ctx.model_dump(mode="json", exclude={"text"}) | {"chars": len(ctx.text)},
@@ -222,18 +222,18 @@ def delete(
 ) -> None:
     """Delete a context (or, with --yes and no ID, a namespace): text, versions,
     artifacts, KV blobs and cache entries. The ledger keeps token counts."""
-    st = client("fake", database_url, existing=True)  # deleting never calls a model
+    client = open_client("fake", database_url, existing=True)  # deleting never calls a model
     if context_id is None:
         if not yes:
             raise InvalidInput(
                 f"this deletes every context of namespace {namespace!r}: add --yes to confirm"
             )
-        counts = st.delete_namespace(namespace)
+        counts = client.delete_namespace(namespace)
         what = f"namespace {namespace}"
     else:
-        counts = st.delete(namespace, context_id)
+        counts = client.delete(namespace, context_id)
         what = f"{namespace}/{context_id}"
-    st.close()
+    client.close()
     if as_json:
         print(counts.model_dump_json(indent=2))
         return

@@ -63,11 +63,11 @@ def demo(
     settings = Settings()
     tmp = tempfile.TemporaryDirectory(prefix="sleeptime-demo-")
     url = database_url or f"sqlite:///{Path(tmp.name) / 'demo.db'}"
-    st = SleepTime(model=model or settings.model, database_url=url, settings=settings)
+    client = SleepTime(model=model or settings.model, database_url=url, settings=settings)
     text = resources.files("sleeptime").joinpath("data/sample_report.txt").read_text("utf-8")
     console.rule("[bold]sleeptime demo")
     with console.status("loading the model"):
-        name = st.model_name
+        name = client.model_name
     console.print(f"model: {name}    store: {redact_url(url)}")
     small = name.startswith("local:")
     if small:
@@ -75,16 +75,16 @@ def demo(
             "[yellow]The bundled SmolLM2-135M cannot reason (0/10 on grade-school math): its "
             "answers show the mechanism (caching, budgets, accounting), not accuracy.[/yellow]"
         )
-    st.ingest("demo", "fair", text)
-    st.ingest("demo", "fair-cold", text)  # the control: never gets sleep-time compute
+    client.ingest("demo", "fair", text)
+    client.ingest("demo", "fair-cold", text)  # the control: never gets sleep-time compute
     console.print(
         f"context: a {len(text):,}-character planning file, ingested as demo/fair and "
         "demo/fair-cold (the control, never slept)"
     )
 
     with console.status("sleep-time compute") as status:
-        report = st.sleep("demo", "fair", progress=progress(status))
-    index = st.artifacts("demo", "fair").index
+        report = client.sleep("demo", "fair", progress=progress(status))
+    index = client.artifacts("demo", "fair").index
     console.print(
         f"sleep time: {report.usage.total_tokens:,} tokens in {report.usage.calls} calls, "
         f"{report.seconds:.1f} s -> learned context c' and {_predicted_line(report)}"
@@ -110,7 +110,7 @@ def demo(
     for path, answers in (("fair", warm_answers), ("fair-cold", cold_answers)):
         for q in questions:
             with console.status(f"asking demo/{path}: {short(q, 50)}"):
-                answers.append(st.ask("demo", path, q, verbosity=verbosity))
+                answers.append(client.ask("demo", path, q, verbosity=verbosity))
     rows = list(zip(questions, warm_answers, cold_answers, strict=True))
     for q, warm, cold in rows:
         table = Table(title=q, title_justify="left", expand=True)
@@ -154,7 +154,7 @@ def demo(
             f"{sum(a.latency_ms for a in answers) / 1000:,.2f} s",
         )
     console.print(summary)
-    ledger = st.ledger("demo", "fair")
+    ledger = client.ledger("demo", "fair")
     warm_total = sum(w.usage.total_tokens for _, w, _ in rows)
     cold_total = sum(c.usage.total_tokens for _, _, c in rows)
     if cold_total:
@@ -170,5 +170,5 @@ def demo(
             "query so far"
         )
     console.print(ledger_line(ledger))
-    st.close()
+    client.close()
     tmp.cleanup()

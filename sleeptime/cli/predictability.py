@@ -10,7 +10,7 @@ import typer
 from sleeptime.cli.common import (
     DbOpt,
     app,
-    client,
+    open_client,
 )
 from sleeptime.errors import InvalidInput
 
@@ -33,10 +33,12 @@ def predictability_cmd(
     from sleeptime.llm.resolve import resolve_model
     from sleeptime.predictability import score
 
-    st = client("fake", database_url, existing=True)  # the context comes from the store
-    ctx = st.context(namespace, context_id)
-    spec = model or (st.settings.model if st.settings.model.startswith("local") else "local")
-    llm = resolve_model(spec, st.settings)
+    client = open_client("fake", database_url, existing=True)  # the context comes from the store
+    ctx = client.context(namespace, context_id)
+    spec = model or (
+        client.settings.model if client.settings.model.startswith("local") else "local"
+    )
+    llm = resolve_model(spec, client.settings)
     if not isinstance(llm, LocalChatModel):
         raise InvalidInput(
             f"predictability needs a llama.cpp model ('local' or 'local:PATH'), not {spec!r}"

@@ -105,19 +105,21 @@ def serve(
             "--worker runs one sleep-time worker inside a single server process: with "
             "--workers N, run `sleeptime worker` beside the server instead"
         )
-    st = SleepTime(model=model, database_url=database_url, background=worker)
+    client = SleepTime(model=model, database_url=database_url, background=worker)
     if workers == 1:
-        uvicorn.run(create_app(st, close=True), host=host, port=port, log_level=log_level.lower())
+        uvicorn.run(
+            create_app(client, close=True), host=host, port=port, log_level=log_level.lower()
+        )
         return
     # Each process builds its own client from the environment (uvicorn starts them
     # from an import string); the options reach them through it. The client built
     # above has checked the options and brought the schema up to date once.
-    st.close()
+    client.close()
     if model is not None:
         os.environ["SLEEPTIME_MODEL"] = model
     if database_url is not None:
         os.environ["SLEEPTIME_DATABASE_URL"] = database_url
-    if not st.settings.session_secret:
+    if not client.settings.session_secret:
         # one signing secret for every process: a dashboard sign-in made on one is
         # valid on the others (inherited by the processes, never printed)
         os.environ["SLEEPTIME_SESSION_SECRET"] = secrets.token_urlsafe(32)
@@ -158,11 +160,11 @@ def mcp_cmd(
         raise InvalidInput(
             f"the MCP server needs the mcp extra: pip install 'sleeptime[mcp]' ({exc})"
         ) from exc
-    st = SleepTime(model=model, database_url=database_url)
-    st.open_queue()  # ingests enqueue sleep-time jobs
+    client = SleepTime(model=model, database_url=database_url)
+    client.open_queue()  # ingests enqueue sleep-time jobs
     if worker:
-        st.start_worker()
+        client.start_worker()
     try:
-        create_mcp(st, namespace, worker=worker).run("stdio")
+        create_mcp(client, namespace, worker=worker).run("stdio")
     finally:
-        st.close()
+        client.close()

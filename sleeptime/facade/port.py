@@ -49,20 +49,20 @@ class Client(Protocol):
 
 class FacadePort:
     """A :class:`SleepTime` as a :class:`~sleeptime.worker.port.WorkerPort`: the worker's
-    calls, each a delegation to the client (so a test that patches ``st.sleep`` patches
+    calls, each a delegation to the client (so a test that patches ``client.sleep`` patches
     what the worker runs)."""
 
-    def __init__(self, st: Client) -> None:
-        self._st = st
-        self.settings = st.settings
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self.settings = client.settings
 
     @property
     def database_url(self) -> str:
-        return self._st.store.url
+        return self._client.store.url
 
     @property
     def model_label(self) -> str:
-        return self._st.model_label
+        return self._client.model_label
 
     def sleep_version(
         self,
@@ -75,7 +75,7 @@ class FacadePort:
         n_questions: int | None = None,
         answer_samples: int | None = None,
     ) -> SleepReport:
-        return self._st.sleep(
+        return self._client.sleep(
             namespace,
             context_id,
             version=version,
@@ -86,10 +86,10 @@ class FacadePort:
         )
 
     def current_version(self, namespace: str, context_id: str) -> int | None:
-        return self._st.store.current_version(namespace, context_id)
+        return self._client.store.current_version(namespace, context_id)
 
     def text_chars(self, namespace: str, context_id: str, version: int) -> int:
-        ctx = self._st.store.get_context(namespace, context_id, version)
+        ctx = self._client.store.get_context(namespace, context_id, version)
         return len(ctx.text) if ctx is not None else 0
 
     def warm_cache(self, namespace: str, context_id: str, version: int) -> None:
@@ -100,7 +100,7 @@ class FacadePort:
         version older than its key, and a key lost to a Redis restart without
         persistence is left for a reader to re-create from SQL (never at an old
         version)."""
-        cache, store = self._st.cache, self._st.store
+        cache, store = self._client.cache, self._client.store
         if cache is None or store.current_version(namespace, context_id) != version:
             return
         arts = store.load_artifacts(namespace, context_id, version)
@@ -108,36 +108,36 @@ class FacadePort:
             cache.confirm(namespace, context_id, version)
 
     def missing_versions(self) -> list[tuple[str, str, int]]:
-        return self._st.store.missing_versions()
+        return self._client.store.missing_versions()
 
     def relay(self, queue: JobQueue) -> int:
         from sleeptime.background import relay_outbox
 
-        return relay_outbox(self._st.store, queue, self._st.cache)
+        return relay_outbox(self._client.store, queue, self._client.cache)
 
     def queried_versions(self, after: int) -> tuple[list[tuple[str, str, int]], int]:
-        return queried_versions(self._st.store, after)
+        return queried_versions(self._client.store, after)
 
     def sleep_policy(self) -> SleepPolicy:
-        st, settings = self._st, self.settings
-        weights = price_weights(st.prices, st.model_name)
+        client, settings = self._client, self.settings
+        weights = price_weights(client.prices, client.model_name)
         return SleepPolicy(
             settings.sleep_policy,
             settings,
-            history=SQLHistory.from_settings(st.store, settings, weights),
-            sleep_tokens_left=sleep_budget(st),
+            history=SQLHistory.from_settings(client.store, settings, weights),
+            sleep_tokens_left=sleep_budget(client),
             weights=weights,
         )
 
     def tokens_by_phase(self) -> dict[str, int]:
-        return self._st.store.tokens_by_phase()
+        return self._client.store.tokens_by_phase()
 
 
-def sleep_budget(st: Client) -> Callable[[str], int | None]:
+def sleep_budget(client: Client) -> Callable[[str], int | None]:
     """A namespace's sleep-time tokens left today (``SLEEPTIME_QUOTA_SLEEP_TOKENS``)."""
-    if st.settings.quota_sleep_tokens is None:
+    if client.settings.quota_sleep_tokens is None:
         return lambda _namespace: None
     from sleeptime.quotas import Quotas
 
-    quotas = Quotas.from_settings(st.settings, st.store.accounting)
+    quotas = Quotas.from_settings(client.settings, client.store.accounting)
     return lambda namespace: quotas.sleep_left(namespace)

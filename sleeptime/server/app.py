@@ -132,23 +132,23 @@ class ServerMetrics:
         )
 
 
-def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> FastAPI:
-    """The API over ``st`` (default: a client from the environment's settings).
+def create_app(client: SleepTime | None = None, *, close: bool | None = None) -> FastAPI:
+    """The API over ``client`` (default: one from the environment's settings).
     ``close``: close the client at shutdown (default: when it was created here)."""
     from sleeptime.quotas import Quotas
     from sleeptime.server import dashboard, routes
     from sleeptime.server.ratelimit import RateLimit
 
-    client = st if st is not None else SleepTime()
-    owns = st is None if close is None else close
-    client.open_queue()  # ingests over HTTP enqueue sleep-time jobs for the workers
+    served = client if client is not None else SleepTime()
+    owns = client is None if close is None else close
+    served.open_queue()  # ingests over HTTP enqueue sleep-time jobs for the workers
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         quotas.close()
         if owns:
-            client.close()
+            served.close()
 
     app = FastAPI(
         title="sleeptime",
@@ -159,20 +159,20 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
         redoc_url=None,  # ReDoc would load its script from a CDN
     )
     _offline_docs(app)
-    app.state.st = client
-    app.state.sessions = dashboard.Sessions(client.settings.session_secret)
+    app.state.client = served
+    app.state.sessions = dashboard.Sessions(served.settings.session_secret)
     app.state.metrics = metrics = ServerMetrics()
-    app.state.limiter = RateLimit.from_settings(client.settings)
+    app.state.limiter = RateLimit.from_settings(served.settings)
     # With a SQLite file (or memory) and no Redis, the key lookup, the rate limit, the
     # quota counters and a precomputed answer are local reads: they run on the event
     # loop (routes._principal, routes.ask). With a database server or Redis they could
     # wait on a network, so they run in the thread pool.
     # A user's judge of near matches (SleepTime(judge=...)) may call a model: not there.
-    judge = getattr(getattr(client, "_online", None), "judge", None)
+    judge = getattr(getattr(served, "_online", None), "judge", None)
     app.state.inline = (
-        client.store.db.dialect == "sqlite" and not client.settings.redis_url and judge is None
+        served.store.db.dialect == "sqlite" and not served.settings.redis_url and judge is None
     )
-    app.state.quotas = quotas = Quotas.from_settings(client.settings, client.store.accounting)
+    app.state.quotas = quotas = Quotas.from_settings(served.settings, served.store.accounting)
 
     @app.exception_handler(SleepTimeError)
     async def sleeptime_error(_req: Request, exc: SleepTimeError) -> JSONResponse:
@@ -217,7 +217,7 @@ def create_app(st: SleepTime | None = None, *, close: bool | None = None) -> Fas
     app.include_router(dashboard.router)
     # added first, so it runs inside _Measure (a 413 is counted) and before any route:
     # the body is refused before authentication reads the key or the route parses it
-    app.add_middleware(_LimitBody, limit=client.settings.max_body_bytes)
+    app.add_middleware(_LimitBody, limit=served.settings.max_body_bytes)
     app.add_middleware(_Utf8Path)
     app.add_middleware(_Measure, metrics=metrics)
     return app

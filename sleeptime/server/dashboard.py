@@ -100,17 +100,17 @@ def _login(message: str = "", status: int = 401) -> HTMLResponse:
 def _who(request: Request) -> Principal | None:
     """An admin key's Bearer header, or a signed session cookie whose key is still an
     admin key (looked up by id: a revoked key's sessions end with it)."""
-    st: SleepTime = request.app.state.st
+    client: SleepTime = request.app.state.client
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         key = header[7:].strip()
-        return authenticate(st.store, key) if key else None
+        return authenticate(client.store, key) if key else None
     token = request.cookies.get(COOKIE)
     sessions: Sessions = request.app.state.sessions
     key_id = sessions.key_id(token) if token else None
     if key_id is None:
         return None
-    for found_id, namespace, admin in st.store.api_keys():
+    for found_id, namespace, admin in client.store.api_keys():
         if found_id == key_id and admin:
             return Principal(key_id=key_id, namespace=namespace, admin=True)
     return None
@@ -195,12 +195,12 @@ def dashboard(request: Request, note: str = "") -> Response:
     refused = _guard(request)
     if refused is not None:
         return refused
-    st: SleepTime = request.app.state.st
-    queue = st.open_queue()
+    client: SleepTime = request.app.state.client
+    queue = client.open_queue()
     counts = queue.counts()
     jobs = queue.list(None, limit=200)
     workers = [w for w in queue.workers() if w.get("state") != "stopped"]
-    contexts = st.store.overview()
+    contexts = client.store.overview()
     now = time.time()
     waiting = [j for j in jobs if j.state in ("waiting", "queued")]
     oldest = max((now - j.enqueued_at for j in waiting), default=0.0)
@@ -220,7 +220,7 @@ def dashboard(request: Request, note: str = "") -> Response:
             button = (
                 f"<form method='post' action='/dashboard/jobs/{quote(j.id, safe='')}/retry'>"
                 f"<button type='submit' class='retry' data-job='{e(j.id)}'>Retry</button></form>"
-                if st.store.current_version(j.namespace, j.context_id) is not None
+                if client.store.current_version(j.namespace, j.context_id) is not None
                 else "<span class='muted gone'>context deleted</span>"
             )
         job_rows.append(
@@ -331,8 +331,8 @@ async def login(request: Request) -> Response:
     """Sign in with an admin key (form field ``key``); sets the dashboard cookie."""
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     key = (form.get("key") or [""])[0].strip()
-    st: SleepTime = request.app.state.st
-    who = authenticate(st.store, key) if key else None
+    client: SleepTime = request.app.state.client
+    who = authenticate(client.store, key) if key else None
     if who is None:
         return _login("unknown or revoked key")
     if not who.admin:
@@ -362,10 +362,10 @@ def retry(request: Request, job_id: str) -> Response:
     refused = _guard(request)
     if refused is not None:
         return refused
-    st: SleepTime = request.app.state.st
-    queue = st.open_queue()
+    client: SleepTime = request.app.state.client
+    queue = client.open_queue()
     dead = next((j for j in queue.list("dead", limit=10_000) if j.id == job_id), None)
-    if dead is not None and st.store.current_version(dead.namespace, dead.context_id) is None:
+    if dead is not None and client.store.current_version(dead.namespace, dead.context_id) is None:
         note = (
             f"job {dead.id} not retried: its context {dead.namespace}/{dead.context_id} was deleted"
         )

@@ -64,14 +64,14 @@ def _version() -> str:
 
 
 def create_mcp(
-    st: SleepTime, namespace: str | None = None, *, worker: bool | None = None
+    client: SleepTime, namespace: str | None = None, *, worker: bool | None = None
 ) -> MCPServer:
-    """An MCP server over ``st``. With ``namespace`` the server is pinned: its tools take
+    """An MCP server over ``client``. With ``namespace`` the server is pinned: its tools take
     no namespace argument and work in that namespace only. ``worker`` says who prepares
     the notes, for the tool descriptions: True, this process's worker (``sleeptime mcp``
-    starts one); False, a separate ``sleeptime worker``; None, whether ``st`` has one."""
-    own = st.worker is not None if worker is None else worker
-    idle = st.settings.idle_after
+    starts one); False, a separate ``sleeptime worker``; None, whether ``client`` has one."""
+    own = client.worker is not None if worker is None else worker
+    idle = client.settings.idle_after
     when = (
         f"this server's own worker prepares notes and likely questions once the namespace has "
         f"been idle for {idle:g} s (`show` says when they are ready)"
@@ -93,28 +93,28 @@ def create_mcp(
             raise ToolError(str(exc).splitlines()[0]) from exc
 
     def do_ingest(ns: str, context_id: str, text: str) -> dict[str, Any]:
-        ctx = guarded(st.ingest, ns, context_id, text)
+        ctx = guarded(client.ingest, ns, context_id, text)
         return {"namespace": ns, "context_id": context_id, "version": ctx.version,
                 "created": ctx.created, "notes": when}  # fmt: skip
 
     # the namespace's daily answer-token quota applies here as over HTTP (counted in
     # Redis when configured, so a server and its MCP processes share it)
-    quotas = Quotas.from_settings(st.settings, st.store.accounting)
+    quotas = Quotas.from_settings(client.settings, client.store.accounting)
 
     def do_ask(
         ns: str, context_id: str, question: str, verbosity: int | None, max_tokens: int | None
     ) -> dict[str, Any]:
         guarded(quotas.check_test, ns)
         answer = guarded(
-            st.ask, ns, context_id, question, verbosity=verbosity, max_tokens=max_tokens
+            client.ask, ns, context_id, question, verbosity=verbosity, max_tokens=max_tokens
         )
         quotas.add_test(ns, answer.usage.total_tokens)
         return dict(answer.model_dump(mode="json"))
 
     def do_show(ns: str, context_id: str) -> dict[str, Any]:
-        ctx = guarded(st.context, ns, context_id)
-        arts = guarded(st.artifacts, ns, context_id)
-        ledger = guarded(st.ledger, ns, context_id)
+        ctx = guarded(client.context, ns, context_id)
+        arts = guarded(client.artifacts, ns, context_id)
+        ledger = guarded(client.ledger, ns, context_id)
         return {
             "version": ctx.version,
             "learned": arts.learned,

@@ -37,8 +37,9 @@ log = logging.getLogger("sleeptime.server")
 
 
 async def client(request: Request) -> SleepTime:
-    st: SleepTime = request.app.state.st
-    return st
+    """The app's one :class:`SleepTime` client (``create_app``)."""
+    served: SleepTime = request.app.state.client
+    return served
 
 
 Client = Annotated[SleepTime, Depends(client)]
@@ -54,7 +55,7 @@ QuotasDep = Annotated[Quotas, Depends(quotas)]
 
 def _authorize(request: Request, key: str) -> Principal:
     """The key's principal (401 when unknown) with its rate limit counted."""
-    who = authenticate(request.app.state.st.store, key)
+    who = authenticate(request.app.state.client.store, key)
     if who is None:
         raise HTTPException(
             401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
@@ -289,10 +290,10 @@ class ShowOut(BaseModel):
 
 
 @router.get("/health", tags=["operations"], responses=errors(503))
-def health(st: Client) -> dict[str, str]:
+def health(client: Client) -> dict[str, str]:
     """Liveness and database reachability (503 ``database unavailable`` when the
     database is down; the reason goes to the server log, never to this open route)."""
-    st.store.ping()
+    client.store.ping()
     return {"status": "ok"}
 
 
@@ -314,9 +315,9 @@ def metrics(request: Request) -> Response:
 
 
 @router.get("/v1/{namespace}/contexts", tags=["contexts"], responses=errors(*KEYED))
-def list_contexts(namespace: str, _who: Tenant, st: Client) -> dict[str, list[str]]:
+def list_contexts(namespace: str, _who: Tenant, client: Client) -> dict[str, list[str]]:
     """Ids of the contexts stored in a namespace."""
-    return {"contexts": st.store.context_ids(namespace)}
+    return {"contexts": client.store.context_ids(namespace)}
 
 
 @router.get("/v1/{namespace}/usage", tags=["contexts"], responses=errors(*KEYED))
@@ -346,11 +347,11 @@ def _context_out(ctx: ContextVersion) -> ContextOut:
     "/v1/{namespace}/contexts/{context_id:path}", tags=["contexts"], responses=errors(*KEYED)
 )
 def put_context(
-    namespace: str, context_id: str, body: ContextIn, _who: Tenant, st: Client
+    namespace: str, context_id: str, body: ContextIn, _who: Tenant, client: Client
 ) -> ContextOut:
     """Store a context (a new version when its text changed); sleep-time compute is
     queued for the workers."""
-    ctx = st.ingest(namespace, context_id, body.text)
+    ctx = client.ingest(namespace, context_id, body.text)
     return _context_out(ctx)
 
 
@@ -360,11 +361,11 @@ def put_context(
     responses=errors(*KEYED),
 )
 def append_context(
-    namespace: str, context_id: str, body: ContextIn, _who: Tenant, st: Client
+    namespace: str, context_id: str, body: ContextIn, _who: Tenant, client: Client
 ) -> ContextOut:
     """Append ``text`` to a context (a log, a thread) as a new version; sleep-time work
     on it is incremental."""
-    ctx = st.append(namespace, context_id, body.text)
+    ctx = client.append(namespace, context_id, body.text)
     return _context_out(ctx)
 
 
@@ -373,24 +374,24 @@ def append_context(
     tags=["contexts"],
     responses=errors(*KEYED),
 )
-def ledger(namespace: str, context_id: str, _who: Tenant, st: Client) -> Ledger:
+def ledger(namespace: str, context_id: str, _who: Tenant, client: Client) -> Ledger:
     """Sleep-time vs test-time tokens spent on a context, and queries answered."""
-    st.context(namespace, context_id)  # 404 for a context that does not exist
-    return st.ledger(namespace, context_id)
+    client.context(namespace, context_id)  # 404 for a context that does not exist
+    return client.ledger(namespace, context_id)
 
 
 @router.get(
     "/v1/{namespace}/contexts/{context_id:path}", tags=["contexts"], responses=errors(*KEYED)
 )
-def show_context(namespace: str, context_id: str, _who: Tenant, st: Client) -> ShowOut:
+def show_context(namespace: str, context_id: str, _who: Tenant, client: Client) -> ShowOut:
     """The current version, its artifacts (learned context, predicted Q&As) and the ledger."""
-    ctx = st.context(namespace, context_id)
-    arts = st.artifacts(namespace, context_id)
+    ctx = client.context(namespace, context_id)
+    arts = client.artifacts(namespace, context_id)
     return ShowOut(
         context=_context_out(ctx),
-        versions=st.store.versions(namespace, context_id),
+        versions=client.store.versions(namespace, context_id),
         artifacts=arts.model_dump(mode="json"),
-        ledger=st.ledger(namespace, context_id),
+        ledger=client.ledger(namespace, context_id),
     )
 
 
@@ -412,11 +413,11 @@ def _count_test(request: Request, q: Quotas, namespace: str, answer: Answer) -> 
 
 
 def _ask_here(
-    request: Request, q: Quotas, st: SleepTime, namespace: str, context_id: str, body: AskIn
+    request: Request, q: Quotas, client: SleepTime, namespace: str, context_id: str, body: AskIn
 ) -> Answer:
     """The ask with its quota check and count (in the thread pool: it may call a model)."""
     q.check_test(namespace)
-    answer = st.ask(
+    answer = client.ask(
         namespace,
         context_id,
         body.question,
@@ -440,7 +441,7 @@ async def ask(
     """Answer a question with whatever sleep-time work exists (the `Answer` fields).
     429 ``QuotaExceeded`` once the namespace's answer tokens today reach
     ``SLEEPTIME_QUOTA_TEST_TOKENS``."""
-    st: SleepTime = request.app.state.st
+    client: SleepTime = request.app.state.client
     q: Quotas = request.app.state.quotas
     if request.app.state.inline and _no_budget(body):
         # A precomputed answer is served here, on the event loop: with a SQLite file
@@ -448,10 +449,10 @@ async def ask(
         # the process) and no model call, and a hop to the thread pool would cost
         # more than the whole answer. Anything else (a model answer) goes there.
         q.check_test(namespace)
-        served = st.prepared_answer(namespace, context_id, body.question)
+        served = client.prepared_answer(namespace, context_id, body.question)
         if served is not None:
             return _json(served)
-    answer = await run_in_threadpool(_ask_here, request, q, st, namespace, context_id, body)
+    answer = await run_in_threadpool(_ask_here, request, q, client, namespace, context_id, body)
     return _json(answer)
 
 
@@ -490,7 +491,7 @@ def ask_stream(
     body: AskIn,
     request: Request,
     _who: Tenant,
-    st: Client,
+    client: Client,
     q: QuotasDep,
 ) -> StreamingResponse:
     """The answer as server-sent events while the model writes it: `token` events
@@ -499,7 +500,7 @@ def ask_stream(
     the model fails midway. Bad input, unknown contexts and a spent quota get a plain
     JSON error before the stream starts."""
     q.check_test(namespace)
-    items = st.ask_stream(
+    items = client.ask_stream(
         namespace,
         context_id,
         body.question,
@@ -562,7 +563,7 @@ def sleep(
     namespace: str,
     context_id: str,
     _who: Tenant,
-    st: Client,
+    client: Client,
     q: QuotasDep,
     body: Annotated[SleepIn | None, Body()] = None,
     wait: Annotated[
@@ -579,15 +580,15 @@ def sleep(
     body = body or SleepIn()
     q.check_sleep(namespace)
     if wait or body.wait:
-        report = st.sleep(namespace, context_id, k=body.k, n_questions=body.questions)
+        report = client.sleep(namespace, context_id, k=body.k, n_questions=body.questions)
         return JSONResponse(report.model_dump(mode="json"), status_code=200)
     if body.k is not None or body.questions is not None:
         raise InvalidInput(
             "k and questions apply to a sleep run in this request: add wait=true (a "
             "queued sleep runs with the workers' settings)"
         )
-    version = st.context(namespace, context_id).version  # 404 for an unknown context
-    queue = st.open_queue()
+    version = client.context(namespace, context_id).version  # 404 for an unknown context
+    queue = client.open_queue()
     job = queue.enqueue(namespace, context_id, version, priority=EXPLICIT_PRIORITY)
     if job is None:
         # the version has a job already: deferred by a sleep policy (back to waiting),
@@ -600,7 +601,7 @@ def sleep(
     if job is None:
         # The version's job finished: an explicit sleep always runs. A version whose
         # artifacts are complete is skipped at once (no model call).
-        report = st.sleep(namespace, context_id, version=version)
+        report = client.sleep(namespace, context_id, version=version)
         return JSONResponse(report.model_dump(mode="json"), status_code=200)
     out = SleepQueued(
         job=JobOut.model_validate(job.to_dict()),
@@ -612,16 +613,16 @@ def sleep(
 @router.delete(
     "/v1/{namespace}/contexts/{context_id:path}", tags=["contexts"], responses=errors(*KEYED)
 )
-def delete_context(namespace: str, context_id: str, _who: Tenant, st: Client) -> DeleteCounts:
+def delete_context(namespace: str, context_id: str, _who: Tenant, client: Client) -> DeleteCounts:
     """Delete a context: text, versions, artifacts, KV blobs, cache entries. The
     ledger keeps token counts; the query log keeps rows without their text."""
-    return st.delete(namespace, context_id)
+    return client.delete(namespace, context_id)
 
 
 @router.delete("/v1/{namespace}", tags=["contexts"], responses=errors(*KEYED))
-def delete_namespace(namespace: str, _who: Tenant, st: Client) -> DeleteCounts:
+def delete_namespace(namespace: str, _who: Tenant, client: Client) -> DeleteCounts:
     """Delete every context of the namespace (as the context delete)."""
-    return st.delete_namespace(namespace)
+    return client.delete_namespace(namespace)
 
 
 # -- operator routes ------------------------------------------------------------------
@@ -633,12 +634,12 @@ JobState = Literal["waiting", "pending", "running", "dead", "deferred"]
 @router.get("/v1/admin/jobs", tags=["operations"], responses=errors(*KEYED))
 def jobs(
     _who: Admin,
-    st: Client,
+    client: Client,
     state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000, description="most jobs listed")] = 100,
 ) -> JobsOut:
     """Waiting, running and dead jobs, the counts per state and the live workers."""
-    queue = st.open_queue()
+    queue = client.open_queue()
     return JobsOut(
         counts=queue.counts(),
         workers=[w for w in queue.workers() if w.get("state") != "stopped"],
@@ -647,6 +648,6 @@ def jobs(
 
 
 @router.post("/v1/admin/jobs/{job_id}/retry", tags=["operations"], responses=errors(*KEYED))
-def retry_job(job_id: str, _who: Admin, st: Client) -> JobOut:
+def retry_job(job_id: str, _who: Admin, client: Client) -> JobOut:
     """Put a dead job back in the queue with its delivery count reset."""
-    return JobOut.model_validate(st.open_queue().retry(job_id).to_dict())
+    return JobOut.model_validate(client.open_queue().retry(job_id).to_dict())

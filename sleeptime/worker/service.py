@@ -43,8 +43,8 @@ def serve(
     if metrics_host is not None:
         overrides["metrics_host"] = metrics_host
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    st = SleepTime(model=model, database_url=database_url, settings=settings)
-    worker = Worker(st, st.open_queue(), concurrency=concurrency)
+    client = SleepTime(model=model, database_url=database_url, settings=settings)
+    worker = Worker(client, client.open_queue(), concurrency=concurrency)
     if settings.metrics_port:
         worker.metrics.serve(settings.metrics_port, settings.metrics_host)
         logging.getLogger("sleeptime.worker").info(
@@ -54,5 +54,5 @@ def serve(
     if left:
         logging.shutdown()
         os._exit(1)  # job threads cannot be interrupted; their jobs will be reclaimed
-    st.close()
+    client.close()
     return 0

@@ -16,8 +16,8 @@ _FILE_HASHES_LOCK = threading.Lock()
 
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a (model) file, computed once per process per (path, size, mtime)."""
-    st = os.stat(path)
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    file_stat = os.stat(path)
+    key = (str(Path(path).resolve()), file_stat.st_size, file_stat.st_mtime_ns)
     with _FILE_HASHES_LOCK:
         if key not in _FILE_HASHES:
             h = hashlib.sha256()
