@@ -194,7 +194,7 @@ def _serve(port: int) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=10.0, help="per question kind")
     parser.add_argument("--threads", type=int, default=8, help="concurrent clients")
@@ -220,71 +220,98 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=1, help="bare endpoint / zero-token ask alternations"
     )
+    return parser
+
+
+def _server_env(args: argparse.Namespace, tmp: str) -> dict[str, str]:
+    """The server's environment: the benchmark's database, model and rate limit only."""
+    env = {
+        **os.environ,
+        "SLEEPTIME_DATABASE_URL": args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}",
+        "SLEEPTIME_MODEL": args.model,
+        "SLEEPTIME_N_QUESTIONS": "3",
+    }
+    env.pop("SLEEPTIME_REDIS_URL", None)
+    env.pop("SLEEPTIME_RATE_LIMIT", None)
+    if args.rate_limit.lower() != "none":
+        env["SLEEPTIME_RATE_LIMIT"] = args.rate_limit
+    return env
+
+
+def _start_server(env: dict[str, str], fresh: bool) -> tuple[subprocess.Popen[bytes], str, str]:
+    """A key and a server (the app plus the bare endpoint) on a free port, answering
+    /health: (process, base URL, key)."""
+
+    def cli(*a: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "sleeptime", *a],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    if not fresh:
+        cli("delete", "bench", "--yes")  # a database that held an earlier run
+    key = cli("keys", "create", "bench").strip().splitlines()[-1]
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c",
+         f"from sleeptime.bench.http import _serve; _serve({port})"],
+        env={**env, "BENCH_HTTP_KEY": key},
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)  # waiting for a subprocess to listen, not timing anything
+    return server, base, key
+
+
+def _prepared_question(base: str, key: str) -> str:
+    """Store and sleep the benchmark's context; one of its predicted questions."""
+    h = {"Authorization": f"Bearer {key}"}
+    httpx.put(f"{base}/v1/bench/contexts/doc", json={"text": TEXT}, headers=h)
+    httpx.post(f"{base}/v1/bench/contexts/doc/sleep", json={"wait": True}, headers=h, timeout=600)
+    shown = httpx.get(f"{base}/v1/bench/contexts/doc", headers=h).json()
+    return str(shown["artifacts"]["qas"][0]["question"])
+
+
+def _measure_all(
+    args: argparse.Namespace, wrk: str | None, base: str, key: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(bare rounds, zero-token rounds, [last zero-token round, a model answer])."""
+    predicted = _prepared_question(base, key)
+    # a short warm-up: the first requests start the server's thread pool and its
+    # per-thread database connections
+    _load(base, key, predicted, min(1.0, args.seconds), args.threads)
+    _load(base, key, predicted, min(1.0, args.seconds), args.threads, path=BARE)
+
+    def measure(question: str, path: str) -> dict[str, Any]:
+        if wrk:
+            return _load_wrk(wrk, base, key, question, args.seconds, args.threads, path)
+        return _load(base, key, question, args.seconds, args.threads, path=path)
+
+    bare_rounds, zero_rounds = [], []
+    for _ in range(max(1, args.rounds)):
+        bare_rounds.append(measure(predicted, BARE))
+        zero_rounds.append(measure(predicted, ASK))
+    return bare_rounds, zero_rounds, [zero_rounds[-1], measure("Why is the sky blue today?", ASK)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     wrk = shutil.which("wrk") if args.client in ("auto", "wrk") else None
     if args.client == "wrk" and wrk is None:
         parser.error("--client wrk: wrk is not installed (apt-get install wrk)")
 
     with tempfile.TemporaryDirectory(prefix="sleeptime-http-bench-") as tmp:
-        env = {
-            **os.environ,
-            "SLEEPTIME_DATABASE_URL": args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}",
-            "SLEEPTIME_MODEL": args.model,
-            "SLEEPTIME_N_QUESTIONS": "3",
-        }
-        env.pop("SLEEPTIME_REDIS_URL", None)
-        env.pop("SLEEPTIME_RATE_LIMIT", None)
-        if args.rate_limit.lower() != "none":
-            env["SLEEPTIME_RATE_LIMIT"] = args.rate_limit
-
-        def cli(*a: str) -> str:
-            return subprocess.run(
-                [sys.executable, "-m", "sleeptime", *a],
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-
-        if args.database_url:
-            cli("delete", "bench", "--yes")  # a database that held an earlier run
-        key = cli("keys", "create", "bench").strip().splitlines()[-1]
-        port = _free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-c",
-             f"from sleeptime.bench.http import _serve; _serve({port})"],
-            env={**env, "BENCH_HTTP_KEY": key},
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
+        server, base, key = _start_server(_server_env(args, tmp), fresh=not args.database_url)
         try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            h = {"Authorization": f"Bearer {key}"}
-            httpx.put(f"{base}/v1/bench/contexts/doc", json={"text": TEXT}, headers=h)
-            httpx.post(
-                f"{base}/v1/bench/contexts/doc/sleep", json={"wait": True}, headers=h, timeout=600
-            )
-            shown = httpx.get(f"{base}/v1/bench/contexts/doc", headers=h).json()
-            predicted = shown["artifacts"]["qas"][0]["question"]
-            # a short warm-up: the first requests start the server's thread pool and
-            # its per-thread database connections
-            _load(base, key, predicted, min(1.0, args.seconds), args.threads)
-            _load(base, key, predicted, min(1.0, args.seconds), args.threads, path=BARE)
-
-            def measure(question: str, path: str) -> dict[str, Any]:
-                if wrk:
-                    return _load_wrk(wrk, base, key, question, args.seconds, args.threads, path)
-                return _load(base, key, question, args.seconds, args.threads, path=path)
-
-            bare_rounds, zero_rounds = [], []
-            for _ in range(max(1, args.rounds)):
-                bare_rounds.append(measure(predicted, BARE))
-                zero_rounds.append(measure(predicted, ASK))
-            results = [zero_rounds[-1], measure("Why is the sky blue today?", ASK)]
+            bare_rounds, zero_rounds, results = _measure_all(args, wrk, base, key)
         finally:
             server.terminate()
             server.wait(timeout=30)
