@@ -51,8 +51,8 @@ def test_a_deferred_job_is_kept_with_its_reason_and_blocks_enqueue(make_queue: M
     q = make_queue()
     assert q.enqueue("acme", "doc", 1) is not None
     (job,) = q.claim("w1")
-    assert q.defer("w1", job, "skipped: expected 0.1 queries")
-    assert not q.defer("w1", job, "again")  # no longer held
+    assert q.defer("w1", job, "skipped: expected 0.1 queries") == "deferred"
+    assert q.defer("w1", job, "again") == "lost"  # no longer held
     counts = q.counts()
     assert counts["deferred"] == 1 and counts["waiting"] == 0 and counts["running"] == 0
     (listed,) = q.list("deferred")

@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from sleeptime.errors import JobNotFound, QueueUnavailable
-from sleeptime.queue.base import FailOutcome, Job, JobQueue, QueueConfig, short_error
+from sleeptime.queue.base import DeferOutcome, FailOutcome, Job, JobQueue, QueueConfig, short_error
 from sleeptime.queue.keys import Keys
 from sleeptime.queue.scheduler import ActivityRecorder, TokenWindow, due, retry_delay
 from sleeptime.settings import Settings
 
 __all__ = [
     "ActivityRecorder",
+    "DeferOutcome",
     "FailOutcome",
     "Job",
     "JobNotFound",

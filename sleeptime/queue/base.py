@@ -19,6 +19,11 @@ from sleeptime.settings import Settings, default
 
 #: What ``fail`` did with the job.
 FailOutcome = Literal["retry", "dead", "lost"]
+#: What ``defer`` did with the job: ``deferred``; ``explicit``, refused because its
+#: stored priority is :data:`EXPLICIT_PRIORITY` or more (an explicit sleep promoted it
+#: while it ran): it stays running, held by this worker, which must sleep it; ``lost``,
+#: this worker no longer holds it.
+DeferOutcome = Literal["deferred", "explicit", "lost"]
 
 __all__ = ["JobNotFound", "QueueUnavailable"]  # re-exported for the backends
 
@@ -138,10 +143,14 @@ class JobQueue(Protocol):
         job's: it goes back without using up a delivery and is never dead-lettered."""
         ...
 
-    def defer(self, worker: str, job: Job, reason: str) -> bool:
+    def defer(self, worker: str, job: Job, reason: str) -> DeferOutcome:
         """A worker's sleep policy chose not to sleep the job's version now: the job is
         finished without being lost (state ``deferred``, ``reason`` as its error, its
-        dedup key kept) until :meth:`revive`. False if this worker no longer holds it."""
+        dedup key kept) until :meth:`revive`; ``"deferred"``. Atomic with
+        :meth:`promote`: a job whose stored priority is :data:`EXPLICIT_PRIORITY` or
+        more (an explicit sleep arrived while it ran, whatever priority ``job`` was
+        claimed with) is never deferred: ``"explicit"``, it stays running, held by this
+        worker, which sleeps it. ``"lost"`` if this worker no longer holds it."""
         ...
 
     def revive(
@@ -153,9 +162,12 @@ class JobQueue(Protocol):
         ...
 
     def promote(self, job_id: str, priority: float) -> Job | None:
-        """Raise a waiting job's priority to at least ``priority`` (an explicit sleep
-        of a version whose job was already waiting: :data:`EXPLICIT_PRIORITY`, so no
-        sleep policy holds it back); None when the job is not waiting."""
+        """Raise a waiting or running job's priority to at least ``priority`` (an
+        explicit sleep of a version whose job was already queued:
+        :data:`EXPLICIT_PRIORITY`, so no sleep policy holds it back; a running job's
+        worker that has not asked its policy yet finds :meth:`defer` refused and sleeps
+        it). Atomic; None when the job is neither waiting nor running (deferred,
+        finished or gone: the caller looks again)."""
         ...
 
     def list(self, state: str | None = None, limit: int = 100) -> list[Job]:
@@ -195,8 +207,9 @@ class LossAware(Protocol):
 #: kept until revived or superseded by a newer version.
 DONE_TTL = 86400.0
 
-#: Priority of a job an explicit sleep enqueued (``POST .../sleep``): ahead of the other
-#: due jobs, and never held back by a sleep policy (it always runs).
+#: Priority of a job an explicit sleep enqueued or promoted (``POST .../sleep``): ahead
+#: of the other due jobs, and never held back by a sleep policy (it always runs; the
+#: queues refuse to defer it).
 EXPLICIT_PRIORITY = 1000.0
 
 #: A claim considers at most this many namespaces with due jobs (those waiting longest).

@@ -60,11 +60,12 @@ local function from_waiting(id, ns)
 end
 """
 
-#: Raise a waiting job's priority (KEYS[1] its hash, ARGV[1] the priority): 1, or 0
-#: when the job is not waiting.
+#: Raise a waiting or running job's priority (KEYS[1] its hash, ARGV[1] the priority):
+#: 1, or 0 when the job is neither. Atomic with :data:`DEFER`, which reads the stored
+#: priority: a running job promoted to the explicit priority is never deferred.
 PROMOTE = """
 local f = redis.call('HMGET', KEYS[1], 'state', 'priority')
-if f[1] ~= 'waiting' then return 0 end
+if f[1] ~= 'waiting' and f[1] ~= 'running' then return 0 end
 if tonumber(f[2] or '0') < tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'priority', ARGV[1])
 end
@@ -89,6 +90,9 @@ if existing and redis.call('EXISTS', A[6] .. existing) == 1 then
   if f[2] and f[2] ~= '' then redis.call('XDEL', A[7], f[2]) end
   redis.call('HSET', ek, 'state', 'waiting', 'deliveries', 0, 'ready_at', nows,
     'enqueued_at', nows)
+  if tonumber(redis.call('HGET', ek, 'priority') or '0') < tonumber(priority) then
+    redis.call('HSET', ek, 'priority', priority)
+  end
   redis.call('HDEL', ek, 'dead_entry')
   to_waiting(existing, ns, now)
   return {1, existing}
@@ -405,13 +409,19 @@ return 'ok'
 """
 )
 
+#: Defer a running job: 'deferred'; 'lost' when this consumer no longer holds it;
+#: 'explicit' (left running, held) when its stored priority is A[7] or more (an
+#: explicit sleep promoted it while it ran).
 DEFER = (
     _NOW
     + """
 local stream, jk = KEYS[1], KEYS[2]
 local group, consumer, eid, id, reason, KP = A[1], A[2], A[3], A[4], A[5], A[6]
 local p = redis.call('XPENDING', stream, group, eid, eid, 1)
-if #p == 0 or p[1][2] ~= consumer or redis.call('EXISTS', jk) == 0 then return 0 end
+if #p == 0 or p[1][2] ~= consumer or redis.call('EXISTS', jk) == 0 then return 'lost' end
+if tonumber(redis.call('HGET', jk, 'priority') or '0') >= tonumber(A[7]) then
+  return 'explicit'
+end
 redis.call('XACK', stream, group, eid)
 redis.call('XDEL', stream, eid)
 redis.call('HSET', jk, 'state', 'deferred', 'error', reason, 'worker', '', 'finished_at', nows)
@@ -419,7 +429,7 @@ redis.call('ZADD', KP .. 'deferred', now, id)
 local f = redis.call('HMGET', jk, 'ns', 'cid')
 redis.call('HSET', KP .. 'deferred_ctx', f[1] .. '/' .. f[2], id)
 redis.call('HINCRBY', KP .. 'stats', 'deferred', 1)
-return 1
+return 'deferred'
 """
 )
 

@@ -38,7 +38,9 @@ from redis.retry import Retry
 from sleeptime.errors import InvalidInput
 from sleeptime.queue.base import (
     DONE_TTL,
+    EXPLICIT_PRIORITY,
     FAIR_NAMESPACES,
+    DeferOutcome,
     FailOutcome,
     Job,
     JobNotFound,
@@ -351,13 +353,13 @@ class RedisStreamsQueue:
         )
         return out
 
-    def defer(self, worker: str, job: Job, reason: str) -> bool:
-        done = self._run(
+    def defer(self, worker: str, job: Job, reason: str) -> DeferOutcome:
+        out: DeferOutcome = self._run(
             "defer",
             [self.keys.stream, self.keys.job(job.id)],
-            [GROUP, worker, job.receipt, job.id, reason, self._kp],
+            [GROUP, worker, job.receipt, job.id, reason, self._kp, EXPLICIT_PRIORITY],
         )
-        return bool(int(done))
+        return out
 
     def revive(
         self, namespace: str, context_id: str, version: int | None = None, reason: str = ""

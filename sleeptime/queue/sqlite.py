@@ -24,7 +24,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sleeptime.queue.base import (
     DONE_TTL,
+    EXPLICIT_PRIORITY,
     FAIR_NAMESPACES,
+    DeferOutcome,
     FailOutcome,
     Job,
     JobNotFound,
@@ -162,8 +164,9 @@ class SQLiteQueue:
                 job_id = row[0]
                 db.execute(
                     "UPDATE st_jobs SET state = 'waiting', deliveries = 0, ready_at = ?, "
-                    "enqueued_at = ?, finished_at = NULL WHERE id = ?",
-                    (now, now, job_id),
+                    "enqueued_at = ?, finished_at = NULL, priority = MAX(priority, ?) "
+                    "WHERE id = ?",
+                    (now, now, priority, job_id),
                 )
         return Job(job_id, namespace, context_id, version, "waiting", 0, priority, now, now)
 
@@ -319,22 +322,29 @@ class SQLiteQueue:
             )
         return bool(cur.rowcount)
 
-    def defer(self, worker: str, job: Job, reason: str) -> bool:
+    def defer(self, worker: str, job: Job, reason: str) -> DeferOutcome:
         """Put a running job aside: a worker's sleep policy decided not to sleep its
         version now. Acked, not lost: it stays (state ``deferred``, ``reason`` as its
         error) and keeps its dedup key, so a sweep does not bring it back; demand
-        (:meth:`revive`) does. False if this worker no longer holds it."""
+        (:meth:`revive`) does. One UPDATE whose WHERE reads the stored priority, so a
+        job :meth:`promote` made explicit (even after this worker claimed it) is never
+        deferred: ``"explicit"``. ``"lost"`` if this worker no longer holds it."""
         now = self.clock()
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE st_jobs SET state = 'deferred', error = ?, worker = NULL, "
                 "receipt = NULL, finished_at = ? "
-                "WHERE id = ? AND receipt = ? AND state = 'running'",
-                (reason, now, job.id, job.receipt),
+                "WHERE id = ? AND receipt = ? AND state = 'running' AND priority < ?",
+                (reason, now, job.id, job.receipt, EXPLICIT_PRIORITY),
             )
             if cur.rowcount:
                 self._bump(db, "deferred")
-        return bool(cur.rowcount)
+                return "deferred"
+            held = db.execute(
+                "SELECT 1 FROM st_jobs WHERE id = ? AND receipt = ? AND state = 'running'",
+                (job.id, job.receipt),
+            ).fetchone()
+        return "explicit" if held else "lost"
 
     def revive(
         self, namespace: str, context_id: str, version: int | None = None, reason: str = ""
@@ -367,9 +377,13 @@ class SQLiteQueue:
         return self._get(row[0])
 
     def promote(self, job_id: str, priority: float) -> Job | None:
+        """Raise a waiting or running job's priority (one UPDATE: a concurrent
+        :meth:`defer` sees either the old priority and defers first, then this finds
+        the job deferred and returns None, or the new one and refuses)."""
         with self._tx() as db:
             cur = db.execute(
-                "UPDATE st_jobs SET priority = MAX(priority, ?) WHERE id = ? AND state = 'waiting'",
+                "UPDATE st_jobs SET priority = MAX(priority, ?) "
+                "WHERE id = ? AND state IN ('waiting', 'running')",
                 (priority, job_id),
             )
         return self._get(job_id) if cur.rowcount else None

@@ -543,6 +543,30 @@ def _find_job(queue: JobQueue, namespace: str, context_id: str, version: int) ->
     return None
 
 
+#: Tries to pin the version's existing job at the explicit priority while it moves on
+#: (claimed and deferred, or finished, between the read and the promote).
+_PROMOTE_TRIES = 5
+
+
+def _explicit_job(queue: JobQueue, namespace: str, context_id: str, version: int) -> Job | None:
+    """The version's job already in the queue, made explicit: a deferred one revived,
+    a waiting or running one promoted to :data:`EXPLICIT_PRIORITY` (a running one's
+    worker then cannot defer it: the queue refuses, and it sleeps the job). None when
+    the version has no job left to pin (finished): the caller sleeps in the request."""
+    for _ in range(_PROMOTE_TRIES):
+        job = queue.revive(namespace, context_id, version, "explicit sleep") or _find_job(
+            queue, namespace, context_id, version
+        )
+        if job is None:
+            return None
+        if job.priority >= EXPLICIT_PRIORITY:
+            return job
+        promoted = queue.promote(job.id, EXPLICIT_PRIORITY)
+        if promoted is not None:
+            return promoted
+    return None
+
+
 @router.post(
     "/v1/{namespace}/contexts/{context_id:path}/sleep",
     tags=["contexts"],
@@ -572,8 +596,9 @@ def sleep(
 ) -> Response:
     """Sleep-time compute on the current version. By default it is queued for the
     workers (`sleeptime worker`, or `sleeptime serve --worker`) ahead of their other
-    due jobs and answered at once: 202 with the job (a job already waiting or running
-    for this version is that job). `wait=true` (query or body) runs it in this request
+    due jobs and answered at once: 202 with the job (a job already waiting, running or
+    deferred for this version is that job, raised to the explicit priority, so no
+    sleep policy defers it). `wait=true` (query or body) runs it in this request
     and answers with its report, as do `k` and `questions`, which apply to a run in
     this request only (422 without `wait`). 429 ``QuotaExceeded`` once the namespace's
     sleep-time tokens today reach ``SLEEPTIME_QUOTA_SLEEP_TOKENS``."""
@@ -591,15 +616,10 @@ def sleep(
     queue = client.open_queue()
     job = queue.enqueue(namespace, context_id, version, priority=EXPLICIT_PRIORITY)
     if job is None:
-        # the version has a job already: deferred by a sleep policy (back to waiting),
-        # waiting (its priority raised: an explicit sleep is never held back), running
-        job = queue.revive(namespace, context_id, version, "explicit sleep") or _find_job(
-            queue, namespace, context_id, version
-        )
-        if job is not None and job.state == "waiting" and job.priority < EXPLICIT_PRIORITY:
-            job = queue.promote(job.id, EXPLICIT_PRIORITY) or job
+        job = _explicit_job(queue, namespace, context_id, version)
     if job is None:
-        # The version's job finished: an explicit sleep always runs. A version whose
+        # The version's job finished (or kept moving on under the promote): an
+        # explicit sleep always runs. A version whose
         # artifacts are complete is skipped at once (no model call).
         report = client.sleep(namespace, context_id, version=version)
         return JSONResponse(report.model_dump(mode="json"), status_code=200)

@@ -346,13 +346,18 @@ class Worker:
                 end = {"status": "superseded", "tokens": 0, "by_v": current}
                 return
             decision = self._decide(job)
-            ids.update(decision.log_fields())
             if not decision.sleep:
                 self.breaker.success()
-                self._queue_call(lambda: self.queue.defer(self.id, job, decision.reason))
-                self.metrics.deferred.inc()
-                end = {"status": "deferred", "tokens": 0}
-                return
+                deferral = self._queue_call(lambda: self.queue.defer(self.id, job, decision.reason))
+                if deferral != "explicit":  # deferred, lost, or None (reclaimed later)
+                    ids.update(decision.log_fields())
+                    self.metrics.deferred.inc()
+                    end = {"status": "deferred", "tokens": 0}
+                    return
+                # an explicit sleep promoted the job after its claim: the queue refused
+                # to defer it, and this worker, which still holds it, sleeps it
+                decision = Decision(True, "explicit sleep (promoted while running)")
+            ids.update(decision.log_fields())
             report = self._sleep(job, steps, decision)
         except Exception as exc:
             outcome = self._failed(job, exc)
