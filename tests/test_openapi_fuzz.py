@@ -188,3 +188,24 @@ def test_docs_work_offline(sqlite_url: str) -> None:
         dashboard = api.get("/dashboard", headers={"Authorization": f"Bearer {KEY['admin']}"})
         assert not re.search(r"""(?:src|href)\s*=\s*['"]?https?://""", dashboard.text)
     st.close()
+
+
+def test_a_streamed_answer_conforms_event_by_event(sqlite_url: str) -> None:
+    """``ask/stream`` on a context that exists (the fuzzer reaches one only by chance):
+    each server-sent event (``token`` pieces, then ``answer``) matches the schema's
+    per-event object, and the status, content type and headers are the declared ones."""
+    st, app = _app(sqlite_url)
+    try:
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        operation = schema["/v1/{namespace}/contexts/{context_id}/ask/stream"]["POST"]
+        headers = {"Authorization": f"Bearer {KEY['admin']}"}
+        for question in ("Why do they pool them?", st.artifacts("a", "doc").qas[0].question):
+            case = operation.Case(
+                path_parameters={"namespace": "a", "context_id": "doc"},
+                body={"question": question},
+            )
+            response = case.call_and_validate(headers=headers, checks=CHECKS)
+            assert response.status_code == 200
+            assert "event: answer" in response.text
+    finally:
+        st.close()

@@ -476,12 +476,27 @@ def _event(kind: str, data: str) -> bytes:
     return f"event: {kind}\ndata: {data}\n\n".encode()
 
 
+#: One event of ``ask/stream`` (OpenAPI 3.1: the schema of each event of the stream).
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["token", "answer", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
+
+
 @router.post(
     "/v1/{namespace}/contexts/{context_id:path}/ask/stream",
     tags=["contexts"],
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        200: {
+            "description": "the answer as server-sent events: `token` pieces, then one "
+            "`answer` (the Answer fields) or one `error`",
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
+        },
         **errors(*MODEL),
     },
 )
