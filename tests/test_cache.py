@@ -15,7 +15,12 @@ from sleeptime.models import Artifacts, PredictedQA
 
 @pytest.fixture
 def st(redis_server: Any, sqlite_url: str) -> Any:
-    settings = Settings(model="fake", n_questions=2, idle_after=0.0, redis_url=redis_server.url)
+    # a generous Redis timeout: these tests are about what is cached, and a loaded
+    # machine can stall one round trip past the online path's 0.1 s (then the cache
+    # is skipped for a cooldown and nothing is filled)
+    settings = Settings(
+        model="fake", n_questions=2, idle_after=0.0, redis_url=redis_server.url, cache_timeout_s=5.0
+    )
     client = SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings)
     yield client
     client.close()
@@ -147,6 +152,7 @@ def test_a_worker_warms_the_cache_with_the_passage_index(
         n_questions=1,
         idle_after=0.0,
         redis_url=redis_server.url,
+        cache_timeout_s=5.0,  # see the st fixture
         passage_threshold_tokens=300,
         sleep_max_tokens=40,
     )

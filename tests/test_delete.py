@@ -141,7 +141,11 @@ def test_keep_versions_one_keeps_only_current(database_url: str) -> None:
 
 
 def test_delete_clears_hot_cache_entries(redis_server: Any, sqlite_url: str) -> None:
-    settings = Settings(model="fake", n_questions=2, idle_after=0.0, redis_url=redis_server.url)
+    # a generous Redis timeout: a loaded machine can stall one round trip past the online
+    # path's 0.1 s, and the cache is then skipped for a cooldown (nothing filled)
+    settings = Settings(
+        model="fake", n_questions=2, idle_after=0.0, redis_url=redis_server.url, cache_timeout_s=5.0
+    )
     with SleepTime(model=FakeChatModel(), database_url=sqlite_url, settings=settings) as st:
         assert st.cache is not None
         keys = st.cache.keys
