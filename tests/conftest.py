@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -223,3 +223,27 @@ def _fast_tier_starts_no_process(
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
     monkeypatch.setattr(os, "fork", refuse)
     monkeypatch.setattr(multiprocessing.Process, "start", refuse)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def policy_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], Settings]:
+    """Settings of a worker under a sleep policy, on the embedded queue (a file of its
+    own) and on a real Redis: ``policy_settings("on_demand")``."""
+
+    def make(policy: str) -> Settings:
+        extra: dict[str, object] = {}
+        if request.param == "redis":
+            extra["redis_url"] = request.getfixturevalue("redis_server").url
+        else:
+            extra["queue_path"] = str(tmp_path / "queue.db")
+        return Settings(
+            model="fake",
+            n_questions=2,
+            idle_after=0.0,
+            poll_s=0.05,
+            relay_s=0.05,
+            sleep_policy=policy,  # type: ignore[arg-type]
+            **extra,  # type: ignore[arg-type]
+        )
+
+    return make

@@ -136,24 +136,6 @@ def test_a_dead_job_brought_back_by_an_explicit_enqueue_is_explicit(
 # -- end to end: the HTTP route and a worker under a policy that would defer -----------
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def settings_for(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    extra: dict[str, object] = {}
-    if request.param == "redis":
-        extra["redis_url"] = request.getfixturevalue("redis_server").url
-    else:
-        extra["queue_path"] = str(tmp_path / "queue.db")
-    return Settings(
-        model="fake",
-        n_questions=2,
-        idle_after=0.0,
-        poll_s=0.05,
-        relay_s=0.05,
-        sleep_policy="on_demand",
-        **extra,  # type: ignore[arg-type]
-    )
-
-
 class ExplicitArrives(SleepPolicy):
     """``on_demand`` (no query yet: it defers), but before it answers, the explicit
     sleep arrives over HTTP for the version this worker is holding."""
@@ -181,9 +163,11 @@ class ExplicitArrives(SleepPolicy):
 
 
 def test_an_explicit_sleep_while_the_job_runs_is_slept_not_deferred(
-    tmp_path: Path, settings_for: Settings
+    tmp_path: Path, policy_settings: Callable[[str], Settings]
 ) -> None:
-    st = SleepTime(database_url=f"sqlite:///{tmp_path / 'st.db'}", settings=settings_for)
+    st = SleepTime(
+        database_url=f"sqlite:///{tmp_path / 'st.db'}", settings=policy_settings("on_demand")
+    )
     queue = st.open_queue()
     key = create_key(st.store, "acme")[1]
     st.ingest("acme", "doc", TEXT)
@@ -206,9 +190,11 @@ def test_an_explicit_sleep_while_the_job_runs_is_slept_not_deferred(
 
 
 def test_without_the_explicit_sleep_the_policy_still_defers(
-    tmp_path: Path, settings_for: Settings
+    tmp_path: Path, policy_settings: Callable[[str], Settings]
 ) -> None:
-    st = SleepTime(database_url=f"sqlite:///{tmp_path / 'st.db'}", settings=settings_for)
+    st = SleepTime(
+        database_url=f"sqlite:///{tmp_path / 'st.db'}", settings=policy_settings("on_demand")
+    )
     queue = st.open_queue()
     st.ingest("acme", "doc", TEXT)
     assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)

@@ -6,6 +6,7 @@ an explicit sleep always runs; the worker depends on its port, not on SleepTime.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,35 +20,14 @@ from sleeptime.worker.runtime import Worker
 TEXT = "Ann has 3 apples. Bob has 4 pears. Cid has 5 plums."
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def make_settings(request: pytest.FixtureRequest, tmp_path: Path) -> object:
-    def make(policy: str) -> Settings:
-        extra: dict[str, object] = {}
-        if request.param == "redis":
-            extra["redis_url"] = request.getfixturevalue("redis_server").url
-        else:
-            extra["queue_path"] = str(tmp_path / "queue.db")
-        return Settings(
-            model="fake",
-            n_questions=2,
-            idle_after=0.0,
-            poll_s=0.05,
-            relay_s=0.05,
-            sleep_policy=policy,  # type: ignore[arg-type]
-            **extra,  # type: ignore[arg-type]
-        )
-
-    return make
-
-
 def _client(tmp_path: Path, settings: Settings) -> SleepTime:
     return SleepTime(database_url=f"sqlite:///{tmp_path / 'st.db'}", settings=settings)
 
 
 def test_on_demand_defers_then_a_query_revives_and_sleeps(
-    tmp_path: Path, make_settings: object, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, policy_settings: Callable[[str], Settings], caplog: pytest.LogCaptureFixture
 ) -> None:
-    st = _client(tmp_path, make_settings("on_demand"))  # type: ignore[operator]
+    st = _client(tmp_path, policy_settings("on_demand"))
     queue = st.open_queue()
     st.ingest("acme", "doc", TEXT)
     assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)
@@ -75,8 +55,8 @@ def test_on_demand_defers_then_a_query_revives_and_sleeps(
     st.close()
 
 
-def test_eager_sleeps_at_once(tmp_path: Path, make_settings: object) -> None:
-    st = _client(tmp_path, make_settings("eager"))  # type: ignore[operator]
+def test_eager_sleeps_at_once(tmp_path: Path, policy_settings: Callable[[str], Settings]) -> None:
+    st = _client(tmp_path, policy_settings("eager"))
     queue = st.open_queue()
     st.ingest("acme", "doc", TEXT)
     assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)
@@ -86,8 +66,10 @@ def test_eager_sleeps_at_once(tmp_path: Path, make_settings: object) -> None:
     st.close()
 
 
-def test_an_explicit_job_is_never_held_back(tmp_path: Path, make_settings: object) -> None:
-    st = _client(tmp_path, make_settings("on_demand"))  # type: ignore[operator]
+def test_an_explicit_job_is_never_held_back(
+    tmp_path: Path, policy_settings: Callable[[str], Settings]
+) -> None:
+    st = _client(tmp_path, policy_settings("on_demand"))
     queue = st.open_queue()
     st.ingest("acme", "doc", TEXT)
     assert st.outbox_relay is not None and st.outbox_relay.wait_idle(20)
@@ -101,10 +83,12 @@ def test_an_explicit_job_is_never_held_back(tmp_path: Path, make_settings: objec
     st.close()
 
 
-def test_the_worker_runs_on_its_port_alone(tmp_path: Path, make_settings: object) -> None:
+def test_the_worker_runs_on_its_port_alone(
+    tmp_path: Path, policy_settings: Callable[[str], Settings]
+) -> None:
     """Worker(port, queue): a port that is not the facade (here the facade's adapter,
     wrapped) is all the worker needs; the policy can be injected too."""
-    settings = make_settings("eager")  # type: ignore[operator]
+    settings = policy_settings("eager")
     st = _client(tmp_path, settings)
     queue = st.open_queue()
     port = st.worker_port()
